@@ -1,0 +1,455 @@
+// N-API surface of the engine. ts/native.ts holds the TypeScript type of everything exported here.
+// Heavy calls run on libuv's worker pool (Napi::AsyncWorker) and return Promises; a CancelToken shared with the
+// worker stops them between layers. Parameter and gradient memory is exposed as Float32Array views over native
+// memory (no copies); each view keeps the model's memory alive, so a view outliving dispose() stays valid.
+#include <napi.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+
+#include "gemm.h"
+#include "gpt2.h"
+#include "threadpool.h"
+
+using namespace gradmm;
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------------------------
+// Argument helpers: every typed array is checked for type and exact length before native code touches it.
+template <typename TA>
+constexpr napi_typedarray_type typed_array_kind();
+template <>
+constexpr napi_typedarray_type typed_array_kind<Napi::Int32Array>() { return napi_int32_array; }
+template <>
+constexpr napi_typedarray_type typed_array_kind<Napi::Float32Array>() { return napi_float32_array; }
+
+template <typename TA>
+TA typed_field(const Napi::Object& o, const char* name, size_t expected, bool required) {
+  Napi::Env env = o.Env();
+  Napi::Value v = o.Get(name);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (required) throw Napi::TypeError::New(env, std::string("missing field '") + name + "'");
+    return TA();
+  }
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != typed_array_kind<TA>())
+    throw Napi::TypeError::New(env, std::string("field '") + name + "' has the wrong typed-array type");
+  TA a = v.As<TA>();
+  if (expected != (size_t)-1 && a.ElementLength() != expected)
+    throw Napi::RangeError::New(env, std::string("field '") + name + "' has length " + std::to_string(a.ElementLength()) +
+                                         ", expected " + std::to_string(expected));
+  return a;
+}
+
+int int_field(const Napi::Object& o, const char* name, int min_value) {
+  Napi::Value v = o.Get(name);
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("field '") + name + "' must be a number");
+  int x = v.As<Napi::Number>().Int32Value();
+  if (x < min_value) throw Napi::RangeError::New(o.Env(), std::string("field '") + name + "' is out of range");
+  return x;
+}
+
+bool bool_field(const Napi::Object& o, const char* name, bool dflt) {
+  Napi::Value v = o.Get(name);
+  return v.IsBoolean() ? v.As<Napi::Boolean>().Value() : dflt;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+class CancelToken : public Napi::ObjectWrap<CancelToken> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "CancelToken",
+                       {InstanceMethod("cancel", &CancelToken::Cancel), InstanceAccessor("cancelled", &CancelToken::Get, nullptr)});
+  }
+  explicit CancelToken(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CancelToken>(info), flag(std::make_shared<std::atomic<bool>>(false)) {}
+  std::shared_ptr<std::atomic<bool>> flag;
+
+ private:
+  Napi::Value Cancel(const Napi::CallbackInfo& info) {
+    flag->store(true);
+    return info.Env().Undefined();
+  }
+  Napi::Value Get(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), flag->load()); }
+};
+Napi::FunctionReference* g_cancel_ctor = nullptr;
+
+std::shared_ptr<std::atomic<bool>> cancel_flag(const Napi::Value& v) {
+  if (v.IsObject() && v.As<Napi::Object>().InstanceOf(g_cancel_ctor->Value()))
+    return CancelToken::Unwrap(v.As<Napi::Object>())->flag;
+  return nullptr;
+}
+
+// Runs `work` on a libuv worker thread and settles a Promise with `result` (on the JS thread).
+// `keep` holds JS objects (typed arrays) alive while native code reads or writes them.
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  PromiseWorker(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> result,
+                std::vector<Napi::Value> keep)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)), result_(std::move(result)) {
+    for (auto& v : keep)
+      if (v.IsObject()) keep_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      work_();
+    } catch (const Cancelled&) {
+      SetError("ABORTED");
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override { deferred_.Resolve(result_ ? result_(Env()) : Env().Undefined()); }
+  void OnError(const Napi::Error& e) override {
+    Napi::Error err = Napi::Error::New(Env(), e.Message());
+    if (e.Message() == "ABORTED") err.Set("code", Napi::String::New(Env(), "ABORTED"));
+    deferred_.Reject(err.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::function<void()> work_;
+  std::function<Napi::Value(Napi::Env)> result_;
+  std::vector<Napi::ObjectReference> keep_;
+};
+
+Napi::Promise run_async(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> result,
+                        std::vector<Napi::Value> keep) {
+  auto* w = new PromiseWorker(env, std::move(work), std::move(result), std::move(keep));
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+// The native model plus a lock: one operation at a time touches its activations.
+struct ModelState {
+  explicit ModelState(const GPT2Config& cfg) : model(cfg) {}
+  GPT2 model;
+  std::mutex mutex;
+};
+
+// A Float32Array over native memory that keeps `owner` alive until the array is garbage collected.
+Napi::Float32Array view(Napi::Env env, const std::shared_ptr<ModelState>& owner, float* data, size_t n) {
+  auto* hold = new std::shared_ptr<ModelState>(owner);
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, data, n * sizeof(float),
+                                                [](Napi::Env, void*, std::shared_ptr<ModelState>* h) { delete h; }, hold);
+  return Napi::Float32Array::New(env, n, ab, 0);
+}
+
+Napi::Float32Array copy_out(Napi::Env env, const float* data, size_t n) {
+  Napi::Float32Array a = Napi::Float32Array::New(env, n);
+  std::memcpy(a.Data(), data, n * sizeof(float));
+  return a;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+class KVCacheWrap;
+
+class GPT2Wrap : public Napi::ObjectWrap<GPT2Wrap> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "GPT2Model",
+                       {InstanceMethod("paramTable", &GPT2Wrap::ParamTable), InstanceMethod("params", &GPT2Wrap::Params),
+                        InstanceMethod("grads", &GPT2Wrap::Grads), InstanceMethod("zeroGrads", &GPT2Wrap::ZeroGrads),
+                        InstanceMethod("forward", &GPT2Wrap::Forward), InstanceMethod("backward", &GPT2Wrap::Backward),
+                        InstanceMethod("logits", &GPT2Wrap::Logits), InstanceMethod("selectedRows", &GPT2Wrap::SelectedRows),
+                        InstanceMethod("hidden", &GPT2Wrap::Hidden), InstanceMethod("adamwStep", &GPT2Wrap::AdamwStep),
+                        InstanceMethod("decode", &GPT2Wrap::Decode), InstanceMethod("release", &GPT2Wrap::Release)});
+  }
+
+  explicit GPT2Wrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<GPT2Wrap>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "GPT2Model(config) needs a config object");
+    Napi::Object c = info[0].As<Napi::Object>();
+    GPT2Config cfg;
+    cfg.vocab_size = int_field(c, "vocabSize", 1);
+    cfg.max_seq_len = int_field(c, "maxSeqLen", 1);
+    cfg.channels = int_field(c, "channels", 1);
+    cfg.num_layers = int_field(c, "numLayers", 1);
+    cfg.num_heads = int_field(c, "numHeads", 1);
+    if (c.Get("layerNormEps").IsNumber()) cfg.layer_norm_eps = c.Get("layerNormEps").As<Napi::Number>().FloatValue();
+    try {
+      state_ = std::make_shared<ModelState>(cfg);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+  }
+
+  std::shared_ptr<ModelState> state(Napi::Env env) {
+    if (!state_) throw Napi::Error::New(env, "GPT2Model was used after release()");
+    return state_;
+  }
+
+ private:
+  std::shared_ptr<ModelState> state_;
+
+  Napi::Value Release(const Napi::CallbackInfo& info) {
+    state_.reset();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value ParamTable(const Napi::CallbackInfo& info) {
+    auto s = state(info.Env());
+    const auto& t = s->model.param_table();
+    Napi::Array out = Napi::Array::New(info.Env(), t.size());
+    for (size_t i = 0; i < t.size(); ++i) {
+      Napi::Object o = Napi::Object::New(info.Env());
+      o.Set("name", t[i].name);
+      o.Set("offset", (double)t[i].offset);
+      Napi::Array shape = Napi::Array::New(info.Env(), t[i].shape.size());
+      for (size_t d = 0; d < t[i].shape.size(); ++d) shape.Set(d, (double)t[i].shape[d]);
+      o.Set("shape", shape);
+      out.Set(i, o);
+    }
+    return out;
+  }
+
+  Napi::Value Params(const Napi::CallbackInfo& info) {
+    auto s = state(info.Env());
+    return view(info.Env(), s, s->model.params(), s->model.num_params());
+  }
+  Napi::Value Grads(const Napi::CallbackInfo& info) {
+    auto s = state(info.Env());
+    std::lock_guard<std::mutex> lk(s->mutex);
+    return view(info.Env(), s, s->model.grads(), s->model.num_params());
+  }
+  Napi::Value ZeroGrads(const Napi::CallbackInfo& info) {
+    auto s = state(info.Env());
+    std::lock_guard<std::mutex> lk(s->mutex);
+    s->model.grads();
+    s->model.zero_grads();
+    return info.Env().Undefined();
+  }
+
+  // forward({tokens | embeds, B, T, targets?, lossMask?, allLogits?}, cancelToken?) -> Promise<loss>
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto s = state(env);
+    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "forward(args) needs an object");
+    Napi::Object a = info[0].As<Napi::Object>();
+    const int B = int_field(a, "B", 1), T = int_field(a, "T", 1), C = s->model.config().channels;
+    const size_t BT = (size_t)B * T;
+    auto tokens = typed_field<Napi::Int32Array>(a, "tokens", BT, false);
+    auto embeds = typed_field<Napi::Float32Array>(a, "embeds", BT * C, false);
+    auto targets = typed_field<Napi::Int32Array>(a, "targets", BT, false);
+    auto mask = typed_field<Napi::Float32Array>(a, "lossMask", BT, false);
+    if (tokens.IsEmpty() == embeds.IsEmpty()) throw Napi::TypeError::New(env, "forward: give exactly one of tokens or embeds");
+    GPT2::ForwardArgs fa;
+    fa.tokens = tokens.IsEmpty() ? nullptr : tokens.Data();
+    fa.embeds = embeds.IsEmpty() ? nullptr : embeds.Data();
+    fa.B = B;
+    fa.T = T;
+    fa.targets = targets.IsEmpty() ? nullptr : targets.Data();
+    fa.loss_mask = mask.IsEmpty() ? nullptr : mask.Data();
+    fa.all_logits = bool_field(a, "allLogits", false);
+    auto cancel = cancel_flag(info[1]);
+    auto loss = std::make_shared<float>(0.f);
+    return run_async(
+        env,
+        [s, fa, cancel, loss] {
+          std::lock_guard<std::mutex> lk(s->mutex);
+          *loss = s->model.forward(fa, cancel.get());
+        },
+        [loss](Napi::Env e) { return Napi::Number::New(e, *loss); }, {a});
+  }
+
+  // backward({fromLoss?, dLogits?, dHidden?, paramGrads?, dEmbeds?}, cancelToken?) -> Promise<void>
+  Napi::Value Backward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto s = state(env);
+    Napi::Object a = info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
+    const size_t BTC = (size_t)s->model.hidden_size();
+    auto d_logits = typed_field<Napi::Float32Array>(a, "dLogits", s->model.selected_rows().size() * (size_t)s->model.config().vocab_size, false);
+    auto d_hidden = typed_field<Napi::Float32Array>(a, "dHidden", BTC, false);
+    auto d_embeds = typed_field<Napi::Float32Array>(a, "dEmbeds", BTC, false);
+    GPT2::BackwardArgs ba;
+    ba.from_loss = bool_field(a, "fromLoss", true);
+    ba.d_logits = d_logits.IsEmpty() ? nullptr : d_logits.Data();
+    ba.d_hidden = d_hidden.IsEmpty() ? nullptr : d_hidden.Data();
+    ba.param_grads = bool_field(a, "paramGrads", true);
+    ba.d_embeds = d_embeds.IsEmpty() ? nullptr : d_embeds.Data();
+    auto cancel = cancel_flag(info[1]);
+    return run_async(
+        env,
+        [s, ba, cancel] {
+          std::lock_guard<std::mutex> lk(s->mutex);
+          s->model.backward(ba, cancel.get());
+        },
+        nullptr, {a});
+  }
+
+  Napi::Value Logits(const Napi::CallbackInfo& info) {
+    auto s = state(info.Env());
+    std::lock_guard<std::mutex> lk(s->mutex);
+    return copy_out(info.Env(), s->model.logits(), s->model.selected_rows().size() * (size_t)s->model.config().vocab_size);
+  }
+  Napi::Value SelectedRows(const Napi::CallbackInfo& info) {
+    auto s = state(info.Env());
+    std::lock_guard<std::mutex> lk(s->mutex);
+    const auto& r = s->model.selected_rows();
+    Napi::Int32Array a = Napi::Int32Array::New(info.Env(), r.size());
+    std::memcpy(a.Data(), r.data(), r.size() * sizeof(int));
+    return a;
+  }
+  Napi::Value Hidden(const Napi::CallbackInfo& info) {
+    auto s = state(info.Env());
+    std::lock_guard<std::mutex> lk(s->mutex);
+    return copy_out(info.Env(), s->model.hidden(), s->model.hidden_size());
+  }
+
+  // adamwStep({lr, beta1, beta2, eps, weightDecay, maxGradNorm, step}) -> Promise<grad norm before clipping>
+  Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto s = state(env);
+    Napi::Object a = info[0].As<Napi::Object>();
+    auto num = [&](const char* k, double d) { return a.Get(k).IsNumber() ? a.Get(k).As<Napi::Number>().DoubleValue() : d; };
+    float lr = (float)num("lr", 1e-3), b1 = (float)num("beta1", 0.9), b2 = (float)num("beta2", 0.999), eps = (float)num("eps", 1e-8),
+          wd = (float)num("weightDecay", 0.0), clip = (float)num("maxGradNorm", 0.0);
+    int t = int_field(a, "step", 1);
+    auto norm = std::make_shared<double>(0);
+    return run_async(
+        env,
+        [s, lr, b1, b2, eps, wd, clip, t, norm] {
+          std::lock_guard<std::mutex> lk(s->mutex);
+          *norm = s->model.adamw_step(lr, b1, b2, eps, wd, clip, t);
+        },
+        [norm](Napi::Env e) { return Napi::Number::New(e, *norm); }, {});
+  }
+
+  Napi::Value Decode(const Napi::CallbackInfo& info);
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+class KVCacheWrap : public Napi::ObjectWrap<KVCacheWrap> {
+ public:
+  static Napi::FunctionReference* ctor;
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "KVCache",
+                       {InstanceAccessor("length", &KVCacheWrap::Length, nullptr),
+                        InstanceAccessor("rows", &KVCacheWrap::Rows, nullptr),
+                        InstanceAccessor("capacity", &KVCacheWrap::Capacity, nullptr),
+                        InstanceMethod("reset", &KVCacheWrap::Reset)});
+  }
+  // new KVCache(model, rows, capacity, prefix?)
+  explicit KVCacheWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<KVCacheWrap>(info) {
+    Napi::Env env = info.Env();
+    GPT2Wrap* m = GPT2Wrap::Unwrap(info[0].As<Napi::Object>());
+    model_ = m->state(env);
+    int rows = info[1].As<Napi::Number>().Int32Value(), cap = info[2].As<Napi::Number>().Int32Value();
+    const KVCache* prefix = nullptr;
+    if (info.Length() > 3 && info[3].IsObject()) {
+      KVCacheWrap* p = KVCacheWrap::Unwrap(info[3].As<Napi::Object>());
+      if (p->model_ != model_) throw Napi::Error::New(env, "KVCache: prefix cache belongs to another model");
+      prefix_ = p->cache_;
+      prefix = prefix_.get();
+    }
+    try {
+      cache_ = std::make_shared<KVCache>(model_->model.config(), rows, cap, prefix);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+  }
+  std::shared_ptr<ModelState> model_;
+  std::shared_ptr<KVCache> cache_, prefix_;
+
+ private:
+  Napi::Value Length(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cache_->length); }
+  Napi::Value Rows(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cache_->rows); }
+  Napi::Value Capacity(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cache_->capacity); }
+  Napi::Value Reset(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> lk(model_->mutex);
+    cache_->length = 0;
+    return info.Env().Undefined();
+  }
+};
+Napi::FunctionReference* KVCacheWrap::ctor = nullptr;
+
+// decode(cache, {tokens | embeds, T}, logitsOut?, hiddenOut?, cancelToken?) -> Promise<void>
+Napi::Value GPT2Wrap::Decode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = state(env);
+  if (!info[0].IsObject() || !info[0].As<Napi::Object>().InstanceOf(KVCacheWrap::ctor->Value()))
+    throw Napi::TypeError::New(env, "decode: first argument must be a KVCache");
+  KVCacheWrap* cw = KVCacheWrap::Unwrap(info[0].As<Napi::Object>());
+  if (cw->model_ != s) throw Napi::Error::New(env, "decode: the cache belongs to another model");
+  Napi::Object a = info[1].As<Napi::Object>();
+  const int Tn = int_field(a, "T", 1), R = cw->cache_->rows, C = s->model.config().channels, V = s->model.config().vocab_size;
+  auto tokens = typed_field<Napi::Int32Array>(a, "tokens", (size_t)R * Tn, false);
+  auto embeds = typed_field<Napi::Float32Array>(a, "embeds", (size_t)R * Tn * C, false);
+  if (tokens.IsEmpty() == embeds.IsEmpty()) throw Napi::TypeError::New(env, "decode: give exactly one of tokens or embeds");
+  Napi::Float32Array logits, hidden;
+  if (info.Length() > 2 && info[2].IsTypedArray()) logits = info[2].As<Napi::Float32Array>();
+  if (info.Length() > 3 && info[3].IsTypedArray()) hidden = info[3].As<Napi::Float32Array>();
+  if (!logits.IsEmpty() && logits.ElementLength() != (size_t)R * V) throw Napi::RangeError::New(env, "decode: logits buffer must hold rows × vocab floats");
+  if (!hidden.IsEmpty() && hidden.ElementLength() != (size_t)R * C) throw Napi::RangeError::New(env, "decode: hidden buffer must hold rows × channels floats");
+  auto cache = cw->cache_;
+  auto cancel = cancel_flag(info[4]);
+  const int* tk = tokens.IsEmpty() ? nullptr : tokens.Data();
+  const float* em = embeds.IsEmpty() ? nullptr : embeds.Data();
+  float* lo = logits.IsEmpty() ? nullptr : logits.Data();
+  float* hi = hidden.IsEmpty() ? nullptr : hidden.Data();
+  std::vector<Napi::Value> keep = {a, info[0]};
+  if (!logits.IsEmpty()) keep.push_back(logits);
+  if (!hidden.IsEmpty()) keep.push_back(hidden);
+  return run_async(
+      env,
+      [s, cache, tk, em, Tn, lo, hi, cancel] {
+        std::lock_guard<std::mutex> lk(s->mutex);
+        s->model.decode(*cache, tk, em, Tn, lo, hi, cancel.get());
+      },
+      nullptr, keep);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// sgemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate) — synchronous, for tests and benchmarks.
+Napi::Value Sgemm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool ta = info[0].ToBoolean(), tb = info[1].ToBoolean();
+  int M = info[2].As<Napi::Number>().Int32Value(), N = info[3].As<Napi::Number>().Int32Value(),
+      K = info[4].As<Napi::Number>().Int32Value();
+  auto A = info[5].As<Napi::Float32Array>();
+  int lda = info[6].As<Napi::Number>().Int32Value();
+  auto B = info[7].As<Napi::Float32Array>();
+  int ldb = info[8].As<Napi::Number>().Int32Value();
+  auto C = info[9].As<Napi::Float32Array>();
+  int ldc = info[10].As<Napi::Number>().Int32Value();
+  bool acc = info[11].ToBoolean();
+  auto need = [](int rows, int cols, int ld) { return rows == 0 ? 0 : (size_t)(rows - 1) * ld + cols; };
+  if (A.ElementLength() < (ta ? need(K, M, lda) : need(M, K, lda)) || B.ElementLength() < (tb ? need(N, K, ldb) : need(K, N, ldb)) ||
+      C.ElementLength() < need(M, N, ldc))
+    throw Napi::RangeError::New(env, "sgemm: a matrix is smaller than its shape and leading dimension say");
+  sgemm(ta, tb, M, N, K, A.Data(), lda, B.Data(), ldb, C.Data(), ldc, acc);
+  return env.Undefined();
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  set_num_threads(info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
+}
+Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), get_num_threads()); }
+Napi::Value KernelName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), sgemm_kernel_name()); }
+Napi::Value ForceKernel(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), sgemm_force_kernel(info[0].As<Napi::String>().Utf8Value().c_str()));
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  Napi::Function cancel = CancelToken::Init(env);
+  g_cancel_ctor = new Napi::FunctionReference(Napi::Persistent(cancel));
+  Napi::Function kv = KVCacheWrap::Init(env);
+  KVCacheWrap::ctor = new Napi::FunctionReference(Napi::Persistent(kv));
+  exports.Set("CancelToken", cancel);
+  exports.Set("KVCache", kv);
+  exports.Set("GPT2Model", GPT2Wrap::Init(env));
+  exports.Set("sgemm", Napi::Function::New(env, Sgemm));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("getThreads", Napi::Function::New(env, GetThreads));
+  exports.Set("sgemmKernel", Napi::Function::New(env, KernelName));
+  exports.Set("forceSgemmKernel", Napi::Function::New(env, ForceKernel));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(gradmm, Init)

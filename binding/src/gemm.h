@@ -1,0 +1,31 @@
+// Single-precision matrix multiply, the engine's hot spot.
+//   C[M,N] = op(A)[M,K] · op(B)[K,N]   (or C += … when accumulate)
+// Row-major storage. transA: A is stored K×M (element (i,k) at A[k*lda+i]); else M×K (A[i*lda+k]).
+// transB: B is stored N×K (element (k,j) at B[j*ldb+k]); else K×N (B[k*ldb+j]).
+// Packed and cache-blocked (BLIS loop order) around a register-tiled micro-kernel chosen at run time from
+// AVX-512, AVX2+FMA or portable scalar code. Threads split rows or columns of C, never K, and the K loop order is
+// fixed, so every element of C is the same bits whatever the thread count.
+#pragma once
+
+namespace gradmm {
+
+void sgemm(bool transA, bool transB, int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
+           int ldc, bool accumulate);
+
+// Name of the micro-kernel in use ("avx512", "avx2", "scalar").
+const char* sgemm_kernel_name();
+// Forces a kernel by name ("avx512" | "avx2" | "scalar" | "auto"); returns false if unsupported on this CPU.
+bool sgemm_force_kernel(const char* name);
+
+// Internal: one micro-kernel. Computes a tile C[m×n] (m<=mr, n<=nr) from packed panels:
+// a_panel holds kc groups of mr floats (column k of the row panel), b_panel kc groups of nr floats.
+struct GemmMicroKernel {
+  const char* name;
+  int mr, nr;
+  void (*run)(int kc, const float* a_panel, const float* b_panel, float* c, long ldc, int m, int n, bool accumulate);
+};
+const GemmMicroKernel* gemm_kernel_scalar();
+const GemmMicroKernel* gemm_kernel_avx2();    // nullptr if not compiled in
+const GemmMicroKernel* gemm_kernel_avx512();  // nullptr if not compiled in
+
+}  // namespace gradmm

@@ -1,0 +1,299 @@
+// The engine's CPU ops, llm.c style: one <op>_forward / <op>_backward pair per op, raw pointers, explicit shapes
+// (B batch, T time, C channels, V vocabulary, NH heads, N = rows). Forward saves exactly what backward needs.
+// Backward ops ACCUMULATE (+=) into gradient buffers; a null gradient pointer means "not wanted" and skips that work.
+// Templated on the float type: `float` is what runs, `double` exists so gradient checks are exact.
+// These are the specification for the CUDA kernels.
+#pragma once
+#include <cmath>
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "gemm.h"
+#include "threadpool.h"
+
+namespace gradmm {
+
+// ---- matrix multiply: float uses the packed SIMD kernel, double a plain triple loop (tests only) ----
+template <typename F>
+inline void gemm(bool transA, bool transB, int M, int N, int K, const F* A, int lda, const F* B, int ldb, F* C,
+                 int ldc, bool accumulate) {
+  parallel_for(M, [&](long i0, long i1) {
+    for (long i = i0; i < i1; ++i)
+      for (int j = 0; j < N; ++j) {
+        F s = 0;
+        for (int k = 0; k < K; ++k)
+          s += (transA ? A[(long)k * lda + i] : A[i * lda + k]) * (transB ? B[(long)j * ldb + k] : B[(long)k * ldb + j]);
+        C[i * ldc + j] = accumulate ? C[i * ldc + j] + s : s;
+      }
+  });
+}
+template <>
+inline void gemm<float>(bool transA, bool transB, int M, int N, int K, const float* A, int lda, const float* B,
+                        int ldb, float* C, int ldc, bool accumulate) {
+  sgemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+// ---- token + position embedding: out[b,t,:] = wte[tokens[b,t]] + wpe[pos0+t] ----
+template <typename F>
+void embedding_forward(F* out, const int* tokens, const F* wte, const F* wpe, int B, int T, int C, int pos0) {
+  for (long bt = 0; bt < (long)B * T; ++bt) {
+    const F* te = wte + (long)tokens[bt] * C;
+    const F* pe = wpe + (long)(pos0 + bt % T) * C;
+    for (int c = 0; c < C; ++c) out[bt * C + c] = te[c] + pe[c];
+  }
+}
+template <typename F>
+void embedding_backward(F* dwte, F* dwpe, const F* dout, const int* tokens, int B, int T, int C, int pos0) {
+  for (long bt = 0; bt < (long)B * T; ++bt) {
+    const F* d = dout + bt * C;
+    if (dwte) {
+      F* g = dwte + (long)tokens[bt] * C;
+      for (int c = 0; c < C; ++c) g[c] += d[c];
+    }
+    if (dwpe) {
+      F* g = dwpe + (long)(pos0 + bt % T) * C;
+      for (int c = 0; c < C; ++c) g[c] += d[c];
+    }
+  }
+}
+
+// ---- input embeddings given directly (the method optimises them): out[b,t,:] = inp[b,t,:] + wpe[pos0+t] ----
+template <typename F>
+void input_embedding_forward(F* out, const F* inp, const F* wpe, int B, int T, int C, int pos0) {
+  for (long bt = 0; bt < (long)B * T; ++bt) {
+    const F* pe = wpe + (long)(pos0 + bt % T) * C;
+    for (int c = 0; c < C; ++c) out[bt * C + c] = inp[bt * C + c] + pe[c];
+  }
+}
+template <typename F>
+void input_embedding_backward(F* dinp, F* dwpe, const F* dout, int B, int T, int C, int pos0) {
+  for (long bt = 0; bt < (long)B * T; ++bt) {
+    const F* d = dout + bt * C;
+    if (dinp)
+      for (int c = 0; c < C; ++c) dinp[bt * C + c] += d[c];
+    if (dwpe) {
+      F* g = dwpe + (long)(pos0 + bt % T) * C;
+      for (int c = 0; c < C; ++c) g[c] += d[c];
+    }
+  }
+}
+
+// ---- layernorm over the last dimension; saves mean and reciprocal std per row ----
+template <typename F>
+void layernorm_forward(F* out, F* mean, F* rstd, const F* inp, const F* weight, const F* bias, int N, int C, F eps) {
+  parallel_for(N, [&](long r0, long r1) {
+    for (long r = r0; r < r1; ++r) {
+      const F* x = inp + r * C;
+      F m = 0;
+      for (int c = 0; c < C; ++c) m += x[c];
+      m /= C;
+      F v = 0;
+      for (int c = 0; c < C; ++c) v += (x[c] - m) * (x[c] - m);
+      v /= C;
+      F s = F(1) / std::sqrt(v + eps);
+      F* o = out + r * C;
+      for (int c = 0; c < C; ++c) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+      if (mean) mean[r] = m;
+      if (rstd) rstd[r] = s;
+    }
+  });
+}
+template <typename F>
+void layernorm_backward(F* dinp, F* dweight, F* dbias, const F* dout, const F* inp, const F* weight, const F* mean,
+                        const F* rstd, int N, int C) {
+  if (dinp)
+    parallel_for(N, [&](long r0, long r1) {
+      for (long r = r0; r < r1; ++r) {
+        const F* x = inp + r * C;
+        const F* d = dout + r * C;
+        F m = mean[r], s = rstd[r];
+        F dnorm_mean = 0, dnorm_norm_mean = 0;
+        for (int c = 0; c < C; ++c) {
+          F dn = weight[c] * d[c];
+          dnorm_mean += dn;
+          dnorm_norm_mean += dn * (x[c] - m) * s;
+        }
+        dnorm_mean /= C;
+        dnorm_norm_mean /= C;
+        F* g = dinp + r * C;
+        for (int c = 0; c < C; ++c) {
+          F norm = (x[c] - m) * s;
+          g[c] += (weight[c] * d[c] - dnorm_mean - norm * dnorm_norm_mean) * s;
+        }
+      }
+    });
+  if (dweight || dbias)  // column sums: split columns, rows in a fixed order (same bits for any thread count)
+    parallel_for(C, [&](long c0, long c1) {
+      for (long r = 0; r < N; ++r) {
+        const F* x = inp + r * C;
+        const F* d = dout + r * C;
+        for (long c = c0; c < c1; ++c) {
+          if (dweight) dweight[c] += (x[c] - mean[r]) * rstd[r] * d[c];
+          if (dbias) dbias[c] += d[c];
+        }
+      }
+    });
+}
+
+// ---- linear layer, HF Conv1D layout: out[N,OC] = inp[N,C] · weight[C,OC] + bias[OC] ----
+template <typename F>
+void matmul_forward(F* out, const F* inp, const F* weight, const F* bias, int N, int C, int OC) {
+  gemm<F>(false, false, N, OC, C, inp, C, weight, OC, out, OC, false);
+  if (bias)
+    parallel_for(N, [&](long r0, long r1) {
+      for (long r = r0; r < r1; ++r)
+        for (int o = 0; o < OC; ++o) out[r * OC + o] += bias[o];
+    });
+}
+template <typename F>
+void matmul_backward(F* dinp, F* dweight, F* dbias, const F* dout, const F* inp, const F* weight, int N, int C,
+                     int OC) {
+  if (dinp) gemm<F>(false, true, N, C, OC, dout, OC, weight, OC, dinp, C, true);     // dinp += dout · Wᵀ
+  if (dweight) gemm<F>(true, false, C, OC, N, inp, C, dout, OC, dweight, OC, true);  // dW += inpᵀ · dout
+  if (dbias)
+    parallel_for(OC, [&](long o0, long o1) {
+      for (long r = 0; r < N; ++r)
+        for (long o = o0; o < o1; ++o) dbias[o] += dout[r * OC + o];
+    });
+}
+
+// ---- causal multi-head self-attention over qkv[B,T,3C] (q | k | v); saves probabilities att[B,NH,T,T] ----
+// Per (batch, head): scores = Q·Kᵀ·scale, causal softmax, out = att·V, each product one GEMM on strided views.
+template <typename F>
+void attention_forward(F* out, F* att, const F* qkv, int B, int T, int C, int NH) {
+  const int hs = C / NH, ld = 3 * C;
+  const F scale = F(1) / std::sqrt(F(hs));
+  parallel_for((long)B * NH, [&](long i0, long i1) {
+    for (long bh = i0; bh < i1; ++bh) {
+      const long b = bh / NH, h = bh % NH;
+      const F* q = qkv + b * T * ld + h * hs;
+      F* a = att + bh * T * T;
+      gemm<F>(false, true, T, T, hs, q, ld, q + C, ld, a, T, false);
+      for (int t = 0; t < T; ++t) {
+        F* row = a + (long)t * T;
+        F maxv = -INFINITY;
+        for (int t2 = 0; t2 <= t; ++t2) maxv = std::max(maxv, row[t2] * scale);
+        F sum = 0;
+        for (int t2 = 0; t2 <= t; ++t2) sum += (row[t2] = std::exp(row[t2] * scale - maxv));
+        const F inv = F(1) / sum;
+        for (int t2 = 0; t2 <= t; ++t2) row[t2] *= inv;
+        for (int t2 = t + 1; t2 < T; ++t2) row[t2] = 0;
+      }
+      gemm<F>(false, false, T, hs, T, a, T, q + 2 * C, ld, out + b * T * C + h * hs, C, false);
+    }
+  });
+}
+template <typename F>
+void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* att, int B, int T, int C, int NH) {
+  const int hs = C / NH, ld = 3 * C;
+  const F scale = F(1) / std::sqrt(F(hs));
+  parallel_for((long)B * NH, [&](long i0, long i1) {
+    std::vector<F> datt((size_t)T * T);
+    for (long bh = i0; bh < i1; ++bh) {
+      const long b = bh / NH, h = bh % NH;
+      const F* q = qkv + b * T * ld + h * hs;
+      F* dq = dqkv + b * T * ld + h * hs;
+      const F* a = att + bh * T * T;
+      const F* d = dout + b * T * C + h * hs;
+      gemm<F>(false, true, T, T, hs, d, C, q + 2 * C, ld, datt.data(), T, false);  // datt = dout·Vᵀ
+      gemm<F>(true, false, T, hs, T, a, T, d, C, dq + 2 * C, ld, true);            // dV += attᵀ·dout
+      for (int t = 0; t < T; ++t) {  // through the softmax: dpre = att ⊙ (datt − Σ att·datt) · scale
+        const F* ar = a + (long)t * T;
+        F* dr = datt.data() + (long)t * T;
+        F dot = 0;
+        for (int t2 = 0; t2 <= t; ++t2) dot += ar[t2] * dr[t2];
+        for (int t2 = 0; t2 <= t; ++t2) dr[t2] = ar[t2] * (dr[t2] - dot) * scale;
+        for (int t2 = t + 1; t2 < T; ++t2) dr[t2] = 0;
+      }
+      gemm<F>(false, false, T, hs, T, datt.data(), T, q + C, ld, dq, ld, true);  // dQ += dpre·K
+      gemm<F>(true, false, T, hs, T, datt.data(), T, q, ld, dq + C, ld, true);    // dK += dpreᵀ·Q
+    }
+  });
+}
+
+// ---- GELU, tanh approximation (GPT-2's "gelu_new") ----
+template <typename F>
+inline F gelu_scalar(F x) {
+  const F s = F(0.7978845608028654);  // sqrt(2/pi)
+  return F(0.5) * x * (F(1) + std::tanh(s * (x + F(0.044715) * x * x * x)));
+}
+template <typename F>
+void gelu_forward(F* out, const F* inp, long N) {
+  parallel_for(N, [&](long i0, long i1) {
+    for (long i = i0; i < i1; ++i) out[i] = gelu_scalar(inp[i]);
+  });
+}
+template <typename F>
+void gelu_backward(F* dinp, const F* inp, const F* dout, long N) {
+  const F s = F(0.7978845608028654);
+  parallel_for(N, [&](long i0, long i1) {
+    for (long i = i0; i < i1; ++i) {
+      F x = inp[i];
+      F u = s * (x + F(0.044715) * x * x * x);
+      F th = std::tanh(u);
+      F sech2 = F(1) - th * th;
+      F grad = F(0.5) * (F(1) + th) + F(0.5) * x * sech2 * s * (F(1) + F(3) * F(0.044715) * x * x);
+      dinp[i] += grad * dout[i];
+    }
+  });
+}
+
+// ---- residual add ----
+template <typename F>
+void residual_forward(F* out, const F* a, const F* b, long N) {
+  for (long i = 0; i < N; ++i) out[i] = a[i] + b[i];
+}
+template <typename F>
+void residual_backward(F* da, F* db, const F* dout, long N) {
+  for (long i = 0; i < N; ++i) {
+    if (da) da[i] += dout[i];
+    if (db) db[i] += dout[i];
+  }
+}
+
+// ---- softmax + cross-entropy per row of logits[N,V]; rows whose mask is 0 are skipped (loss 0, no gradient) ----
+template <typename F>
+void softmax_crossentropy_forward(F* losses, F* probs, const F* logits, const int* targets, const F* mask, int N,
+                                  int V) {
+  parallel_for(N, [&](long r0, long r1) {
+    for (long r = r0; r < r1; ++r) {
+      if (mask && mask[r] == 0) {
+        losses[r] = 0;
+        continue;
+      }
+      const F* x = logits + r * V;
+      F* p = probs + r * V;
+      F maxv = x[0];
+      for (int v = 1; v < V; ++v) maxv = x[v] > maxv ? x[v] : maxv;
+      F sum = 0;
+      for (int v = 0; v < V; ++v) sum += (p[v] = std::exp(x[v] - maxv));
+      F inv = F(1) / sum;
+      for (int v = 0; v < V; ++v) p[v] *= inv;
+      losses[r] = -(x[targets[r]] - maxv - std::log(sum));
+    }
+  });
+}
+template <typename F>
+void softmax_crossentropy_backward(F* dlogits, const F* dlosses, const F* probs, const int* targets, const F* mask,
+                                   int N, int V) {
+  parallel_for(N, [&](long r0, long r1) {
+    for (long r = r0; r < r1; ++r) {
+      if (mask && mask[r] == 0) continue;
+      const F* p = probs + r * V;
+      F* d = dlogits + r * V;
+      F dl = dlosses[r];
+      for (int v = 0; v < V; ++v) d[v] += (p[v] - (v == targets[r] ? F(1) : F(0))) * dl;
+    }
+  });
+}
+
+// ---- AdamW (decoupled weight decay, PyTorch semantics) with bias correction; step t counts from 1 ----
+void adamw_update(float* params, const float* grads, float* m, float* v, long n, float lr, float beta1, float beta2,
+                  float eps, float weight_decay, int t);
+// Global L2 norm of a gradient vector (double accumulation in a fixed order).
+double grad_norm(const float* grads, long n);
+// Multiplies grads by scale.
+void scale_inplace(float* x, long n, float scale);
+
+}  // namespace gradmm

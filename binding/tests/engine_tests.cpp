@@ -1,0 +1,414 @@
+// Standalone engine checks (no Node): finite-difference gradient checks of every op in double precision, the float
+// ops against the double ones, SGEMM against a plain reference for every kernel and transpose, bit-identical results
+// across thread counts, and KV-cached decoding against the full forward.
+// Prints one line per check and a final "N passed, N failed" line; exits non-zero on any failure.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gemm.h"
+#include "gpt2.h"
+#include "ops.h"
+#include "threadpool.h"
+
+using namespace gradmm;
+
+static int g_passed = 0, g_failed = 0;
+
+static void report(const std::string& name, double err, double tol) {
+  bool ok = std::isfinite(err) && err <= tol;
+  std::printf("%s %-48s err=%.3e tol=%.1e\n", ok ? "PASS" : "FAIL", name.c_str(), err, tol);
+  (ok ? g_passed : g_failed)++;
+}
+
+struct Rng {
+  std::mt19937_64 gen;
+  explicit Rng(uint64_t seed) : gen(seed) {}
+  double normal() { return std::normal_distribution<double>(0.0, 1.0)(gen); }
+  int below(int n) { return std::uniform_int_distribution<int>(0, n - 1)(gen); }
+};
+
+static std::vector<double> randn(Rng& rng, size_t n, double scale = 1.0) {
+  std::vector<double> v(n);
+  for (auto& x : v) x = rng.normal() * scale;
+  return v;
+}
+static std::vector<float> to_f(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }
+
+// Normwise relative error ||a-b|| / max(||a||, ||b||, tiny).
+template <typename A, typename B>
+static double rel_err(const A& a, const B& b) {
+  double num = 0, da = 0, db = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num += ((double)a[i] - (double)b[i]) * ((double)a[i] - (double)b[i]);
+    da += (double)a[i] * a[i];
+    db += (double)b[i] * b[i];
+  }
+  return std::sqrt(num) / std::max(1e-30, std::sqrt(std::max(da, db)));
+}
+
+// Central differences of loss() w.r.t. x at up to `samples` coordinates, compared with analytic gradient `grad`.
+static double fd_error(std::vector<double>& x, const std::vector<double>& grad, const std::function<double()>& loss,
+                       Rng& rng, int samples = 40) {
+  std::vector<double> num, ana;
+  const double h = 1e-6;
+  for (int s = 0; s < samples && s < (int)x.size(); ++s) {
+    size_t i = x.size() <= (size_t)samples ? (size_t)s : (size_t)rng.below((int)x.size());
+    double orig = x[i];
+    x[i] = orig + h;
+    double lp = loss();
+    x[i] = orig - h;
+    double lm = loss();
+    x[i] = orig;
+    num.push_back((lp - lm) / (2 * h));
+    ana.push_back(grad[i]);
+  }
+  return rel_err(num, ana);
+}
+
+static double dot(const std::vector<double>& a, const std::vector<double>& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+static void test_sgemm() {
+  Rng rng(1);
+  const char* kernels[] = {"scalar", "avx2", "avx512"};
+  int shapes[][3] = {{1, 1, 1}, {7, 13, 5}, {6, 16, 256}, {37, 300, 513}, {130, 45, 70}, {3, 1000, 17}};
+  for (const char* kname : kernels) {
+    if (!sgemm_force_kernel(kname)) {
+      std::printf("SKIP sgemm kernel %s (not supported by this CPU)\n", kname);
+      continue;
+    }
+    for (auto& s : shapes)
+      for (int ta = 0; ta < 2; ++ta)
+        for (int tb = 0; tb < 2; ++tb)
+          for (int acc = 0; acc < 2; ++acc) {
+            int M = s[0], N = s[1], K = s[2];
+            auto A = randn(rng, (size_t)M * K), Bm = randn(rng, (size_t)K * N), C0 = randn(rng, (size_t)M * N);
+            std::vector<double> ref = C0;
+            gemm<double>(ta, tb, M, N, K, A.data(), ta ? M : K, Bm.data(), tb ? K : N, ref.data(), N, acc);
+            auto Af = to_f(A), Bf = to_f(Bm), Cf = to_f(C0);
+            sgemm(ta, tb, M, N, K, Af.data(), ta ? M : K, Bf.data(), tb ? K : N, Cf.data(), N, acc);
+            if (M * N * K >= 100000 || (ta == 1 && tb == 0 && acc == 1) || M * N * K < 100)
+              report(std::string("sgemm ") + kname + " " + std::to_string(M) + "x" + std::to_string(N) + "x" +
+                         std::to_string(K) + (ta ? " At" : "") + (tb ? " Bt" : "") + (acc ? " +=" : ""),
+                     rel_err(Cf, ref), 1e-5);
+            else if (rel_err(Cf, ref) > 1e-5)
+              report(std::string("sgemm ") + kname + " mismatch", rel_err(Cf, ref), 1e-5);
+          }
+  }
+  sgemm_force_kernel("auto");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Each op: gradient check in double, then float forward/backward against double.
+static void test_ops() {
+  Rng rng(2);
+  const double fd_tol = 1e-6, f32_tol = 1e-4;
+
+  {  // embedding
+    int B = 2, T = 3, C = 5, V = 7;
+    std::vector<int> tok = {1, 4, 1, 6, 0, 4};
+    auto wte = randn(rng, V * C), wpe = randn(rng, (T + 2) * C), R = randn(rng, B * T * C);
+    auto loss = [&] {
+      std::vector<double> out(B * T * C);
+      embedding_forward(out.data(), tok.data(), wte.data(), wpe.data(), B, T, C, 2);
+      return dot(out, R);
+    };
+    std::vector<double> dwte(V * C, 0), dwpe((T + 2) * C, 0);
+    embedding_backward(dwte.data(), dwpe.data(), R.data(), tok.data(), B, T, C, 2);
+    report("embedding_backward dwte (fd)", fd_error(wte, dwte, loss, rng), fd_tol);
+    report("embedding_backward dwpe (fd)", fd_error(wpe, dwpe, loss, rng), fd_tol);
+  }
+  {  // input embedding
+    int B = 2, T = 3, C = 5;
+    auto inp = randn(rng, B * T * C), wpe = randn(rng, T * C), R = randn(rng, B * T * C);
+    auto loss = [&] {
+      std::vector<double> out(B * T * C);
+      input_embedding_forward(out.data(), inp.data(), wpe.data(), B, T, C, 0);
+      return dot(out, R);
+    };
+    std::vector<double> dinp(B * T * C, 0), dwpe(T * C, 0);
+    input_embedding_backward(dinp.data(), dwpe.data(), R.data(), B, T, C, 0);
+    report("input_embedding_backward dinp (fd)", fd_error(inp, dinp, loss, rng), fd_tol);
+    report("input_embedding_backward dwpe (fd)", fd_error(wpe, dwpe, loss, rng), fd_tol);
+  }
+  {  // layernorm
+    int N = 5, C = 13;
+    auto inp = randn(rng, N * C, 2.0), w = randn(rng, C), b = randn(rng, C), R = randn(rng, N * C);
+    std::vector<double> mean(N), rstd(N);
+    auto loss = [&] {
+      std::vector<double> out(N * C);
+      layernorm_forward(out.data(), mean.data(), rstd.data(), inp.data(), w.data(), b.data(), N, C, 1e-5);
+      return dot(out, R);
+    };
+    loss();
+    std::vector<double> dinp(N * C, 0), dw(C, 0), db(C, 0);
+    layernorm_backward(dinp.data(), dw.data(), db.data(), R.data(), inp.data(), w.data(), mean.data(), rstd.data(), N, C);
+    report("layernorm_backward dinp (fd)", fd_error(inp, dinp, loss, rng), fd_tol);
+    report("layernorm_backward dweight (fd)", fd_error(w, dw, loss, rng), fd_tol);
+    report("layernorm_backward dbias (fd)", fd_error(b, db, loss, rng), fd_tol);
+    // float vs double
+    auto inpf = to_f(inp), wf = to_f(w), bf = to_f(b), Rf = to_f(R);
+    std::vector<float> out(N * C), meanf(N), rstdf(N), dinpf(N * C, 0), dwf(C, 0), dbf(C, 0);
+    std::vector<double> outd(N * C);
+    layernorm_forward(out.data(), meanf.data(), rstdf.data(), inpf.data(), wf.data(), bf.data(), N, C, 1e-5f);
+    layernorm_forward(outd.data(), mean.data(), rstd.data(), inp.data(), w.data(), b.data(), N, C, 1e-5);
+    layernorm_backward(dinpf.data(), dwf.data(), dbf.data(), Rf.data(), inpf.data(), wf.data(), meanf.data(), rstdf.data(), N, C);
+    report("layernorm float vs double (out, dinp, dw)",
+           std::max({rel_err(out, outd), rel_err(dinpf, dinp), rel_err(dwf, dw), rel_err(dbf, db)}), f32_tol);
+  }
+  {  // matmul
+    int N = 7, C = 13, OC = 11;
+    auto inp = randn(rng, N * C), w = randn(rng, C * OC), b = randn(rng, OC), R = randn(rng, N * OC);
+    auto loss = [&] {
+      std::vector<double> out(N * OC);
+      matmul_forward(out.data(), inp.data(), w.data(), b.data(), N, C, OC);
+      return dot(out, R);
+    };
+    std::vector<double> dinp(N * C, 0), dw(C * OC, 0), db(OC, 0);
+    matmul_backward(dinp.data(), dw.data(), db.data(), R.data(), inp.data(), w.data(), N, C, OC);
+    report("matmul_backward dinp (fd)", fd_error(inp, dinp, loss, rng), fd_tol);
+    report("matmul_backward dweight (fd)", fd_error(w, dw, loss, rng), fd_tol);
+    report("matmul_backward dbias (fd)", fd_error(b, db, loss, rng), fd_tol);
+    auto inpf = to_f(inp), wf = to_f(w), bf = to_f(b), Rf = to_f(R);
+    std::vector<float> out(N * OC), dinpf(N * C, 0), dwf(C * OC, 0), dbf(OC, 0);
+    std::vector<double> outd(N * OC);
+    matmul_forward(out.data(), inpf.data(), wf.data(), bf.data(), N, C, OC);
+    matmul_forward(outd.data(), inp.data(), w.data(), b.data(), N, C, OC);
+    matmul_backward(dinpf.data(), dwf.data(), dbf.data(), Rf.data(), inpf.data(), wf.data(), N, C, OC);
+    report("matmul float vs double (out, dinp, dw, db)",
+           std::max({rel_err(out, outd), rel_err(dinpf, dinp), rel_err(dwf, dw), rel_err(dbf, db)}), f32_tol);
+  }
+  {  // attention
+    int B = 2, T = 5, C = 12, NH = 3;
+    auto qkv = randn(rng, B * T * 3 * C), R = randn(rng, B * T * C);
+    std::vector<double> att(B * NH * T * T);
+    auto loss = [&] {
+      std::vector<double> out(B * T * C);
+      attention_forward(out.data(), att.data(), qkv.data(), B, T, C, NH);
+      return dot(out, R);
+    };
+    loss();
+    std::vector<double> dqkv(B * T * 3 * C, 0);
+    attention_backward(dqkv.data(), R.data(), qkv.data(), att.data(), B, T, C, NH);
+    report("attention_backward dqkv (fd)", fd_error(qkv, dqkv, loss, rng, 80), fd_tol);
+    auto qkvf = to_f(qkv), Rf = to_f(R);
+    std::vector<float> out(B * T * C), attf(B * NH * T * T), dqkvf(B * T * 3 * C, 0);
+    std::vector<double> outd(B * T * C);
+    attention_forward(out.data(), attf.data(), qkvf.data(), B, T, C, NH);
+    attention_forward(outd.data(), att.data(), qkv.data(), B, T, C, NH);
+    attention_backward(dqkvf.data(), Rf.data(), qkvf.data(), attf.data(), B, T, C, NH);
+    report("attention float vs double (out, dqkv)", std::max(rel_err(out, outd), rel_err(dqkvf, dqkv)), f32_tol);
+  }
+  {  // gelu
+    long N = 37;
+    auto inp = randn(rng, N, 2.0), R = randn(rng, N);
+    auto loss = [&] {
+      std::vector<double> out(N);
+      gelu_forward(out.data(), inp.data(), N);
+      return dot(out, R);
+    };
+    std::vector<double> dinp(N, 0);
+    gelu_backward(dinp.data(), inp.data(), R.data(), N);
+    report("gelu_backward (fd)", fd_error(inp, dinp, loss, rng), fd_tol);
+    auto inpf = to_f(inp), Rf = to_f(R);
+    std::vector<float> out(N), dinpf(N, 0);
+    std::vector<double> outd(N);
+    gelu_forward(out.data(), inpf.data(), N);
+    gelu_forward(outd.data(), inp.data(), N);
+    gelu_backward(dinpf.data(), inpf.data(), Rf.data(), N);
+    report("gelu float vs double", std::max(rel_err(out, outd), rel_err(dinpf, dinp)), f32_tol);
+  }
+  {  // residual
+    long N = 19;
+    auto a = randn(rng, N), b = randn(rng, N), R = randn(rng, N);
+    auto loss = [&] {
+      std::vector<double> out(N);
+      residual_forward(out.data(), a.data(), b.data(), N);
+      return dot(out, R);
+    };
+    std::vector<double> da(N, 0), db(N, 0);
+    residual_backward(da.data(), db.data(), R.data(), N);
+    report("residual_backward da (fd)", fd_error(a, da, loss, rng), fd_tol);
+    report("residual_backward db (fd)", fd_error(b, db, loss, rng), fd_tol);
+  }
+  {  // softmax + cross-entropy with a mask (row 2 does not count)
+    int N = 4, V = 23;
+    auto logits = randn(rng, N * V, 3.0), R = randn(rng, N);
+    std::vector<int> tgt = {3, 22, 0, 9};
+    std::vector<double> mask = {1, 0.5, 0, 2};
+    std::vector<double> probs(N * V), losses(N);
+    auto loss = [&] {
+      softmax_crossentropy_forward(losses.data(), probs.data(), logits.data(), tgt.data(), mask.data(), N, V);
+      return dot(losses, R);
+    };
+    loss();
+    std::vector<double> dlogits(N * V, 0);
+    softmax_crossentropy_backward(dlogits.data(), R.data(), probs.data(), tgt.data(), mask.data(), N, V);
+    report("softmax_crossentropy_backward (fd)", fd_error(logits, dlogits, loss, rng, 92), fd_tol);
+    bool masked_zero = losses[2] == 0;
+    for (int v = 0; v < V; ++v) masked_zero = masked_zero && dlogits[2 * V + v] == 0;
+    report("softmax_crossentropy masked row has no loss, no gradient", masked_zero ? 0 : 1, 0);
+    auto lf = to_f(logits), Rf = to_f(R), mf = to_f(mask);
+    std::vector<float> pf(N * V), lsf(N), dlf(N * V, 0);
+    softmax_crossentropy_forward(lsf.data(), pf.data(), lf.data(), tgt.data(), mf.data(), N, V);
+    softmax_crossentropy_backward(dlf.data(), Rf.data(), pf.data(), tgt.data(), mf.data(), N, V);
+    report("softmax_crossentropy float vs double", std::max(rel_err(lsf, losses), rel_err(dlf, dlogits)), f32_tol);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+static GPT2 random_model(uint64_t seed, int V = 97, int maxT = 24, int C = 32, int L = 2, int NH = 4) {
+  GPT2Config cfg;
+  cfg.vocab_size = V;
+  cfg.max_seq_len = maxT;
+  cfg.channels = C;
+  cfg.num_layers = L;
+  cfg.num_heads = NH;
+  GPT2 m(cfg);
+  Rng rng(seed);
+  for (const auto& p : m.param_table()) {
+    bool ln_weight = p.name.find("ln_") != std::string::npos && p.name.find(".weight") != std::string::npos;
+    for (size_t i = 0; i < p.numel(); ++i)
+      m.params()[p.offset + i] = (float)(ln_weight ? 1.0 + 0.1 * rng.normal() : 0.1 * rng.normal());
+  }
+  return m;
+}
+
+static void test_model_determinism_and_threads() {
+  const int B = 3, T = 11;
+  Rng rng(3);
+  std::vector<int> tok(B * T), tgt(B * T);
+  for (auto& t : tok) t = rng.below(97);
+  for (auto& t : tgt) t = rng.below(97);
+  std::vector<std::vector<float>> results;
+  for (int threads : {1, 2, 1, 2}) {
+    set_num_threads(threads);
+    GPT2 m = random_model(7);
+    GPT2::ForwardArgs fa;
+    fa.tokens = tok.data();
+    fa.B = B;
+    fa.T = T;
+    fa.targets = tgt.data();
+    float loss = m.forward(fa);
+    m.zero_grads();
+    m.backward({});
+    std::vector<float> r(m.grads(), m.grads() + m.num_params());
+    r.push_back(loss);
+    r.insert(r.end(), m.logits(), m.logits() + (size_t)B * T * 97);
+    results.push_back(r);
+  }
+  set_num_threads(0);
+  bool same = true;
+  for (auto& r : results) same = same && r.size() == results[0].size() && !std::memcmp(r.data(), results[0].data(), r.size() * 4);
+  report("model forward+backward bit-identical across runs and 1/2 threads", same ? 0 : 1, 0);
+}
+
+static void test_model_input_gradient() {
+  // d loss / d input embeddings (last-position loss, no parameter gradients) against central differences
+  const int B = 2, T = 6, C = 32;
+  GPT2 m = random_model(11);
+  Rng rng(5);
+  auto emb = to_f(randn(rng, B * T * C, 0.3));
+  std::vector<int> tgt(B * T, 0);
+  std::vector<float> mask(B * T, 0);
+  for (int b = 0; b < B; ++b) {
+    mask[b * T + T - 1] = 1;
+    tgt[b * T + T - 1] = rng.below(97);
+  }
+  GPT2::ForwardArgs fa;
+  fa.embeds = emb.data();
+  fa.B = B;
+  fa.T = T;
+  fa.targets = tgt.data();
+  fa.loss_mask = mask.data();
+  m.forward(fa);
+  std::vector<float> grad(B * T * C, 0);
+  GPT2::BackwardArgs ba;
+  ba.param_grads = false;
+  ba.d_embeds = grad.data();
+  m.backward(ba);
+  std::vector<double> num, ana;
+  const float h = 1e-2f;
+  for (int s = 0; s < 30; ++s) {
+    int i = rng.below(B * T * C);
+    float orig = emb[i];
+    emb[i] = orig + h;
+    double lp = m.forward(fa);
+    emb[i] = orig - h;
+    double lm = m.forward(fa);
+    emb[i] = orig;
+    num.push_back((lp - lm) / (2 * h));
+    ana.push_back(grad[i]);
+  }
+  report("model d_loss/d_input_embeds vs finite differences (f32)", rel_err(num, ana), 2e-2);
+  bool no_param_grads = true;
+  for (size_t i = 0; i < m.num_params(); ++i) no_param_grads = no_param_grads && m.grads()[i] == 0;
+  report("param_grads=false leaves parameter gradients untouched", no_param_grads ? 0 : 1, 0);
+}
+
+static void test_kv_cache() {
+  GPT2 m = random_model(13);
+  const int V = 97, P = 5, R = 3, Tc = 7;
+  Rng rng(17);
+  std::vector<int> prefix(P), cont(R * Tc);
+  for (auto& t : prefix) t = rng.below(V);
+  for (auto& t : cont) t = rng.below(V);
+  // full forward over prefix + continuation for each row
+  std::vector<int> full(R * (P + Tc));
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < P; ++t) full[r * (P + Tc) + t] = prefix[t];
+    for (int t = 0; t < Tc; ++t) full[r * (P + Tc) + P + t] = cont[r * Tc + t];
+  }
+  GPT2::ForwardArgs fa;
+  fa.tokens = full.data();
+  fa.B = R;
+  fa.T = P + Tc;
+  fa.all_logits = true;
+  m.forward(fa);
+  std::vector<float> ref(m.logits(), m.logits() + (size_t)R * (P + Tc) * V);
+
+  KVCache pre(m.config(), 1, P);
+  std::vector<float> lg(V);
+  m.decode(pre, prefix.data(), nullptr, P, lg.data(), nullptr);
+  double err = rel_err(lg, std::vector<float>(ref.begin() + (P - 1) * V, ref.begin() + P * V));
+  KVCache rows(m.config(), R, Tc, &pre);
+  std::vector<float> out((size_t)R * V);
+  // first two continuation tokens as one chunk, then one at a time
+  std::vector<int> chunk(R * 2);
+  for (int r = 0; r < R; ++r) chunk[r * 2] = cont[r * Tc], chunk[r * 2 + 1] = cont[r * Tc + 1];
+  m.decode(rows, chunk.data(), nullptr, 2, out.data(), nullptr);
+  for (int r = 0; r < R; ++r)
+    err = std::max(err, rel_err(std::vector<float>(out.begin() + r * V, out.begin() + (r + 1) * V),
+                                std::vector<float>(ref.begin() + ((size_t)r * (P + Tc) + P + 1) * V,
+                                                   ref.begin() + ((size_t)r * (P + Tc) + P + 2) * V)));
+  for (int t = 2; t < Tc; ++t) {
+    std::vector<int> step(R);
+    for (int r = 0; r < R; ++r) step[r] = cont[r * Tc + t];
+    m.decode(rows, step.data(), nullptr, 1, out.data(), nullptr);
+    for (int r = 0; r < R; ++r)
+      err = std::max(err, rel_err(std::vector<float>(out.begin() + r * V, out.begin() + (r + 1) * V),
+                                  std::vector<float>(ref.begin() + ((size_t)r * (P + Tc) + P + t) * V,
+                                                     ref.begin() + ((size_t)r * (P + Tc) + P + t + 1) * V)));
+  }
+  report("KV cache with shared prefix: logits equal full forward", err, 1e-5);
+}
+
+int main() {
+  std::printf("sgemm kernel: %s, threads: %d\n", sgemm_kernel_name(), get_num_threads());
+  test_sgemm();
+  test_ops();
+  test_model_determinism_and_threads();
+  test_model_input_gradient();
+  test_kv_cache();
+  std::printf("%d passed, %d failed\n", g_passed, g_failed);
+  return g_failed ? 1 : 0;
+}

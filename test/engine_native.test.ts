@@ -1,0 +1,30 @@
+// Runs the standalone C++ engine checks (finite-difference gradient checks of every op, float vs double, SGEMM for
+// every kernel and transpose, determinism across thread counts, KV cache) and asserts every one passed.
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { describe, expect, it } from "vitest";
+
+const binary = path.join(__dirname, "..", "build", "engine_tests");
+
+describe("native engine checks (binding/tests/engine_tests.cpp)", () => {
+  it("builds with the addon", () => {
+    expect(fs.existsSync(binary)).toBe(true);
+  });
+
+  it("every op passes its gradient and reference checks", () => {
+    const run = spawnSync(binary, { encoding: "utf8", timeout: 120_000 });
+    const out = run.stdout;
+    const failures = out.split("\n").filter((l) => l.startsWith("FAIL"));
+    expect(failures, out).toEqual([]);
+    const summary = /^(\d+) passed, (\d+) failed$/m.exec(out);
+    expect(summary, out).not.toBeNull();
+    expect(Number(summary![2])).toBe(0);
+    // the op set this file must cover: one finite-difference check per op backward
+    for (const op of ["embedding", "input_embedding", "layernorm", "matmul", "attention", "gelu", "residual", "softmax_crossentropy"])
+      expect(out).toMatch(new RegExp(`^PASS ${op}_backward .*\\(fd\\)`, "m"));
+    expect(out).toMatch(/^PASS KV cache/m);
+    expect(out).toMatch(/^PASS model forward\+backward bit-identical/m);
+    expect(run.status).toBe(0);
+  });
+});

@@ -1,0 +1,124 @@
+/**
+ * The boundary with the C++ addon (binding/src/addon.cpp): one hand-written type of everything it exports,
+ * and the loader. Nothing else in the library touches the addon without going through these types.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { NoBinaryFoundError } from "./errors";
+
+export interface NativeGPT2Config {
+  vocabSize: number;
+  maxSeqLen: number;
+  channels: number;
+  numLayers: number;
+  numHeads: number;
+  layerNormEps?: number;
+}
+
+export interface NativeParamInfo {
+  name: string;
+  offset: number;
+  shape: number[];
+}
+
+export interface NativeForwardArgs {
+  tokens?: Int32Array;
+  embeds?: Float32Array;
+  B: number;
+  T: number;
+  targets?: Int32Array;
+  lossMask?: Float32Array;
+  allLogits?: boolean;
+}
+
+export interface NativeBackwardArgs {
+  fromLoss?: boolean;
+  dLogits?: Float32Array;
+  dHidden?: Float32Array;
+  paramGrads?: boolean;
+  dEmbeds?: Float32Array;
+}
+
+export interface NativeAdamWArgs {
+  lr: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  maxGradNorm?: number;
+  step: number;
+}
+
+export interface NativeCancelToken {
+  cancel(): void;
+  readonly cancelled: boolean;
+}
+
+export interface NativeKVCache {
+  readonly length: number;
+  readonly rows: number;
+  readonly capacity: number;
+  reset(): void;
+}
+
+export interface NativeGPT2Model {
+  paramTable(): NativeParamInfo[];
+  params(): Float32Array;
+  grads(): Float32Array;
+  zeroGrads(): void;
+  forward(args: NativeForwardArgs, cancel?: NativeCancelToken): Promise<number>;
+  backward(args: NativeBackwardArgs, cancel?: NativeCancelToken): Promise<void>;
+  logits(): Float32Array;
+  selectedRows(): Int32Array;
+  hidden(): Float32Array;
+  adamwStep(args: NativeAdamWArgs): Promise<number>;
+  decode(
+    cache: NativeKVCache,
+    input: { tokens?: Int32Array; embeds?: Float32Array; T: number },
+    logitsOut?: Float32Array,
+    hiddenOut?: Float32Array,
+    cancel?: NativeCancelToken,
+  ): Promise<void>;
+  release(): void;
+}
+
+export interface NativeModule {
+  GPT2Model: new (config: NativeGPT2Config) => NativeGPT2Model;
+  KVCache: new (model: NativeGPT2Model, rows: number, capacity: number, prefix?: NativeKVCache) => NativeKVCache;
+  CancelToken: new () => NativeCancelToken;
+  sgemm(
+    transA: boolean, transB: boolean, M: number, N: number, K: number,
+    A: Float32Array, lda: number, B: Float32Array, ldb: number, C: Float32Array, ldc: number, accumulate: boolean,
+  ): void;
+  setThreads(n: number): void;
+  getThreads(): number;
+  sgemmKernel(): string;
+  forceSgemmKernel(name: "auto" | "scalar" | "avx2" | "avx512"): boolean;
+}
+
+let cached: NativeModule | undefined;
+
+/** Root of the package (where package.json and build/ live), from both ts/ (vitest) and dist/ts/ (compiled). */
+export function packageRoot(): string {
+  let dir = __dirname;
+  for (let i = 0; i < 4; i++) {
+    if (fs.existsSync(path.join(dir, "package.json"))) return dir;
+    dir = path.dirname(dir);
+  }
+  throw new NoBinaryFoundError(`package root not found above ${__dirname}`);
+}
+
+/** Loads the addon once. GRADMM_THREADS (if set) fixes the thread count; otherwise all cores are used. */
+export function native(): NativeModule {
+  if (cached) return cached;
+  const file = path.join(packageRoot(), "build", "Release", "gradmm.node");
+  if (!fs.existsSync(file)) throw new NoBinaryFoundError(`${file} does not exist`);
+  try {
+    cached = require(file) as NativeModule;
+  } catch (e) {
+    throw new NoBinaryFoundError(`${file} failed to load: ${(e as Error).message}`, { cause: e });
+  }
+  const envThreads = process.env.GRADMM_THREADS;
+  if (envThreads !== undefined && envThreads !== "") cached.setThreads(Number.parseInt(envThreads, 10) || 0);
+  return cached;
+}
