@@ -40,37 +40,50 @@ float* scratch(std::unique_ptr<float, AlignedFree>& buf, size_t& cap, size_t flo
   return buf.get();
 }
 
-// Packs op(A)[i0:i0+mc, p0:p0+kc] into mr-row panels, zero-padding the last one.
+// Packs op(A)[i0:i0+mc, p0:p0+kc] into mr-row panels (panel layout: for each k, mr values), zero-padding the last.
+// Loops run along the storage order of A so reads are contiguous; the scattered writes stay inside one small panel.
 void pack_a(int mr, bool transA, const float* A, int lda, int i0, int mc, int p0, int kc, float* dst) {
-  for (int ip = 0; ip < mc; ip += mr) {
-    int rows = std::min(mr, mc - ip);
-    for (int k = 0; k < kc; ++k) {
-      for (int i = 0; i < rows; ++i) {
-        long r = i0 + ip + i, col = p0 + k;
-        dst[i] = transA ? A[col * lda + r] : A[r * lda + col];
+  for (int ip = 0; ip < mc; ip += mr, dst += (long)mr * kc) {
+    const int rows = std::min(mr, mc - ip);
+    if (transA) {  // element (i,k) at A[k*lda + i]: each k gives `rows` contiguous values
+      for (int k = 0; k < kc; ++k) {
+        const float* src = A + (long)(p0 + k) * lda + i0 + ip;
+        float* d = dst + (long)k * mr;
+        for (int i = 0; i < rows; ++i) d[i] = src[i];
+        for (int i = rows; i < mr; ++i) d[i] = 0.f;
       }
-      for (int i = rows; i < mr; ++i) dst[i] = 0.f;
-      dst += mr;
+    } else {  // element (i,k) at A[i*lda + k]: each row is contiguous along k
+      for (int i = 0; i < rows; ++i) {
+        const float* src = A + (long)(i0 + ip + i) * lda + p0;
+        for (int k = 0; k < kc; ++k) dst[(long)k * mr + i] = src[k];
+      }
+      for (int i = rows; i < mr; ++i)
+        for (int k = 0; k < kc; ++k) dst[(long)k * mr + i] = 0.f;
     }
   }
 }
 
-// Packs op(B)[p0:p0+kc, j0:j0+nc] into nr-column panels, zero-padding the last one.
+// Packs op(B)[p0:p0+kc, j0:j0+nc] into nr-column panels (for each k, nr values), zero-padding the last one.
 void pack_b(int nr, bool transB, const float* B, int ldb, int p0, int kc, int j0, int nc, float* dst) {
-  for (int jp = 0; jp < nc; jp += nr) {
-    int cols = std::min(nr, nc - jp);
-    for (int k = 0; k < kc; ++k) {
-      long row = p0 + k;
-      if (!transB && cols == nr) {
-        std::memcpy(dst, B + row * ldb + j0 + jp, sizeof(float) * nr);
-      } else {
-        for (int j = 0; j < cols; ++j) {
-          long c = j0 + jp + j;
-          dst[j] = transB ? B[c * ldb + row] : B[row * ldb + c];
+  for (int jp = 0; jp < nc; jp += nr, dst += (long)nr * kc) {
+    const int cols = std::min(nr, nc - jp);
+    if (!transB) {  // element (k,j) at B[k*ldb + j]: each k gives `cols` contiguous values
+      for (int k = 0; k < kc; ++k) {
+        const float* src = B + (long)(p0 + k) * ldb + j0 + jp;
+        float* d = dst + (long)k * nr;
+        if (cols == nr) std::memcpy(d, src, sizeof(float) * nr);
+        else {
+          for (int j = 0; j < cols; ++j) d[j] = src[j];
+          for (int j = cols; j < nr; ++j) d[j] = 0.f;
         }
-        for (int j = cols; j < nr; ++j) dst[j] = 0.f;
       }
-      dst += nr;
+    } else {  // element (k,j) at B[j*ldb + k]: each column is contiguous along k
+      for (int j = 0; j < cols; ++j) {
+        const float* src = B + (long)(j0 + jp + j) * ldb + p0;
+        for (int k = 0; k < kc; ++k) dst[(long)k * nr + j] = src[k];
+      }
+      for (int j = cols; j < nr; ++j)
+        for (int k = 0; k < kc; ++k) dst[(long)k * nr + j] = 0.f;
     }
   }
 }

@@ -26,6 +26,7 @@ void micro_avx512(int kc, const float* a, const float* b, float* c, long ldc, in
   __m512 c90 = _mm512_setzero_ps(), c91 = _mm512_setzero_ps();
   __m512 c100 = _mm512_setzero_ps(), c101 = _mm512_setzero_ps();
   __m512 c110 = _mm512_setzero_ps(), c111 = _mm512_setzero_ps();
+#pragma GCC unroll 4
   for (int k = 0; k < kc; ++k, a += MR, b += NR) {
     const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
     { const __m512 ai = _mm512_set1_ps(a[0]); c00 = _mm512_fmadd_ps(ai, b0, c00); c01 = _mm512_fmadd_ps(ai, b1, c01); }

@@ -344,7 +344,7 @@ void GPT2::decode(KVCache& cache, const int* tokens, const float* embeds, int Tn
             maxv = std::max(maxv, s);
           }
           float sum = 0;
-          for (int j = 0; j <= p; ++j) sum += (score[j] = std::exp(score[j] - maxv));
+          for (int j = 0; j <= p; ++j) sum += (score[j] = exp_op(score[j] - maxv));
           const float inv = 1.f / sum;
           float* o = atty.data() + ((long)r * Tn + t) * C + h * hs;
           for (int i = 0; i < hs; ++i) o[i] = 0;

@@ -10,7 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "admm.h"
 #include "gemm.h"
+#include "gradmatch.h"
 #include "gpt2.h"
 #include "ops.h"
 #include "threadpool.h"
@@ -402,6 +404,137 @@ static void test_kv_cache() {
   report("KV cache with shared prefix: logits equal full forward", err, 1e-5);
 }
 
+
+// ---------------------------------------------------------------------------------------------------------------
+// Gradient matching: the factor form against explicit V×C gradients, the x-gradient against finite differences,
+// DP clipping and noise, and the projection against a brute-force search without KV cache.
+static std::vector<double> explicit_grad(const std::vector<float>& A, const std::vector<float>& H, int n, int V, int C) {
+  std::vector<double> G((size_t)V * C, 0.0);
+  for (int i = 0; i < n; ++i)
+    for (int v = 0; v < V; ++v)
+      for (int c = 0; c < C; ++c) G[(size_t)v * C + c] += (double)A[(size_t)i * V + v] * H[(size_t)i * C + c] / n;
+  return G;
+}
+
+static void test_gradient_matching() {
+  GPT2 m = random_model(21);
+  const int V = 97, C = 32, n = 5, T = 9, B = 3, L = 7, label = 42;
+  Rng rng(23);
+  std::vector<int> tok(n * T), last(n), labels(n);
+  for (auto& t : tok) t = rng.below(V);
+  for (int i = 0; i < n; ++i) last[i] = 4 + i % 5, labels[i] = i % 2 ? label : 7;
+  auto X = to_f(randn(rng, (size_t)B * L * C, 0.5));
+  for (int dp = 0; dp < 2; ++dp) {
+    TargetOptions opts;
+    if (dp) opts.clip_norm = 0.05f, opts.noise_std = 0.01f, opts.noise_seed = 99;
+    MatchTarget t = build_target(m, tok.data(), n, T, last.data(), labels.data(), opts);
+    // explicit: G_t = (1/n) Σ a_i h_iᵀ + N ; G_syn from the synthetic forward
+    std::vector<double> Gt = explicit_grad(t.A, t.H, n, V, C);
+    for (size_t i = 0; i < t.noise.size(); ++i) Gt[i] += t.noise[i];
+    std::vector<float> per(B);
+    double f = match_loss(m, t, X.data(), B, L, label, nullptr, per.data());
+    std::vector<float> A((size_t)B * V), H((size_t)B * C);
+    for (int j = 0; j < B; ++j) {
+      for (int v = 0; v < V; ++v) A[(size_t)j * V + v] = m.probs()[(size_t)j * V + v] - (v == label ? 1.f : 0.f);
+      std::memcpy(&H[(size_t)j * C], m.hidden() + ((size_t)j * L + L - 1) * C, C * sizeof(float));
+    }
+    std::vector<double> Gs = explicit_grad(A, H, B, V, C);
+    auto cosd = [](const std::vector<double>& a, const std::vector<double>& b) {
+      double ab = 0, aa = 0, bb = 0;
+      for (size_t i = 0; i < a.size(); ++i) ab += a[i] * b[i], aa += a[i] * a[i], bb += b[i] * b[i];
+      return ab / std::sqrt(aa * bb);
+    };
+    std::string tag = dp ? " (DP clip+noise)" : "";
+    report("match_loss factor form = explicit V×C" + tag, std::fabs(f - (1 - cosd(Gs, Gt))), 1e-5);
+    double per_err = 0;
+    for (int j = 0; j < B; ++j) {
+      std::vector<float> Aj(A.begin() + (size_t)j * V, A.begin() + (size_t)(j + 1) * V), Hj(H.begin() + (size_t)j * C, H.begin() + (size_t)(j + 1) * C);
+      per_err = std::max(per_err, std::fabs(per[j] - (1 - cosd(explicit_grad(Aj, Hj, 1, V, C), Gt))));
+    }
+    report("per-sample matching loss = explicit" + tag, per_err, 1e-5);
+    if (dp) {
+      double worst = 0;
+      for (int i = 0; i < n; ++i) {
+        double a2 = 0, h2 = 0;
+        for (int v = 0; v < V; ++v) a2 += (double)t.A[(size_t)i * V + v] * t.A[(size_t)i * V + v];
+        for (int c = 0; c < C; ++c) h2 += (double)t.H[(size_t)i * C + c] * t.H[(size_t)i * C + c];
+        worst = std::max(worst, std::sqrt(a2 * h2) / opts.clip_norm);
+      }
+      report("DP clipping bounds every per-example gradient norm (max norm / C − 1)", std::max(0.0, worst - 1), 1e-5);
+    }
+    // x-gradient against central differences (float model: h = 1e-2, loose tolerance)
+    std::vector<float> dX((size_t)B * L * C);
+    match_loss(m, t, X.data(), B, L, label, dX.data(), nullptr);
+    std::vector<double> num, ana;
+    for (int s = 0; s < 24; ++s) {
+      int i = rng.below(B * L * C);
+      float orig = X[i];
+      X[i] = orig + 1e-2f;
+      double fp = match_loss(m, t, X.data(), B, L, label, nullptr, nullptr);
+      X[i] = orig - 1e-2f;
+      double fm = match_loss(m, t, X.data(), B, L, label, nullptr, nullptr);
+      X[i] = orig;
+      num.push_back((fp - fm) / 2e-2);
+      ana.push_back(dX[i]);
+    }
+    report("match_loss dX vs finite differences" + tag, rel_err(num, ana), 2e-2);
+  }
+  {  // Gaussian draws: empirical std within 3% of the requested σ
+    std::vector<float> z(400000);
+    fill_normal(z.data(), (long)z.size(), 5, 0.37f);
+    double s = 0, s2 = 0;
+    for (float v : z) s += v, s2 += (double)v * v;
+    double mean = s / z.size(), sd = std::sqrt(s2 / z.size() - mean * mean);
+    report("DP noise: empirical sigma / requested sigma − 1", std::fabs(sd / 0.37 - 1), 0.03);
+  }
+}
+
+static void test_projection() {
+  GPT2 m = random_model(31);
+  const int V = 97, C = 32, P = 4, B = 2, L = 6, free_len = 4, topk = 5;
+  Rng rng(37);
+  std::vector<int> prompt(P);
+  for (auto& t : prompt) t = rng.below(V);
+  std::vector<uint8_t> allowed(V);
+  for (int v = 0; v < V; ++v) allowed[v] = v % 3 != 0;
+  auto U = to_f(randn(rng, (size_t)B * L * C));
+  KVCache pre(m.config(), 1, P);
+  std::vector<float> plog(V);
+  m.decode(pre, prompt.data(), nullptr, P, plog.data(), nullptr);
+  std::vector<int> got((size_t)B * free_len);
+  project(m, U.data(), B, L, free_len, allowed.data(), topk, pre, plog.data(), got.data());
+  // brute force: full forward over prompt + chosen tokens for every position, no cache
+  const float* wte = m.params();
+  int mismatches = 0;
+  for (int b = 0; b < B; ++b) {
+    std::vector<int> seq(prompt);
+    for (int i = 0; i < free_len; ++i) {
+      GPT2::ForwardArgs fa;
+      fa.tokens = seq.data();
+      fa.B = 1;
+      fa.T = (int)seq.size();
+      fa.all_logits = true;
+      m.forward(fa);
+      const float* lg = m.logits() + (seq.size() - 1) * V;
+      std::vector<std::pair<double, int>> sims;
+      const float* u = U.data() + ((size_t)b * L + i) * C;
+      for (int v = 0; v < V; ++v) {
+        if (!allowed[v]) continue;
+        double d = 0, nv = 0;
+        for (int c = 0; c < C; ++c) d += (double)u[c] * wte[(size_t)v * C + c], nv += (double)wte[(size_t)v * C + c] * wte[(size_t)v * C + c];
+        sims.push_back({-d / std::sqrt(nv), v});
+      }
+      std::sort(sims.begin(), sims.end());
+      int best = sims[0].second;
+      for (int j = 1; j < topk; ++j)
+        if (lg[sims[j].second] > lg[best]) best = sims[j].second;
+      if (best != got[(size_t)b * free_len + i]) ++mismatches;
+      seq.push_back(got[(size_t)b * free_len + i]);
+    }
+  }
+  report("projection = brute-force argmax over the top-k set (no cache)", mismatches, 0);
+}
+
 int main() {
   std::printf("sgemm kernel: %s, threads: %d\n", sgemm_kernel_name(), get_num_threads());
   test_sgemm();
@@ -409,6 +542,8 @@ int main() {
   test_model_determinism_and_threads();
   test_model_input_gradient();
   test_kv_cache();
+  test_gradient_matching();
+  test_projection();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed ? 1 : 0;
 }

@@ -1,0 +1,119 @@
+#include "admm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include "ops.h"
+#include "threadpool.h"
+
+namespace gradmm {
+
+double x_update(GPT2& model, const MatchTarget& target, float* X, const float* z, const float* lam,
+                const XUpdateArgs& a, float* adam_m, float* adam_v, int* adam_t, float* losses,
+                const std::atomic<bool>* cancel) {
+  const int C = model.config().channels;
+  const long free_n = (long)a.free_len * C, row_n = (long)a.L * C, total = (long)a.B * row_n;
+  std::vector<float> dX(total), g(total, 0.f);
+  for (int s = 0; s < a.steps; ++s) {
+    double f = match_loss(model, target, X, a.B, a.L, a.label, dX.data(), nullptr, cancel);
+    if (losses) losses[s] = (float)f;
+    // ∇ = ∇f + ρ(X − z + λ/ρ) = ∇f + ρ(X − z) + λ on free positions; the template stays fixed
+    double norm2 = 0;
+    for (int b = 0; b < a.B; ++b)
+      for (long i = b * row_n; i < b * row_n + free_n; ++i) {
+        g[i] = dX[i] + a.rho * (X[i] - z[i]) + lam[i];
+        norm2 += (double)g[i] * g[i];
+      }
+    const double norm = std::sqrt(norm2);
+    const float scale = a.max_grad_norm > 0 && norm > a.max_grad_norm ? (float)(a.max_grad_norm / (norm + 1e-6)) : 1.f;
+    const int t = ++*adam_t;
+    const float step_size = a.lr / (1.f - std::pow(a.beta1, (float)t));
+    const float bc2_sqrt = std::sqrt(1.f - std::pow(a.beta2, (float)t));
+    for (int b = 0; b < a.B; ++b)
+      for (long i = b * row_n; i < b * row_n + free_n; ++i) {
+        const float gi = g[i] * scale;
+        adam_m[i] = a.beta1 * adam_m[i] + (1.f - a.beta1) * gi;
+        adam_v[i] = a.beta2 * adam_v[i] + (1.f - a.beta2) * gi * gi;
+        X[i] -= step_size * (adam_m[i] / (std::sqrt(adam_v[i]) / bc2_sqrt + a.eps));
+      }
+  }
+  return match_loss(model, target, X, a.B, a.L, a.label, nullptr, nullptr, cancel);
+}
+
+void project(GPT2& model, const float* U, int B, int L, int free_len, const uint8_t* allowed, int topk,
+             const KVCache& prefix, const float* prefix_logits, int* out_tokens, const std::atomic<bool>* cancel) {
+  const int V = model.config().vocab_size, C = model.config().channels;
+  const float* wte = model.weights(model.params()).wte;
+  if (prefix.rows != 1 || prefix.length <= 0) throw std::invalid_argument("project: prefix must be a filled one-row cache");
+  std::vector<float> inv_norm(V);
+  std::vector<int> allowed_ids;
+  for (int v = 0; v < V; ++v) {
+    double s = 0;
+    for (int c = 0; c < C; ++c) s += (double)wte[(long)v * C + c] * wte[(long)v * C + c];
+    inv_norm[v] = s > 0 ? (float)(1.0 / std::sqrt(s)) : 0.f;
+    if (allowed[v]) allowed_ids.push_back(v);
+  }
+  if (allowed_ids.empty()) throw std::invalid_argument("project: no token is allowed");
+  const int k = std::min<int>(topk, (int)allowed_ids.size());
+  KVCache rows(model.config(), B, std::max(free_len, 1), &prefix);
+  std::vector<float> logits((size_t)B * V), ui((size_t)B * C), sims((size_t)B * V);
+  for (int b = 0; b < B; ++b) std::memcpy(&logits[(size_t)b * V], prefix_logits, V * sizeof(float));
+  std::vector<int> chosen(B);
+  for (int i = 0; i < free_len; ++i) {
+    for (int b = 0; b < B; ++b) std::memcpy(&ui[(size_t)b * C], U + ((long)b * L + i) * C, C * sizeof(float));
+    gemm<float>(false, true, B, V, C, ui.data(), C, wte, C, sims.data(), V, false);  // u_i · e_v
+    parallel_for(B, [&](long b0, long b1) {
+      std::vector<std::pair<float, int>> cand(allowed_ids.size());
+      for (long b = b0; b < b1; ++b) {
+        const float* s = &sims[(size_t)b * V];
+        for (size_t j = 0; j < allowed_ids.size(); ++j) {
+          int v = allowed_ids[j];
+          cand[j] = {-s[v] * inv_norm[v], v};  // ascending = most similar first; ties by token id
+        }
+        std::nth_element(cand.begin(), cand.begin() + (k - 1), cand.end());
+        const float* lg = &logits[(size_t)b * V];
+        int best = -1;
+        for (int j = 0; j < k; ++j) {
+          int v = cand[j].second;
+          if (best < 0 || lg[v] > lg[best] || (lg[v] == lg[best] && v < best)) best = v;
+        }
+        chosen[b] = best;
+        out_tokens[(long)b * free_len + i] = best;
+      }
+    });
+    if (i + 1 < free_len) model.decode(rows, chosen.data(), nullptr, 1, logits.data(), nullptr, cancel);
+  }
+}
+
+double init_candidates(GPT2& model, const MatchTarget& target, int B, int L, int free_len,
+                       const float* template_embeds, int label, int candidates, uint64_t seed, float token_norm,
+                       float* X, const std::atomic<bool>* cancel) {
+  const int C = model.config().channels;
+  const long row_n = (long)L * C;
+  std::vector<float> cand((size_t)B * row_n);
+  double best = INFINITY;
+  for (int c = 0; c < candidates; ++c) {
+    fill_normal(cand.data(), (long)cand.size(), seed * 1000003ull + (uint64_t)c);
+    for (int b = 0; b < B; ++b) {
+      for (int p = 0; p < free_len; ++p) {
+        float* e = &cand[b * row_n + (long)p * C];
+        double s = 0;
+        for (int i = 0; i < C; ++i) s += (double)e[i] * e[i];
+        const float r = (float)(token_norm / std::sqrt(std::max(s, 1e-30)));
+        for (int i = 0; i < C; ++i) e[i] *= r;
+      }
+      if (L > free_len) std::memcpy(&cand[b * row_n + (long)free_len * C], template_embeds, sizeof(float) * (L - free_len) * C);
+    }
+    double f = match_loss(model, target, cand.data(), B, L, label, nullptr, nullptr, cancel);
+    if (f < best) {
+      best = f;
+      std::memcpy(X, cand.data(), sizeof(float) * cand.size());
+    }
+  }
+  return best;
+}
+
+}  // namespace gradmm

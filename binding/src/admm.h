@@ -1,0 +1,40 @@
+// The three ADMM pieces of GRADMM as native loops (ts/gradmm/admm.ts strings them together):
+//   z-update  project():        u = x + λ/ρ; per free position, the top-k vocabulary rows by cosine to u_i
+//                                (allowed tokens only), choosing the one the LM scores highest after the
+//                                instruction prefix and the tokens chosen so far (KV cache, prefix shared).
+//   x-update  x_update():       Adam steps on f(X) + ρ/2‖X − z + λ/ρ‖² with gradient-norm clipping.
+//   init      init_candidates(): best of N random-normal batches (token vectors rescaled to a fixed norm).
+// Positions [free_len, L) hold the template: never optimised, never projected.
+#pragma once
+#include <atomic>
+#include <cstdint>
+
+#include "gpt2.h"
+#include "gradmatch.h"
+
+namespace gradmm {
+
+struct XUpdateArgs {
+  int B = 0, L = 0, free_len = 0, label = 0, steps = 50;
+  float rho = 0.1f, lr = 0.008f, max_grad_norm = 1.f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+};
+
+// Runs args.steps Adam steps on X [B,L,C] in place. adam_m, adam_v [B,L,C] and *adam_t persist across calls.
+// losses[s] = f(X) before step s. Returns f(X) after the last step.
+double x_update(GPT2& model, const MatchTarget& target, float* X, const float* z, const float* lam,
+                const XUpdateArgs& args, float* adam_m, float* adam_v, int* adam_t, float* losses,
+                const std::atomic<bool>* cancel = nullptr);
+
+// Projects U [B,L,C] onto tokens (out_tokens [B,free_len]) as described above. `prefix` is a one-row KV cache
+// holding the instruction prompt, prefix_logits [V] the logits after it. allowed [V]: 1 = token may be chosen.
+void project(GPT2& model, const float* U, int B, int L, int free_len, const uint8_t* allowed, int topk,
+             const KVCache& prefix, const float* prefix_logits, int* out_tokens,
+             const std::atomic<bool>* cancel = nullptr);
+
+// Fills X [B,L,C] with the best of `candidates` random batches: N(0,1) per free position, each token vector
+// rescaled to `token_norm`, template embeddings [L−free_len, C] pasted. Returns the best f.
+double init_candidates(GPT2& model, const MatchTarget& target, int B, int L, int free_len,
+                       const float* template_embeds, int label, int candidates, uint64_t seed, float token_norm,
+                       float* X, const std::atomic<bool>* cancel = nullptr);
+
+}  // namespace gradmm

@@ -1,0 +1,47 @@
+// Gradient matching on the lm_head (GRADMM), with every per-example gradient kept as its rank-1 factors.
+//
+// One example's gradient of the last-position cross-entropy w.r.t. the lm_head weight W [V,C] is
+//     G = a hᵀ,  a = softmax(W h) − e_y  (V),  h = final hidden state (C).
+// A set's mean gradient is (1/n) Σ a_i h_iᵀ, so inner products and norms of such gradients need only the Gram
+// matrices of the a's and h's: nothing of size V×C is ever built per example. The optional DP noise N [V,C] is
+// the one dense term; it enters through N·h_j and Nᵀ·a_j (one matvec per sequence).
+//
+// Distance: f(X) = 1 − cos(G_syn(X), G_target)  (models here have no lm_head bias, so the weight term alone).
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "gpt2.h"
+
+namespace gradmm {
+
+struct MatchTarget {
+  int n = 0, V = 0, C = 0;
+  std::vector<float> A;      // [n,V]  a_i, after DP clipping (scaled)
+  std::vector<float> H;      // [n,C]  h_i
+  std::vector<float> noise;  // [V,C]  DP noise N, or empty
+  double norm = 0;           // ‖G_target‖ = ‖(1/n) Σ a_i h_iᵀ + N‖
+  std::vector<float> example_norms;  // ‖a_i h_iᵀ‖ before clipping
+};
+
+struct TargetOptions {
+  float clip_norm = 0;      // per-example clipping C (0 = off)
+  float noise_std = 0;      // σ of each entry of N (0 = no noise); the caller computes it from ε, δ, C, n
+  uint64_t noise_seed = 0;
+};
+
+// Forward only over n real sequences (right-padded to T; last_pos[i] = index of the last real token), labels[i] =
+// the label word's first token. Builds the target factors.
+MatchTarget build_target(GPT2& model, const int* tokens, int n, int T, const int* last_pos, const int* labels,
+                         const TargetOptions& opts, const std::atomic<bool>* cancel = nullptr);
+
+// f(X) and, if dX is given, df/dX [B,L,C] (overwritten) for synthetic input embeddings X [B,L,C] whose loss sits
+// at position L−1 with target `label`. per_sample (if given, [B]) receives each sequence's own 1 − cos(a_j h_jᵀ, G_t).
+double match_loss(GPT2& model, const MatchTarget& target, const float* X, int B, int L, int label, float* dX,
+                  float* per_sample, const std::atomic<bool>* cancel = nullptr);
+
+// Deterministic standard normals (splitmix64 + Box–Muller) so every platform draws the same numbers from a seed.
+void fill_normal(float* out, long n, uint64_t seed, float std = 1.f);
+
+}  // namespace gradmm
