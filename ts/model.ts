@@ -223,6 +223,11 @@ export class GPT2Model {
     return logits;
   }
 
+  /** @internal The native handle, for the method code in ts/gradmm (throws DisposedError after dispose()). */
+  get native(): NativeGPT2Model {
+    return this.handle;
+  }
+
   /** Copies weights from a Hugging Face GPT-2 checkpoint folder (or one .safetensors file) into this model. */
   loadWeights(source: string): void {
     const reader = openSafetensorsDir(source);

@@ -61,6 +61,77 @@ export interface NativeKVCache {
   reset(): void;
 }
 
+export interface NativeMatchTarget {
+  /** ‖G_target‖ (noise included). */
+  readonly norm: number;
+  /** Number of real examples. */
+  readonly count: number;
+  /** ‖a_i h_iᵀ‖ of each real example before clipping. */
+  exampleNorms(): Float32Array;
+}
+
+export interface NativeBuildTargetArgs {
+  tokens: Int32Array;
+  n: number;
+  T: number;
+  lastPos: Int32Array;
+  labels: Int32Array;
+  clipNorm?: number;
+  noiseStd?: number;
+  noiseSeed?: number;
+}
+
+export interface NativeMatchLossArgs {
+  X: Float32Array;
+  B: number;
+  L: number;
+  label: number;
+  dX?: Float32Array;
+  perSample?: Float32Array;
+}
+
+export interface NativeXUpdateArgs {
+  X: Float32Array;
+  z: Float32Array;
+  lam: Float32Array;
+  adamM: Float32Array;
+  adamV: Float32Array;
+  adamStep: Int32Array;
+  losses?: Float32Array;
+  B: number;
+  L: number;
+  freeLen: number;
+  label: number;
+  steps: number;
+  rho: number;
+  lr: number;
+  maxGradNorm: number;
+}
+
+export interface NativeProjectArgs {
+  U: Float32Array;
+  B: number;
+  L: number;
+  freeLen: number;
+  allowed: Uint8Array;
+  topk: number;
+  prefix: NativeKVCache;
+  prefixLogits: Float32Array;
+  outTokens: Int32Array;
+}
+
+export interface NativeInitArgs {
+  X: Float32Array;
+  templateEmbeds: Float32Array;
+  B: number;
+  L: number;
+  freeLen: number;
+  label: number;
+  candidates: number;
+  seed: number;
+  tokenNorm: number;
+}
+
 export interface NativeGPT2Model {
   paramTable(): NativeParamInfo[];
   params(): Float32Array;
@@ -80,6 +151,11 @@ export interface NativeGPT2Model {
     cancel?: NativeCancelToken,
   ): Promise<void>;
   release(): void;
+  buildTarget(args: NativeBuildTargetArgs, cancel?: NativeCancelToken): Promise<NativeMatchTarget>;
+  matchLoss(target: NativeMatchTarget, args: NativeMatchLossArgs, cancel?: NativeCancelToken): Promise<number>;
+  xUpdate(target: NativeMatchTarget, args: NativeXUpdateArgs, cancel?: NativeCancelToken): Promise<number>;
+  project(args: NativeProjectArgs, cancel?: NativeCancelToken): Promise<void>;
+  initCandidates(target: NativeMatchTarget, args: NativeInitArgs, cancel?: NativeCancelToken): Promise<number>;
 }
 
 export interface NativeModule {

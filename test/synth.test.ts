@@ -1,0 +1,171 @@
+// The GRADMM pipeline end to end on a tiny model (test/fixtures/tiny_lm): config validation, a full run with its
+// output files, ADMM lowering the matching loss, resume after a kill giving byte-identical output, and DP.
+import { spawn, spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { InvalidFileError } from "../ts/errors";
+import { loadConfigFile, parseConfig } from "../ts/gradmm/config";
+import { analyticGaussianSigma, classicGaussianSigma, dpParameters } from "../ts/gradmm/dp";
+import { OutputExistsError, synthesize } from "../ts/gradmm/synthesize";
+import { makeTinyLM } from "./fixtures/make_tiny_lm";
+
+const root = path.join(__dirname, "..");
+const tinyLM = path.join(__dirname, "fixtures", "tiny_lm");
+if (process.env.GRADMM_REGENERATE_FIXTURES) makeTinyLM(tinyLM);
+
+let tmp: string;
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gradmm-synth-"));
+});
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+function tinyConfig(out: string, extra: Record<string, unknown> = {}) {
+  return {
+    data: { path: path.join(root, "examples", "data", "imdb", "train.jsonl"), examples_per_class: 6 },
+    classes: [
+      { label: 0, name: "negative", label_word: " bad", instruction: "Write a negative movie review:" },
+      { label: 1, name: "positive", label_word: " great", instruction: "Write a positive movie review:" },
+    ],
+    template: " It was",
+    model: tinyLM,
+    method: { batch_size: 3, batches_per_class: 2, length: 6, outer_steps: 4, inner_steps: 6, top_k: 20, init_candidates: 4 },
+    filter: { few_shot: 2, keep_per_class: 4 },
+    output: out,
+    seed: 7,
+    ...extra,
+  };
+}
+
+function writeYaml(file: string, obj: unknown) {
+  // JSON is valid YAML
+  fs.writeFileSync(file, JSON.stringify(obj, null, 2));
+}
+
+describe("config", () => {
+  it("names the field and its line in validation errors", () => {
+    const file = path.join(tmp, "bad.yaml");
+    fs.writeFileSync(file, ["data:", "  path: x.jsonl", "classes:", "  - label: 0", "    label_word: 5", "    instruction: hi", "method:", "  top_k: -3", ""].join("\n"));
+    let err: unknown;
+    try {
+      loadConfigFile(file);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(InvalidFileError);
+    const msg = (err as Error).message;
+    expect(msg).toContain(file);
+    expect(msg).toMatch(/classes\.0\.label_word \(line 5\)/);
+    expect(msg).toMatch(/method\.top_k \(line 8\)/);
+  });
+
+  it("reports YAML syntax errors with a line", () => {
+    const file = path.join(tmp, "syntax.yaml");
+    fs.writeFileSync(file, "data:\n  path: [unclosed\n");
+    expect(() => loadConfigFile(file)).toThrow(/line \d+/);
+  });
+
+  it("refuses DP without an explicit length (the real mean length would leak)", () => {
+    const c = tinyConfig(path.join(tmp, "dp0"), { dp: { enabled: true } });
+    (c.method as Record<string, unknown>).length = null;
+    expect(() => parseConfig(c, tmp, "cfg")).toThrow(/method\.length/);
+  });
+});
+
+describe("differential privacy parameters", () => {
+  it("uses σ = (C/n)√(2 ln(1.25/δ))/ε for ε ≤ 1 and the analytic Gaussian mechanism above", () => {
+    const p = dpParameters(0.5, 1e-5, 2, 25);
+    expect(p.mechanism).toBe("classic");
+    expect(p.sigma).toBeCloseTo(((2 / 25) * Math.sqrt(2 * Math.log(1.25 / 1e-5))) / 0.5, 10);
+    const q = dpParameters(4, 1e-5, 2, 25);
+    expect(q.mechanism).toBe("analytic");
+    expect(q.sigma).toBeLessThan(classicGaussianSigma(2 / 25, 4, 1e-5));
+    // the analytic σ is also no larger than the classic one where both apply
+    expect(analyticGaussianSigma(1, 0.9, 1e-5)).toBeLessThanOrEqual(classicGaussianSigma(1, 0.9, 1e-5));
+  });
+});
+
+describe("synthesize (tiny model)", () => {
+  it("runs the method end to end and writes every output file", async () => {
+    const out = path.join(tmp, "run1");
+    const config = parseConfig(tinyConfig(out), tmp, "cfg");
+    const r = await synthesize(config);
+    expect(r.samples.length).toBe(2 * 2 * 3);
+    for (const f of ["synthetic.jsonl", "filtered.jsonl", "report.json", "checkpoint.json"]) expect(fs.existsSync(path.join(out, f)), f).toBe(true);
+    const rows = fs.readFileSync(path.join(out, "synthetic.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(rows[0]).toEqual(expect.objectContaining({ text: expect.any(String), label: 0, matching_loss: expect.any(Number), perplexity: expect.any(Number), batch: 0, rho: 0.1 }));
+    // every sampled token is alphabetic (the default allowed set): letters and spaces only
+    for (const row of rows) expect(row.text).toMatch(/^[A-Za-z ]*$/);
+    const report = JSON.parse(fs.readFileSync(path.join(out, "report.json"), "utf8"));
+    for (const cls of ["negative", "positive"]) {
+      const c = report.classes[cls];
+      expect(c.batches).toHaveLength(2);
+      for (const b of c.batches) {
+        expect(b.x_loss_per_outer).toHaveLength(4);
+        // ADMM lowers the matching loss below the best random initialisation
+        expect(b.best_x_loss).toBeLessThan(b.init_loss);
+      }
+      expect(c.gradient_cosine_all).toBeGreaterThan(-1);
+      expect(c.gradient_cosine_all).toBeLessThanOrEqual(1);
+    }
+    // filtered set is balanced
+    const filtered = fs.readFileSync(path.join(out, "filtered.jsonl"), "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
+    const counts = [0, 1].map((l) => filtered.filter((x) => x.label === l).length);
+    expect(counts[0]).toBe(counts[1]);
+    // a second run into the same folder must not silently overwrite it
+    await expect(synthesize(config)).rejects.toBeInstanceOf(OutputExistsError);
+  });
+
+  it("is deterministic: the same seed gives the same bytes", async () => {
+    const a = path.join(tmp, "det-a"), b = path.join(tmp, "det-b");
+    await synthesize(parseConfig(tinyConfig(a), tmp, "cfg"));
+    await synthesize(parseConfig(tinyConfig(b), tmp, "cfg"));
+    for (const f of ["synthetic.jsonl", "filtered.jsonl"]) expect(fs.readFileSync(path.join(a, f)).equals(fs.readFileSync(path.join(b, f)))).toBe(true);
+  });
+
+  it("with DP keeps private text out of the output folder and reports ε, δ, C, n, σ", async () => {
+    const out = path.join(tmp, "dp");
+    const config = parseConfig(tinyConfig(out, { dp: { enabled: true, epsilon: 2, delta: 1e-5, clip_norm: 1 }, filter: { few_shot: 0, keep_per_class: 4 } }), tmp, "cfg");
+    await synthesize(config);
+    const report = JSON.parse(fs.readFileSync(path.join(out, "report.json"), "utf8"));
+    expect(report.dp).toEqual(expect.objectContaining({ epsilon: 2, delta: 1e-5, clip_norm: 1 }));
+    expect(report.dp.per_class[0]).toEqual(expect.objectContaining({ n: 6, sigma: expect.any(Number), mechanism: "analytic" }));
+    const everything = fs.readdirSync(out).map((f) => fs.readFileSync(path.join(out, f), "utf8")).join("\n");
+    const privateTexts = fs.readFileSync(path.join(root, "examples", "data", "imdb", "train.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l).text as string);
+    for (const t of privateTexts) expect(everything.includes(t.slice(0, 40))).toBe(false);
+  });
+
+  it("resumes a killed CLI run to the same bytes as an uninterrupted run", async () => {
+    const cli = path.join(root, "dist", "ts", "cli.js");
+    expect(fs.existsSync(cli), "dist/ is built by npm ci (prepare)").toBe(true);
+    const full = path.join(tmp, "full"), killed = path.join(tmp, "killed");
+    const slow = { method: { batch_size: 3, batches_per_class: 3, length: 6, outer_steps: 6, inner_steps: 40, top_k: 20, init_candidates: 4 } };
+    writeYaml(path.join(tmp, "full.yaml"), tinyConfig(full, slow));
+    writeYaml(path.join(tmp, "killed.yaml"), tinyConfig(killed, slow));
+    const ok = spawnSync(process.execPath, [cli, "synth", path.join(tmp, "full.yaml"), "--no-progress"], { encoding: "utf8" });
+    expect(ok.status, ok.stderr).toBe(0);
+    // start the second run, kill it once a batch is checkpointed
+    const child = spawn(process.execPath, [cli, "synth", path.join(tmp, "killed.yaml"), "--no-progress"], { stdio: "ignore" });
+    const ckpt = path.join(killed, "checkpoint.json");
+    await new Promise<void>((resolve, reject) => {
+      const timer = setInterval(() => {
+        if (fs.existsSync(ckpt)) {
+          clearInterval(timer);
+          child.kill("SIGKILL");
+          resolve();
+        }
+      }, 20);
+      child.on("exit", () => {
+        clearInterval(timer);
+        reject(new Error("the run finished before it could be killed"));
+      });
+    });
+    await new Promise((r) => child.on("exit", r));
+    expect(fs.existsSync(path.join(killed, "synthetic.jsonl"))).toBe(false);
+    const resumed = spawnSync(process.execPath, [cli, "synth", path.join(tmp, "killed.yaml"), "--resume", "--no-progress"], { encoding: "utf8" });
+    expect(resumed.status, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toMatch(/resuming: [1-5] batches already done/);
+    for (const f of ["synthetic.jsonl", "filtered.jsonl"]) expect(fs.readFileSync(path.join(killed, f)).equals(fs.readFileSync(path.join(full, f))), f).toBe(true);
+  });
+});

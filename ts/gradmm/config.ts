@@ -1,0 +1,139 @@
+/**
+ * The synthesis config: a YAML file validated by a zod schema. Every field has a default and a description; an
+ * error names the file, the field and its line.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { LineCounter, parseDocument, isNode } from "yaml";
+import { z } from "zod";
+import { InvalidFileError } from "../errors";
+import { packageRoot } from "../native";
+
+const classSchema = z.object({
+  label: z.union([z.string(), z.number()]).describe("the value of the label field for this class"),
+  name: z.string().optional().describe("a readable name (defaults to the label)"),
+  label_word: z.string().min(1).describe("the word the model should predict after text + template, e.g. ' great'"),
+  instruction: z.string().min(1).describe("the instruction prefix the projection conditions on, e.g. 'Write a positive movie review:'"),
+});
+
+export const configSchema = z.object({
+  data: z.object({
+    path: z.string().describe("JSONL or CSV file with the private labelled examples (relative to the config file)"),
+    format: z.enum(["jsonl", "csv"]).optional().describe("inferred from the extension when absent"),
+    text_field: z.string().default("text"),
+    label_field: z.string().default("label"),
+    examples_per_class: z.number().int().positive().default(25).describe("real examples per class that form the target"),
+  }),
+  classes: z.array(classSchema).min(2).describe("one entry per class"),
+  template: z.string().default(" It was").describe("appended to every text; the label word follows it"),
+  model: z.string().optional().describe("Hugging Face model folder (default: the shipped models/default)"),
+  method: z
+    .object({
+      batch_size: z.number().int().positive().default(10),
+      batches_per_class: z.number().int().positive().default(10),
+      length: z.number().int().positive().nullable().default(null).describe("free tokens per sample; null = mean real length (not allowed with DP)"),
+      outer_steps: z.number().int().positive().default(30).describe("ADMM iterations"),
+      inner_steps: z.number().int().positive().default(50).describe("Adam steps per x-update"),
+      lr: z.number().positive().default(0.008),
+      max_grad_norm: z.number().positive().default(1),
+      rho: z.union([z.number().positive(), z.array(z.number().positive()).min(1)]).default(0.1).describe("ADMM penalty; a list runs each"),
+      top_k: z.number().int().positive().default(200),
+      init_candidates: z.number().int().positive().default(500),
+      init_token_norm: z.number().positive().default(1.4),
+      allowed_tokens: z.enum(["alphabetic", "all"]).default("alphabetic"),
+    })
+    .default({} as never),
+  dp: z
+    .object({
+      enabled: z.boolean().default(false),
+      epsilon: z.number().positive().default(1),
+      delta: z.number().positive().max(1).default(1e-5),
+      clip_norm: z.number().positive().default(1).describe("per-example gradient clipping norm C"),
+    })
+    .default({} as never),
+  filter: z
+    .object({
+      enabled: z.boolean().default(true),
+      few_shot: z.number().int().min(0).default(2).describe("demonstrations in the label-agreement prompt"),
+      demonstrations: z
+        .array(z.object({ text: z.string(), class: z.union([z.string(), z.number()]) }))
+        .optional()
+        .describe("explicit demonstrations (required for few_shot > 0 with DP: private data never enters the filter)"),
+      keep_per_class: z.number().int().positive().default(100),
+      ppl_weight: z.number().min(0).default(0).describe("score = matching loss + ppl_weight × log-perplexity"),
+      dedupe: z.boolean().default(true),
+    })
+    .default({} as never),
+  output: z.string().default("runs/gradmm").describe("output folder (relative to the config file)"),
+  seed: z.number().int().min(0).default(0),
+  threads: z.number().int().min(0).default(0).describe("CPU threads (0 = all cores)"),
+});
+
+export type SynthConfig = z.infer<typeof configSchema> & {
+  /** Absolute paths resolved from the config file's folder. */
+  resolved: { dataPath: string; modelDir: string; outputDir: string; configFile: string };
+};
+
+/** Parses and validates a config object (from YAML or code); paths resolve against `baseDir`. */
+export function parseConfig(raw: unknown, baseDir: string, sourceName = "<config>", locate?: (p: PropertyKey[]) => string): SynthConfig {
+  const r = configSchema.safeParse(raw);
+  if (!r.success) {
+    const msgs = r.error.issues.map((i) => {
+      const where = i.path.length ? i.path.join(".") : "(root)";
+      return `${where}${locate ? locate(i.path) : ""}: ${i.message}`;
+    });
+    throw new InvalidFileError(sourceName, `invalid config:\n  ${msgs.join("\n  ")}`);
+  }
+  const c = r.data;
+  const labels = new Set(c.classes.map((k) => String(k.label)));
+  if (labels.size !== c.classes.length) throw new InvalidFileError(sourceName, "classes: two classes share a label");
+  if (c.dp.enabled && c.method.length === null)
+    throw new InvalidFileError(sourceName, "method.length: must be set when dp.enabled (the mean real length would leak private data)");
+  if (c.dp.enabled && c.filter.enabled && c.filter.few_shot > 0 && !c.filter.demonstrations)
+    throw new InvalidFileError(sourceName, "filter.demonstrations: required for few-shot filtering with dp.enabled (or set filter.few_shot: 0)");
+  const modelDir = resolveModelDir(c.model, baseDir);
+  return {
+    ...c,
+    resolved: {
+      dataPath: path.resolve(baseDir, c.data.path),
+      modelDir,
+      outputDir: path.resolve(baseDir, c.output),
+      configFile: sourceName,
+    },
+  };
+}
+
+/** A relative model path is looked up beside the config first, then in the package (so `models/default` works anywhere). */
+function resolveModelDir(model: string | undefined, baseDir: string): string {
+  if (!model) return path.join(packageRoot(), "models", "default");
+  if (path.isAbsolute(model)) return model;
+  const local = path.resolve(baseDir, model);
+  if (fs.existsSync(local)) return local;
+  const shipped = path.resolve(packageRoot(), model);
+  return fs.existsSync(shipped) ? shipped : local;
+}
+
+/** Reads a YAML config file; validation errors name the field and its line. */
+export function loadConfigFile(file: string): SynthConfig {
+  let src: string;
+  try {
+    src = fs.readFileSync(file, "utf8");
+  } catch (e) {
+    throw new InvalidFileError(file, `cannot read: ${(e as Error).message}`, { cause: e });
+  }
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(src, { lineCounter, prettyErrors: false });
+  if (doc.errors.length) {
+    const e = doc.errors[0];
+    const pos = lineCounter.linePos(e.pos[0]);
+    throw new InvalidFileError(file, `YAML syntax error at line ${pos.line}: ${e.message.split("\n")[0]}`);
+  }
+  const locate = (p: PropertyKey[]): string => {
+    for (let n = p.length; n > 0; n--) {
+      const node = doc.getIn(p.slice(0, n) as (string | number)[], true);
+      if (isNode(node) && node.range) return ` (line ${lineCounter.linePos(node.range[0]).line})`;
+    }
+    return "";
+  };
+  return parseConfig(doc.toJS() ?? {}, path.dirname(path.resolve(file)), file, locate);
+}

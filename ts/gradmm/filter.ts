@@ -1,0 +1,96 @@
+/**
+ * Filtering synthetic samples (the paper's recipe): keep those the model itself labels as intended in a few-shot
+ * prompt, rank by matching loss (+ α·log-perplexity), keep the top N per class, balance classes, de-duplicate.
+ */
+import type { GPT2Model } from "../model";
+import type { Tokenizer } from "../tokenizer";
+import { lastPositionLogits } from "./lm";
+
+export interface SyntheticSample {
+  text: string;
+  label: string | number;
+  /** Index into config.classes. */
+  cls: number;
+  tokens: number[];
+  matching_loss: number;
+  perplexity: number;
+  batch: number;
+  rho: number;
+}
+
+export interface FilterOptions {
+  classes: { labelWord: string }[];
+  template: string;
+  /** Demonstrations for the label-agreement prompt (empty = zero-shot). */
+  demonstrations: { text: string; cls: number }[];
+  keepPerClass: number;
+  pplWeight: number;
+  dedupe: boolean;
+  signal?: AbortSignal;
+}
+
+/** Predicted class of each text: argmax over classes of the label word's first-token logit after the prompt. */
+export async function classifyByLabelWord(
+  model: GPT2Model,
+  tokenizer: Tokenizer,
+  texts: number[][],
+  o: Pick<FilterOptions, "classes" | "template" | "demonstrations" | "signal">,
+): Promise<number[]> {
+  const maxT = model.config.maxSeqLen;
+  const template = tokenizer.encode(o.template);
+  const labelIds = o.classes.map((c) => tokenizer.encode(c.labelWord)[0]);
+  const sep = tokenizer.encode("\n\n");
+  const seqs = texts.map((text) => {
+    const tail = [...text.slice(0, Math.max(1, maxT - template.length)), ...template].slice(-maxT);
+    const room = maxT - tail.length;
+    const perDemo = o.demonstrations.length ? Math.floor(room / o.demonstrations.length) : 0;
+    const prefix: number[] = [];
+    for (const d of o.demonstrations) {
+      const fixed = template.length + 1 + sep.length;
+      if (perDemo <= fixed) break;
+      prefix.push(...tokenizer.encode(d.text).slice(0, perDemo - fixed), ...template, labelIds[d.cls], ...sep);
+    }
+    return [...prefix, ...tail];
+  });
+  const logits = await lastPositionLogits(model, seqs, { signal: o.signal });
+  return logits.map((l) => labelIds.reduce((best, id, k) => (l[id] > l[labelIds[best]] ? k : best), 0));
+}
+
+export async function filterSamples(
+  model: GPT2Model,
+  tokenizer: Tokenizer,
+  samples: SyntheticSample[],
+  o: FilterOptions,
+): Promise<{ kept: SyntheticSample[]; stats: Record<string, unknown> }> {
+  const predicted = await classifyByLabelWord(model, tokenizer, samples.map((s) => s.tokens), o);
+  const agreeing = samples.filter((s, i) => predicted[i] === s.cls);
+  const seen = new Set<string>();
+  const unique = o.dedupe
+    ? agreeing.filter((s) => {
+        const key = `${s.cls}\u0000${s.text.trim()}`;
+        if (seen.has(key)) return false;
+        seen.add(key);
+        return true;
+      })
+    : agreeing;
+  const score = (s: SyntheticSample) => s.matching_loss + o.pplWeight * Math.log(s.perplexity);
+  const perClass = o.classes.map((_, k) =>
+    unique
+      .filter((s) => s.cls === k)
+      .sort((a, b) => score(a) - score(b) || a.batch - b.batch)
+      .slice(0, o.keepPerClass),
+  );
+  // balance: every class keeps as many as the smallest has, its best-scoring ones
+  const n = Math.min(...perClass.map((c) => c.length));
+  const kept = perClass.flatMap((c) => c.slice(0, n));
+  return {
+    kept,
+    stats: {
+      label_agreement: samples.length ? agreeing.length / samples.length : null,
+      after_agreement: agreeing.length,
+      after_dedupe: unique.length,
+      kept_per_class: n,
+      demonstrations: o.demonstrations.length,
+    },
+  };
+}

@@ -1,0 +1,35 @@
+/** Small language-model utilities over token ids: last-position logits, label-word classification, perplexity. */
+import type { GPT2Model } from "../model";
+
+/** Logits at the last token of each sequence (right-padded batches of `chunk`), [seqs.length][V]. */
+export async function lastPositionLogits(model: GPT2Model, seqs: number[][], opts: { signal?: AbortSignal; chunk?: number } = {}): Promise<Float32Array[]> {
+  const V = model.config.vocabSize, chunk = opts.chunk ?? 16;
+  const out: Float32Array[] = [];
+  for (let s = 0; s < seqs.length; s += chunk) {
+    const group = seqs.slice(s, s + chunk);
+    const T = Math.max(...group.map((q) => q.length));
+    const tokens = new Int32Array(group.length * T), lossMask = new Float32Array(group.length * T);
+    group.forEach((q, b) => {
+      tokens.set(q, b * T);
+      lossMask[b * T + q.length - 1] = 1;
+    });
+    await model.forward({ tokens, lossMask, B: group.length, T, signal: opts.signal });
+    const logits = model.logits();
+    group.forEach((_, b) => out.push(logits.slice(b * V, (b + 1) * V)));
+  }
+  return out;
+}
+
+/** Mean next-token cross-entropy of `continuation` after `context` (natural log), one value per sequence. */
+export async function continuationLoss(model: GPT2Model, context: number[], continuations: number[][], opts: { signal?: AbortSignal } = {}): Promise<number[]> {
+  const out: number[] = [];
+  for (const cont of continuations) {
+    const seq = [...context, ...cont];
+    const T = seq.length - 1;
+    const tokens = Int32Array.from(seq.slice(0, T)), targets = Int32Array.from(seq.slice(1));
+    const lossMask = new Float32Array(T);
+    for (let t = Math.max(context.length - 1, 0); t < T; t++) lossMask[t] = 1;
+    out.push(await model.forward({ tokens, targets, lossMask, B: 1, T, signal: opts.signal }));
+  }
+  return out;
+}
