@@ -9,7 +9,9 @@
 #include <memory>
 #include <mutex>
 
+#include "admm.h"
 #include "gemm.h"
+#include "gradmatch.h"
 #include "gpt2.h"
 #include "threadpool.h"
 
@@ -25,6 +27,8 @@ template <>
 constexpr napi_typedarray_type typed_array_kind<Napi::Int32Array>() { return napi_int32_array; }
 template <>
 constexpr napi_typedarray_type typed_array_kind<Napi::Float32Array>() { return napi_float32_array; }
+template <>
+constexpr napi_typedarray_type typed_array_kind<Napi::Uint8Array>() { return napi_uint8_array; }
 
 template <typename TA>
 TA typed_field(const Napi::Object& o, const char* name, size_t expected, bool required) {
@@ -156,7 +160,10 @@ class GPT2Wrap : public Napi::ObjectWrap<GPT2Wrap> {
                         InstanceMethod("forward", &GPT2Wrap::Forward), InstanceMethod("backward", &GPT2Wrap::Backward),
                         InstanceMethod("logits", &GPT2Wrap::Logits), InstanceMethod("selectedRows", &GPT2Wrap::SelectedRows),
                         InstanceMethod("hidden", &GPT2Wrap::Hidden), InstanceMethod("adamwStep", &GPT2Wrap::AdamwStep),
-                        InstanceMethod("decode", &GPT2Wrap::Decode), InstanceMethod("release", &GPT2Wrap::Release)});
+                        InstanceMethod("decode", &GPT2Wrap::Decode), InstanceMethod("release", &GPT2Wrap::Release),
+                        InstanceMethod("buildTarget", &GPT2Wrap::BuildTarget), InstanceMethod("matchLoss", &GPT2Wrap::MatchLoss),
+                        InstanceMethod("xUpdate", &GPT2Wrap::XUpdate), InstanceMethod("project", &GPT2Wrap::Project),
+                        InstanceMethod("initCandidates", &GPT2Wrap::InitCandidates)});
   }
 
   explicit GPT2Wrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<GPT2Wrap>(info) {
@@ -319,6 +326,11 @@ class GPT2Wrap : public Napi::ObjectWrap<GPT2Wrap> {
   }
 
   Napi::Value Decode(const Napi::CallbackInfo& info);
+  Napi::Value BuildTarget(const Napi::CallbackInfo& info);
+  Napi::Value MatchLoss(const Napi::CallbackInfo& info);
+  Napi::Value XUpdate(const Napi::CallbackInfo& info);
+  Napi::Value Project(const Napi::CallbackInfo& info);
+  Napi::Value InitCandidates(const Napi::CallbackInfo& info);
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -402,6 +414,203 @@ Napi::Value GPT2Wrap::Decode(const Napi::CallbackInfo& info) {
       nullptr, keep);
 }
 
+
+// ---------------------------------------------------------------------------------------------------------------
+// Gradient matching and ADMM (binding/src/gradmatch.h, admm.h). A MatchTarget is created by model.buildTarget().
+class MatchTargetWrap : public Napi::ObjectWrap<MatchTargetWrap> {
+ public:
+  static Napi::FunctionReference* ctor;
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "MatchTarget",
+                       {InstanceAccessor("norm", &MatchTargetWrap::Norm, nullptr),
+                        InstanceAccessor("count", &MatchTargetWrap::Count, nullptr),
+                        InstanceMethod("exampleNorms", &MatchTargetWrap::ExampleNorms)});
+  }
+  explicit MatchTargetWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MatchTargetWrap>(info) {}
+  std::shared_ptr<MatchTarget> target;
+  std::shared_ptr<ModelState> model;
+
+ private:
+  Napi::Value Norm(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), target->norm); }
+  Napi::Value Count(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), target->n); }
+  Napi::Value ExampleNorms(const Napi::CallbackInfo& info) {
+    return copy_out(info.Env(), target->example_norms.data(), target->example_norms.size());
+  }
+};
+Napi::FunctionReference* MatchTargetWrap::ctor = nullptr;
+
+std::shared_ptr<MatchTarget> unwrap_target(const Napi::Value& v, const std::shared_ptr<ModelState>& model) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(MatchTargetWrap::ctor->Value()))
+    throw Napi::TypeError::New(v.Env(), "expected a MatchTarget from model.buildTarget()");
+  MatchTargetWrap* w = MatchTargetWrap::Unwrap(v.As<Napi::Object>());
+  if (w->model != model) throw Napi::Error::New(v.Env(), "the MatchTarget belongs to another model");
+  return w->target;
+}
+
+double num_field(const Napi::Object& o, const char* name, double dflt) {
+  Napi::Value v = o.Get(name);
+  return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : dflt;
+}
+
+// buildTarget({tokens [n*T], n, T, lastPos [n], labels [n], clipNorm?, noiseStd?, noiseSeed?}, cancel?) -> Promise<MatchTarget>
+Napi::Value GPT2Wrap::BuildTarget(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = state(env);
+  Napi::Object a = info[0].As<Napi::Object>();
+  const int n = int_field(a, "n", 1), T = int_field(a, "T", 1);
+  auto tokens = typed_field<Napi::Int32Array>(a, "tokens", (size_t)n * T, true);
+  auto last = typed_field<Napi::Int32Array>(a, "lastPos", n, true);
+  auto labels = typed_field<Napi::Int32Array>(a, "labels", n, true);
+  TargetOptions opts;
+  opts.clip_norm = (float)num_field(a, "clipNorm", 0);
+  opts.noise_std = (float)num_field(a, "noiseStd", 0);
+  opts.noise_seed = (uint64_t)num_field(a, "noiseSeed", 0);
+  auto cancel = cancel_flag(info[1]);
+  auto result = std::make_shared<std::shared_ptr<MatchTarget>>();
+  const int *tk = tokens.Data(), *lp = last.Data(), *lb = labels.Data();
+  return run_async(
+      env,
+      [s, tk, lp, lb, n, T, opts, cancel, result] {
+        std::lock_guard<std::mutex> lk(s->mutex);
+        *result = std::make_shared<MatchTarget>(build_target(s->model, tk, n, T, lp, lb, opts, cancel.get()));
+      },
+      [s, result](Napi::Env e) {
+        Napi::Object o = MatchTargetWrap::ctor->New({});
+        MatchTargetWrap* w = MatchTargetWrap::Unwrap(o);
+        w->target = *result;
+        w->model = s;
+        return (Napi::Value)o;
+      },
+      {a});
+}
+
+// matchLoss(target, {X [B*L*C], B, L, label, dX?, perSample?}, cancel?) -> Promise<f>
+Napi::Value GPT2Wrap::MatchLoss(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = state(env);
+  auto target = unwrap_target(info[0], s);
+  Napi::Object a = info[1].As<Napi::Object>();
+  const int B = int_field(a, "B", 1), L = int_field(a, "L", 1), label = int_field(a, "label", 0);
+  const size_t n = (size_t)B * L * s->model.config().channels;
+  auto X = typed_field<Napi::Float32Array>(a, "X", n, true);
+  auto dX = typed_field<Napi::Float32Array>(a, "dX", n, false);
+  auto per = typed_field<Napi::Float32Array>(a, "perSample", B, false);
+  if (label >= s->model.config().vocab_size) throw Napi::RangeError::New(env, "label token out of range");
+  const float* x = X.Data();
+  float* dx = dX.IsEmpty() ? nullptr : dX.Data();
+  float* ps = per.IsEmpty() ? nullptr : per.Data();
+  auto cancel = cancel_flag(info[2]);
+  auto f = std::make_shared<double>(0);
+  return run_async(
+      env,
+      [s, target, x, B, L, label, dx, ps, cancel, f] {
+        std::lock_guard<std::mutex> lk(s->mutex);
+        *f = match_loss(s->model, *target, x, B, L, label, dx, ps, cancel.get());
+      },
+      [f](Napi::Env e) { return Napi::Number::New(e, *f); }, {a, info[0]});
+}
+
+// xUpdate(target, {X, z, lam, adamM, adamV [B*L*C], adamStep: Int32Array(1), losses [steps], B, L, freeLen, label,
+//                  steps, rho, lr, maxGradNorm}, cancel?) -> Promise<f after the last step>
+Napi::Value GPT2Wrap::XUpdate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = state(env);
+  auto target = unwrap_target(info[0], s);
+  Napi::Object a = info[1].As<Napi::Object>();
+  XUpdateArgs xa;
+  xa.B = int_field(a, "B", 1);
+  xa.L = int_field(a, "L", 1);
+  xa.free_len = int_field(a, "freeLen", 0);
+  xa.label = int_field(a, "label", 0);
+  xa.steps = int_field(a, "steps", 0);
+  xa.rho = (float)num_field(a, "rho", 0.1);
+  xa.lr = (float)num_field(a, "lr", 0.008);
+  xa.max_grad_norm = (float)num_field(a, "maxGradNorm", 1.0);
+  if (xa.free_len > xa.L) throw Napi::RangeError::New(env, "freeLen exceeds L");
+  if (xa.label >= s->model.config().vocab_size) throw Napi::RangeError::New(env, "label token out of range");
+  const size_t n = (size_t)xa.B * xa.L * s->model.config().channels;
+  auto X = typed_field<Napi::Float32Array>(a, "X", n, true);
+  auto z = typed_field<Napi::Float32Array>(a, "z", n, true);
+  auto lam = typed_field<Napi::Float32Array>(a, "lam", n, true);
+  auto m = typed_field<Napi::Float32Array>(a, "adamM", n, true);
+  auto v = typed_field<Napi::Float32Array>(a, "adamV", n, true);
+  auto t = typed_field<Napi::Int32Array>(a, "adamStep", 1, true);
+  auto losses = typed_field<Napi::Float32Array>(a, "losses", xa.steps, false);
+  float *x = X.Data(), *mm = m.Data(), *vv = v.Data(), *ls = losses.IsEmpty() ? nullptr : losses.Data();
+  const float *zz = z.Data(), *ll = lam.Data();
+  int* tt = t.Data();
+  auto cancel = cancel_flag(info[2]);
+  auto f = std::make_shared<double>(0);
+  return run_async(
+      env,
+      [s, target, x, zz, ll, xa, mm, vv, tt, ls, cancel, f] {
+        std::lock_guard<std::mutex> lk(s->mutex);
+        *f = x_update(s->model, *target, x, zz, ll, xa, mm, vv, tt, ls, cancel.get());
+      },
+      [f](Napi::Env e) { return Napi::Number::New(e, *f); }, {a, info[0]});
+}
+
+// project({U [B*L*C], B, L, freeLen, allowed: Uint8Array [V], topk, prefix: KVCache, prefixLogits [V],
+//          outTokens: Int32Array [B*freeLen]}, cancel?) -> Promise<void>
+Napi::Value GPT2Wrap::Project(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = state(env);
+  Napi::Object a = info[0].As<Napi::Object>();
+  const int B = int_field(a, "B", 1), L = int_field(a, "L", 1), free_len = int_field(a, "freeLen", 0), topk = int_field(a, "topk", 1);
+  const int V = s->model.config().vocab_size, C = s->model.config().channels;
+  if (free_len > L) throw Napi::RangeError::New(env, "freeLen exceeds L");
+  auto U = typed_field<Napi::Float32Array>(a, "U", (size_t)B * L * C, true);
+  auto allowed = typed_field<Napi::Uint8Array>(a, "allowed", V, true);
+  auto plog = typed_field<Napi::Float32Array>(a, "prefixLogits", V, true);
+  auto out = typed_field<Napi::Int32Array>(a, "outTokens", (size_t)B * free_len, true);
+  Napi::Value pv = a.Get("prefix");
+  if (!pv.IsObject() || !pv.As<Napi::Object>().InstanceOf(KVCacheWrap::ctor->Value()))
+    throw Napi::TypeError::New(env, "project: 'prefix' must be a KVCache");
+  KVCacheWrap* cw = KVCacheWrap::Unwrap(pv.As<Napi::Object>());
+  if (cw->model_ != s) throw Napi::Error::New(env, "project: the prefix cache belongs to another model");
+  auto cache = cw->cache_;
+  const float *u = U.Data(), *pl = plog.Data();
+  const uint8_t* al = allowed.Data();
+  int* o = out.Data();
+  auto cancel = cancel_flag(info[1]);
+  return run_async(
+      env,
+      [s, u, B, L, free_len, al, topk, cache, pl, o, cancel] {
+        std::lock_guard<std::mutex> lk(s->mutex);
+        project(s->model, u, B, L, free_len, al, topk, *cache, pl, o, cancel.get());
+      },
+      nullptr, {a});
+}
+
+// initCandidates(target, {X [B*L*C] (out), templateEmbeds [(L-freeLen)*C], B, L, freeLen, label, candidates, seed,
+//                         tokenNorm}, cancel?) -> Promise<best f>
+Napi::Value GPT2Wrap::InitCandidates(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = state(env);
+  auto target = unwrap_target(info[0], s);
+  Napi::Object a = info[1].As<Napi::Object>();
+  const int B = int_field(a, "B", 1), L = int_field(a, "L", 1), free_len = int_field(a, "freeLen", 0),
+            label = int_field(a, "label", 0), cands = int_field(a, "candidates", 1);
+  const int C = s->model.config().channels;
+  if (free_len > L) throw Napi::RangeError::New(env, "freeLen exceeds L");
+  if (label >= s->model.config().vocab_size) throw Napi::RangeError::New(env, "label token out of range");
+  auto X = typed_field<Napi::Float32Array>(a, "X", (size_t)B * L * C, true);
+  auto tmpl = typed_field<Napi::Float32Array>(a, "templateEmbeds", (size_t)(L - free_len) * C, true);
+  const uint64_t seed = (uint64_t)num_field(a, "seed", 0);
+  const float norm = (float)num_field(a, "tokenNorm", 1.4);
+  float* x = X.Data();
+  const float* te = tmpl.Data();
+  auto cancel = cancel_flag(info[2]);
+  auto f = std::make_shared<double>(0);
+  return run_async(
+      env,
+      [s, target, B, L, free_len, te, label, cands, seed, norm, x, cancel, f] {
+        std::lock_guard<std::mutex> lk(s->mutex);
+        *f = init_candidates(s->model, *target, B, L, free_len, te, label, cands, seed, norm, x, cancel.get());
+      },
+      [f](Napi::Env e) { return Napi::Number::New(e, *f); }, {a, info[0]});
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // sgemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate) — synchronous, for tests and benchmarks.
 Napi::Value Sgemm(const Napi::CallbackInfo& info) {
@@ -441,6 +650,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   KVCacheWrap::ctor = new Napi::FunctionReference(Napi::Persistent(kv));
   exports.Set("CancelToken", cancel);
   exports.Set("KVCache", kv);
+  Napi::Function mt = MatchTargetWrap::Init(env);
+  MatchTargetWrap::ctor = new Napi::FunctionReference(Napi::Persistent(mt));
+  exports.Set("MatchTarget", mt);
   exports.Set("GPT2Model", GPT2Wrap::Init(env));
   exports.Set("sgemm", Napi::Function::New(env, Sgemm));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
