@@ -93,7 +93,7 @@ export class GPT2Model {
 
   private constructor(config: GPT2Config) {
     this.config = config;
-    this.#native = new (native().GPT2Model)(config);
+    this.#native = new (native().Model)(config);
     this.#params = this.#native.params();
     this.#table = new Map(this.#native.paramTable().map((p) => [p.name, p]));
   }

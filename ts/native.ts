@@ -159,7 +159,7 @@ export interface NativeGPT2Model {
 }
 
 export interface NativeModule {
-  GPT2Model: new (config: NativeGPT2Config) => NativeGPT2Model;
+  Model: new (config: NativeGPT2Config & { architecture?: string }) => NativeGPT2Model;
   KVCache: new (model: NativeGPT2Model, rows: number, capacity: number, prefix?: NativeKVCache) => NativeKVCache;
   CancelToken: new () => NativeCancelToken;
   sgemm(

@@ -129,8 +129,9 @@ Napi::Promise run_async(Napi::Env env, std::function<void()> work, std::function
 
 // The native model plus a lock: one operation at a time touches its activations.
 struct ModelState {
-  explicit ModelState(const GPT2Config& cfg) : model(cfg) {}
-  GPT2 model;
+  explicit ModelState(std::unique_ptr<CausalLM> m) : model_ptr(std::move(m)), model(*model_ptr) {}
+  std::unique_ptr<CausalLM> model_ptr;
+  CausalLM& model;
   std::mutex mutex;
 };
 
@@ -151,25 +152,28 @@ Napi::Float32Array copy_out(Napi::Env env, const float* data, size_t n) {
 // ---------------------------------------------------------------------------------------------------------------
 class KVCacheWrap;
 
-class GPT2Wrap : public Napi::ObjectWrap<GPT2Wrap> {
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "GPT2Model",
-                       {InstanceMethod("paramTable", &GPT2Wrap::ParamTable), InstanceMethod("params", &GPT2Wrap::Params),
-                        InstanceMethod("grads", &GPT2Wrap::Grads), InstanceMethod("zeroGrads", &GPT2Wrap::ZeroGrads),
-                        InstanceMethod("forward", &GPT2Wrap::Forward), InstanceMethod("backward", &GPT2Wrap::Backward),
-                        InstanceMethod("logits", &GPT2Wrap::Logits), InstanceMethod("selectedRows", &GPT2Wrap::SelectedRows),
-                        InstanceMethod("hidden", &GPT2Wrap::Hidden), InstanceMethod("adamwStep", &GPT2Wrap::AdamwStep),
-                        InstanceMethod("decode", &GPT2Wrap::Decode), InstanceMethod("release", &GPT2Wrap::Release),
-                        InstanceMethod("buildTarget", &GPT2Wrap::BuildTarget), InstanceMethod("matchLoss", &GPT2Wrap::MatchLoss),
-                        InstanceMethod("xUpdate", &GPT2Wrap::XUpdate), InstanceMethod("project", &GPT2Wrap::Project),
-                        InstanceMethod("initCandidates", &GPT2Wrap::InitCandidates)});
+    return DefineClass(env, "Model",
+                       {InstanceMethod("paramTable", &ModelWrap::ParamTable), InstanceMethod("params", &ModelWrap::Params),
+                        InstanceMethod("grads", &ModelWrap::Grads), InstanceMethod("zeroGrads", &ModelWrap::ZeroGrads),
+                        InstanceMethod("forward", &ModelWrap::Forward), InstanceMethod("backward", &ModelWrap::Backward),
+                        InstanceMethod("logits", &ModelWrap::Logits), InstanceMethod("selectedRows", &ModelWrap::SelectedRows),
+                        InstanceMethod("hidden", &ModelWrap::Hidden), InstanceMethod("adamwStep", &ModelWrap::AdamwStep),
+                        InstanceMethod("decode", &ModelWrap::Decode), InstanceMethod("release", &ModelWrap::Release),
+                        InstanceMethod("buildTarget", &ModelWrap::BuildTarget), InstanceMethod("matchLoss", &ModelWrap::MatchLoss),
+                        InstanceMethod("xUpdate", &ModelWrap::XUpdate), InstanceMethod("project", &ModelWrap::Project),
+                        InstanceMethod("initCandidates", &ModelWrap::InitCandidates)});
   }
 
-  explicit GPT2Wrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<GPT2Wrap>(info) {
+  explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
     Napi::Env env = info.Env();
-    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "GPT2Model(config) needs a config object");
+    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "Model(config) needs a config object");
     Napi::Object c = info[0].As<Napi::Object>();
+    Napi::Value arch = c.Get("architecture");
+    const std::string architecture = arch.IsString() ? arch.As<Napi::String>().Utf8Value() : "gpt2";
+    if (architecture != "gpt2") throw Napi::Error::New(env, "unsupported architecture '" + architecture + "'");
     GPT2Config cfg;
     cfg.vocab_size = int_field(c, "vocabSize", 1);
     cfg.max_seq_len = int_field(c, "maxSeqLen", 1);
@@ -178,14 +182,14 @@ class GPT2Wrap : public Napi::ObjectWrap<GPT2Wrap> {
     cfg.num_heads = int_field(c, "numHeads", 1);
     if (c.Get("layerNormEps").IsNumber()) cfg.layer_norm_eps = c.Get("layerNormEps").As<Napi::Number>().FloatValue();
     try {
-      state_ = std::make_shared<ModelState>(cfg);
+      state_ = std::make_shared<ModelState>(std::make_unique<GPT2>(cfg));
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
   }
 
   std::shared_ptr<ModelState> state(Napi::Env env) {
-    if (!state_) throw Napi::Error::New(env, "GPT2Model was used after release()");
+    if (!state_) throw Napi::Error::New(env, "the model was used after release()");
     return state_;
   }
 
@@ -236,14 +240,14 @@ class GPT2Wrap : public Napi::ObjectWrap<GPT2Wrap> {
     auto s = state(env);
     if (!info[0].IsObject()) throw Napi::TypeError::New(env, "forward(args) needs an object");
     Napi::Object a = info[0].As<Napi::Object>();
-    const int B = int_field(a, "B", 1), T = int_field(a, "T", 1), C = s->model.config().channels;
+    const int B = int_field(a, "B", 1), T = int_field(a, "T", 1), C = s->model.dims().channels;
     const size_t BT = (size_t)B * T;
     auto tokens = typed_field<Napi::Int32Array>(a, "tokens", BT, false);
     auto embeds = typed_field<Napi::Float32Array>(a, "embeds", BT * C, false);
     auto targets = typed_field<Napi::Int32Array>(a, "targets", BT, false);
     auto mask = typed_field<Napi::Float32Array>(a, "lossMask", BT, false);
     if (tokens.IsEmpty() == embeds.IsEmpty()) throw Napi::TypeError::New(env, "forward: give exactly one of tokens or embeds");
-    GPT2::ForwardArgs fa;
+    CausalLM::ForwardArgs fa;
     fa.tokens = tokens.IsEmpty() ? nullptr : tokens.Data();
     fa.embeds = embeds.IsEmpty() ? nullptr : embeds.Data();
     fa.B = B;
@@ -268,10 +272,10 @@ class GPT2Wrap : public Napi::ObjectWrap<GPT2Wrap> {
     auto s = state(env);
     Napi::Object a = info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
     const size_t BTC = (size_t)s->model.hidden_size();
-    auto d_logits = typed_field<Napi::Float32Array>(a, "dLogits", s->model.selected_rows().size() * (size_t)s->model.config().vocab_size, false);
+    auto d_logits = typed_field<Napi::Float32Array>(a, "dLogits", s->model.selected_rows().size() * (size_t)s->model.dims().vocab_size, false);
     auto d_hidden = typed_field<Napi::Float32Array>(a, "dHidden", BTC, false);
     auto d_embeds = typed_field<Napi::Float32Array>(a, "dEmbeds", BTC, false);
-    GPT2::BackwardArgs ba;
+    CausalLM::BackwardArgs ba;
     ba.from_loss = bool_field(a, "fromLoss", true);
     ba.d_logits = d_logits.IsEmpty() ? nullptr : d_logits.Data();
     ba.d_hidden = d_hidden.IsEmpty() ? nullptr : d_hidden.Data();
@@ -290,7 +294,7 @@ class GPT2Wrap : public Napi::ObjectWrap<GPT2Wrap> {
   Napi::Value Logits(const Napi::CallbackInfo& info) {
     auto s = state(info.Env());
     std::lock_guard<std::mutex> lk(s->mutex);
-    return copy_out(info.Env(), s->model.logits(), s->model.selected_rows().size() * (size_t)s->model.config().vocab_size);
+    return copy_out(info.Env(), s->model.logits(), s->model.selected_rows().size() * (size_t)s->model.dims().vocab_size);
   }
   Napi::Value SelectedRows(const Napi::CallbackInfo& info) {
     auto s = state(info.Env());
@@ -347,7 +351,7 @@ class KVCacheWrap : public Napi::ObjectWrap<KVCacheWrap> {
   // new KVCache(model, rows, capacity, prefix?)
   explicit KVCacheWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<KVCacheWrap>(info) {
     Napi::Env env = info.Env();
-    GPT2Wrap* m = GPT2Wrap::Unwrap(info[0].As<Napi::Object>());
+    ModelWrap* m = ModelWrap::Unwrap(info[0].As<Napi::Object>());
     model_ = m->state(env);
     int rows = info[1].As<Napi::Number>().Int32Value(), cap = info[2].As<Napi::Number>().Int32Value();
     const KVCache* prefix = nullptr;
@@ -358,7 +362,7 @@ class KVCacheWrap : public Napi::ObjectWrap<KVCacheWrap> {
       prefix = prefix_.get();
     }
     try {
-      cache_ = std::make_shared<KVCache>(model_->model.config(), rows, cap, prefix);
+      cache_ = std::make_shared<KVCache>(model_->model.dims(), rows, cap, prefix);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
@@ -379,7 +383,7 @@ class KVCacheWrap : public Napi::ObjectWrap<KVCacheWrap> {
 Napi::FunctionReference* KVCacheWrap::ctor = nullptr;
 
 // decode(cache, {tokens | embeds, T}, logitsOut?, hiddenOut?, cancelToken?) -> Promise<void>
-Napi::Value GPT2Wrap::Decode(const Napi::CallbackInfo& info) {
+Napi::Value ModelWrap::Decode(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = state(env);
   if (!info[0].IsObject() || !info[0].As<Napi::Object>().InstanceOf(KVCacheWrap::ctor->Value()))
@@ -387,7 +391,7 @@ Napi::Value GPT2Wrap::Decode(const Napi::CallbackInfo& info) {
   KVCacheWrap* cw = KVCacheWrap::Unwrap(info[0].As<Napi::Object>());
   if (cw->model_ != s) throw Napi::Error::New(env, "decode: the cache belongs to another model");
   Napi::Object a = info[1].As<Napi::Object>();
-  const int Tn = int_field(a, "T", 1), R = cw->cache_->rows, C = s->model.config().channels, V = s->model.config().vocab_size;
+  const int Tn = int_field(a, "T", 1), R = cw->cache_->rows, C = s->model.dims().channels, V = s->model.dims().vocab_size;
   auto tokens = typed_field<Napi::Int32Array>(a, "tokens", (size_t)R * Tn, false);
   auto embeds = typed_field<Napi::Float32Array>(a, "embeds", (size_t)R * Tn * C, false);
   if (tokens.IsEmpty() == embeds.IsEmpty()) throw Napi::TypeError::New(env, "decode: give exactly one of tokens or embeds");
@@ -453,7 +457,7 @@ double num_field(const Napi::Object& o, const char* name, double dflt) {
 }
 
 // buildTarget({tokens [n*T], n, T, lastPos [n], labels [n], clipNorm?, noiseStd?, noiseSeed?}, cancel?) -> Promise<MatchTarget>
-Napi::Value GPT2Wrap::BuildTarget(const Napi::CallbackInfo& info) {
+Napi::Value ModelWrap::BuildTarget(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = state(env);
   Napi::Object a = info[0].As<Napi::Object>();
@@ -485,17 +489,17 @@ Napi::Value GPT2Wrap::BuildTarget(const Napi::CallbackInfo& info) {
 }
 
 // matchLoss(target, {X [B*L*C], B, L, label, dX?, perSample?}, cancel?) -> Promise<f>
-Napi::Value GPT2Wrap::MatchLoss(const Napi::CallbackInfo& info) {
+Napi::Value ModelWrap::MatchLoss(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = state(env);
   auto target = unwrap_target(info[0], s);
   Napi::Object a = info[1].As<Napi::Object>();
   const int B = int_field(a, "B", 1), L = int_field(a, "L", 1), label = int_field(a, "label", 0);
-  const size_t n = (size_t)B * L * s->model.config().channels;
+  const size_t n = (size_t)B * L * s->model.dims().channels;
   auto X = typed_field<Napi::Float32Array>(a, "X", n, true);
   auto dX = typed_field<Napi::Float32Array>(a, "dX", n, false);
   auto per = typed_field<Napi::Float32Array>(a, "perSample", B, false);
-  if (label >= s->model.config().vocab_size) throw Napi::RangeError::New(env, "label token out of range");
+  if (label >= s->model.dims().vocab_size) throw Napi::RangeError::New(env, "label token out of range");
   const float* x = X.Data();
   float* dx = dX.IsEmpty() ? nullptr : dX.Data();
   float* ps = per.IsEmpty() ? nullptr : per.Data();
@@ -512,7 +516,7 @@ Napi::Value GPT2Wrap::MatchLoss(const Napi::CallbackInfo& info) {
 
 // xUpdate(target, {X, z, lam, adamM, adamV [B*L*C], adamStep: Int32Array(1), losses [steps], B, L, freeLen, label,
 //                  steps, rho, lr, maxGradNorm}, cancel?) -> Promise<f after the last step>
-Napi::Value GPT2Wrap::XUpdate(const Napi::CallbackInfo& info) {
+Napi::Value ModelWrap::XUpdate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = state(env);
   auto target = unwrap_target(info[0], s);
@@ -527,8 +531,8 @@ Napi::Value GPT2Wrap::XUpdate(const Napi::CallbackInfo& info) {
   xa.lr = (float)num_field(a, "lr", 0.008);
   xa.max_grad_norm = (float)num_field(a, "maxGradNorm", 1.0);
   if (xa.free_len > xa.L) throw Napi::RangeError::New(env, "freeLen exceeds L");
-  if (xa.label >= s->model.config().vocab_size) throw Napi::RangeError::New(env, "label token out of range");
-  const size_t n = (size_t)xa.B * xa.L * s->model.config().channels;
+  if (xa.label >= s->model.dims().vocab_size) throw Napi::RangeError::New(env, "label token out of range");
+  const size_t n = (size_t)xa.B * xa.L * s->model.dims().channels;
   auto X = typed_field<Napi::Float32Array>(a, "X", n, true);
   auto z = typed_field<Napi::Float32Array>(a, "z", n, true);
   auto lam = typed_field<Napi::Float32Array>(a, "lam", n, true);
@@ -552,12 +556,12 @@ Napi::Value GPT2Wrap::XUpdate(const Napi::CallbackInfo& info) {
 
 // project({U [B*L*C], B, L, freeLen, allowed: Uint8Array [V], topk, prefix: KVCache, prefixLogits [V],
 //          outTokens: Int32Array [B*freeLen]}, cancel?) -> Promise<void>
-Napi::Value GPT2Wrap::Project(const Napi::CallbackInfo& info) {
+Napi::Value ModelWrap::Project(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = state(env);
   Napi::Object a = info[0].As<Napi::Object>();
   const int B = int_field(a, "B", 1), L = int_field(a, "L", 1), free_len = int_field(a, "freeLen", 0), topk = int_field(a, "topk", 1);
-  const int V = s->model.config().vocab_size, C = s->model.config().channels;
+  const int V = s->model.dims().vocab_size, C = s->model.dims().channels;
   if (free_len > L) throw Napi::RangeError::New(env, "freeLen exceeds L");
   auto U = typed_field<Napi::Float32Array>(a, "U", (size_t)B * L * C, true);
   auto allowed = typed_field<Napi::Uint8Array>(a, "allowed", V, true);
@@ -584,16 +588,16 @@ Napi::Value GPT2Wrap::Project(const Napi::CallbackInfo& info) {
 
 // initCandidates(target, {X [B*L*C] (out), templateEmbeds [(L-freeLen)*C], B, L, freeLen, label, candidates, seed,
 //                         tokenNorm}, cancel?) -> Promise<best f>
-Napi::Value GPT2Wrap::InitCandidates(const Napi::CallbackInfo& info) {
+Napi::Value ModelWrap::InitCandidates(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = state(env);
   auto target = unwrap_target(info[0], s);
   Napi::Object a = info[1].As<Napi::Object>();
   const int B = int_field(a, "B", 1), L = int_field(a, "L", 1), free_len = int_field(a, "freeLen", 0),
             label = int_field(a, "label", 0), cands = int_field(a, "candidates", 1);
-  const int C = s->model.config().channels;
+  const int C = s->model.dims().channels;
   if (free_len > L) throw Napi::RangeError::New(env, "freeLen exceeds L");
-  if (label >= s->model.config().vocab_size) throw Napi::RangeError::New(env, "label token out of range");
+  if (label >= s->model.dims().vocab_size) throw Napi::RangeError::New(env, "label token out of range");
   auto X = typed_field<Napi::Float32Array>(a, "X", (size_t)B * L * C, true);
   auto tmpl = typed_field<Napi::Float32Array>(a, "templateEmbeds", (size_t)(L - free_len) * C, true);
   const uint64_t seed = (uint64_t)num_field(a, "seed", 0);
@@ -653,7 +657,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function mt = MatchTargetWrap::Init(env);
   MatchTargetWrap::ctor = new Napi::FunctionReference(Napi::Persistent(mt));
   exports.Set("MatchTarget", mt);
-  exports.Set("GPT2Model", GPT2Wrap::Init(env));
+  exports.Set("Model", ModelWrap::Init(env));
   exports.Set("sgemm", Napi::Function::New(env, Sgemm));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads));

@@ -11,10 +11,10 @@
 
 namespace gradmm {
 
-double x_update(GPT2& model, const MatchTarget& target, float* X, const float* z, const float* lam,
+double x_update(CausalLM& model, const MatchTarget& target, float* X, const float* z, const float* lam,
                 const XUpdateArgs& a, float* adam_m, float* adam_v, int* adam_t, float* losses,
                 const std::atomic<bool>* cancel) {
-  const int C = model.config().channels;
+  const int C = model.dims().channels;
   const long free_n = (long)a.free_len * C, row_n = (long)a.L * C, total = (long)a.B * row_n;
   std::vector<float> dX(total), g(total, 0.f);
   for (int s = 0; s < a.steps; ++s) {
@@ -43,10 +43,10 @@ double x_update(GPT2& model, const MatchTarget& target, float* X, const float* z
   return match_loss(model, target, X, a.B, a.L, a.label, nullptr, nullptr, cancel);
 }
 
-void project(GPT2& model, const float* U, int B, int L, int free_len, const uint8_t* allowed, int topk,
+void project(CausalLM& model, const float* U, int B, int L, int free_len, const uint8_t* allowed, int topk,
              const KVCache& prefix, const float* prefix_logits, int* out_tokens, const std::atomic<bool>* cancel) {
-  const int V = model.config().vocab_size, C = model.config().channels;
-  const float* wte = model.weights(model.params()).wte;
+  const int V = model.dims().vocab_size, C = model.dims().channels;
+  const float* wte = model.input_embeddings();
   if (prefix.rows != 1 || prefix.length <= 0) throw std::invalid_argument("project: prefix must be a filled one-row cache");
   std::vector<float> inv_norm(V);
   std::vector<int> allowed_ids;
@@ -58,7 +58,7 @@ void project(GPT2& model, const float* U, int B, int L, int free_len, const uint
   }
   if (allowed_ids.empty()) throw std::invalid_argument("project: no token is allowed");
   const int k = std::min<int>(topk, (int)allowed_ids.size());
-  KVCache rows(model.config(), B, std::max(free_len, 1), &prefix);
+  KVCache rows(model.dims(), B, std::max(free_len, 1), &prefix);
   std::vector<float> logits((size_t)B * V), ui((size_t)B * C), sims((size_t)B * V);
   for (int b = 0; b < B; ++b) std::memcpy(&logits[(size_t)b * V], prefix_logits, V * sizeof(float));
   std::vector<int> chosen(B);
@@ -88,10 +88,10 @@ void project(GPT2& model, const float* U, int B, int L, int free_len, const uint
   }
 }
 
-double init_candidates(GPT2& model, const MatchTarget& target, int B, int L, int free_len,
+double init_candidates(CausalLM& model, const MatchTarget& target, int B, int L, int free_len,
                        const float* template_embeds, int label, int candidates, uint64_t seed, float token_norm,
                        float* X, const std::atomic<bool>* cancel) {
-  const int C = model.config().channels;
+  const int C = model.dims().channels;
   const long row_n = (long)L * C;
   std::vector<float> cand((size_t)B * row_n);
   double best = INFINITY;

@@ -9,7 +9,7 @@
 #include <atomic>
 #include <cstdint>
 
-#include "gpt2.h"
+#include "causal_lm.h"
 #include "gradmatch.h"
 
 namespace gradmm {
@@ -21,19 +21,19 @@ struct XUpdateArgs {
 
 // Runs args.steps Adam steps on X [B,L,C] in place. adam_m, adam_v [B,L,C] and *adam_t persist across calls.
 // losses[s] = f(X) before step s. Returns f(X) after the last step.
-double x_update(GPT2& model, const MatchTarget& target, float* X, const float* z, const float* lam,
+double x_update(CausalLM& model, const MatchTarget& target, float* X, const float* z, const float* lam,
                 const XUpdateArgs& args, float* adam_m, float* adam_v, int* adam_t, float* losses,
                 const std::atomic<bool>* cancel = nullptr);
 
 // Projects U [B,L,C] onto tokens (out_tokens [B,free_len]) as described above. `prefix` is a one-row KV cache
 // holding the instruction prompt, prefix_logits [V] the logits after it. allowed [V]: 1 = token may be chosen.
-void project(GPT2& model, const float* U, int B, int L, int free_len, const uint8_t* allowed, int topk,
+void project(CausalLM& model, const float* U, int B, int L, int free_len, const uint8_t* allowed, int topk,
              const KVCache& prefix, const float* prefix_logits, int* out_tokens,
              const std::atomic<bool>* cancel = nullptr);
 
 // Fills X [B,L,C] with the best of `candidates` random batches: N(0,1) per free position, each token vector
 // rescaled to `token_norm`, template embeddings [L−free_len, C] pasted. Returns the best f.
-double init_candidates(GPT2& model, const MatchTarget& target, int B, int L, int free_len,
+double init_candidates(CausalLM& model, const MatchTarget& target, int B, int L, int free_len,
                        const float* template_embeds, int label, int candidates, uint64_t seed, float token_norm,
                        float* X, const std::atomic<bool>* cancel = nullptr);
 

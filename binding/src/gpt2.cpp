@@ -30,6 +30,7 @@ const LayerTensor kLayerTensors[] = {
 }  // namespace
 
 GPT2::GPT2(const GPT2Config& cfg) : cfg_(cfg) {
+  dims_ = {cfg.vocab_size, cfg.max_seq_len, cfg.channels, cfg.num_layers, cfg.channels};
   const long V = cfg.vocab_size, C = cfg.channels, L = cfg.num_layers;
   if (V <= 0 || C <= 0 || L <= 0 || cfg.num_heads <= 0 || cfg.max_seq_len <= 0 || C % cfg.num_heads != 0)
     throw std::invalid_argument("GPT2: invalid config (sizes must be positive and channels divisible by heads)");
@@ -284,8 +285,8 @@ double GPT2::adamw_step(float lr, float beta1, float beta2, float eps, float wei
   return norm;
 }
 
-KVCache::KVCache(const GPT2Config& cfg, int rows_, int capacity_, const KVCache* prefix_)
-    : rows(rows_), capacity(capacity_), prefix(prefix_), num_layers(cfg.num_layers), channels(cfg.channels) {
+KVCache::KVCache(const ModelDims& dims, int rows_, int capacity_, const KVCache* prefix_)
+    : rows(rows_), capacity(capacity_), prefix(prefix_), num_layers(dims.num_layers), channels(dims.kv_channels) {
   if (rows <= 0 || capacity <= 0) throw std::invalid_argument("KVCache: rows and capacity must be positive");
   if (prefix && prefix->rows != 1) throw std::invalid_argument("KVCache: a shared prefix must be a one-row cache");
   if (prefix && (prefix->num_layers != num_layers || prefix->channels != channels))

@@ -24,7 +24,7 @@ double dot(const float* a, const float* b, long n) {
 }
 
 // The gradient-matching factors of the last forward: a_j = p_j − e_y (rows the forward selected) and h_j.
-void take_factors(GPT2& model, int rows, int V, int C, const int* labels, std::vector<float>& A, std::vector<float>& H) {
+void take_factors(CausalLM& model, int rows, int V, int C, const int* labels, std::vector<float>& A, std::vector<float>& H) {
   A.assign(model.probs(), model.probs() + (size_t)rows * V);
   for (int j = 0; j < rows; ++j) A[(size_t)j * V + labels[j]] -= 1.f;
   H.resize((size_t)rows * C);
@@ -45,9 +45,9 @@ void fill_normal(float* out, long n, uint64_t seed, float std) {
   }
 }
 
-MatchTarget build_target(GPT2& model, const int* tokens, int n, int T, const int* last_pos, const int* labels,
+MatchTarget build_target(CausalLM& model, const int* tokens, int n, int T, const int* last_pos, const int* labels,
                          const TargetOptions& opts, const std::atomic<bool>* cancel) {
-  const int V = model.config().vocab_size, C = model.config().channels;
+  const int V = model.dims().vocab_size, C = model.dims().channels;
   if (n <= 0) throw std::invalid_argument("build_target: no real examples");
   std::vector<float> mask((size_t)n * T, 0.f);
   std::vector<int> targets((size_t)n * T, 0);
@@ -56,7 +56,7 @@ MatchTarget build_target(GPT2& model, const int* tokens, int n, int T, const int
     mask[(size_t)i * T + last_pos[i]] = 1.f;
     targets[(size_t)i * T + last_pos[i]] = labels[i];
   }
-  GPT2::ForwardArgs fa;
+  CausalLM::ForwardArgs fa;
   fa.tokens = tokens;
   fa.B = n;
   fa.T = T;
@@ -102,7 +102,7 @@ MatchTarget build_target(GPT2& model, const int* tokens, int n, int T, const int
   return t;
 }
 
-double match_loss(GPT2& model, const MatchTarget& t, const float* X, int B, int L, int label, float* dX,
+double match_loss(CausalLM& model, const MatchTarget& t, const float* X, int B, int L, int label, float* dX,
                   float* per_sample, const std::atomic<bool>* cancel) {
   const int V = t.V, C = t.C, n = t.n;
   std::vector<float> mask((size_t)B * L, 0.f);
@@ -111,7 +111,7 @@ double match_loss(GPT2& model, const MatchTarget& t, const float* X, int B, int 
     mask[(size_t)j * L + L - 1] = 1.f;
     targets[(size_t)j * L + L - 1] = label;
   }
-  GPT2::ForwardArgs fa;
+  CausalLM::ForwardArgs fa;
   fa.embeds = X;
   fa.B = B;
   fa.T = L;
@@ -186,7 +186,7 @@ double match_loss(GPT2& model, const MatchTarget& t, const float* X, int B, int 
   std::vector<float> d_hidden((size_t)B * L * C, 0.f);
   for (int j = 0; j < B; ++j) std::memcpy(&d_hidden[((size_t)j * L + L - 1) * C], &gH[(size_t)j * C], C * sizeof(float));
   std::memset(dX, 0, sizeof(float) * (size_t)B * L * C);
-  GPT2::BackwardArgs ba;
+  CausalLM::BackwardArgs ba;
   ba.from_loss = false;
   ba.d_logits = dlogits.data();
   ba.d_hidden = d_hidden.data();

@@ -12,7 +12,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "gpt2.h"
+#include "causal_lm.h"
 
 namespace gradmm {
 
@@ -33,12 +33,12 @@ struct TargetOptions {
 
 // Forward only over n real sequences (right-padded to T; last_pos[i] = index of the last real token), labels[i] =
 // the label word's first token. Builds the target factors.
-MatchTarget build_target(GPT2& model, const int* tokens, int n, int T, const int* last_pos, const int* labels,
+MatchTarget build_target(CausalLM& model, const int* tokens, int n, int T, const int* last_pos, const int* labels,
                          const TargetOptions& opts, const std::atomic<bool>* cancel = nullptr);
 
 // f(X) and, if dX is given, df/dX [B,L,C] (overwritten) for synthetic input embeddings X [B,L,C] whose loss sits
 // at position L−1 with target `label`. per_sample (if given, [B]) receives each sequence's own 1 − cos(a_j h_jᵀ, G_t).
-double match_loss(GPT2& model, const MatchTarget& target, const float* X, int B, int L, int label, float* dX,
+double match_loss(CausalLM& model, const MatchTarget& target, const float* X, int B, int L, int label, float* dX,
                   float* per_sample, const std::atomic<bool>* cancel = nullptr);
 
 // Deterministic standard normals (splitmix64 + Box–Muller) so every platform draws the same numbers from a seed.

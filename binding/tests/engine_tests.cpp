@@ -378,11 +378,11 @@ static void test_kv_cache() {
   m.forward(fa);
   std::vector<float> ref(m.logits(), m.logits() + (size_t)R * (P + Tc) * V);
 
-  KVCache pre(m.config(), 1, P);
+  KVCache pre(m.dims(), 1, P);
   std::vector<float> lg(V);
   m.decode(pre, prefix.data(), nullptr, P, lg.data(), nullptr);
   double err = rel_err(lg, std::vector<float>(ref.begin() + (P - 1) * V, ref.begin() + P * V));
-  KVCache rows(m.config(), R, Tc, &pre);
+  KVCache rows(m.dims(), R, Tc, &pre);
   std::vector<float> out((size_t)R * V);
   // first two continuation tokens as one chunk, then one at a time
   std::vector<int> chunk(R * 2);
@@ -498,7 +498,7 @@ static void test_projection() {
   std::vector<uint8_t> allowed(V);
   for (int v = 0; v < V; ++v) allowed[v] = v % 3 != 0;
   auto U = to_f(randn(rng, (size_t)B * L * C));
-  KVCache pre(m.config(), 1, P);
+  KVCache pre(m.dims(), 1, P);
   std::vector<float> plog(V);
   m.decode(pre, prompt.data(), nullptr, P, plog.data(), nullptr);
   std::vector<int> got((size_t)B * free_len);
