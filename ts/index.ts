@@ -23,3 +23,12 @@ export {
   type SafetensorsReader,
   type WritableTensor,
 } from "./safetensors";
+export { Tokenizer, alphabeticTokenMask } from "./tokenizer";
+export { trainByteLevelBPE, writeTokenizerJson } from "./tokenizer/train";
+
+// ---- the method (GRADMM) ----
+export { synthesize, OutputExistsError, type SynthOptions, type SynthProgress, type SynthResult } from "./gradmm/synthesize";
+export { loadConfigFile, parseConfig, configSchema, type SynthConfig } from "./gradmm/config";
+export { runBatch, type BatchResult, type BatchSettings, type BatchProgress, type ClassSetup } from "./gradmm/method";
+export { filterSamples, classifyByLabelWord, type SyntheticSample, type FilterOptions } from "./gradmm/filter";
+export { dpParameters, classicGaussianSigma, analyticGaussianSigma, type DPParameters } from "./gradmm/dp";
