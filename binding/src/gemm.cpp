@@ -13,6 +13,7 @@ namespace {
 constexpr int KC = 256;   // depth of one packed block: an A row panel (mr×KC) stays in L1 during a micro-kernel
 constexpr int MC_ROWS = 96;  // rows of A packed at once (rounded to the kernel's mr): lives in L2
 constexpr int NC = 2048;  // columns of B packed at once: lives in L2/L3
+constexpr int kSmallM = 16;  // at most this many rows of A: the unpacked path (packing B would dominate)
 
 const GemmMicroKernel* detect_best_kernel() {
   __builtin_cpu_init();
@@ -140,6 +141,16 @@ void sgemm(bool transA, bool transB, int M, int N, int K, const float* A, int ld
     return;
   }
   const GemmMicroKernel& kern = *active_kernel();
+  if (M <= kSmallM && !transA) {  // decoding-sized products: no packing, columns split across threads
+    auto small = transB ? kern.small_nt : kern.small_nn;
+    const long blocks = (N + 63) / 64;
+    auto cols = [&](long b0, long b1) {
+      small(M, (int)(b0 * 64), (int)std::min<long>(b1 * 64, N), K, A, lda, B, ldb, C, ldc, accumulate);
+    };
+    if (2.0 * M * N * K < 2e5) cols(0, blocks);
+    else parallel_for(blocks, cols);
+    return;
+  }
   // Split the larger of M and N across threads, in whole register tiles; tiny products stay on one thread.
   const bool split_cols = N >= M;
   const int unit = split_cols ? kern.nr : kern.mr;

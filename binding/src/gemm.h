@@ -23,6 +23,11 @@ struct GemmMicroKernel {
   const char* name;
   int mr, nr;
   void (*run)(int kc, const float* a_panel, const float* b_panel, float* c, long ldc, int m, int n, bool accumulate);
+  // Unpacked paths for a few rows of A (decoding: M = rows being decoded), where packing B would cost as much as
+  // the product. Columns [j0, j1) of C; K summed in order, one pass over B.
+  //   small_nn: C[M,N] (+)= A[M,K] · B[K,N]      small_nt: C[M,N] (+)= A[M,K] · B[N,K]ᵀ
+  void (*small_nn)(int M, int j0, int j1, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, bool accumulate);
+  void (*small_nt)(int M, int j0, int j1, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, bool accumulate);
 };
 const GemmMicroKernel* gemm_kernel_scalar();
 const GemmMicroKernel* gemm_kernel_avx2();    // nullptr if not compiled in

@@ -59,7 +59,73 @@ void micro_avx2(int kc, const float* a, const float* b, float* c, long ldc, int 
 }
 // clang-format on
 
-const GemmMicroKernel kernel = {"avx2", MR, NR, micro_avx2};
+// Small-M products. nn: 3 rows × 32 columns per register tile (12 named accumulators, so they stay in
+// registers), B streamed once per row triple.
+void small_nn(int M, int j0, int j1, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, bool accumulate) {
+  constexpr int NW = 4 * 8;
+  int j = j0;
+  for (; j + NW <= j1; j += NW) {
+    int i = 0;
+    for (; i + 3 <= M; i += 3) {
+      __m256 c00 = _mm256_setzero_ps(); __m256 c01 = _mm256_setzero_ps(); __m256 c02 = _mm256_setzero_ps(); __m256 c03 = _mm256_setzero_ps(); __m256 c10 = _mm256_setzero_ps(); __m256 c11 = _mm256_setzero_ps(); __m256 c12 = _mm256_setzero_ps(); __m256 c13 = _mm256_setzero_ps(); __m256 c20 = _mm256_setzero_ps(); __m256 c21 = _mm256_setzero_ps(); __m256 c22 = _mm256_setzero_ps(); __m256 c23 = _mm256_setzero_ps();
+      const float *a0 = A + (long)i * lda, *a1 = a0 + lda, *a2 = a1 + lda;
+      for (int k = 0; k < K; ++k) {
+        const float* b = B + (long)k * ldb + j;
+        const __m256 b0 = _mm256_loadu_ps(b + 0), b1 = _mm256_loadu_ps(b + 8), b2 = _mm256_loadu_ps(b + 16), b3 = _mm256_loadu_ps(b + 24);
+        { const __m256 a = _mm256_set1_ps(a0[k]); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01); c02 = _mm256_fmadd_ps(a, b2, c02); c03 = _mm256_fmadd_ps(a, b3, c03); }
+        { const __m256 a = _mm256_set1_ps(a1[k]); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11); c12 = _mm256_fmadd_ps(a, b2, c12); c13 = _mm256_fmadd_ps(a, b3, c13); }
+        { const __m256 a = _mm256_set1_ps(a2[k]); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21); c22 = _mm256_fmadd_ps(a, b2, c22); c23 = _mm256_fmadd_ps(a, b3, c23); }
+      }
+      __m256* tiles[3][4] = {{&c00, &c01, &c02, &c03}, {&c10, &c11, &c12, &c13}, {&c20, &c21, &c22, &c23}};
+      for (int r = 0; r < 3; ++r)
+        for (int q = 0; q < 4; ++q) {
+          float* cp = C + (long)(i + r) * ldc + j + q * 8;
+          _mm256_storeu_ps(cp, accumulate ? _mm256_add_ps(_mm256_loadu_ps(cp), *tiles[r][q]) : *tiles[r][q]);
+        }
+    }
+    for (; i < M; ++i) {
+      __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps(), c2 = _mm256_setzero_ps(), c3 = _mm256_setzero_ps();
+      for (int k = 0; k < K; ++k) {
+        const float* b = B + (long)k * ldb + j;
+        const __m256 a = _mm256_set1_ps(A[(long)i * lda + k]);
+        c0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 0), c0); c1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 8), c1); c2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 16), c2); c3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 24), c3);
+      }
+      float* cp = C + (long)i * ldc + j;
+      _mm256_storeu_ps(cp + 0, accumulate ? _mm256_add_ps(_mm256_loadu_ps(cp + 0), c0) : c0);
+      _mm256_storeu_ps(cp + 8, accumulate ? _mm256_add_ps(_mm256_loadu_ps(cp + 8), c1) : c1);
+      _mm256_storeu_ps(cp + 16, accumulate ? _mm256_add_ps(_mm256_loadu_ps(cp + 16), c2) : c2);
+      _mm256_storeu_ps(cp + 24, accumulate ? _mm256_add_ps(_mm256_loadu_ps(cp + 24), c3) : c3);
+    }
+  }
+  if (j < j1) small_nn_ref(M, j, j1, K, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+// nt: each B row (a column of C) is read once and dotted with up to 4 rows of A.
+void small_nt(int M, int j0, int j1, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, bool accumulate) {
+  const int K8 = K / 8 * 8;
+  for (int j = j0; j < j1; ++j) {
+    const float* b = B + (long)j * ldb;
+    for (int i = 0; i < M; i += 4) {
+      const int rows = M - i < 4 ? M - i : 4;
+      __m256 c[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+      for (int k = 0; k < K8; k += 8) {
+        __m256 bv = _mm256_loadu_ps(b + k);
+        for (int r = 0; r < rows; ++r) c[r] = _mm256_fmadd_ps(_mm256_loadu_ps(A + (long)(i + r) * lda + k), bv, c[r]);
+      }
+      for (int r = 0; r < rows; ++r) {
+        alignas(64) float lanes[8];
+        _mm256_store_ps(lanes, c[r]);
+        float s = 0;
+        for (int q = 0; q < 8; ++q) s += lanes[q];
+        for (int k = K8; k < K; ++k) s += A[(long)(i + r) * lda + k] * b[k];
+        float* cp = C + (long)(i + r) * ldc + j;
+        *cp = accumulate ? *cp + s : s;
+      }
+    }
+  }
+}
+
+const GemmMicroKernel kernel = {"avx2", MR, NR, micro_avx2, small_nn, small_nt};
 }  // namespace
 
 const GemmMicroKernel* gemm_kernel_avx2() { return &kernel; }

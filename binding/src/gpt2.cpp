@@ -337,10 +337,7 @@ void GPT2::decode(KVCache& cache, const int* tokens, const float* embeds, int Tn
           auto val = [&](int j) { return j < P ? cache.prefix->v_at(l, 0, j) : cache.v_at(l, r, j - P); };
           float maxv = -INFINITY;
           for (int j = 0; j <= p; ++j) {
-            const float* k = key(j) + h * hs;
-            float s = 0;
-            for (int i = 0; i < hs; ++i) s += q[i] * k[i];
-            s *= scale;
+            const float s = dot_lanes(q, key(j) + h * hs, hs) * scale;
             score[j] = s;
             maxv = std::max(maxv, s);
           }

@@ -48,6 +48,18 @@ inline float tanh_op<float>(float x) {
   return 1.0f - 2.0f / (exp_fast(2.0f * x) + 1.0f);  // absolute error ~1e-7, all GELU needs
 }
 
+// Dot product with 8 independent partial sums: without reassociation (-ffp-contract=off, no -ffast-math) a single
+// running sum cannot be vectorised; 8 lanes can, and the summation order stays fixed.
+inline float dot_lanes(const float* a, const float* b, int n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
+  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
 // ---- matrix multiply: float uses the packed SIMD kernel, double a plain triple loop (tests only) ----
 template <typename F>
 inline void gemm(bool transA, bool transB, int M, int N, int K, const F* A, int lda, const F* B, int ldb, F* C,

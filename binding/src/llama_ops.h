@@ -1,0 +1,267 @@
+// The Llama family's CPU ops, in the style of ops.h: one <op>_forward / <op>_backward pair per op, raw pointers,
+// explicit shapes (N rows, C channels, T time, NH query heads, NKV key/value heads, hd head size). Backward ops
+// ACCUMULATE (+=) into gradient buffers; a null gradient pointer skips that work. Templated on the float type
+// (`double` exists for the gradient checks in binding/tests/llama_tests.cpp).
+//
+// Semantics follow Hugging Face LlamaForCausalLM (also Qwen2 / Mistral without sliding windows):
+//   RMSNorm        y = w ⊙ (x · rsqrt(mean(x²) + eps))
+//   rotary (RoPE)  rotate_half convention: for i < hd/2, (x_i, x_{i+hd/2}) is rotated by angle pos·inv_freq_i
+//   SwiGLU         silu(gate) ⊙ up
+//   attention      causal, grouped-query: query head h reads key/value head h / (NH/NKV) (HF repeat_kv)
+//   linear         nn.Linear layout, W [out, in]: y = x·Wᵀ + b
+#pragma once
+#include <cmath>
+#include <vector>
+
+#include "ops.h"
+
+namespace gradmm {
+
+// ---- linear layer, nn.Linear layout, strided rows: out[r*ldo + o] = Σ_c inp[r*ldi + c]·W[o*C + c] + b[o] ----
+// Strides let q/k/v projections write straight into one packed [N, (NH+2·NKV)·hd] buffer.
+template <typename F>
+void linear_forward(F* out, int ldo, const F* inp, int ldi, const F* weight, const F* bias, int N, int C, int OC) {
+  gemm<F>(false, true, N, OC, C, inp, ldi, weight, C, out, ldo, false);
+  if (bias)
+    parallel_for(N, [&](long r0, long r1) {
+      for (long r = r0; r < r1; ++r)
+        for (int o = 0; o < OC; ++o) out[r * ldo + o] += bias[o];
+    });
+}
+template <typename F>
+void linear_backward(F* dinp, int lddi, F* dweight, F* dbias, const F* dout, int ldd, const F* inp, int ldi,
+                     const F* weight, int N, int C, int OC) {
+  if (dinp) gemm<F>(false, false, N, C, OC, dout, ldd, weight, C, dinp, lddi, true);     // dinp += dout · W
+  if (dweight) gemm<F>(true, false, OC, C, N, dout, ldd, inp, ldi, dweight, C, true);    // dW += doutᵀ · inp
+  if (dbias)  // column sums: split columns, rows in a fixed order (same bits for any thread count)
+    parallel_for(OC, [&](long o0, long o1) {
+      for (long r = 0; r < N; ++r)
+        for (long o = o0; o < o1; ++o) dbias[o] += dout[r * ldd + o];
+    });
+}
+
+// ---- RMSNorm over the last dimension; saves the reciprocal RMS per row (sums of squares in double) ----
+template <typename F>
+void rmsnorm_forward(F* out, F* rstd, const F* inp, const F* weight, int N, int C, F eps) {
+  parallel_for(N, [&](long r0, long r1) {
+    for (long r = r0; r < r1; ++r) {
+      const F* x = inp + r * C;
+      double ss = 0;
+      for (int c = 0; c < C; ++c) ss += (double)x[c] * (double)x[c];
+      const F ms = (F)(ss / C);
+      const F s = F(1) / std::sqrt(ms + eps);
+      F* o = out + r * C;
+      for (int c = 0; c < C; ++c) o[c] = weight[c] * (x[c] * s);
+      if (rstd) rstd[r] = s;
+    }
+  });
+}
+// dx_j = s·w_j·d_j − x_j·s³/C · Σ_c w_c·d_c·x_c ;  dw_c += x_c·s·d_c
+template <typename F>
+void rmsnorm_backward(F* dinp, F* dweight, const F* dout, const F* inp, const F* weight, const F* rstd, int N, int C) {
+  if (dinp)
+    parallel_for(N, [&](long r0, long r1) {
+      for (long r = r0; r < r1; ++r) {
+        const F* x = inp + r * C;
+        const F* d = dout + r * C;
+        const F s = rstd[r];
+        double dot = 0;
+        for (int c = 0; c < C; ++c) dot += (double)weight[c] * d[c] * x[c];
+        const F k = (F)(dot / C) * s * s * s;
+        F* g = dinp + r * C;
+        for (int c = 0; c < C; ++c) g[c] += s * weight[c] * d[c] - x[c] * k;
+      }
+    });
+  if (dweight)
+    parallel_for(C, [&](long c0, long c1) {
+      for (long r = 0; r < N; ++r) {
+        const F* x = inp + r * C;
+        const F* d = dout + r * C;
+        for (long c = c0; c < c1; ++c) dweight[c] += x[c] * rstd[r] * d[c];
+      }
+    });
+}
+
+// ---- rotary position embeddings ----
+// Llama-3 frequency adjustment (HF rope_type "llama3"); type none = plain RoPE.
+struct RopeScaling {
+  bool llama3 = false;
+  double factor = 8, low_freq_factor = 1, high_freq_factor = 4, original_max_position_embeddings = 8192;
+};
+
+// inv_freq[i] = 1 / theta^(2i/hd), i < hd/2, then the llama3 adjustment. For float this follows HF's float32
+// arithmetic step by step (so tables agree with PyTorch to the last bit or two); double computes the same in double.
+template <typename F>
+std::vector<F> rope_inv_freq(int hd, double theta, const RopeScaling& sc) {
+  const int half = hd / 2;
+  std::vector<F> inv(half);
+  for (int i = 0; i < half; ++i) inv[i] = F(1) / std::pow(F(theta), F(2 * i) / F(hd));
+  if (sc.llama3) {
+    const F factor = F(sc.factor), lo = F(sc.low_freq_factor), span = F(sc.high_freq_factor - sc.low_freq_factor);
+    const F old_len = F(sc.original_max_position_embeddings);
+    const F low_wavelen = F(sc.original_max_position_embeddings / sc.low_freq_factor);
+    const F high_wavelen = F(sc.original_max_position_embeddings / sc.high_freq_factor);
+    for (int i = 0; i < half; ++i) {
+      const F wavelen = F(6.283185307179586) / inv[i];  // 2π
+      if (wavelen < high_wavelen) continue;  // high frequency: unchanged
+      if (wavelen > low_wavelen) {           // low frequency: divided by factor
+        inv[i] = inv[i] / factor;
+        continue;
+      }
+      const F smooth = (old_len / wavelen - lo) / span;  // in between: interpolated
+      inv[i] = (F(1) - smooth) * inv[i] / factor + smooth * inv[i];
+    }
+  }
+  return inv;
+}
+
+// cos/sin tables [npos, hd/2] for positions pos0 .. pos0+npos-1: angle = pos · inv_freq (rounded to F, as HF's
+// float32 matmul does), cos/sin evaluated in double and rounded.
+template <typename F>
+void rope_tables(F* cos_out, F* sin_out, const std::vector<F>& inv_freq, int pos0, int npos) {
+  const int half = (int)inv_freq.size();
+  for (int p = 0; p < npos; ++p)
+    for (int i = 0; i < half; ++i) {
+      const F angle = F(pos0 + p) * inv_freq[i];
+      cos_out[(long)p * half + i] = (F)std::cos((double)angle);
+      sin_out[(long)p * half + i] = (F)std::sin((double)angle);
+    }
+}
+
+// Rotates n_heads heads of size hd in each of N rows (row stride ld); row r sits at position pos0 + r % T.
+// cos/sin are tables indexed by absolute position. inverse = rotate by −angle (the transpose);
+// accumulate = out += instead of out =. out may alias inp (each pair is read before it is written).
+template <typename F>
+void rope_apply(F* out, const F* inp, int N, int T, int ld, int n_heads, int hd, const F* cos, const F* sin, int pos0,
+                bool inverse, bool accumulate) {
+  const int half = hd / 2;
+  parallel_for(N, [&](long r0, long r1) {
+    for (long r = r0; r < r1; ++r) {
+      const long pos = pos0 + r % T;
+      const F* cr = cos + pos * half;
+      const F* sr = sin + pos * half;
+      for (int h = 0; h < n_heads; ++h) {
+        const F* x = inp + r * ld + (long)h * hd;
+        F* y = out + r * ld + (long)h * hd;
+        for (int i = 0; i < half; ++i) {
+          const F a = x[i], b = x[i + half], c = cr[i], s = inverse ? -sr[i] : sr[i];
+          const F ya = a * c - b * s, yb = b * c + a * s;  // HF: x·cos + rotate_half(x)·sin
+          if (accumulate) {
+            y[i] += ya;
+            y[i + half] += yb;
+          } else {
+            y[i] = ya;
+            y[i + half] = yb;
+          }
+        }
+      }
+    }
+  });
+}
+template <typename F>
+void rope_forward(F* out, const F* inp, int N, int T, int ld, int n_heads, int hd, const F* cos, const F* sin,
+                  int pos0) {
+  rope_apply(out, inp, N, T, ld, n_heads, hd, cos, sin, pos0, false, false);
+}
+// dinp += Rᵀ · dout (the rotation's transpose is the rotation by −angle)
+template <typename F>
+void rope_backward(F* dinp, const F* dout, int N, int T, int ld, int n_heads, int hd, const F* cos, const F* sin,
+                   int pos0) {
+  rope_apply(dinp, dout, N, T, ld, n_heads, hd, cos, sin, pos0, true, true);
+}
+
+// ---- SwiGLU: out = silu(gate) ⊙ up, silu(g) = g·σ(g) ----
+template <typename F>
+inline F sigmoid_op(F x) {
+  return F(1) / (F(1) + exp_op(-x));
+}
+template <typename F>
+void swiglu_forward(F* out, const F* gate, const F* up, long N) {
+  parallel_for(N, [&](long i0, long i1) {
+    for (long i = i0; i < i1; ++i) {
+      const F g = gate[i];
+      out[i] = (g * sigmoid_op(g)) * up[i];
+    }
+  });
+}
+template <typename F>
+void swiglu_backward(F* dgate, F* dup, const F* dout, const F* gate, const F* up, long N) {
+  parallel_for(N, [&](long i0, long i1) {
+    for (long i = i0; i < i1; ++i) {
+      const F g = gate[i], s = sigmoid_op(g), d = dout[i];
+      if (dgate) dgate[i] += d * up[i] * (s * (F(1) + g * (F(1) - s)));
+      if (dup) dup[i] += d * (g * s);
+    }
+  });
+}
+
+// ---- causal grouped-query attention over packed qkv[B,T,(NH+2·NKV)·hd] = q heads | k heads | v heads ----
+// (RoPE already applied to q and k.) out [B,T,NH·hd]; saves probabilities att[B,NH,T,T].
+template <typename F>
+void gqa_attention_forward(F* out, F* att, const F* qkv, int B, int T, int NH, int NKV, int hd) {
+  const int ld = (NH + 2 * NKV) * hd, rep = NH / NKV, QC = NH * hd;
+  const long kofs = (long)NH * hd, vofs = (long)(NH + NKV) * hd;
+  const F scale = F(1) / std::sqrt(F(hd));
+  parallel_for((long)B * NH, [&](long i0, long i1) {
+    for (long bh = i0; bh < i1; ++bh) {
+      const long b = bh / NH, h = bh % NH, kvh = h / rep;
+      const F* base = qkv + b * T * ld;
+      const F* q = base + h * hd;
+      const F* k = base + kofs + kvh * hd;
+      const F* v = base + vofs + kvh * hd;
+      F* a = att + bh * T * T;
+      gemm<F>(false, true, T, T, hd, q, ld, k, ld, a, T, false);
+      for (int t = 0; t < T; ++t) {
+        F* row = a + (long)t * T;
+        F maxv = -INFINITY;
+        for (int t2 = 0; t2 <= t; ++t2) maxv = std::max(maxv, row[t2] * scale);
+        F sum = 0;
+        for (int t2 = 0; t2 <= t; ++t2) sum += (row[t2] = exp_op(row[t2] * scale - maxv));
+        const F inv = F(1) / sum;
+        for (int t2 = 0; t2 <= t; ++t2) row[t2] *= inv;
+        for (int t2 = t + 1; t2 < T; ++t2) row[t2] = 0;
+      }
+      gemm<F>(false, false, T, hd, T, a, T, v, ld, out + b * T * QC + h * hd, QC, false);
+    }
+  });
+}
+// dqkv += gradient of the packed q|k|v. Work is split by (batch, kv head); the query heads sharing a kv head run in
+// order inside one task, so dK/dV accumulate without races and in the same order for any thread count.
+template <typename F>
+void gqa_attention_backward(F* dqkv, const F* dout, const F* qkv, const F* att, int B, int T, int NH, int NKV, int hd) {
+  const int ld = (NH + 2 * NKV) * hd, rep = NH / NKV, QC = NH * hd;
+  const long kofs = (long)NH * hd, vofs = (long)(NH + NKV) * hd;
+  const F scale = F(1) / std::sqrt(F(hd));
+  parallel_for((long)B * NKV, [&](long i0, long i1) {
+    std::vector<F> datt((size_t)T * T);
+    for (long bk = i0; bk < i1; ++bk) {
+      const long b = bk / NKV, kvh = bk % NKV;
+      const F* base = qkv + b * T * ld;
+      F* dbase = dqkv + b * T * ld;
+      const F* k = base + kofs + kvh * hd;
+      const F* v = base + vofs + kvh * hd;
+      F* dk = dbase + kofs + kvh * hd;
+      F* dv = dbase + vofs + kvh * hd;
+      for (long h = kvh * rep; h < (kvh + 1) * rep; ++h) {
+        const F* q = base + h * hd;
+        F* dq = dbase + h * hd;
+        const F* a = att + (b * NH + h) * T * T;
+        const F* d = dout + b * T * QC + h * hd;
+        gemm<F>(false, true, T, T, hd, d, QC, v, ld, datt.data(), T, false);  // datt = dout·Vᵀ
+        gemm<F>(true, false, T, hd, T, a, T, d, QC, dv, ld, true);             // dV += attᵀ·dout
+        for (int t = 0; t < T; ++t) {  // through the softmax: dpre = att ⊙ (datt − Σ att·datt) · scale
+          const F* ar = a + (long)t * T;
+          F* dr = datt.data() + (long)t * T;
+          F dot = 0;
+          for (int t2 = 0; t2 <= t; ++t2) dot += ar[t2] * dr[t2];
+          for (int t2 = 0; t2 <= t; ++t2) dr[t2] = ar[t2] * (dr[t2] - dot) * scale;
+          for (int t2 = t + 1; t2 < T; ++t2) dr[t2] = 0;
+        }
+        gemm<F>(false, false, T, hd, T, datt.data(), T, k, ld, dq, ld, true);  // dQ += dpre·K
+        gemm<F>(true, false, T, hd, T, datt.data(), T, q, ld, dk, ld, true);   // dK += dpreᵀ·Q
+      }
+    }
+  });
+}
+
+}  // namespace gradmm
