@@ -44,23 +44,26 @@ float* scratch(std::unique_ptr<float, AlignedFree>& buf, size_t& cap, size_t flo
 // Packs op(A)[i0:i0+mc, p0:p0+kc] into mr-row panels (panel layout: for each k, mr values), zero-padding the last.
 // Loops run along the storage order of A so reads are contiguous; the scattered writes stay inside one small panel.
 void pack_a(int mr, bool transA, const float* A, int lda, int i0, int mc, int p0, int kc, float* dst) {
-  for (int ip = 0; ip < mc; ip += mr, dst += (long)mr * kc) {
-    const int rows = std::min(mr, mc - ip);
-    if (transA) {  // element (i,k) at A[k*lda + i]: each k gives `rows` contiguous values
-      for (int k = 0; k < kc; ++k) {
-        const float* src = A + (long)(p0 + k) * lda + i0 + ip;
-        float* d = dst + (long)k * mr;
-        for (int i = 0; i < rows; ++i) d[i] = src[i];
+  if (transA) {  // element (i,k) at A[k*lda + i]: each k gives mc contiguous values, spread over the panels
+    for (int k = 0; k < kc; ++k) {
+      const float* src = A + (long)(p0 + k) * lda + i0;
+      for (int ip = 0; ip < mc; ip += mr) {
+        const int rows = std::min(mr, mc - ip);
+        float* d = dst + (long)ip * kc + (long)k * mr;
+        for (int i = 0; i < rows; ++i) d[i] = src[ip + i];
         for (int i = rows; i < mr; ++i) d[i] = 0.f;
       }
-    } else {  // element (i,k) at A[i*lda + k]: each row is contiguous along k
-      for (int i = 0; i < rows; ++i) {
-        const float* src = A + (long)(i0 + ip + i) * lda + p0;
-        for (int k = 0; k < kc; ++k) dst[(long)k * mr + i] = src[k];
-      }
-      for (int i = rows; i < mr; ++i)
-        for (int k = 0; k < kc; ++k) dst[(long)k * mr + i] = 0.f;
     }
+    return;
+  }
+  for (int ip = 0; ip < mc; ip += mr, dst += (long)mr * kc) {  // element (i,k) at A[i*lda + k]: rows contiguous
+    const int rows = std::min(mr, mc - ip);
+    for (int i = 0; i < rows; ++i) {
+      const float* src = A + (long)(i0 + ip + i) * lda + p0;
+      for (int k = 0; k < kc; ++k) dst[(long)k * mr + i] = src[k];
+    }
+    for (int i = rows; i < mr; ++i)
+      for (int k = 0; k < kc; ++k) dst[(long)k * mr + i] = 0.f;
   }
 }
 
