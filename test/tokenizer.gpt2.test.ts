@@ -29,7 +29,7 @@ describe("GPT-2 byte-level BPE vs gpt-3-encoder", () => {
       if (ours.join(",") !== ref.join(",")) mismatches.push(JSON.stringify(s));
     }
     expect(mismatches).toEqual([]);
-  });
+  }, 30_000);
 
   it("decode(encode(s)) === s", () => {
     for (const s of sentences) expect(tok.decode(tok.encode(s))).toBe(s);
@@ -97,8 +97,10 @@ describe("token surface text and the alphabetic mask", () => {
     const expected = Object.keys(gpt2Json().model.vocab).filter((t) => /^Ġ?[A-Za-z]+$/.test(t)).length;
     expect(mask.reduce((a, b) => a + b, 0)).toBe(expected);
     // every marked token really decodes to ASCII letters
+    const wrong: number[] = [];
     for (let id = 0; id < tok.vocabSize; id++) {
-      if (mask[id]) expect(tok.tokenText(id)).toMatch(/^ ?[A-Za-z]+$/);
+      if (mask[id] && !/^ ?[A-Za-z]+$/.test(tok.tokenText(id))) wrong.push(id);
     }
-  });
+    expect(wrong).toEqual([]);
+  }, 30_000);
 });

@@ -46,7 +46,7 @@ describe("Llama-2 sentencepiece BPE (byte fallback) vs llama-tokenizer-js", () =
       if (llama2.encode(s).join(",") !== llamaTokenizer.encode(s).join(",")) mismatches.push(JSON.stringify(s));
     }
     expect(mismatches).toEqual([]);
-  });
+  }, 30_000);
 
   it("differs from llama-tokenizer-js on the empty string only by the BOS that tokenizers adds", () => {
     expect(llamaTokenizer.encode("")).toEqual([]);
@@ -114,7 +114,7 @@ describe("a real Llama-2-format tokenizer.json (Mistral-7B vocabulary from @lenm
       if (mistral.encode(s).join(",") !== Array.from(ref.encode(s)).join(",")) mismatches.push(JSON.stringify(s));
     }
     expect(mismatches).toEqual([]);
-  });
+  }, 30_000);
 
   it("agrees on special tokens inside the text and on decoding", () => {
     for (const s of ["<s>Hi</s> there", "a</s>", "</s></s>x", ""]) {

@@ -158,7 +158,7 @@ describe("the Llama-3 pipeline over a full vocabulary vs transformers.js (@lenml
         if (a.join(",") !== b.join(",")) mismatches.push(JSON.stringify(s));
       }
       expect(mismatches).toEqual([]);
-    });
+    }, 30_000);
   }
 });
 
@@ -199,8 +199,8 @@ describe("Oniguruma -> JavaScript regex translation", () => {
         const b: string[] = [];
         fast(s, a);
         splitOn(s, re, "Isolated", false, b);
-        expect(a, JSON.stringify(s)).toEqual(b);
+        if (a.join("\u0001") !== b.join("\u0001")) expect(a, JSON.stringify(s)).toEqual(b);
       }
     }
-  });
+  }, 30_000);
 });
