@@ -3,6 +3,8 @@
 import { Command } from "commander";
 import { benchAdmm } from "./admm";
 import { benchEngine, formatEngineTable } from "./engine";
+import { benchLoad, formatLoadTable } from "./load";
+import { benchSpeed, checkAgreement, formatAgreement, formatSpeedTable } from "./speed";
 
 const program = new Command("bench").description("gradmm benchmarks (ours vs PyTorch, side by side in one run)");
 
@@ -36,6 +38,50 @@ program
           `batch:               ${r.batch_s.toFixed(1)} s`,
         ].join("\n") + "\n",
       );
+  });
+
+program
+  .command("speed")
+  .description("GRADMM stage times: ours vs the paper's algorithm in PyTorch (reference) vs ours written in PyTorch (bench/README.md)")
+  .option("--json", "print one JSON object instead of a table")
+  .option("--quick", "small model, few repetitions, reduced batch (minutes)")
+  .option("--check", "compare the numbers (target gradient, distance, x-gradient, projection, init) instead of the times")
+  .option("--models <list>", "comma-separated: small (models/default), gpt2 (124M-shaped random); default both, --quick: small")
+  .option("--profile", "add a perf profile of our x-update (needs perf)")
+  .option("--threads <n>", "threads for every side (default: all cores)", (v) => Number.parseInt(v, 10))
+  .action(async (o: { json?: boolean; quick?: boolean; check?: boolean; models?: string; profile?: boolean; threads?: number }) => {
+    if (o.check) {
+      const a = await checkAgreement({ threads: o.threads });
+      process.stdout.write(o.json ? JSON.stringify(a) + "\n" : formatAgreement(a) + "\n");
+      return;
+    }
+    const models = o.models?.split(",").map((m) => m.trim()) as ("small" | "gpt2")[] | undefined;
+    if (models?.some((m) => m !== "small" && m !== "gpt2")) throw new RangeError(`--models: expected small and/or gpt2, got '${o.models}'`);
+    const r = await benchSpeed({ quick: o.quick, threads: o.threads, models, profile: o.profile });
+    process.stdout.write(o.json ? JSON.stringify(r) + "\n" : formatSpeedTable(r) + "\n");
+  });
+
+program
+  .command("load")
+  .description("tokenizer encode MB/s (ours vs the fastest installed JS tokenizer) and ~100 MB safetensors checkpoint load MB/s")
+  .option("--json", "print one JSON object instead of a table")
+  .option("--quick", "less text, a smaller checkpoint, fewer repetitions (smoke test)")
+  .action(async (o: { json?: boolean; quick?: boolean }) => {
+    const r = await benchLoad({ quick: o.quick });
+    process.stdout.write(o.json ? JSON.stringify(r) + "\n" : formatLoadTable(r) + "\n");
+  });
+
+program
+  .command("utility")
+  .description("does the synthetic text train a classifier? GRADMM vs real data, generation baselines and ablations (bench/README.md)")
+  .argument("<config>", "a synth config plus an eval section (bench/utility/imdb.yaml)")
+  .option("--resume", "continue the run in the output folder (finished units are skipped)")
+  .option("--overwrite", "replace a previous run in the output folder")
+  .option("--json", "print report.json on stdout instead of the Markdown table")
+  .option("--no-progress", "no progress bar")
+  .action(async (file: string, o: { resume?: boolean; overwrite?: boolean; json?: boolean; progress: boolean }) => {
+    const { utilityCommand } = await import("./utility/cli");
+    await utilityCommand(file, o);
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {

@@ -650,6 +650,7 @@ describe("gpt2_tiny fixture", () => {
       for (const [name, shape] of Object.entries(paramShapes)) {
         shapes[`grad.${name}`] = shape;
         shapes[`adamw.${name}`] = shape;
+        shapes[`adamw1.${name}`] = shape;
       }
       expect(r.names()).toEqual(Object.keys(shapes).sort());
       for (const [name, shape] of Object.entries(shapes)) expect(r.info(name).shape).toEqual(shape);

@@ -10,6 +10,7 @@ import { AbortError, GradmmError } from "./errors";
 import { loadConfigFile } from "./gradmm/config";
 import { synthesize, type SynthProgress } from "./gradmm/synthesize";
 import { getThreads, sgemmKernel } from "./threads";
+import { native } from "./native";
 
 const program = new Command("gradmm").description("synthetic training text by gradient matching (GRADMM)");
 
@@ -70,8 +71,17 @@ program
   .command("doctor")
   .description("print the engine's backend, threads and build facts (paste it into bug reports)")
   .action(() => {
+    const b = native().backendInfo();
+    const gpu = b.devices[0];
     const info = {
-      backend: "cpu",
+      backend: b.chosen,
+      backend_reason: b.reason,
+      ...(b.note ? { backend_note: b.note } : {}),
+      gpu: gpu ? gpu.name : null,
+      gpu_memory_gib: gpu ? +(gpu.memory / 2 ** 30).toFixed(1) : null,
+      gpu_compute_capability: gpu ? gpu.computeCapability : null,
+      gpu_count: b.devices.length,
+      build: { cuda: b.build.cuda, cublas: b.build.cublas, cuda_archs: b.build.archs || null, cuda_runtime: b.build.cudaRuntime },
       sgemm_kernel: sgemmKernel(),
       threads: getThreads(),
       cpu: os.cpus()[0]?.model,

@@ -5,10 +5,17 @@
 export * from "./errors";
 export { setThreads, getThreads, sgemmKernel } from "./threads";
 export {
+  CausalLMModel,
   GPT2Model,
   KVCache,
+  loadModel,
   readGPT2Config,
+  readModelConfig,
   type GPT2Config,
+  type LlamaConfig,
+  type ModelConfig,
+  type ModelConfigInput,
+  type LoadedModel,
   type CallOptions,
   type ModelInput,
   type ForwardOptions,

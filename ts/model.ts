@@ -1,6 +1,7 @@
 /**
- * GPT-2 family models on the native engine: creation, loading from a Hugging Face folder, forward/backward,
- * AdamW, and KV-cached decoding. Every heavy call is a Promise run off the main thread and takes an AbortSignal.
+ * Causal language models on the native engine: GPT-2 and the Llama family (Llama, Qwen2, Mistral without sliding
+ * windows). Creation, loading from a Hugging Face folder, forward/backward, AdamW, and KV-cached decoding. Every
+ * heavy call is a Promise run off the main thread and takes an AbortSignal.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -9,15 +10,32 @@ import { DisposedError, InvalidFileError, UnsupportedModelError } from "./errors
 import {
   native,
   type NativeGPT2Config,
-  type NativeGPT2Model,
   type NativeKVCache,
+  type NativeLlamaConfig,
+  type NativeModel,
   type NativeParamInfo,
 } from "./native";
 import { openSafetensorsDir } from "./safetensors";
+import { Tokenizer } from "./tokenizer";
 
 export interface GPT2Config extends NativeGPT2Config {
   architecture: "gpt2";
 }
+
+/** Llama-family config (camelCase of the HF fields; `channels` = hidden_size, `maxSeqLen` = max_position_embeddings). */
+export interface LlamaConfig extends NativeLlamaConfig {
+  architecture: "llama";
+  /** The HF model_type the config was read from ("llama", "qwen2", "mistral"); informational. */
+  modelType?: string;
+  /** GPT-2 only (Llama uses rmsNormEps); typed as absent so `config.layerNormEps ?? …` compiles on any model. */
+  layerNormEps?: undefined;
+}
+
+/** Every supported model's config. Shared fields: vocabSize, maxSeqLen, channels, numLayers, numHeads. */
+export type ModelConfig = GPT2Config | LlamaConfig;
+
+/** What `create()` accepts: a GPT-2 config may omit `architecture`. */
+export type ModelConfigInput = (Omit<GPT2Config, "architecture"> & { architecture?: "gpt2" }) | LlamaConfig;
 
 export interface CallOptions {
   signal?: AbortSignal;
@@ -65,8 +83,8 @@ export interface AdamWOptions {
 /** Rows decoded in lockstep, optionally continuing a shared one-row prefix cache (read, never copied). */
 export class KVCache {
   /** @internal */ readonly handle: NativeKVCache;
-  /** @internal */ readonly owner: GPT2Model;
-  constructor(owner: GPT2Model, handle: NativeKVCache) {
+  /** @internal */ readonly owner: CausalLMModel;
+  constructor(owner: CausalLMModel, handle: NativeKVCache) {
     this.owner = owner;
     this.handle = handle;
   }
@@ -85,28 +103,36 @@ export class KVCache {
   }
 }
 
-export class GPT2Model {
-  readonly config: GPT2Config;
-  #native: NativeGPT2Model | undefined;
+/**
+ * One class for every architecture: it wraps the native model (binding/src/causal_lm.h). Parameters are one
+ * contiguous Float32Array named and shaped as in Hugging Face checkpoints.
+ */
+export class CausalLMModel {
+  readonly config: ModelConfig;
+  #native: NativeModel | undefined;
   #params: Float32Array;
   #table: Map<string, NativeParamInfo>;
 
-  private constructor(config: GPT2Config) {
+  protected constructor(config: ModelConfig) {
     this.config = config;
     this.#native = new (native().Model)(config);
     this.#params = this.#native.params();
     this.#table = new Map(this.#native.paramTable().map((p) => [p.name, p]));
   }
 
-  /** A model with all parameters zero; fill them through `params` / `tensor()` or `initRandom()`. */
-  static create(config: Omit<GPT2Config, "architecture"> & { architecture?: "gpt2" }): GPT2Model {
-    return new GPT2Model({ ...config, architecture: "gpt2" });
+  /** A model with all parameters zero; fill them through `params` / `tensor()` or `initRandom()`. GPT-2 by default. */
+  static create(config: ModelConfigInput): CausalLMModel {
+    const full: ModelConfig = config.architecture === "llama" ? { ...config } : { ...config, architecture: "gpt2" };
+    return new CausalLMModel(full);
   }
 
-  /** Loads config.json + model.safetensors (or a sharded index) from a Hugging Face GPT-2 folder. */
-  static load(dir: string): GPT2Model {
-    const config = readGPT2Config(dir);
-    const model = GPT2Model.create(config);
+  /**
+   * Loads config.json + model.safetensors (or a sharded index) from a Hugging Face folder: GPT2LMHeadModel,
+   * LlamaForCausalLM, Qwen2ForCausalLM or MistralForCausalLM (see readModelConfig for what is supported).
+   */
+  static load(dir: string): CausalLMModel {
+    const config = readModelConfig(dir);
+    const model = CausalLMModel.create(config);
     try {
       model.loadWeights(dir);
     } catch (e) {
@@ -116,8 +142,27 @@ export class GPT2Model {
     return model;
   }
 
-  private get handle(): NativeGPT2Model {
-    if (!this.#native) throw new DisposedError("GPT2Model");
+  get architecture(): ModelConfig["architecture"] {
+    return this.config.architecture;
+  }
+
+  /** Name of the input token-embedding matrix [V, C]. */
+  get inputEmbeddingName(): string {
+    return this.config.architecture === "llama" ? "model.embed_tokens.weight" : "wte.weight";
+  }
+
+  /** Name of the lm_head weight [V, C] (the embedding matrix when tied). */
+  get lmHeadName(): string {
+    return this.config.architecture === "llama" && !this.config.tieWordEmbeddings ? "lm_head.weight" : this.inputEmbeddingName;
+  }
+
+  /** View of the input token-embedding matrix [V, C] (no copy). */
+  inputEmbeddings(): Float32Array {
+    return this.tensor(this.inputEmbeddingName);
+  }
+
+  private get handle(): NativeModel {
+    if (!this.#native) throw new DisposedError(this.config.architecture === "gpt2" ? "GPT2Model" : "model");
     return this.#native;
   }
 
@@ -131,7 +176,7 @@ export class GPT2Model {
     return this.#params.length;
   }
 
-  /** Names and shapes of the parameters, as in Hugging Face checkpoints (Conv1D weights stored [in, out]). */
+  /** Names and shapes of the parameters, as in Hugging Face checkpoints (GPT-2 Conv1D weights [in, out], nn.Linear [out, in]). */
   get paramTable(): NativeParamInfo[] {
     return [...this.#table.values()];
   }
@@ -154,16 +199,20 @@ export class GPT2Model {
     this.handle.zeroGrads();
   }
 
-  /** GPT-2 initialisation: N(0, 0.02) weights (residual projections scaled by 1/sqrt(2L)), zero biases, unit LN. */
+  /**
+   * Random initialisation. GPT-2: N(0, 0.02) weights (residual projections scaled by 1/sqrt(2L)), zero biases, unit LN.
+   * Llama (HF `_init_weights`): N(0, 0.02) weights, zero biases, unit RMSNorm weights.
+   */
   initRandom(seed: number): void {
     const rng = mulberry32(seed);
     const projStd = 0.02 / Math.sqrt(2 * this.config.numLayers);
+    const llama = this.config.architecture === "llama";
     for (const p of this.#table.values()) {
       const t = this.tensor(p.name);
-      if (p.name.includes("ln_")) t.fill(p.name.endsWith(".weight") ? 1 : 0);
+      if (llama ? p.name.endsWith("norm.weight") : p.name.includes("ln_")) t.fill(p.name.endsWith(".weight") ? 1 : 0);
       else if (p.name.endsWith(".bias")) t.fill(0);
       else {
-        const std = p.name.endsWith("c_proj.weight") ? projStd : p.name === "wpe.weight" ? 0.01 : 0.02;
+        const std = llama ? 0.02 : p.name.endsWith("c_proj.weight") ? projStd : p.name === "wpe.weight" ? 0.01 : 0.02;
         for (let i = 0; i < t.length; i++) t[i] = gaussian(rng) * std;
       }
     }
@@ -224,21 +273,25 @@ export class GPT2Model {
   }
 
   /** @internal The native handle, for the method code in ts/gradmm (throws DisposedError after dispose()). */
-  get native(): NativeGPT2Model {
+  get native(): NativeModel {
     return this.handle;
   }
 
-  /** Copies weights from a Hugging Face GPT-2 checkpoint folder (or one .safetensors file) into this model. */
+  /**
+   * Copies weights from a Hugging Face checkpoint folder (or one .safetensors file) into this model, tensor by
+   * tensor straight into the native parameter block (F32, F16, BF16 or F64 on disk; no second copy in memory).
+   * Every tensor's shape is checked; unexpected and missing tensors are InvalidFileErrors naming them.
+   */
   loadWeights(source: string): void {
     const reader = openSafetensorsDir(source);
+    const kind = this.config.architecture === "llama" ? "Llama-family" : "GPT-2";
     try {
       const seen = new Set<string>();
       for (const raw of reader.names()) {
-        const name = raw.startsWith("transformer.") ? raw.slice("transformer.".length) : raw;
-        if (/^h\.\d+\.attn\.(masked_)?bias$/.test(name)) continue; // causal-mask buffers of old checkpoints
-        if (name === "lm_head.weight") continue; // tied to wte in GPT2LMHeadModel
+        const name = this.config.architecture === "llama" ? this.#llamaName(raw) : this.#gpt2Name(raw);
+        if (name === null) continue;
         const info = this.#table.get(name);
-        if (!info) throw new InvalidFileError(reader.path, `unexpected tensor '${raw}' for a GPT-2 model`);
+        if (!info) throw new InvalidFileError(reader.path, `unexpected tensor '${raw}' for a ${kind} model with this config`);
         const got = reader.info(raw).shape;
         if (got.length !== info.shape.length || got.some((d, i) => d !== info.shape[i]))
           throw new InvalidFileError(reader.path, `tensor '${raw}' has shape [${got}], the config implies [${info.shape}]`);
@@ -250,6 +303,22 @@ export class GPT2Model {
     } finally {
       reader.close();
     }
+  }
+
+  /** Checkpoint name → parameter name (null = not a parameter: skip). */
+  #gpt2Name(raw: string): string | null {
+    const name = raw.startsWith("transformer.") ? raw.slice("transformer.".length) : raw;
+    if (/^h\.\d+\.attn\.(masked_)?bias$/.test(name)) return null; // causal-mask buffers of old checkpoints
+    if (name === "lm_head.weight") return null; // tied to wte in GPT2LMHeadModel
+    return name;
+  }
+
+  #llamaName(raw: string): string | null {
+    if (/(^|\.)rotary_emb\.inv_freq$/.test(raw)) return null; // buffer saved by old transformers versions
+    if (raw === "lm_head.weight") return this.config.architecture === "llama" && this.config.tieWordEmbeddings ? null : raw;
+    // a bare LlamaModel checkpoint (no "model." prefix)
+    if (!raw.startsWith("model.") && this.#table.has("model." + raw)) return "model." + raw;
+    return raw;
   }
 
   /** Releases the native model. Views handed out earlier stay readable until they are garbage collected. */
@@ -271,15 +340,29 @@ export class GPT2Model {
   }
 }
 
-/** Reads a Hugging Face GPT-2 config.json; anything this engine would run differently is an error naming it. */
-export function readGPT2Config(dir: string): GPT2Config {
+/** `GPT2Model` is the same class as CausalLMModel (kept for existing code): it loads and creates every architecture. */
+export const GPT2Model = CausalLMModel;
+export type GPT2Model = CausalLMModel;
+
+function readConfigJson(dir: string): { file: string; raw: Record<string, unknown> } {
   const file = path.join(dir, "config.json");
-  let raw: Record<string, unknown>;
+  let raw: unknown;
   try {
     raw = JSON.parse(fs.readFileSync(file, "utf8"));
   } catch (e) {
     throw new InvalidFileError(file, `cannot read JSON: ${(e as Error).message}`, { cause: e });
   }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new InvalidFileError(file, "config.json is not a JSON object");
+  return { file, raw: raw as Record<string, unknown> };
+}
+
+/** Reads a Hugging Face GPT-2 config.json; anything this engine would run differently is an error naming it. */
+export function readGPT2Config(dir: string): GPT2Config {
+  const { file, raw } = readConfigJson(dir);
+  return parseGPT2Config(raw, file);
+}
+
+function parseGPT2Config(raw: Record<string, unknown>, file: string): GPT2Config {
   const arch = Array.isArray(raw.architectures) ? String(raw.architectures[0]) : undefined;
   if (raw.model_type !== "gpt2" && arch !== "GPT2LMHeadModel")
     throw new UnsupportedModelError(`${file}: model_type '${raw.model_type}' / architecture '${arch}' is not supported (GPT-2 only)`);
@@ -310,6 +393,159 @@ export function readGPT2Config(dir: string): GPT2Config {
     numHeads,
     layerNormEps: eps,
   };
+}
+
+/** Llama-family model types: HF model_type → its causal-LM class and max_position_embeddings default. */
+const LLAMA_FAMILY: Record<string, { arch: string; maxPositions: number }> = {
+  llama: { arch: "LlamaForCausalLM", maxPositions: 2048 },
+  qwen2: { arch: "Qwen2ForCausalLM", maxPositions: 32768 },
+  mistral: { arch: "MistralForCausalLM", maxPositions: 4096 * 32 },
+};
+
+/**
+ * Reads a Hugging Face config.json into the config of a supported model: GPT-2 (model_type "gpt2") or the Llama
+ * family (model_type "llama", "qwen2", "mistral"; LlamaForCausalLM / Qwen2ForCausalLM / MistralForCausalLM).
+ * Anything the engine would run differently (another architecture, rope_scaling other than none/llama3, an active
+ * sliding window, an activation other than SiLU, quantized weights, …) is an UnsupportedModelError naming it;
+ * a malformed file is an InvalidFileError.
+ */
+export function readModelConfig(dir: string): ModelConfig {
+  const { file, raw } = readConfigJson(dir);
+  const arch = Array.isArray(raw.architectures) && raw.architectures.length ? String(raw.architectures[0]) : undefined;
+  if (raw.model_type === "gpt2" || (raw.model_type === undefined && arch === "GPT2LMHeadModel")) return parseGPT2Config(raw, file);
+  const byArch = Object.keys(LLAMA_FAMILY).find((k) => LLAMA_FAMILY[k].arch === arch);
+  const modelType = typeof raw.model_type === "string" ? raw.model_type : byArch;
+  if (modelType === undefined || !(modelType in LLAMA_FAMILY))
+    throw new UnsupportedModelError(
+      `${file}: model_type '${String(raw.model_type)}' / architecture '${arch}' is not supported ` +
+        `(supported: gpt2, ${Object.keys(LLAMA_FAMILY).join(", ")})`,
+    );
+  return parseLlamaConfig(raw, file, modelType);
+}
+
+function parseLlamaConfig(raw: Record<string, unknown>, file: string, modelType: string): LlamaConfig {
+  const family = LLAMA_FAMILY[modelType];
+  const unsupported = (what: string): never => {
+    throw new UnsupportedModelError(`${file}: ${what} is not supported`);
+  };
+  const arch = Array.isArray(raw.architectures) && raw.architectures.length ? String(raw.architectures[0]) : undefined;
+  if (arch !== undefined && arch !== family.arch) unsupported(`architecture '${arch}' (model_type '${modelType}': ${family.arch} only)`);
+  const int = (key: string, fallback?: number): number => {
+    const v = raw[key] ?? fallback;
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw new InvalidFileError(file, `field '${key}' must be a positive integer`);
+    return v;
+  };
+  const num = (obj: Record<string, unknown>, key: string, where: string, fallback?: number): number => {
+    const v = obj[key] ?? fallback;
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new InvalidFileError(file, `field '${where}${key}' must be a positive number`);
+    return v;
+  };
+  if (raw.quantization_config != null) unsupported("option 'quantization_config' (quantized weights)");
+  const act = raw.hidden_act ?? raw.hidden_activation ?? "silu";
+  if (act !== "silu") unsupported(`hidden_act '${String(act)}' (silu only)`);
+
+  const channels = int("hidden_size"), numHeads = int("num_attention_heads");
+  const numKvHeads = int("num_key_value_heads", numHeads);
+  if (numHeads % numKvHeads !== 0)
+    throw new InvalidFileError(file, `num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`);
+  let headDim: number;
+  if (raw.head_dim == null) {
+    if (channels % numHeads !== 0) throw new InvalidFileError(file, `hidden_size ${channels} is not divisible by num_attention_heads ${numHeads}`);
+    headDim = channels / numHeads;
+  } else headDim = int("head_dim");
+  if (headDim % 2 !== 0) throw new InvalidFileError(file, `head_dim ${headDim} must be even (rotary embeddings)`);
+  const maxSeqLen = int("max_position_embeddings", family.maxPositions);
+
+  // rotary embeddings: rope_theta + rope_scaling (transformers < 4.56 style) or rope_parameters (newer)
+  const params = isObject(raw.rope_parameters) ? raw.rope_parameters : undefined;
+  const ropeTheta = num(raw.rope_theta != null ? raw : params ?? {}, "rope_theta", "", 10000);
+  const scaling = isObject(raw.rope_scaling) ? raw.rope_scaling : params;
+  if (raw.rope_scaling != null && !isObject(raw.rope_scaling)) throw new InvalidFileError(file, "field 'rope_scaling' must be an object or null");
+  let ropeScaling: LlamaConfig["ropeScaling"] = null;
+  if (scaling) {
+    const type = scaling.rope_type ?? scaling.type ?? "default";
+    if (type === "llama3") {
+      const w = "rope_scaling.";
+      ropeScaling = {
+        type: "llama3",
+        factor: num(scaling, "factor", w),
+        lowFreqFactor: num(scaling, "low_freq_factor", w),
+        highFreqFactor: num(scaling, "high_freq_factor", w),
+        originalMaxPositionEmbeddings: num(scaling, "original_max_position_embeddings", w),
+      };
+      if (!(ropeScaling.highFreqFactor > ropeScaling.lowFreqFactor))
+        throw new InvalidFileError(file, "rope_scaling.high_freq_factor must be larger than low_freq_factor");
+    } else if (type !== "default") unsupported(`rope_scaling type '${String(type)}' (llama3 or none only)`);
+    if (scaling.attention_factor != null && scaling.attention_factor !== 1) unsupported("rope_scaling.attention_factor != 1");
+  }
+  const partial = raw.partial_rotary_factor ?? params?.partial_rotary_factor;
+  if (partial != null && partial !== 1) unsupported(`partial_rotary_factor ${String(partial)} (1 only)`);
+
+  // attention pattern: full causal attention in every layer only
+  if (raw.use_sliding_window === true) unsupported("sliding_window attention (use_sliding_window: true)");
+  if (modelType === "mistral" && raw.sliding_window != null) {
+    const sw = int("sliding_window");
+    if (sw < maxSeqLen) unsupported(`sliding_window ${sw} (active below max_position_embeddings ${maxSeqLen})`);
+  }
+  if (Array.isArray(raw.layer_types)) {
+    const other = raw.layer_types.find((t) => t !== "full_attention");
+    if (other !== undefined) unsupported(`layer_types entry '${String(other)}' (full_attention only)`);
+  }
+
+  const bool = (key: string, fallback: boolean): boolean => {
+    const v = raw[key] ?? fallback;
+    if (typeof v !== "boolean") throw new InvalidFileError(file, `field '${key}' must be true or false`);
+    return v;
+  };
+  // Biases: Llama's attention_bias covers q,k,v and o; Qwen2 always has q,k,v biases and none on o; Mistral none.
+  const llamaAttnBias = modelType === "llama" && bool("attention_bias", false);
+  const eps = raw.rms_norm_eps ?? 1e-6;
+  if (typeof eps !== "number" || !(eps > 0)) throw new InvalidFileError(file, "field 'rms_norm_eps' must be a positive number");
+  return {
+    architecture: "llama",
+    modelType,
+    vocabSize: int("vocab_size"),
+    maxSeqLen,
+    channels,
+    intermediateSize: int("intermediate_size"),
+    numLayers: int("num_hidden_layers"),
+    numHeads,
+    numKvHeads,
+    headDim,
+    rmsNormEps: eps,
+    ropeTheta,
+    ropeScaling,
+    tieWordEmbeddings: bool("tie_word_embeddings", false),
+    attentionBias: modelType === "qwen2" || llamaAttnBias,
+    oProjBias: llamaAttnBias,
+    mlpBias: modelType === "llama" && bool("mlp_bias", false),
+  };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** What loadModel() returns; dispose() releases the native model. */
+export interface LoadedModel {
+  model: CausalLMModel;
+  /** From tokenizer.json in the folder; null when the folder has none. */
+  tokenizer: Tokenizer | null;
+  config: ModelConfig;
+  dispose(): void;
+  [Symbol.dispose](): void;
+}
+
+/**
+ * Loads a Hugging Face model folder: config.json, model.safetensors (or model.safetensors.index.json + shards),
+ * and tokenizer.json if present. Typed errors: UnsupportedModelError, InvalidFileError.
+ */
+export function loadModel(dir: string): LoadedModel {
+  const tokFile = path.join(dir, "tokenizer.json");
+  const tokenizer = fs.existsSync(tokFile) ? Tokenizer.fromFile(tokFile) : null;
+  const model = CausalLMModel.load(dir);
+  const dispose = (): void => model.dispose();
+  return { model, tokenizer, config: model.config, dispose, [Symbol.dispose]: dispose };
 }
 
 /** Small deterministic PRNG (mulberry32) for reproducible initialisation. */

@@ -15,6 +15,45 @@ export interface NativeGPT2Config {
   layerNormEps?: number;
 }
 
+/** Llama family (LlamaForCausalLM; Qwen2 / Mistral map onto it). Field names follow NativeGPT2Config where shared. */
+export interface NativeLlamaConfig {
+  vocabSize: number;
+  /** max_position_embeddings */
+  maxSeqLen: number;
+  /** hidden_size */
+  channels: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  /** num_key_value_heads (default numHeads) */
+  numKvHeads?: number;
+  /** head_dim (default channels / numHeads) */
+  headDim?: number;
+  rmsNormEps?: number;
+  ropeTheta?: number;
+  ropeScaling?: NativeRopeScaling | null;
+  tieWordEmbeddings?: boolean;
+  /** Biases on q_proj, k_proj, v_proj. */
+  attentionBias?: boolean;
+  /** Bias on o_proj (HF Llama's attention_bias sets this too; Qwen2 does not). */
+  oProjBias?: boolean;
+  /** Biases on gate_proj, up_proj, down_proj. */
+  mlpBias?: boolean;
+}
+
+/** Llama-3 rotary frequency adjustment (HF rope_scaling with rope_type "llama3"). */
+export interface NativeRopeScaling {
+  type: "llama3";
+  factor: number;
+  lowFreqFactor: number;
+  highFreqFactor: number;
+  originalMaxPositionEmbeddings: number;
+}
+
+export type NativeModelConfig =
+  | (NativeGPT2Config & { architecture?: "gpt2" })
+  | (NativeLlamaConfig & { architecture: "llama" });
+
 export interface NativeParamInfo {
   name: string;
   offset: number;
@@ -158,8 +197,24 @@ export interface NativeGPT2Model {
   initCandidates(target: NativeMatchTarget, args: NativeInitArgs, cancel?: NativeCancelToken): Promise<number>;
 }
 
+/** The native model handle is the same for every architecture (binding/src/causal_lm.h). */
+export type NativeModel = NativeGPT2Model;
+
+/** What `backendInfo()` reports: the backend the engine would use (CUDA when compiled in and a device answers). */
+export interface NativeBackendInfo {
+  /** The addon was built with the CUDA backend (nvcc found, GRADMM_CUDA not OFF). */
+  compiled: boolean;
+  /** CUDA devices found by the probe (empty when not compiled, none found, or GRADMM_BACKEND=cpu). */
+  devices: { name: string; memory: number; computeCapability: string }[];
+  chosen: "cuda" | "cpu";
+  reason: string;
+  /** Present when CUDA is chosen: what of the engine runs on it so far. */
+  note?: string;
+  build: { cuda: boolean; cublas: boolean; archs: string; cudaRuntime: string | null };
+}
+
 export interface NativeModule {
-  Model: new (config: NativeGPT2Config & { architecture?: string }) => NativeGPT2Model;
+  Model: new (config: NativeModelConfig) => NativeModel;
   KVCache: new (model: NativeGPT2Model, rows: number, capacity: number, prefix?: NativeKVCache) => NativeKVCache;
   CancelToken: new () => NativeCancelToken;
   sgemm(
@@ -170,6 +225,8 @@ export interface NativeModule {
   getThreads(): number;
   sgemmKernel(): string;
   forceSgemmKernel(name: "auto" | "scalar" | "avx2" | "avx512"): boolean;
+  /** Backend choice: GRADMM_BACKEND=cpu|cuda forces one; a fallback to the CPU prints one stderr line, once. */
+  backendInfo(): NativeBackendInfo;
 }
 
 let cached: NativeModule | undefined;

@@ -13,7 +13,16 @@
 #include "gemm.h"
 #include "gradmatch.h"
 #include "gpt2.h"
+#include "llama.h"
 #include "threadpool.h"
+#ifdef GRADMM_HAVE_CUDA
+#include "cuda_ops.h"  // binding/cuda: the CUDA backend, linked when CMake found nvcc
+#endif
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
 
 using namespace gradmm;
 
@@ -173,7 +182,20 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Object c = info[0].As<Napi::Object>();
     Napi::Value arch = c.Get("architecture");
     const std::string architecture = arch.IsString() ? arch.As<Napi::String>().Utf8Value() : "gpt2";
-    if (architecture != "gpt2") throw Napi::Error::New(env, "unsupported architecture '" + architecture + "'");
+    std::unique_ptr<CausalLM> model;
+    try {
+      if (architecture == "gpt2") model = std::make_unique<GPT2>(gpt2_config(c));
+      else if (architecture == "llama") model = std::make_unique<Llama>(llama_config(c));
+      else throw Napi::Error::New(env, "unsupported architecture '" + architecture + "'");
+    } catch (const Napi::Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+    state_ = std::make_shared<ModelState>(std::move(model));
+  }
+
+  static GPT2Config gpt2_config(const Napi::Object& c) {
     GPT2Config cfg;
     cfg.vocab_size = int_field(c, "vocabSize", 1);
     cfg.max_seq_len = int_field(c, "maxSeqLen", 1);
@@ -181,11 +203,50 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     cfg.num_layers = int_field(c, "numLayers", 1);
     cfg.num_heads = int_field(c, "numHeads", 1);
     if (c.Get("layerNormEps").IsNumber()) cfg.layer_norm_eps = c.Get("layerNormEps").As<Napi::Number>().FloatValue();
-    try {
-      state_ = std::make_shared<ModelState>(std::make_unique<GPT2>(cfg));
-    } catch (const std::exception& e) {
-      throw Napi::Error::New(env, e.what());
+    return cfg;
+  }
+
+  // {vocabSize, maxSeqLen, channels (hidden_size), intermediateSize, numLayers, numHeads, numKvHeads?, headDim?,
+  //  rmsNormEps?, ropeTheta?, ropeScaling?: {type: "llama3", factor, lowFreqFactor, highFreqFactor,
+  //  originalMaxPositionEmbeddings}, tieWordEmbeddings?, attentionBias? (q,k,v), oProjBias?, mlpBias?}
+  static LlamaConfig llama_config(const Napi::Object& c) {
+    Napi::Env env = c.Env();
+    LlamaConfig cfg;
+    cfg.vocab_size = int_field(c, "vocabSize", 1);
+    cfg.max_seq_len = int_field(c, "maxSeqLen", 1);
+    cfg.hidden_size = int_field(c, "channels", 1);
+    cfg.intermediate_size = int_field(c, "intermediateSize", 1);
+    cfg.num_layers = int_field(c, "numLayers", 1);
+    cfg.num_heads = int_field(c, "numHeads", 1);
+    cfg.num_kv_heads = c.Get("numKvHeads").IsUndefined() ? cfg.num_heads : int_field(c, "numKvHeads", 1);
+    cfg.head_dim = c.Get("headDim").IsUndefined() ? 0 : int_field(c, "headDim", 1);
+    if (c.Get("rmsNormEps").IsNumber()) cfg.rms_norm_eps = c.Get("rmsNormEps").As<Napi::Number>().FloatValue();
+    if (c.Get("ropeTheta").IsNumber()) cfg.rope_theta = c.Get("ropeTheta").As<Napi::Number>().DoubleValue();
+    Napi::Value rs = c.Get("ropeScaling");
+    if (rs.IsObject()) {
+      Napi::Object o = rs.As<Napi::Object>();
+      const std::string type = o.Get("type").IsString() ? o.Get("type").As<Napi::String>().Utf8Value() : "";
+      if (type == "llama3") {
+        auto num = [&](const char* k) {
+          if (!o.Get(k).IsNumber()) throw Napi::TypeError::New(env, std::string("ropeScaling.") + k + " must be a number");
+          return o.Get(k).As<Napi::Number>().DoubleValue();
+        };
+        cfg.rope_scaling.llama3 = true;
+        cfg.rope_scaling.factor = num("factor");
+        cfg.rope_scaling.low_freq_factor = num("lowFreqFactor");
+        cfg.rope_scaling.high_freq_factor = num("highFreqFactor");
+        cfg.rope_scaling.original_max_position_embeddings = num("originalMaxPositionEmbeddings");
+      } else if (type != "none" && type != "default") {
+        throw Napi::Error::New(env, "unsupported ropeScaling type '" + type + "'");
+      }
+    } else if (!rs.IsUndefined() && !rs.IsNull()) {
+      throw Napi::TypeError::New(env, "ropeScaling must be an object");
     }
+    cfg.tie_word_embeddings = bool_field(c, "tieWordEmbeddings", false);
+    cfg.attention_bias = bool_field(c, "attentionBias", false);
+    cfg.o_proj_bias = bool_field(c, "oProjBias", false);
+    cfg.mlp_bias = bool_field(c, "mlpBias", false);
+    return cfg;
   }
 
   std::shared_ptr<ModelState> state(Napi::Env env) {
@@ -647,6 +708,94 @@ Napi::Value ForceKernel(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), sgemm_force_kernel(info[0].As<Napi::String>().Utf8Value().c_str()));
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// backendInfo() — which backend the engine would use and why: CUDA when compiled in and a device answers, the CPU
+// otherwise; GRADMM_BACKEND=cpu|cuda forces one. The CUDA probe (cudaGetDeviceCount, once, lazily) is skipped under
+// GRADMM_BACKEND=cpu. A fallback to the CPU prints one line on stderr, once, when CUDA was requested or compiled in.
+struct BackendChoice {
+  bool compiled = false, cublas = false;
+  std::string chosen = "cpu", reason, archs, note;
+  int cuda_runtime = 0;
+  struct Dev {
+    std::string name;
+    double memory;
+    int major, minor;
+  };
+  std::vector<Dev> devices;
+};
+const BackendChoice& backend_choice() {
+  static BackendChoice c;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const char* env = std::getenv("GRADMM_BACKEND");
+    std::string want = env ? env : "";
+    for (auto& ch : want) ch = (char)std::tolower((unsigned char)ch);
+    std::string prefix;
+    if (!want.empty() && want != "cpu" && want != "cuda" && want != "auto") {
+      prefix = "GRADMM_BACKEND=" + want + " is not cpu|cuda|auto (ignored); ";
+      want.clear();
+    }
+#ifdef GRADMM_HAVE_CUDA
+    c.compiled = true;
+    const auto bi = cuda::build_info();
+    c.cublas = bi.cublas;
+    c.archs = bi.archs;
+    c.cuda_runtime = bi.cuda_runtime;
+    if (want == "cpu") {
+      c.reason = prefix + "forced by GRADMM_BACKEND=cpu";
+      return;
+    }
+    const cuda::Probe& p = cuda::probe();
+    for (const auto& d : p.devices) c.devices.push_back({d.name, (double)d.memory, d.major, d.minor});
+    if (p.ok) {
+      c.chosen = "cuda";
+      c.reason = prefix + (want == "cuda" ? "forced by GRADMM_BACKEND=cuda" : "CUDA device found") + " (" +
+                 p.devices[0].name + ")";
+      c.note = "the CUDA backend runs GPT-2 forward/backward and the x-update in C++ (binding/cuda/model_exec.h); "
+               "the Node model API still executes on the CPU engine";
+    } else {
+      c.reason = prefix + (want == "cuda" ? "GRADMM_BACKEND=cuda, but CUDA is unavailable: " : "CUDA unavailable: ") + p.error;
+      std::fprintf(stderr, "gradmm: CUDA backend unavailable (%s); using the CPU engine\n", p.error.c_str());
+    }
+#else
+    if (want == "cuda") {
+      c.reason = prefix + "GRADMM_BACKEND=cuda, but this build has no CUDA (nvcc not found at build time, or GRADMM_CUDA=OFF)";
+      std::fprintf(stderr, "gradmm: GRADMM_BACKEND=cuda but this build has no CUDA support; using the CPU engine\n");
+    } else {
+      c.reason = prefix + "built without CUDA";
+    }
+#endif
+  });
+  return c;
+}
+
+Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const BackendChoice& c = backend_choice();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("compiled", c.compiled);
+  Napi::Array devs = Napi::Array::New(env, c.devices.size());
+  for (size_t i = 0; i < c.devices.size(); ++i) {
+    Napi::Object d = Napi::Object::New(env);
+    d.Set("name", c.devices[i].name);
+    d.Set("memory", c.devices[i].memory);
+    d.Set("computeCapability", std::to_string(c.devices[i].major) + "." + std::to_string(c.devices[i].minor));
+    devs.Set((uint32_t)i, d);
+  }
+  o.Set("devices", devs);
+  o.Set("chosen", c.chosen);
+  o.Set("reason", c.reason);
+  if (!c.note.empty()) o.Set("note", c.note);
+  Napi::Object b = Napi::Object::New(env);
+  b.Set("cuda", c.compiled);
+  b.Set("cublas", c.cublas);
+  b.Set("archs", c.archs);
+  if (c.cuda_runtime) b.Set("cudaRuntime", std::to_string(c.cuda_runtime / 1000) + "." + std::to_string(c.cuda_runtime % 1000 / 10));
+  else b.Set("cudaRuntime", env.Null());
+  o.Set("build", b);
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function cancel = CancelToken::Init(env);
   g_cancel_ctor = new Napi::FunctionReference(Napi::Persistent(cancel));
@@ -663,6 +812,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getThreads", Napi::Function::New(env, GetThreads));
   exports.Set("sgemmKernel", Napi::Function::New(env, KernelName));
   exports.Set("forceSgemmKernel", Napi::Function::New(env, ForceKernel));
+  exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
   return exports;
 }
 

@@ -79,7 +79,7 @@ export async function runBatch(
   const nat = model.native;
   const C = model.config.channels;
   const B = s.batchSize, free = s.freeLen, L = free + cls.templateTokens.length, n = B * L * C;
-  const wte = model.tensor("wte.weight");
+  const wte = model.inputEmbeddings();
   const templateEmbeds = new Float32Array(cls.templateTokens.length * C);
   embed(wte, C, cls.templateTokens, 1, cls.templateTokens.length, cls.templateTokens.length, templateEmbeds);
   const run = <T>(call: (token: NativeCancelToken) => Promise<T>) => withCancel(opts.signal, call);

@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { withCancel } from "../abort";
 import { GradmmError, InvalidFileError } from "../errors";
-import { GPT2Model, mulberry32 } from "../model";
+import { CausalLMModel, mulberry32 } from "../model";
 import type { NativeMatchTarget } from "../native";
 import { setThreads } from "../threads";
 import { alphabeticTokenMask, Tokenizer } from "../tokenizer";
@@ -92,7 +92,7 @@ export async function synthesize(config: SynthConfig, opts: SynthOptions = {}): 
 
   const t0 = Date.now();
   log(`loading model ${config.resolved.modelDir}`);
-  const model = GPT2Model.load(config.resolved.modelDir);
+  const model = CausalLMModel.load(config.resolved.modelDir);
   const tokenizer = Tokenizer.fromFile(path.join(config.resolved.modelDir, "tokenizer.json"));
   try {
     const C = model.config.channels, maxT = model.config.maxSeqLen;
@@ -216,6 +216,11 @@ export async function synthesize(config: SynthConfig, opts: SynthOptions = {}): 
           signal: opts.signal,
         })
       : { kept: samples, stats: {} };
+    if (config.filter.enabled && filterResult.kept.length === 0)
+      opts.onProgress?.({
+        phase: "filter",
+        message: `warning: the filter kept no samples (label agreement ${JSON.stringify(filterResult.stats)}); synthetic.jsonl has them all`,
+      });
 
     // gradient cosine of whole sets to each class target
     const setCosine = async (set: SyntheticSample[], k: number): Promise<number | null> => {
@@ -224,7 +229,7 @@ export async function synthesize(config: SynthConfig, opts: SynthOptions = {}): 
       const cls = classes[k];
       const L = cls.freeLen + templateTokens.length;
       const X = new Float32Array(mine.length * L * C);
-      const wte = model.tensor("wte.weight");
+      const wte = model.inputEmbeddings();
       mine.forEach((s, b) => [...s.tokens, ...templateTokens].forEach((t, i) => X.set(wte.subarray(t * C, (t + 1) * C), (b * L + i) * C)));
       const f = await withCancel(opts.signal, (t) => model.native.matchLoss(cls.target, { X, B: mine.length, L, label: cls.labelToken }, t));
       return 1 - f;

@@ -26,14 +26,14 @@ export const pretrainSchema = z.object({
         .describe("JSONL files ({text}) whose texts must never be in the corpus (skipped with a note when absent)"),
       min_dedup_chars: z.number().int().min(0).default(40).describe("paragraphs shorter than this are not deduplicated"),
     })
-    .default({} as never),
+    .prefault({}),
   tokenizer: z
     .object({
       vocab_size: z.number().int().min(257).default(4096),
       min_frequency: z.number().int().positive().default(2),
       sample_chars: z.number().int().positive().default(30_000_000).describe("training text sampled for the BPE trainer"),
     })
-    .default({} as never),
+    .prefault({}),
   model: z
     .object({
       n_embd: z.number().int().positive().default(192),
@@ -41,7 +41,7 @@ export const pretrainSchema = z.object({
       n_head: z.number().int().positive().default(4),
       n_ctx: z.number().int().positive().default(128).describe("context length (n_positions)"),
     })
-    .default({} as never),
+    .prefault({}),
   train: z
     .object({
       batch_size: z.number().int().positive().default(16).describe("sequences per step (tokens per step = batch_size × n_ctx)"),
@@ -62,11 +62,11 @@ export const pretrainSchema = z.object({
       threads: z.number().int().min(0).default(0).describe("CPU threads (0 = all cores; GRADMM_THREADS overrides)"),
       log_every: z.number().int().positive().default(10),
       eval_every: z.number().int().positive().default(250).describe("steps between validation evaluations"),
-      eval_tokens: z.number().int().positive().default(32_768).describe("validation tokens per source in periodic evaluations"),
+      eval_tokens: z.number().int().positive().default(8192).describe("validation tokens per source in periodic evaluations"),
       final_eval_tokens: z.number().int().positive().default(262_144).describe("validation tokens per source at the end"),
       checkpoint_every: z.number().int().positive().default(200),
     })
-    .default({} as never),
+    .prefault({}),
 });
 
 export type PretrainConfig = z.infer<typeof pretrainSchema> & {

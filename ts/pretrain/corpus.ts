@@ -11,6 +11,7 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { writeFileAtomic, writeJsonAtomic } from "../io";
+import { shuffled } from "../gradmm/data";
 import { mulberry32 } from "../model";
 import type { PretrainConfig } from "./config";
 import {
@@ -29,6 +30,7 @@ const DOC_SEPARATOR = "\n<|endoftext|>\n";
 const NLP_SENTENCES_PER_DOC = 16;
 /** Word n-gram length of the contamination filter for the sentence-level nlp-corpus. */
 const FILTER_NGRAM = 8;
+const IMDB_EVAL_FILE = "imdb_eval.jsonl";
 
 export interface SourceCounts {
   trainDocs: number;
@@ -172,17 +174,17 @@ class NgramSet {
   }
 }
 
-/** Seeded choice of the held-out documents: ceil(fraction × n) of them, never all. */
+/** A seeded choice of k of n items (a mask), the same for the same (seed, label). */
+function seededPick(n: number, k: number, seed: number, label: string): Uint8Array {
+  const rng = mulberry32((seed ^ parseInt(createHash("sha256").update(label).digest("hex").slice(0, 8), 16)) >>> 0);
+  const picked = new Uint8Array(n);
+  for (const i of shuffled(Array.from({ length: n }, (_, i) => i), rng).slice(0, k)) picked[i] = 1;
+  return picked;
+}
+
+/** Seeded held-out documents: ceil(fraction × n) of them, never all. */
 function splitHeldOut<T>(items: T[], fraction: number, seed: number, source: string): { train: T[]; val: T[] } {
-  const rng = mulberry32((seed ^ parseInt(createHash("sha256").update(source).digest("hex").slice(0, 8), 16)) >>> 0);
-  const nVal = Math.min(items.length - 1, Math.ceil(fraction * items.length));
-  const order = items.map((_, i) => i);
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = Math.floor(rng() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
-  }
-  const isVal = new Uint8Array(items.length);
-  for (let k = 0; k < nVal; k++) isVal[order[k]] = 1;
+  const isVal = seededPick(items.length, Math.min(items.length - 1, Math.ceil(fraction * items.length)), seed, source);
   return { train: items.filter((_, i) => !isVal[i]), val: items.filter((_, i) => isVal[i]) };
 }
 
@@ -211,7 +213,7 @@ function corpusHandle(dir: string, manifest: CorpusManifest): Corpus {
     manifest,
     trainFile: (s) => path.join(dir, "train", `${s}.txt`),
     valFile: (s) => path.join(dir, "val", `${s}.txt`),
-    imdbEvalFile: path.join(dir, "imdb_eval.jsonl"),
+    imdbEvalFile: path.join(dir, IMDB_EVAL_FILE),
   };
 }
 
@@ -327,9 +329,10 @@ export function prepareCorpus(cfg: PretrainConfig, log: Log): Corpus {
   // The bits-per-byte set: a seeded sample of distinct IMDB test-half reviews.
   const testDistinct = new Map<string, string>();
   for (const d of imdb.test) testDistinct.set(sha256(d.paragraphs.join("\n")), d.paragraphs.join("\n"));
-  const evalPick = splitHeldOut([...testDistinct.values()], Math.min(0.49, c.imdb_eval_reviews / testDistinct.size), cfg.seed, "imdb_eval").val.slice(0, c.imdb_eval_reviews);
+  const testTexts = [...testDistinct.values()];
+  const evalMask = seededPick(testTexts.length, Math.min(testTexts.length, c.imdb_eval_reviews), cfg.seed, "imdb_eval");
+  const evalPick = testTexts.filter((_, i) => evalMask[i]);
 
-  const handle = corpusHandle(dir, undefined as never);
   const trainDocHashes = new Set<string>();
   for (const s of c.sources) {
     const sp = split.get(s)!;
@@ -342,16 +345,16 @@ export function prepareCorpus(cfg: PretrainConfig, log: Log): Corpus {
     n.trainBytes = bytes(sp.train);
     n.valBytes = bytes(sp.val);
     for (const d of sp.train) trainDocHashes.add(sha256(d.paragraphs.join("\n")));
-    writeDocs(handle.trainFile(s), sp.train);
-    writeDocs(handle.valFile(s), sp.val);
+    writeDocs(path.join(dir, "train", `${s}.txt`), sp.train);
+    writeDocs(path.join(dir, "val", `${s}.txt`), sp.val);
   }
-  writeFileAtomic(handle.imdbEvalFile, evalPick.map((text) => JSON.stringify({ text })).join("\n") + "\n");
+  writeFileAtomic(path.join(dir, IMDB_EVAL_FILE), evalPick.map((text) => JSON.stringify({ text })).join("\n") + "\n");
   const manifest: CorpusManifest = {
     key,
     version: CORPUS_VERSION,
     packages,
     sources: counts,
-    imdbEval: { reviews: evalPick.length, bytes: evalPick.reduce((a, t) => a + Buffer.byteLength(t), 0), file: "imdb_eval.jsonl" },
+    imdbEval: { reviews: evalPick.length, bytes: evalPick.reduce((a, t) => a + Buffer.byteLength(t), 0), file: IMDB_EVAL_FILE },
     excluded: excluded.info,
     checks: {
       excludedTextsInTrain: excludedParas.filter((p) => trainDocHashes.has(sha256(p.join("\n")))).length,

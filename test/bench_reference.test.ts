@@ -1,0 +1,45 @@
+// Our GRADMM numbers against the two PyTorch implementations of bench/reference (the paper's structure, and ours in
+// PyTorch) on the tiny fixture model. Needs /usr/bin/python3 with torch: skipped where it has none (CI).
+import * as path from "node:path";
+import { describe, expect, it } from "vitest";
+import { checkAgreement, modelFromFolder, type AgreementResult } from "../bench/speed";
+import { torchAvailable } from "../bench/torch_env";
+
+const torch = torchAvailable();
+
+describe.skipIf(!torch)("bench/reference: ours vs the PyTorch reference vs ours in PyTorch (tiny_lm)", () => {
+  let a: AgreementResult;
+
+  it("runs the three sides on the same inputs", async () => {
+    const model = modelFromFolder(path.join(__dirname, "fixtures", "tiny_lm"), "tiny_lm");
+    a = await checkAgreement({ model, shape: { B: 4, free: 16, n: 6, prefix: 20 }, initCandidates: 4, threads: 2, log: () => {} });
+    expect(a.shape.V).toBe(400);
+  });
+
+  it("the target gradient G* agrees elementwise (full V×C)", () => {
+    expect(a.target_G.ours_ref).toBeLessThan(1e-5 * a.target_G.scale);
+    expect(a.target_G.fast_ref).toBeLessThan(1e-5 * a.target_G.scale);
+    expect(Math.abs(a.target_norm.ours - a.target_norm.ref64)).toBeLessThan(1e-5 * a.target_norm.ref64);
+  });
+
+  it("the distance and its x-gradient agree (reference cosine in float64)", () => {
+    expect(a.f.ours_ref64).toBeLessThan(1e-5);
+    expect(a.f.fast_ref64).toBeLessThan(1e-5);
+    expect(a.f.ours_fast).toBeLessThan(1e-5);
+    expect(a.dX.ours_ref64).toBeLessThan(1e-4 * a.dX.scale);
+    expect(a.dX.fast_ref64).toBeLessThan(1e-4 * a.dX.scale);
+    // the released float32 cosine is looser, but close
+    expect(a.f.ours_ref).toBeLessThan(1e-3);
+  });
+
+  it("the projection picks the same tokens", () => {
+    expect(a.projection.ours_ref_equal).toBeGreaterThanOrEqual(0.95 * a.projection.positions);
+    expect(a.projection.ours_fast_equal).toBeGreaterThanOrEqual(0.95 * a.projection.positions);
+  });
+
+  it("init draws the same candidates and keeps the same one", () => {
+    expect(a.init.X_ours_ref).toBeLessThan(1e-6);
+    expect(a.init.X_ours_fast).toBeLessThan(1e-6);
+    expect(Math.abs(a.init.f_ours - a.init.f_fast)).toBeLessThan(1e-5);
+  });
+});

@@ -1,0 +1,52 @@
+/** Text continuation with the KV cache: greedy by default, or seeded top-k sampling. */
+import { GPT2Model, mulberry32 } from "../model";
+import type { Tokenizer } from "../tokenizer";
+
+export interface GenerateOptions {
+  maxNewTokens?: number;
+  /** Sample from the top-k tokens (omit for greedy decoding). */
+  topK?: number;
+  temperature?: number;
+  seed?: number;
+  /** Stop at this token (default: the tokenizer's <|endoftext|>, if any). */
+  stopId?: number;
+}
+
+/** Continues `prompt` (stopping at the context length or the stop token); returns only the new text. */
+export async function generate(model: GPT2Model, tok: Tokenizer, prompt: string, opts: GenerateOptions = {}): Promise<string> {
+  const ids = await generateIds(model, tok.encode(prompt, { addSpecialTokens: false }), { stopId: tok.tokenToId("<|endoftext|>"), ...opts });
+  return tok.decode(ids);
+}
+
+export async function generateIds(model: GPT2Model, prompt: number[], opts: GenerateOptions = {}): Promise<number[]> {
+  const V = model.config.vocabSize;
+  const capacity = model.config.maxSeqLen;
+  if (prompt.length === 0 || prompt.length >= capacity) throw new RangeError(`the prompt must have 1..${capacity - 1} tokens, got ${prompt.length}`);
+  const rng = mulberry32(opts.seed ?? 0);
+  const cache = model.createKVCache(1, capacity);
+  const out: number[] = [];
+  let logits = await model.decode(cache, { tokens: Int32Array.from(prompt), T: prompt.length });
+  const maxNew = Math.min(opts.maxNewTokens ?? 32, capacity - prompt.length);
+  for (let i = 0; i < maxNew; i++) {
+    const next = opts.topK ? sampleTopK(logits, V, opts.topK, opts.temperature ?? 1, rng) : argmax(logits, V);
+    if (next === opts.stopId) break;
+    out.push(next);
+    if (i + 1 < maxNew) logits = await model.decode(cache, { tokens: Int32Array.of(next), T: 1 }, { logits });
+  }
+  return out;
+}
+
+function argmax(logits: Float32Array, V: number): number {
+  let best = 0;
+  for (let v = 1; v < V; v++) if (logits[v] > logits[best]) best = v;
+  return best;
+}
+
+function sampleTopK(logits: Float32Array, V: number, k: number, temperature: number, rng: () => number): number {
+  const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => logits[b] - logits[a] || a - b).slice(0, k);
+  const top = logits[order[0]];
+  const w = order.map((i) => Math.exp((logits[i] - top) / temperature));
+  let u = rng() * w.reduce((a, b) => a + b, 0);
+  for (let j = 0; j < order.length; j++) if ((u -= w[j]) <= 0) return order[j];
+  return order[order.length - 1];
+}
