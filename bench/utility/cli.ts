@@ -1,0 +1,62 @@
+/** The `utility` subcommand's body: progress bar on stderr (log lines without a TTY), Ctrl-C, the table on stdout. */
+import { MultiBar } from "cli-progress";
+import { AbortError } from "../../ts/errors";
+import { loadUtilityConfig } from "./config";
+import { formatMarkdown } from "./report";
+import { runUtility, type UtilityProgress } from "./run";
+
+export interface UtilityCliOptions {
+  resume?: boolean;
+  overwrite?: boolean;
+  json?: boolean;
+  progress: boolean;
+}
+
+export async function utilityCommand(file: string, o: UtilityCliOptions): Promise<void> {
+  const config = loadUtilityConfig(file);
+  const controller = new AbortController();
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    process.stderr.write("\nstopping after the current step (finished units are saved; Ctrl-C again to quit now)…\n");
+    controller.abort();
+  };
+  process.on("SIGINT", onSigint);
+  const tty = o.progress && process.stderr.isTTY;
+  const bars = tty
+    ? new MultiBar({ stream: process.stderr, format: "utility |{bar}| {percentage}% | ETA {eta_formatted} | {stage}", hideCursor: true, etaBuffer: 200, fps: 5, clearOnComplete: false })
+    : null;
+  const bar = bars?.create(1, 0, { stage: "starting" });
+  let lastLine = 0;
+  const onProgress = (p: UtilityProgress) => {
+    if (p.kind === "log") {
+      if (bars) bars.log(p.message + "\n");
+      else process.stderr.write(p.message + "\n");
+      return;
+    }
+    if (bar) {
+      bar.setTotal(Math.max(1, Math.round(p.total)));
+      bar.update(Math.round(p.done), { stage: p.stage });
+    } else if (o.progress && Date.now() - lastLine > 10_000) {
+      lastLine = Date.now();
+      process.stderr.write(`[${((100 * p.done) / Math.max(1, p.total)).toFixed(1)}%] ${p.stage}\n`);
+    }
+  };
+  try {
+    const r = await runUtility(config, { resume: o.resume, overwrite: o.overwrite, signal: controller.signal, onProgress });
+    bars?.stop();
+    if (o.json) process.stdout.write(JSON.stringify(r.report) + "\n");
+    else process.stdout.write(formatMarkdown(r.report) + "\n");
+    process.stderr.write(`wrote report.json, report.md and accuracy.png to ${r.outputDir}\n`);
+  } catch (e) {
+    bars?.stop();
+    if (e instanceof AbortError) {
+      process.stderr.write(`stopped. Finished units are saved in ${config.resolved.outputDir}; continue with --resume\n`);
+      process.exit(130);
+    }
+    throw e;
+  } finally {
+    process.off("SIGINT", onSigint);
+  }
+}

