@@ -28,3 +28,17 @@ describe("native engine checks (binding/tests/engine_tests.cpp)", () => {
     expect(run.status).toBe(0);
   });
 });
+
+describe("native Llama checks (binding/tests/llama_tests.cpp)", () => {
+  it("every Llama op and the model pass their gradient and reference checks", () => {
+    const run = spawnSync(path.join(__dirname, "..", "build", "llama_tests"), { encoding: "utf8", timeout: 120_000 });
+    const out = run.stdout ?? "";
+    expect(out.split("\n").filter((l) => l.startsWith("FAIL")), out).toEqual([]);
+    const summary = /^(\d+) passed, (\d+) failed$/m.exec(out);
+    expect(summary, out).not.toBeNull();
+    expect(Number(summary![2])).toBe(0);
+    for (const op of ["rmsnorm", "rope", "swiglu", "gqa_attention", "linear"]) expect(out).toMatch(new RegExp(`^PASS ${op}_backward .*\\(fd`, "m"));
+    expect(out).toMatch(/^PASS llama KV cache/m);
+    expect(run.status).toBe(0);
+  });
+});
