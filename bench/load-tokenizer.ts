@@ -12,6 +12,7 @@
 import * as path from "node:path";
 import { Tokenizer } from "../ts/tokenizer";
 import { gpt2TokenizerJsonFromFiles } from "../ts/tokenizer/gpt2Files";
+import { mulberry32 } from "../ts/random";
 
 export interface TokenizerBenchResult {
   ours_mb_s: number;
@@ -24,16 +25,6 @@ export interface TokenizerBenchResult {
   repetitions: number;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Deterministic prose-like paragraphs: Zipf-distributed made-up and common words, numbers, punctuation, some unicode. */
 export function benchParagraphs(totalBytes = 2_000_000, seed = 11): string[] {

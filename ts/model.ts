@@ -15,7 +15,10 @@ import {
   type NativeModel,
   type NativeParamInfo,
 } from "./native";
+import { gaussian, mulberry32 } from "./random";
 import { openSafetensorsDir } from "./safetensors";
+
+export { gaussian, mulberry32 };
 import { Tokenizer } from "./tokenizer";
 
 export interface GPT2Config extends NativeGPT2Config {
@@ -546,23 +549,4 @@ export function loadModel(dir: string): LoadedModel {
   const model = CausalLMModel.load(dir);
   const dispose = (): void => model.dispose();
   return { model, tokenizer, config: model.config, dispose, [Symbol.dispose]: dispose };
-}
-
-/** Small deterministic PRNG (mulberry32) for reproducible initialisation. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Standard normal sample (Box–Muller) from a uniform generator. */
-export function gaussian(rng: () => number): number {
-  let u = rng();
-  while (u <= 1e-12) u = rng();
-  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rng());
 }

@@ -1,0 +1,151 @@
+// The backend table (ggml style): memory management plus one function pointer per engine op, so model and method
+// code is written once against it and runs on whichever backend holds its buffers.
+//
+//   cpu_backend()   every op calls the CPU op of binding/src/ops.h (the specification); "memory" is host memory.
+//   cuda_backend()  every op launches the CUDA kernel of binding/cuda/*.cuh on the device; memory is device memory.
+//                   nullptr when no usable CUDA device exists (see backend_select.h for the runtime choice).
+//
+// Semantics are those of ops.h: explicit shapes, row-major, backward ops ACCUMULATE (+=) into gradient buffers and
+// skip a null gradient pointer. All pointers passed to an op are the backend's memory (alloc() of the same table).
+// Calls are ordered (one stream); results are visible to to_host() and to later ops without explicit syncs.
+// No CUDA header is needed to use this file.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace gradmm {
+
+enum class Op : int {
+  EmbeddingForward, EmbeddingBackward, InputEmbeddingForward, InputEmbeddingBackward,
+  LayernormForward, LayernormBackward, Gemm, MatmulForward, MatmulBackward, AttentionForward, AttentionBackward,
+  GeluForward, GeluBackward, ResidualForward, ResidualBackward, SoftmaxCrossentropyForward,
+  SoftmaxCrossentropyBackward, AdamW, GradNorm, Scale,
+  // gradient matching (binding/src/gradmatch.cpp) and the x-update (binding/src/admm.cpp)
+  GatherRows, ScatterRows, OnehotSub, RowDot, GmCombine, ScaleBy, AxpyBy, SoftmaxJvpRows, XAdamStep, Fill,
+  Count
+};
+const char* op_name(Op op);
+
+// Scalars of one gradient-matching evaluation, written by gm_combine into backend memory (the method's inner step
+// reads only these back). Same formulas and order as match_loss in gradmatch.cpp.
+struct GmScalars {
+  double S, Q, cosine, f;  // f = 1 − cosine
+  float cS, cN, cQ, pad;   // coefficients of the gradient (see gradmatch.cpp)
+};
+
+struct Backend {
+  const char* name;  // "cpu" | "cuda"
+  bool (*supports)(Op op);
+
+  // ---- memory ----
+  void* (*alloc)(size_t bytes);  // uninitialised; throws std::bad_alloc / std::runtime_error on failure
+  void (*free)(void* p);
+  void (*to_device)(void* dst, const void* host_src, size_t bytes);
+  void (*to_host)(void* host_dst, const void* src, size_t bytes);  // waits for earlier ops
+  void (*copy)(void* dst, const void* src, size_t bytes);          // within the backend
+  void (*zero)(void* p, size_t bytes);
+  void (*synchronize)();
+
+  // ---- model ops (ops.h) ----
+  void (*embedding_forward)(float* out, const int* tokens, const float* wte, const float* wpe, int B, int T, int C,
+                            int pos0);
+  void (*embedding_backward)(float* dwte, float* dwpe, const float* dout, const int* tokens, int B, int T, int C,
+                             int pos0);
+  void (*input_embedding_forward)(float* out, const float* inp, const float* wpe, int B, int T, int C, int pos0);
+  void (*input_embedding_backward)(float* dinp, float* dwpe, const float* dout, int B, int T, int C, int pos0);
+  void (*layernorm_forward)(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                            const float* bias, int N, int C, float eps);
+  void (*layernorm_backward)(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                             const float* weight, const float* mean, const float* rstd, int N, int C);
+  // sgemm semantics (gemm.h): C[M,N] (+)= op(A)·op(B), row-major, transA: A stored K×M, transB: B stored N×K.
+  void (*gemm)(bool transA, bool transB, int M, int N, int K, const float* A, int lda, const float* B, int ldb,
+               float* C, int ldc, bool accumulate);
+  void (*matmul_forward)(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC);
+  void (*matmul_backward)(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                          const float* weight, int N, int C, int OC);
+  void (*attention_forward)(float* out, float* att, const float* qkv, int B, int T, int C, int NH);
+  // scratch: B·NH·T·T floats of backend memory (the CPU backend ignores it and may take nullptr)
+  void (*attention_backward)(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att,
+                             int B, int T, int C, int NH);
+  void (*gelu_forward)(float* out, const float* inp, long N);
+  void (*gelu_backward)(float* dinp, const float* inp, const float* dout, long N);
+  void (*residual_forward)(float* out, const float* a, const float* b, long N);
+  void (*residual_backward)(float* da, float* db, const float* dout, long N);
+  void (*softmax_crossentropy_forward)(float* losses, float* probs, const float* logits, const int* targets,
+                                       const float* mask, int N, int V);
+  void (*softmax_crossentropy_backward)(float* dlogits, const float* dlosses, const float* probs, const int* targets,
+                                        const float* mask, int N, int V);
+  void (*adamw_update)(float* params, const float* grads, float* m, float* v, long n, float lr, float beta1,
+                       float beta2, float eps, float weight_decay, int t);
+  double (*grad_norm)(const float* grads, long n);  // returns to the host (waits)
+  void (*scale)(float* x, long n, float s);
+
+  // ---- gradient matching on the backend (so an inner step reads back only scalars) ----
+  // dst[r,:] (+)= src[(r·stride + offset), :]  /  dst[(r·stride + offset), :] (+)= src[r,:]   (rows of C floats)
+  void (*gather_rows)(float* dst, const float* src, int R, int C, long stride, long offset);
+  void (*scatter_rows)(float* dst, const float* src, int R, int C, long stride, long offset, bool accumulate);
+  // A[r,:] = P[r,:] − e_{labels[r]}   (a = p − e_y)
+  void (*onehot_sub)(float* A, const float* P, const int* labels, int R, int V);
+  // out[r] = Σ_v a[r,v]·b[r,v] in double
+  void (*row_dot)(double* out, const float* a, const float* b, int R, int V);
+  // From the Gram matrices RA, RH [n,B] (target × batch) and SA, SH [B,B] (batch × batch) and the noise terms
+  // noise_dots [B] (a_j·N h_j, or nullptr): writes *out, per_sample [B] (if non-null) and *loss_out = (float)f
+  // (if non-null). target_norm = ‖G_target‖.
+  void (*gm_combine)(GmScalars* out, float* per_sample, float* loss_out, const float* RA, const float* RH,
+                     const float* SA, const float* SH, const double* noise_dots, int n, int B, double target_norm);
+  // x *= *s  /  y += (*a)·x   with the scalar in backend memory (a field of GmScalars, say)
+  void (*scale_by)(float* x, long n, const float* s);
+  void (*axpy_by)(float* y, const float* x, long n, const float* a);
+  // dlogits[r,:] = P[r,:] ⊙ (G[r,:] − ⟨P[r,:], G[r,:]⟩)   (through a = softmax − e_y), inner product in double
+  void (*softmax_jvp_rows)(float* dlogits, const float* P, const float* G, int R, int V);
+  // One Adam step of admm.cpp's x_update on the free positions [0, free_n) of each of B rows of row_n floats:
+  // g = dX + ρ(X − z) + λ, clipped to max_norm by the global norm of g, then Adam with the given bias corrections.
+  // g_scratch: B·row_n floats; norm_scratch: 1024 doubles (both backend memory; the CPU backend ignores them).
+  void (*x_adam_step)(float* X, float* m, float* v, const float* dX, const float* z, const float* lam,
+                      float* g_scratch, double* norm_scratch, int B, long row_n, long free_n, float rho,
+                      float max_norm, float beta1, float beta2, float eps, float step_size, float bc2_sqrt);
+  void (*fill)(float* x, long n, float value);
+};
+
+const Backend* cpu_backend();
+// The CUDA table, or nullptr when this build has no CUDA or no device is usable (never throws).
+const Backend* cuda_backend();
+
+// RAII buffer of one backend.
+template <typename T>
+class BackendBuffer {
+ public:
+  BackendBuffer() = default;
+  BackendBuffer(const Backend* be, size_t n) { reset(be, n); }
+  ~BackendBuffer() { release(); }
+  BackendBuffer(const BackendBuffer&) = delete;
+  BackendBuffer& operator=(const BackendBuffer&) = delete;
+  BackendBuffer(BackendBuffer&& o) noexcept : be_(o.be_), p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+  void reset(const Backend* be, size_t n) {
+    release();
+    be_ = be;
+    n_ = n;
+    p_ = n ? static_cast<T*>(be->alloc(n * sizeof(T))) : nullptr;
+  }
+  // Grows (never shrinks) to at least n elements; contents are lost when it grows.
+  void ensure(const Backend* be, size_t n) {
+    if (be != be_ || n > n_) reset(be, n);
+  }
+  void release() {
+    if (p_) be_->free(p_);
+    p_ = nullptr;
+    n_ = 0;
+  }
+  T* data() const { return p_; }
+  size_t size() const { return n_; }
+  void zero() {
+    if (p_) be_->zero(p_, n_ * sizeof(T));
+  }
+
+ private:
+  const Backend* be_ = nullptr;
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+}  // namespace gradmm

@@ -1,0 +1,378 @@
+#include "model_exec.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <stdexcept>
+
+namespace gradmm {
+
+// ---------------------------------------------------------------------------------------------------------------
+// GPT2Exec: gpt2.cpp's forward and backward, op for op, through the table.
+
+GPT2Exec::W GPT2Exec::weights(float* base) const {  // GPT2::weights's layout
+  const long V = cfg_.vocab_size, C = cfg_.channels, L = cfg_.num_layers;
+  W w;
+  float* p = base;
+  auto take = [&](long n) {
+    float* r = p;
+    p += n;
+    return r;
+  };
+  w.wte = take(V * C);
+  w.wpe = take((long)cfg_.max_seq_len * C);
+  w.ln1w = take(L * C);
+  w.ln1b = take(L * C);
+  w.qkvw = take(L * 3 * C * C);
+  w.qkvb = take(L * 3 * C);
+  w.attprojw = take(L * C * C);
+  w.attprojb = take(L * C);
+  w.ln2w = take(L * C);
+  w.ln2b = take(L * C);
+  w.fcw = take(L * 4 * C * C);
+  w.fcb = take(L * 4 * C);
+  w.fcprojw = take(L * 4 * C * C);
+  w.fcprojb = take(L * C);
+  w.lnfw = take(C);
+  w.lnfb = take(C);
+  return w;
+}
+
+GPT2Exec::GPT2Exec(const Backend* be, const GPT2Config& cfg, const float* host_params) : be_(be), cfg_(cfg) {
+  if (!be) throw std::invalid_argument("GPT2Exec: no backend");
+  if (cfg.vocab_size <= 0 || cfg.channels <= 0 || cfg.num_layers <= 0 || cfg.num_heads <= 0 ||
+      cfg.max_seq_len <= 0 || cfg.channels % cfg.num_heads != 0)
+    throw std::invalid_argument("GPT2Exec: invalid config");
+  const size_t V = cfg.vocab_size, C = cfg.channels, L = cfg.num_layers;
+  nparams_ = V * C + (size_t)cfg.max_seq_len * C + L * (12 * C * C + 13 * C) + 2 * C;  // GPT2's parameter count
+  params_.reset(be_, nparams_);
+  be_->to_device(params_.data(), host_params, nparams_ * sizeof(float));
+}
+
+float* GPT2Exec::grads() {
+  if (grads_.size() != nparams_) {
+    grads_.reset(be_, nparams_);
+    grads_.zero();
+  }
+  return grads_.data();
+}
+void GPT2Exec::zero_grads() { grads_.zero(); }
+
+void GPT2Exec::ensure(int B, int T, int R) {
+  if (T > cfg_.max_seq_len) throw std::invalid_argument("GPT2Exec: sequence length exceeds max_seq_len");
+  const size_t BT = (size_t)B * T, C = cfg_.channels, L = cfg_.num_layers, NH = cfg_.num_heads, V = cfg_.vocab_size;
+  if (B != B_ || T != T_) {
+    encoded_.reset(be_, BT * C);
+    ln1_.reset(be_, L * BT * C);
+    ln1_mean_.reset(be_, L * BT);
+    ln1_rstd_.reset(be_, L * BT);
+    qkv_.reset(be_, L * BT * 3 * C);
+    atty_.reset(be_, L * BT * C);
+    att_.reset(be_, L * B * NH * T * T);
+    attproj_.reset(be_, L * BT * C);
+    res2_.reset(be_, L * BT * C);
+    ln2_.reset(be_, L * BT * C);
+    ln2_mean_.reset(be_, L * BT);
+    ln2_rstd_.reset(be_, L * BT);
+    fch_.reset(be_, L * BT * 4 * C);
+    fch_gelu_.reset(be_, L * BT * 4 * C);
+    fcproj_.reset(be_, L * BT * C);
+    res3_.reset(be_, L * BT * C);
+    lnf_.reset(be_, BT * C);
+    lnf_mean_.reset(be_, BT);
+    lnf_rstd_.reset(be_, BT);
+    // backward scratch (one layer at a time)
+    d_res_.reset(be_, BT * C);
+    d_tmp_.reset(be_, BT * C);
+    d_qkv_.reset(be_, BT * 3 * C);
+    d_atty_.reset(be_, BT * C);
+    d_fch_.reset(be_, BT * 4 * C);
+    d_fch_gelu_.reset(be_, BT * 4 * C);
+    d_att_scratch_.reset(be_, (size_t)B * NH * T * T);
+    tokens_.reset(be_, BT);
+    B_ = B;
+    T_ = T;
+  }
+  if (R != R_ || logits_.size() != (size_t)R * V) {
+    h_rows_.reset(be_, (size_t)R * C);
+    logits_.reset(be_, (size_t)R * V);
+    probs_.reset(be_, (size_t)R * V);
+    losses_.reset(be_, R);
+    targets_.reset(be_, R);
+    dlogits_.reset(be_, (size_t)R * V);
+    dlosses_.reset(be_, R);
+    dh_rows_.reset(be_, (size_t)R * C);
+    R_ = R;
+  }
+}
+
+void GPT2Exec::forward(const Forward& f) {
+  const int B = f.B, T = f.T, C = cfg_.channels, V = cfg_.vocab_size, NH = cfg_.num_heads;
+  const long BT = (long)B * T;
+  if ((f.tokens == nullptr) == (f.embeds == nullptr))
+    throw std::invalid_argument("GPT2Exec::forward: give exactly one of tokens or embeds");
+  if (B <= 0 || T <= 0) throw std::invalid_argument("GPT2Exec::forward: empty batch");
+  const int R = f.last_only ? B : (int)BT;
+  ensure(B, T, R);
+  const Backend& be = *be_;
+  W w = weights(params_.data());
+  used_embeds_ = f.embeds != nullptr;
+  last_only_ = f.last_only;
+  if (f.tokens) {
+    be.copy(tokens_.data(), f.tokens, sizeof(int) * BT);
+    be.embedding_forward(encoded_.data(), tokens_.data(), w.wte, w.wpe, B, T, C, 0);
+  } else {
+    be.input_embedding_forward(encoded_.data(), f.embeds, w.wpe, B, T, C, 0);
+  }
+  const float* residual = encoded_.data();
+  for (int l = 0; l < cfg_.num_layers; ++l) {
+    const long oC = l * BT * C;
+    float* ln1 = ln1_.data() + oC;
+    float* qkv = qkv_.data() + 3 * oC;
+    float* atty = atty_.data() + oC;
+    float* att = att_.data() + (long)l * B * NH * T * T;
+    float* attproj = attproj_.data() + oC;
+    float* res2 = res2_.data() + oC;
+    float* ln2 = ln2_.data() + oC;
+    float* fch = fch_.data() + 4 * oC;
+    float* fch_gelu = fch_gelu_.data() + 4 * oC;
+    float* fcproj = fcproj_.data() + oC;
+    float* res3 = res3_.data() + oC;
+    be.layernorm_forward(ln1, ln1_mean_.data() + l * BT, ln1_rstd_.data() + l * BT, residual, w.ln1w + l * C,
+                         w.ln1b + l * C, (int)BT, C, cfg_.layer_norm_eps);
+    be.matmul_forward(qkv, ln1, w.qkvw + (long)l * 3 * C * C, w.qkvb + l * 3 * C, (int)BT, C, 3 * C);
+    be.attention_forward(atty, att, qkv, B, T, C, NH);
+    be.matmul_forward(attproj, atty, w.attprojw + (long)l * C * C, w.attprojb + l * C, (int)BT, C, C);
+    be.residual_forward(res2, residual, attproj, BT * C);
+    be.layernorm_forward(ln2, ln2_mean_.data() + l * BT, ln2_rstd_.data() + l * BT, res2, w.ln2w + l * C,
+                         w.ln2b + l * C, (int)BT, C, cfg_.layer_norm_eps);
+    be.matmul_forward(fch, ln2, w.fcw + (long)l * 4 * C * C, w.fcb + l * 4 * C, (int)BT, C, 4 * C);
+    be.gelu_forward(fch_gelu, fch, BT * 4 * C);
+    be.matmul_forward(fcproj, fch_gelu, w.fcprojw + (long)l * 4 * C * C, w.fcprojb + l * C, (int)BT, 4 * C, C);
+    be.residual_forward(res3, res2, fcproj, BT * C);
+    residual = res3;
+  }
+  be.layernorm_forward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), residual, w.lnfw, w.lnfb, (int)BT, C,
+                       cfg_.layer_norm_eps);
+  // lm_head on the selected rows only
+  be.gather_rows(h_rows_.data(), lnf_.data(), R, C, f.last_only ? T : 1, f.last_only ? T - 1 : 0);
+  be.gemm(false, true, R, V, C, h_rows_.data(), C, w.wte, C, logits_.data(), V, false);
+  have_targets_ = f.targets != nullptr;
+  if (f.targets) {
+    be.copy(targets_.data(), f.targets, sizeof(int) * R);
+    be.softmax_crossentropy_forward(losses_.data(), probs_.data(), logits_.data(), targets_.data(), nullptr, R, V);
+  }
+}
+
+double GPT2Exec::mean_loss() {
+  if (!have_targets_) return NAN;
+  std::vector<float> l(R_);
+  be_->to_host(l.data(), losses_.data(), sizeof(float) * R_);
+  double s = 0;
+  for (float x : l) s += x;
+  return (float)(s / R_);
+}
+
+void GPT2Exec::backward(const Backward& a) {
+  const int B = B_, T = T_, C = cfg_.channels, V = cfg_.vocab_size, NH = cfg_.num_heads, R = R_;
+  const long BT = (long)B * T;
+  if (B == 0) throw std::logic_error("GPT2Exec::backward called before forward");
+  if (a.from_loss && !have_targets_) throw std::logic_error("GPT2Exec::backward from loss needs targets");
+  if (a.d_embeds && !used_embeds_) throw std::logic_error("GPT2Exec::backward: d_embeds but the forward took tokens");
+  const Backend& be = *be_;
+  W w = weights(params_.data());
+  W g{};
+  if (a.param_grads) g = weights(grads());
+  auto opt = [&](float* base, long off) { return base ? base + off : nullptr; };
+  const long stride = last_only_ ? T : 1, offset = last_only_ ? T - 1 : 0;
+
+  d_res_.zero();
+  d_tmp_.zero();  // gradient at h (the final layernorm's output)
+  if (a.from_loss || a.d_logits) {
+    dlogits_.zero();
+    if (a.from_loss) {
+      be.fill(dlosses_.data(), R, (float)(1.0 / R));  // mask / Σ mask with every selected row counting
+      be.softmax_crossentropy_backward(dlogits_.data(), dlosses_.data(), probs_.data(), targets_.data(), nullptr, R, V);
+    }
+    if (a.d_logits) be.residual_backward(dlogits_.data(), nullptr, a.d_logits, (long)R * V);
+    be.gemm(false, false, R, C, V, dlogits_.data(), V, w.wte, C, dh_rows_.data(), C, false);
+    be.scatter_rows(d_tmp_.data(), dh_rows_.data(), R, C, stride, offset, true);
+    if (a.param_grads)  // dwte += dlogitsᵀ · h_rows
+      be.gemm(true, false, V, C, R, dlogits_.data(), V, h_rows_.data(), C, g.wte, C, true);
+  }
+  if (a.d_hidden) be.residual_backward(d_tmp_.data(), nullptr, a.d_hidden, BT * C);
+
+  const float* last_residual = res3_.data() + (long)(cfg_.num_layers - 1) * BT * C;
+  be.layernorm_backward(d_res_.data(), g.lnfw, g.lnfb, d_tmp_.data(), last_residual, w.lnfw, lnf_mean_.data(),
+                        lnf_rstd_.data(), (int)BT, C);
+  for (int l = cfg_.num_layers - 1; l >= 0; --l) {
+    const long oC = l * BT * C;
+    const float* residual = l == 0 ? encoded_.data() : res3_.data() + (l - 1) * BT * C;
+    d_fch_gelu_.zero();
+    be.matmul_backward(d_fch_gelu_.data(), opt(g.fcprojw, (long)l * 4 * C * C), opt(g.fcprojb, l * C), d_res_.data(),
+                       fch_gelu_.data() + 4 * oC, w.fcprojw + (long)l * 4 * C * C, (int)BT, 4 * C, C);
+    d_fch_.zero();
+    be.gelu_backward(d_fch_.data(), fch_.data() + 4 * oC, d_fch_gelu_.data(), BT * 4 * C);
+    d_tmp_.zero();
+    be.matmul_backward(d_tmp_.data(), opt(g.fcw, (long)l * 4 * C * C), opt(g.fcb, l * 4 * C), d_fch_.data(),
+                       ln2_.data() + oC, w.fcw + (long)l * 4 * C * C, (int)BT, C, 4 * C);
+    be.layernorm_backward(d_res_.data(), opt(g.ln2w, l * C), opt(g.ln2b, l * C), d_tmp_.data(), res2_.data() + oC,
+                          w.ln2w + l * C, ln2_mean_.data() + l * BT, ln2_rstd_.data() + l * BT, (int)BT, C);
+    d_atty_.zero();
+    be.matmul_backward(d_atty_.data(), opt(g.attprojw, (long)l * C * C), opt(g.attprojb, l * C), d_res_.data(),
+                       atty_.data() + oC, w.attprojw + (long)l * C * C, (int)BT, C, C);
+    d_qkv_.zero();
+    be.attention_backward(d_qkv_.data(), d_att_scratch_.data(), d_atty_.data(), qkv_.data() + 3 * oC,
+                          att_.data() + (long)l * B * NH * T * T, B, T, C, NH);
+    d_tmp_.zero();
+    be.matmul_backward(d_tmp_.data(), opt(g.qkvw, (long)l * 3 * C * C), opt(g.qkvb, l * 3 * C), d_qkv_.data(),
+                       ln1_.data() + oC, w.qkvw + (long)l * 3 * C * C, (int)BT, C, 3 * C);
+    be.layernorm_backward(d_res_.data(), opt(g.ln1w, l * C), opt(g.ln1b, l * C), d_tmp_.data(), residual,
+                          w.ln1w + l * C, ln1_mean_.data() + l * BT, ln1_rstd_.data() + l * BT, (int)BT, C);
+  }
+  if (used_embeds_) be.input_embedding_backward(a.d_embeds, g.wpe, d_res_.data(), B, T, C, 0);
+  else if (a.param_grads) be.embedding_backward(g.wte, g.wpe, d_res_.data(), tokens_.data(), B, T, C, 0);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+ExecTarget::ExecTarget(const Backend* be, const MatchTarget& t) : n(t.n), V(t.V), C(t.C), norm(t.norm) {
+  A.reset(be, (size_t)n * V);
+  H.reset(be, (size_t)n * C);
+  be->to_device(A.data(), t.A.data(), sizeof(float) * A.size());
+  be->to_device(H.data(), t.H.data(), sizeof(float) * H.size());
+  if (!t.noise.empty()) {
+    noise.reset(be, t.noise.size());
+    be->to_device(noise.data(), t.noise.data(), sizeof(float) * t.noise.size());
+  }
+}
+
+ExecMatcher::ExecMatcher(GPT2Exec& model, const ExecTarget& target) : m_(model), t_(target), be_(model.backend()) {
+  if (target.V != model.config().vocab_size || target.C != model.config().channels)
+    throw std::invalid_argument("ExecMatcher: target belongs to a different model shape");
+  scalars_.reset(be_, 1);
+  norm_scratch_.reset(be_, 1024);
+}
+
+void ExecMatcher::ensure(int B, int L, int label) {
+  const size_t V = t_.V, C = t_.C, n = t_.n;
+  if (B != B_ || L != L_) {
+    A_.reset(be_, B * V);
+    RA_.reset(be_, n * B);
+    RH_.reset(be_, n * B);
+    SA_.reset(be_, (size_t)B * B);
+    SH_.reset(be_, (size_t)B * B);
+    if (t_.noise.size()) {
+      NH_.reset(be_, B * V);
+      NtA_.reset(be_, B * C);
+      noise_dots_.reset(be_, B);
+    }
+    gA_.reset(be_, B * V);
+    gH_.reset(be_, B * C);
+    dlogits_.reset(be_, B * V);
+    d_hidden_.reset(be_, (size_t)B * L * C);
+    g_scratch_.reset(be_, (size_t)B * L * C);
+    per_.reset(be_, B);
+    labels_.reset(be_, B);
+    B_ = B;
+    L_ = L;
+    label_ = -1;
+  }
+  if (label != label_) {
+    if (label < 0 || label >= (int)V) throw std::invalid_argument("ExecMatcher: label out of range");
+    std::vector<int> l(B, label);
+    be_->to_device(labels_.data(), l.data(), sizeof(int) * B);
+    label_ = label;
+  }
+}
+
+void ExecMatcher::evaluate(const float* X, int B, int L, int label, float* dX, float* per_sample, float* loss_out) {
+  const int V = t_.V, C = t_.C, n = t_.n;
+  ensure(B, L, label);
+  const Backend& be = *be_;
+  GPT2Exec::Forward fa;
+  fa.embeds = X;
+  fa.B = B;
+  fa.T = L;
+  fa.last_only = true;
+  fa.targets = labels_.data();
+  m_.forward(fa);
+  float* A = A_.data();
+  const float* H = m_.hidden_rows();
+  be.onehot_sub(A, m_.probs(), labels_.data(), B, V);
+  // Gram matrices against the target (n×B) and within the batch (B×B)
+  be.gemm(false, true, n, B, V, t_.A.data(), V, A, V, RA_.data(), B, false);
+  be.gemm(false, true, n, B, C, t_.H.data(), C, H, C, RH_.data(), B, false);
+  be.gemm(false, true, B, B, V, A, V, A, V, SA_.data(), B, false);
+  be.gemm(false, true, B, B, C, H, C, H, C, SH_.data(), B, false);
+  const bool noisy = t_.noise.size() != 0;
+  if (noisy) {  // N h_j [B,V], Nᵀ a_j [B,C], a_j·N h_j
+    be.gemm(false, true, B, V, C, H, C, t_.noise.data(), C, NH_.data(), V, false);
+    be.gemm(false, false, B, C, V, A, V, t_.noise.data(), C, NtA_.data(), C, false);
+    be.row_dot(noise_dots_.data(), A, NH_.data(), B, V);
+  }
+  GmScalars* s = scalars_.data();  // backend memory: only addresses of its fields are taken below
+  auto field = [s](size_t off) { return reinterpret_cast<const float*>(reinterpret_cast<const char*>(s) + off); };
+  be.gm_combine(s, per_sample, loss_out, RA_.data(), RH_.data(), SA_.data(), SH_.data(),
+                noisy ? noise_dots_.data() : nullptr, n, B, t_.norm);
+  if (!dX) return;
+
+  // coefficient matrices in place (the Gram matrices are not needed again): wRH = cS·RH, wRA = cS·RA, wSH = cQ·SH,
+  // wSA = cQ·SA; then gA_j = Σ_i t.A_i wRH_ij + Σ_k A_k wSH_kj and gH likewise
+  be.scale_by(RH_.data(), (long)n * B, field(offsetof(GmScalars, cS)));
+  be.scale_by(RA_.data(), (long)n * B, field(offsetof(GmScalars, cS)));
+  be.scale_by(SH_.data(), (long)B * B, field(offsetof(GmScalars, cQ)));
+  be.scale_by(SA_.data(), (long)B * B, field(offsetof(GmScalars, cQ)));
+  be.gemm(true, false, B, V, n, RH_.data(), B, t_.A.data(), V, gA_.data(), V, false);
+  be.gemm(true, false, B, V, B, SH_.data(), B, A, V, gA_.data(), V, true);
+  be.gemm(true, false, B, C, n, RA_.data(), B, t_.H.data(), C, gH_.data(), C, false);
+  be.gemm(true, false, B, C, B, SA_.data(), B, H, C, gH_.data(), C, true);
+  if (noisy) {
+    be.axpy_by(gA_.data(), NH_.data(), (long)B * V, field(offsetof(GmScalars, cN)));
+    be.axpy_by(gH_.data(), NtA_.data(), (long)B * C, field(offsetof(GmScalars, cN)));
+  }
+  // through a = softmax(logits) − e_y
+  be.softmax_jvp_rows(dlogits_.data(), m_.probs(), gA_.data(), B, V);
+  d_hidden_.zero();
+  be.scatter_rows(d_hidden_.data(), gH_.data(), B, C, L, L - 1, false);
+  be.zero(dX, sizeof(float) * (size_t)B * L * C);
+  GPT2Exec::Backward ba;
+  ba.d_logits = dlogits_.data();
+  ba.d_hidden = d_hidden_.data();
+  ba.param_grads = false;
+  ba.d_embeds = dX;
+  m_.backward(ba);
+}
+
+double ExecMatcher::match_loss(const float* X, int B, int L, int label, float* dX, float* per_sample_host) {
+  ensure(B, L, label);  // before taking per_.data()
+  evaluate(X, B, L, label, dX, per_sample_host ? per_.data() : nullptr, nullptr);
+  if (per_sample_host) be_->to_host(per_sample_host, per_.data(), sizeof(float) * B);
+  GmScalars s;
+  be_->to_host(&s, scalars_.data(), sizeof(s));
+  return s.f;
+}
+
+double ExecMatcher::x_update(float* X, const float* z, const float* lam, const XUpdateArgs& a, float* adam_m,
+                             float* adam_v, int* adam_t, float* losses_host) {
+  const int C = t_.C;
+  if (a.free_len < 0 || a.free_len > a.L) throw std::invalid_argument("x_update: free_len out of range");
+  const long row_n = (long)a.L * C, free_n = (long)a.free_len * C;
+  ensure(a.B, a.L, a.label);
+  losses_.ensure(be_, (size_t)std::max(a.steps, 1));
+  dX_.ensure(be_, (size_t)a.B * row_n);
+  for (int s = 0; s < a.steps; ++s) {
+    evaluate(X, a.B, a.L, a.label, dX_.data(), nullptr, losses_.data() + s);
+    const int t = ++*adam_t;  // bias corrections exactly as admm.cpp
+    const float step_size = a.lr / (1.f - std::pow(a.beta1, (float)t));
+    const float bc2_sqrt = std::sqrt(1.f - std::pow(a.beta2, (float)t));
+    be_->x_adam_step(X, adam_m, adam_v, dX_.data(), z, lam, g_scratch_.data(), norm_scratch_.data(), a.B, row_n, free_n,
+                     a.rho, a.max_grad_norm, a.beta1, a.beta2, a.eps, step_size, bc2_sqrt);
+  }
+  evaluate(X, a.B, a.L, a.label, nullptr, nullptr, nullptr);
+  if (losses_host && a.steps > 0) be_->to_host(losses_host, losses_.data(), sizeof(float) * a.steps);
+  GmScalars s;
+  be_->to_host(&s, scalars_.data(), sizeof(s));
+  return s.f;
+}
+
+}  // namespace gradmm

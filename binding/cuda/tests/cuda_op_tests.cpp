@@ -1,0 +1,656 @@
+// Standalone checks of the CUDA backend (no Node): every op of the backend table on the device against the CPU op
+// of binding/src/ops.h (the specification), forward and backward, on random shapes including odd sizes, compared by
+// normalised MSE  Σ(got − ref)² / Σ ref²  under a per-op tolerance; then GPT-2 forward/backward and the ADMM inner
+// step (match_loss, x_update) end to end against gpt2.cpp / gradmatch.cpp / admm.cpp.
+//
+// The same harness first runs with the CPU backend table in place of the device (no GPU needed): that checks the
+// harness itself, the table wiring and the model/method code written against the table (model_exec.cpp), which
+// must reproduce the CPU engine exactly. Without a usable CUDA device the device part prints
+// "SKIP: no CUDA device (...)". Last line: "N passed, M failed"; exit status 1 on any failure.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "admm.h"
+#include "backend.h"
+#include "cuda_ops.h"
+#include "gemm.h"
+#include "gpt2.h"
+#include "gradmatch.h"
+#include "model_exec.h"
+#include "ops.h"
+
+using namespace gradmm;
+
+static int g_passed = 0, g_failed = 0;
+static std::string g_prefix;  // "cpu-table " or "cuda "
+
+static void report(const std::string& name, double err, double tol) {
+  const bool ok = std::isfinite(err) && err <= tol;
+  std::printf("%s %s%-52s nmse=%.3e tol=%.1e\n", ok ? "PASS" : "FAIL", g_prefix.c_str(), name.c_str(), err, tol);
+  std::fflush(stdout);
+  (ok ? g_passed : g_failed)++;
+}
+
+struct Rng {
+  std::mt19937_64 gen;
+  explicit Rng(uint64_t seed) : gen(seed) {}
+  float normal() { return (float)std::normal_distribution<double>(0.0, 1.0)(gen); }
+  int below(int n) { return std::uniform_int_distribution<int>(0, n - 1)(gen); }
+};
+static std::vector<float> randn(Rng& r, size_t n, float scale = 1.f) {
+  std::vector<float> v(n);
+  for (auto& x : v) x = r.normal() * scale;
+  return v;
+}
+static std::vector<int> randint(Rng& r, size_t n, int below) {
+  std::vector<int> v(n);
+  for (auto& x : v) x = r.below(below);
+  return v;
+}
+
+// Σ(a − b)² / max(Σ b², tiny); sizes must agree.
+template <typename A, typename B>
+static double nmse(const A& a, const B& b) {
+  if (a.size() != b.size()) return INFINITY;
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = (double)a[i] - (double)b[i];
+    num += d * d;
+    den += (double)b[i] * b[i];
+  }
+  return num / std::max(den, 1e-30);
+}
+
+// ---- backend buffers from and to host vectors ----
+template <typename T>
+static BackendBuffer<T> up(const Backend* be, const std::vector<T>& v) {
+  BackendBuffer<T> b(be, v.size());
+  if (!v.empty()) be->to_device(b.data(), v.data(), v.size() * sizeof(T));
+  return b;
+}
+template <typename T>
+static std::vector<T> down(const Backend* be, const BackendBuffer<T>& b) {
+  std::vector<T> v(b.size());
+  if (!v.empty()) be->to_host(v.data(), b.data(), v.size() * sizeof(T));
+  return v;
+}
+
+// Tolerances (normalised MSE). f32 elementwise and reductions agree to rounding (~1e-14); the exact-f32 GEMM to
+// ~1e-13; TF32 inputs (10-bit mantissa) to ~1e-7.
+constexpr double kTolExact = 1e-10;
+constexpr double kTolTF32 = 1e-5;
+
+// =================================================================================================================
+// op checks: `be` runs the op, the host computes the reference with ops.h directly
+
+static void check_embedding(const Backend* be, Rng& r, int B, int T, int C, int V, int pos0) {
+  const std::string s = "(" + std::to_string(B) + "," + std::to_string(T) + "," + std::to_string(C) + ")";
+  auto tokens = randint(r, (size_t)B * T, V);
+  auto wte = randn(r, (size_t)V * C), wpe = randn(r, (size_t)(pos0 + T) * C), inp = randn(r, (size_t)B * T * C);
+  std::vector<float> out((size_t)B * T * C);
+  embedding_forward(out.data(), tokens.data(), wte.data(), wpe.data(), B, T, C, pos0);
+  auto dtok = up(be, tokens);
+  auto dwte = up(be, wte), dwpe = up(be, wpe), dinp = up(be, inp);
+  BackendBuffer<float> dout(be, out.size());
+  be->embedding_forward(dout.data(), dtok.data(), dwte.data(), dwpe.data(), B, T, C, pos0);
+  report("embedding_forward " + s, nmse(down(be, dout), out), kTolExact);
+
+  auto g = randn(r, out.size());
+  auto gwte = randn(r, wte.size()), gwpe = randn(r, wpe.size());
+  auto rwte = gwte, rwpe = gwpe;
+  embedding_backward(rwte.data(), rwpe.data(), g.data(), tokens.data(), B, T, C, pos0);
+  auto dg = up(be, g), dgwte = up(be, gwte), dgwpe = up(be, gwpe);
+  be->embedding_backward(dgwte.data(), dgwpe.data(), dg.data(), dtok.data(), B, T, C, pos0);
+  report("embedding_backward dwte " + s, nmse(down(be, dgwte), rwte), kTolExact);
+  report("embedding_backward dwpe " + s, nmse(down(be, dgwpe), rwpe), kTolExact);
+
+  input_embedding_forward(out.data(), inp.data(), wpe.data(), B, T, C, pos0);
+  be->input_embedding_forward(dout.data(), dinp.data(), dwpe.data(), B, T, C, pos0);
+  report("input_embedding_forward " + s, nmse(down(be, dout), out), kTolExact);
+  auto gin = randn(r, inp.size());
+  auto rin = gin;
+  rwpe = gwpe;
+  input_embedding_backward(rin.data(), rwpe.data(), g.data(), B, T, C, pos0);
+  auto dgin = up(be, gin);
+  auto dgwpe2 = up(be, gwpe);
+  be->input_embedding_backward(dgin.data(), dgwpe2.data(), dg.data(), B, T, C, pos0);
+  report("input_embedding_backward dinp " + s, nmse(down(be, dgin), rin), kTolExact);
+  report("input_embedding_backward dwpe " + s, nmse(down(be, dgwpe2), rwpe), kTolExact);
+}
+
+static void check_layernorm(const Backend* be, Rng& r, int N, int C) {
+  const std::string s = "(" + std::to_string(N) + "," + std::to_string(C) + ")";
+  auto x = randn(r, (size_t)N * C, 2.f), w = randn(r, C), b = randn(r, C);
+  for (auto& v : x) v += 0.5f;
+  std::vector<float> out(x.size()), mean(N), rstd(N);
+  layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C, 1e-5f);
+  auto dx = up(be, x), dw = up(be, w), db = up(be, b);
+  BackendBuffer<float> dout(be, out.size()), dmean(be, N), drstd(be, N);
+  be->layernorm_forward(dout.data(), dmean.data(), drstd.data(), dx.data(), dw.data(), db.data(), N, C, 1e-5f);
+  report("layernorm_forward out " + s, nmse(down(be, dout), out), kTolExact);
+  report("layernorm_forward mean " + s, nmse(down(be, dmean), mean), kTolExact);
+  report("layernorm_forward rstd " + s, nmse(down(be, drstd), rstd), kTolExact);
+  auto g = randn(r, out.size());
+  auto gin = randn(r, x.size()), gw = randn(r, C), gb = randn(r, C);
+  auto rin = gin, rw = gw, rb = gb;
+  layernorm_backward(rin.data(), rw.data(), rb.data(), g.data(), x.data(), w.data(), mean.data(), rstd.data(), N, C);
+  auto dg = up(be, g), dgin = up(be, gin), dgw = up(be, gw), dgb = up(be, gb);
+  be->layernorm_backward(dgin.data(), dgw.data(), dgb.data(), dg.data(), dx.data(), dw.data(), dmean.data(),
+                         drstd.data(), N, C);
+  report("layernorm_backward dinp " + s, nmse(down(be, dgin), rin), kTolExact);
+  report("layernorm_backward dweight " + s, nmse(down(be, dgw), rw), kTolExact);
+  report("layernorm_backward dbias " + s, nmse(down(be, dgb), rb), kTolExact);
+}
+
+static void check_gemm(const Backend* be, Rng& r, const char* mode, double tol, int M, int N, int K) {
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb)
+      for (int acc = 0; acc < 2; ++acc) {
+        const int pad = 3;  // leading dimensions larger than the rows
+        const int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+        auto A = randn(r, (size_t)(ta ? K : M) * lda), Bm = randn(r, (size_t)(tb ? N : K) * ldb);
+        auto C0 = randn(r, (size_t)M * ldc);
+        auto ref = C0;
+        sgemm(ta, tb, M, N, K, A.data(), lda, Bm.data(), ldb, ref.data(), ldc, acc);
+        auto dA = up(be, A), dB = up(be, Bm), dC = up(be, C0);
+        be->gemm(ta, tb, M, N, K, dA.data(), lda, dB.data(), ldb, dC.data(), ldc, acc);
+        char name[160];
+        std::snprintf(name, sizeof name, "gemm %s %c%c%s M=%d N=%d K=%d", mode, ta ? 'T' : 'N', tb ? 'T' : 'N',
+                      acc ? " acc" : "", M, N, K);
+        report(name, nmse(down(be, dC), ref), tol);  // includes the padding, which must stay untouched
+      }
+}
+
+static void check_matmul(const Backend* be, Rng& r, int N, int C, int OC, double tol) {
+  const std::string s = "(" + std::to_string(N) + "," + std::to_string(C) + "," + std::to_string(OC) + ")";
+  auto x = randn(r, (size_t)N * C), w = randn(r, (size_t)C * OC), b = randn(r, OC);
+  std::vector<float> out((size_t)N * OC);
+  matmul_forward(out.data(), x.data(), w.data(), b.data(), N, C, OC);
+  auto dx = up(be, x), dw = up(be, w), db = up(be, b);
+  BackendBuffer<float> dout(be, out.size());
+  be->matmul_forward(dout.data(), dx.data(), dw.data(), db.data(), N, C, OC);
+  report("matmul_forward " + s, nmse(down(be, dout), out), tol);
+  be->matmul_forward(dout.data(), dx.data(), dw.data(), nullptr, N, C, OC);
+  matmul_forward(out.data(), x.data(), w.data(), (const float*)nullptr, N, C, OC);
+  report("matmul_forward no bias " + s, nmse(down(be, dout), out), tol);
+  auto g = randn(r, out.size());
+  auto gin = randn(r, x.size()), gw = randn(r, w.size()), gb = randn(r, OC);
+  auto rin = gin, rw = gw, rb = gb;
+  matmul_backward(rin.data(), rw.data(), rb.data(), g.data(), x.data(), w.data(), N, C, OC);
+  auto dg = up(be, g), dgin = up(be, gin), dgw = up(be, gw), dgb = up(be, gb);
+  be->matmul_backward(dgin.data(), dgw.data(), dgb.data(), dg.data(), dx.data(), dw.data(), N, C, OC);
+  report("matmul_backward dinp " + s, nmse(down(be, dgin), rin), tol);
+  report("matmul_backward dweight " + s, nmse(down(be, dgw), rw), tol);
+  report("matmul_backward dbias " + s, nmse(down(be, dgb), rb), kTolExact);
+}
+
+static void check_attention(const Backend* be, Rng& r, int B, int T, int C, int NH, double tol) {
+  const std::string s = "(B=" + std::to_string(B) + ",T=" + std::to_string(T) + ",C=" + std::to_string(C) +
+                        ",NH=" + std::to_string(NH) + ")";
+  auto qkv = randn(r, (size_t)B * T * 3 * C);
+  std::vector<float> out((size_t)B * T * C), att((size_t)B * NH * T * T);
+  attention_forward(out.data(), att.data(), qkv.data(), B, T, C, NH);
+  auto dqkv_in = up(be, qkv);
+  BackendBuffer<float> dout(be, out.size()), datt(be, att.size());
+  be->attention_forward(dout.data(), datt.data(), dqkv_in.data(), B, T, C, NH);
+  report("attention_forward out " + s, nmse(down(be, dout), out), tol);
+  report("attention_forward att " + s, nmse(down(be, datt), att), tol);
+  auto g = randn(r, out.size());
+  auto gq = randn(r, qkv.size());
+  auto rq = gq;
+  attention_backward(rq.data(), g.data(), qkv.data(), att.data(), B, T, C, NH);
+  auto dg = up(be, g), dgq = up(be, gq);
+  BackendBuffer<float> scratch(be, att.size());
+  be->attention_backward(dgq.data(), scratch.data(), dg.data(), dqkv_in.data(), datt.data(), B, T, C, NH);
+  report("attention_backward dqkv " + s, nmse(down(be, dgq), rq), tol);
+}
+
+static void check_elementwise(const Backend* be, Rng& r, long N) {
+  const std::string s = "(" + std::to_string(N) + ")";
+  auto x = randn(r, N, 2.f), y = randn(r, N), g = randn(r, N);
+  std::vector<float> out(N);
+  gelu_forward(out.data(), x.data(), N);
+  auto dx = up(be, x), dy = up(be, y), dg = up(be, g);
+  BackendBuffer<float> dout(be, N);
+  be->gelu_forward(dout.data(), dx.data(), N);
+  report("gelu_forward " + s, nmse(down(be, dout), out), kTolExact);
+  auto gin = randn(r, N);
+  auto rin = gin;
+  gelu_backward(rin.data(), x.data(), g.data(), N);
+  auto dgin = up(be, gin);
+  be->gelu_backward(dgin.data(), dx.data(), dg.data(), N);
+  report("gelu_backward " + s, nmse(down(be, dgin), rin), kTolExact);
+
+  residual_forward(out.data(), x.data(), y.data(), N);
+  be->residual_forward(dout.data(), dx.data(), dy.data(), N);
+  report("residual_forward " + s, nmse(down(be, dout), out), kTolExact);
+  auto ga = randn(r, N), gb = randn(r, N);
+  auto ra = ga, rb = gb;
+  residual_backward(ra.data(), rb.data(), g.data(), N);
+  auto dga = up(be, ga), dgb = up(be, gb);
+  be->residual_backward(dga.data(), dgb.data(), dg.data(), N);
+  report("residual_backward da " + s, nmse(down(be, dga), ra), kTolExact);
+  report("residual_backward db " + s, nmse(down(be, dgb), rb), kTolExact);
+}
+
+static void check_crossentropy(const Backend* be, Rng& r, int N, int V) {
+  const std::string s = "(" + std::to_string(N) + "," + std::to_string(V) + ")";
+  auto logits = randn(r, (size_t)N * V, 3.f);
+  auto targets = randint(r, N, V);
+  std::vector<float> mask(N);
+  for (int i = 0; i < N; ++i) mask[i] = i % 3 == 1 ? 0.f : 1.f;
+  for (int with_mask = 0; with_mask < 2; ++with_mask) {
+    const std::string sm = s + (with_mask ? " masked" : "");
+    std::vector<float> losses(N, 0.f), probs((size_t)N * V, 0.f);
+    softmax_crossentropy_forward(losses.data(), probs.data(), logits.data(), targets.data(),
+                                 with_mask ? mask.data() : nullptr, N, V);
+    auto dl = up(be, logits);
+    auto dt = up(be, targets);
+    auto dm = up(be, mask);
+    auto dlosses = up(be, std::vector<float>(N, 0.f)), dprobs = up(be, std::vector<float>((size_t)N * V, 0.f));
+    be->softmax_crossentropy_forward(dlosses.data(), dprobs.data(), dl.data(), dt.data(), with_mask ? dm.data() : nullptr,
+                                     N, V);
+    report("softmax_crossentropy_forward losses " + sm, nmse(down(be, dlosses), losses), kTolExact);
+    report("softmax_crossentropy_forward probs " + sm, nmse(down(be, dprobs), probs), kTolExact);
+    auto dlo = randn(r, N);
+    auto g0 = randn(r, (size_t)N * V);
+    auto ref = g0;
+    softmax_crossentropy_backward(ref.data(), dlo.data(), probs.data(), targets.data(), with_mask ? mask.data() : nullptr,
+                                  N, V);
+    auto ddlo = up(be, dlo), dg = up(be, g0);
+    be->softmax_crossentropy_backward(dg.data(), ddlo.data(), dprobs.data(), dt.data(), with_mask ? dm.data() : nullptr,
+                                      N, V);
+    report("softmax_crossentropy_backward " + sm, nmse(down(be, dg), ref), kTolExact);
+  }
+}
+
+static void check_adamw(const Backend* be, Rng& r, long n) {
+  const std::string s = "(" + std::to_string(n) + ")";
+  auto p = randn(r, n), g = randn(r, n), m = randn(r, n, 0.1f), v = randn(r, n, 0.1f);
+  for (auto& x : v) x = x * x;
+  auto rp = p, rm = m, rv = v;
+  adamw_update(rp.data(), g.data(), rm.data(), rv.data(), n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 7);
+  auto dp = up(be, p), dg = up(be, g), dm = up(be, m), dv = up(be, v);
+  be->adamw_update(dp.data(), dg.data(), dm.data(), dv.data(), n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 7);
+  report("adamw params " + s, nmse(down(be, dp), rp), kTolExact);
+  report("adamw m " + s, nmse(down(be, dm), rm), kTolExact);
+  report("adamw v " + s, nmse(down(be, dv), rv), kTolExact);
+  const double nr = grad_norm(g.data(), n), nd = be->grad_norm(dg.data(), n);
+  report("grad_norm " + s, (nd - nr) * (nd - nr) / std::max(nr * nr, 1e-30), 1e-20);
+  auto rs = g;
+  scale_inplace(rs.data(), n, 0.37f);
+  be->scale(dg.data(), n, 0.37f);
+  report("scale " + s, nmse(down(be, dg), rs), kTolExact);
+}
+
+// gradient-matching pieces: the CPU table is the reference (the host model checks tie it to gradmatch.cpp/admm.cpp)
+static void check_gradmatch_ops(const Backend* be, Rng& r, int n, int B, int V, int C, int L, int free_len) {
+  const Backend* cpu = cpu_backend();
+  const std::string s = "(n=" + std::to_string(n) + ",B=" + std::to_string(B) + ",V=" + std::to_string(V) + ")";
+  auto run2 = [&](auto&& fn) {  // returns {device result, cpu result}
+    return std::make_pair(fn(be), fn(cpu));
+  };
+  {  // gather / scatter
+    auto src = randn(r, (size_t)B * L * C), rows = randn(r, (size_t)B * C), base = randn(r, (size_t)B * L * C);
+    auto res = run2([&](const Backend* k) {
+      auto dsrc = up(k, src);
+      BackendBuffer<float> dst(k, (size_t)B * C);
+      k->gather_rows(dst.data(), dsrc.data(), B, C, L, L - 1);
+      return down(k, dst);
+    });
+    report("gather_rows " + s, nmse(res.first, res.second), kTolExact);
+    for (int acc = 0; acc < 2; ++acc) {
+      auto res2 = run2([&](const Backend* k) {
+        auto drows = up(k, rows), dbase = up(k, base);
+        k->scatter_rows(dbase.data(), drows.data(), B, C, L, L - 1, acc);
+        return down(k, dbase);
+      });
+      report(std::string("scatter_rows") + (acc ? " acc " : " ") + s, nmse(res2.first, res2.second), kTolExact);
+    }
+  }
+  auto P = randn(r, (size_t)B * V);
+  for (auto& x : P) x = std::fabs(x) / V;
+  auto labels = randint(r, B, V);
+  {
+    auto res = run2([&](const Backend* k) {
+      auto dP = up(k, P);
+      auto dl = up(k, labels);
+      BackendBuffer<float> A(k, P.size());
+      k->onehot_sub(A.data(), dP.data(), dl.data(), B, V);
+      return down(k, A);
+    });
+    report("onehot_sub " + s, nmse(res.first, res.second), kTolExact);
+  }
+  auto Gm = randn(r, (size_t)B * V);
+  {
+    auto res = run2([&](const Backend* k) {
+      auto a = up(k, P), b = up(k, Gm);
+      BackendBuffer<double> out(k, B);
+      k->row_dot(out.data(), a.data(), b.data(), B, V);
+      return down(k, out);
+    });
+    report("row_dot " + s, nmse(res.first, res.second), 1e-20);
+    auto res2 = run2([&](const Backend* k) {
+      auto a = up(k, P), b = up(k, Gm);
+      BackendBuffer<float> out(k, P.size());
+      k->softmax_jvp_rows(out.data(), a.data(), b.data(), B, V);
+      return down(k, out);
+    });
+    report("softmax_jvp_rows " + s, nmse(res2.first, res2.second), kTolExact);
+  }
+  for (int noisy = 0; noisy < 2; ++noisy) {
+    auto RA = randn(r, (size_t)n * B), RH = randn(r, (size_t)n * B), SA = randn(r, (size_t)B * B),
+         SH = randn(r, (size_t)B * B);
+    for (int j = 0; j < B; ++j) SA[(size_t)j * B + j] = std::fabs(SA[(size_t)j * B + j]) + 1.f, SH[(size_t)j * B + j] = std::fabs(SH[(size_t)j * B + j]) + 1.f;
+    std::vector<double> nd(B);
+    for (auto& x : nd) x = r.normal();
+    auto res = run2([&](const Backend* k) {
+      auto a = up(k, RA), b = up(k, RH), c = up(k, SA), d = up(k, SH);
+      auto e = up(k, nd);
+      BackendBuffer<GmScalars> out(k, 1);
+      BackendBuffer<float> per(k, B), loss(k, 1);
+      k->gm_combine(out.data(), per.data(), loss.data(), a.data(), b.data(), c.data(), d.data(),
+                    noisy ? e.data() : nullptr, n, B, 3.7);
+      auto o = down(k, out);
+      std::vector<double> v = {o[0].S, o[0].Q, o[0].cosine, o[0].f, o[0].cS, o[0].cN, o[0].cQ};
+      for (float x : down(k, per)) v.push_back(x);
+      v.push_back(down(k, loss)[0]);
+      return v;
+    });
+    report(std::string("gm_combine") + (noisy ? " noise " : " ") + s, nmse(res.first, res.second), kTolExact);
+  }
+  {
+    auto x = randn(r, 1000), y = randn(r, 1000);
+    std::vector<float> k2 = {-0.37f};
+    auto res = run2([&](const Backend* k) {
+      auto dx = up(k, x), dy = up(k, y), dk = up(k, k2);
+      k->scale_by(dx.data(), 1000, dk.data());
+      k->axpy_by(dy.data(), dx.data(), 1000, dk.data());
+      k->fill(dx.data(), 7, 2.5f);
+      auto a = down(k, dx), b = down(k, dy);
+      a.insert(a.end(), b.begin(), b.end());
+      return a;
+    });
+    report("scale_by + axpy_by + fill", nmse(res.first, res.second), kTolExact);
+  }
+  {
+    const long row_n = (long)L * C, free_n = (long)free_len * C, tot = (long)B * row_n;
+    auto X = randn(r, tot), dX = randn(r, tot, 0.01f), z = randn(r, tot), lam = randn(r, tot, 0.1f),
+         m = randn(r, tot, 0.01f), v = randn(r, tot, 0.01f);
+    for (auto& q : v) q = q * q;
+    for (float max_norm : {0.f, 1.f}) {
+      auto res = run2([&](const Backend* k) {
+        auto dXb = up(k, X), ddX = up(k, dX), dz = up(k, z), dl = up(k, lam), dm = up(k, m), dv = up(k, v);
+        BackendBuffer<float> g(k, tot);
+        BackendBuffer<double> ns(k, 1024);
+        k->x_adam_step(dXb.data(), dm.data(), dv.data(), ddX.data(), dz.data(), dl.data(), g.data(), ns.data(), B, row_n,
+                       free_n, 0.1f, max_norm, 0.9f, 0.999f, 1e-8f, 0.008f / (1.f - 0.9f), std::sqrt(1.f - 0.999f));
+        auto a = down(k, dXb), b = down(k, dm), c = down(k, dv);
+        a.insert(a.end(), b.begin(), b.end());
+        a.insert(a.end(), c.begin(), c.end());
+        return a;
+      });
+      report(std::string("x_adam_step") + (max_norm > 0 ? " clipped " : " ") + s, nmse(res.first, res.second),
+             kTolExact);
+    }
+  }
+}
+
+// =================================================================================================================
+// model and method checks against the CPU engine (gpt2.cpp, gradmatch.cpp, admm.cpp)
+
+static void init_params(GPT2& m, Rng& r) {
+  float* p = m.params();
+  for (const auto& t : m.param_table()) {
+    const bool ln_w = t.name.find("ln_") != std::string::npos && t.name.find(".weight") != std::string::npos;
+    for (size_t i = 0; i < t.numel(); ++i) p[t.offset + i] = ln_w ? 1.f + 0.1f * r.normal() : 0.15f * r.normal();
+  }
+}
+
+static void check_model(const Backend* be, Rng& r, double tol) {
+  GPT2Config cfg;
+  cfg.vocab_size = 97;
+  cfg.max_seq_len = 16;
+  cfg.channels = 48;
+  cfg.num_layers = 2;
+  cfg.num_heads = 4;
+  GPT2 ref(cfg);
+  init_params(ref, r);
+  GPT2Exec ex(be, cfg, ref.params());
+  const int B = 3, T = 11, C = cfg.channels, V = cfg.vocab_size;
+  const std::string s = "(B=3,T=11,C=48,L=2)";
+
+  // input embeddings, logits at the last position, targets: forward, then backward from given d_logits + d_hidden
+  auto X = randn(r, (size_t)B * T * C, 0.5f);
+  auto labels = randint(r, B, V);
+  std::vector<float> mask((size_t)B * T, 0.f);
+  std::vector<int> targets((size_t)B * T, 0);
+  for (int b = 0; b < B; ++b) mask[(size_t)b * T + T - 1] = 1.f, targets[(size_t)b * T + T - 1] = labels[b];
+  CausalLM::ForwardArgs fa;
+  fa.embeds = X.data();
+  fa.B = B;
+  fa.T = T;
+  fa.targets = targets.data();
+  fa.loss_mask = mask.data();
+  const float loss_ref = ref.forward(fa);
+  auto dX = up(be, X);
+  auto dlab = up(be, labels);
+  GPT2Exec::Forward ef;
+  ef.embeds = dX.data();
+  ef.B = B;
+  ef.T = T;
+  ef.last_only = true;
+  ef.targets = dlab.data();
+  ex.forward(ef);
+  std::vector<float> probs((size_t)B * V), hidden((size_t)B * T * C);
+  be->to_host(probs.data(), ex.probs(), sizeof(float) * probs.size());
+  be->to_host(hidden.data(), ex.hidden(), sizeof(float) * hidden.size());
+  report("GPT2 forward probs (embeds, last position) " + s,
+         nmse(probs, std::vector<float>(ref.probs(), ref.probs() + probs.size())), tol);
+  report("GPT2 forward hidden " + s, nmse(hidden, std::vector<float>(ref.hidden(), ref.hidden() + hidden.size())), tol);
+  const double l = ex.mean_loss();
+  report("GPT2 forward loss " + s, (l - loss_ref) * (l - loss_ref) / (loss_ref * loss_ref), tol);
+
+  auto dlog = randn(r, (size_t)B * V, 0.1f), dhid = randn(r, (size_t)B * T * C, 0.01f);
+  std::vector<float> dE_ref((size_t)B * T * C, 0.f);
+  ref.zero_grads();
+  CausalLM::BackwardArgs ba;
+  ba.from_loss = true;
+  ba.d_logits = dlog.data();
+  ba.d_hidden = dhid.data();
+  ba.param_grads = true;
+  ba.d_embeds = dE_ref.data();
+  ref.backward(ba);
+  auto ddlog = up(be, dlog), ddhid = up(be, dhid);
+  auto dE = up(be, std::vector<float>((size_t)B * T * C, 0.f));
+  ex.zero_grads();
+  GPT2Exec::Backward eb;
+  eb.from_loss = true;
+  eb.d_logits = ddlog.data();
+  eb.d_hidden = ddhid.data();
+  eb.param_grads = true;
+  eb.d_embeds = dE.data();
+  ex.backward(eb);
+  report("GPT2 backward d_embeds " + s, nmse(down(be, dE), dE_ref), tol);
+  std::vector<float> grads(ex.num_params());
+  be->to_host(grads.data(), ex.grads(), sizeof(float) * grads.size());
+  report("GPT2 backward parameter grads " + s,
+         nmse(grads, std::vector<float>(ref.grads(), ref.grads() + ref.num_params())), tol);
+
+  // tokens, logits everywhere, loss gradient into the parameters (wte through both the embedding and lm_head)
+  auto tokens = randint(r, (size_t)B * T, V), tg = randint(r, (size_t)B * T, V);
+  CausalLM::ForwardArgs fb;
+  fb.tokens = tokens.data();
+  fb.B = B;
+  fb.T = T;
+  fb.targets = tg.data();
+  const float loss2 = ref.forward(fb);
+  auto dtok = up(be, tokens), dtg = up(be, tg);
+  GPT2Exec::Forward ef2;
+  ef2.tokens = dtok.data();
+  ef2.B = B;
+  ef2.T = T;
+  ef2.last_only = false;
+  ef2.targets = dtg.data();
+  ex.forward(ef2);
+  const double l2 = ex.mean_loss();
+  report("GPT2 forward loss (tokens, all positions) " + s, (l2 - loss2) * (l2 - loss2) / (loss2 * loss2), tol);
+  ref.zero_grads();
+  CausalLM::BackwardArgs bb;
+  ref.backward(bb);
+  ex.zero_grads();
+  GPT2Exec::Backward eb2;
+  eb2.from_loss = true;
+  eb2.param_grads = true;
+  ex.backward(eb2);
+  be->to_host(grads.data(), ex.grads(), sizeof(float) * grads.size());
+  report("GPT2 backward parameter grads (tokens) " + s,
+         nmse(grads, std::vector<float>(ref.grads(), ref.grads() + ref.num_params())), tol);
+}
+
+static void check_admm(const Backend* be, Rng& r, double tol_f, double tol_x) {
+  GPT2Config cfg;
+  cfg.vocab_size = 211;
+  cfg.max_seq_len = 16;
+  cfg.channels = 40;
+  cfg.num_layers = 2;
+  cfg.num_heads = 5;
+  GPT2 ref(cfg);
+  init_params(ref, r);
+  const int n = 6, T = 9, B = 4, L = 7, free_len = 5, C = cfg.channels, V = cfg.vocab_size, label = 17;
+  auto tokens = randint(r, (size_t)n * T, V);
+  std::vector<int> last_pos(n), labels(n);
+  for (int i = 0; i < n; ++i) last_pos[i] = 3 + r.below(T - 3), labels[i] = r.below(V);
+  for (int noisy = 0; noisy < 2; ++noisy) {
+    const std::string s = std::string("(n=6,B=4,L=7") + (noisy ? ",DP noise)" : ")");
+    TargetOptions opts;
+    opts.clip_norm = 0.5f;
+    opts.noise_std = noisy ? 0.001f : 0.f;
+    opts.noise_seed = 11;
+    MatchTarget t = build_target(ref, tokens.data(), n, T, last_pos.data(), labels.data(), opts);
+    ExecTarget et(be, t);
+    GPT2Exec ex(be, cfg, ref.params());
+    ExecMatcher em(ex, et);
+    auto X = randn(r, (size_t)B * L * C, 0.7f);
+    std::vector<float> dX_ref(X.size()), per_ref(B), per(B);
+    const double f_ref = match_loss(ref, t, X.data(), B, L, label, dX_ref.data(), per_ref.data());
+    auto dXb = up(be, X);
+    BackendBuffer<float> dX(be, X.size());
+    const double f = em.match_loss(dXb.data(), B, L, label, dX.data(), per.data());
+    report("match_loss f " + s, (f - f_ref) * (f - f_ref) / (f_ref * f_ref), tol_f);
+    report("match_loss per-sample " + s, nmse(per, per_ref), tol_f);
+    report("match_loss dX " + s, nmse(down(be, dX), dX_ref), tol_x);
+
+    // one ADMM inner loop (x-update, 3 steps) end to end
+    XUpdateArgs a;
+    a.B = B, a.L = L, a.free_len = free_len, a.label = label, a.steps = 3, a.rho = 0.1f, a.lr = 0.01f;
+    a.max_grad_norm = noisy ? 1e-3f : 1.f;  // the second run clips
+    auto z = randn(r, X.size(), 0.7f), lam = randn(r, X.size(), 0.05f);
+    auto Xr = X;
+    std::vector<float> mr(X.size(), 0.f), vr(X.size(), 0.f), losses_ref(a.steps), losses(a.steps);
+    int tr = 0, td = 0;
+    const double fx_ref = x_update(ref, t, Xr.data(), z.data(), lam.data(), a, mr.data(), vr.data(), &tr, losses_ref.data());
+    auto dz = up(be, z), dlam = up(be, lam), dm = up(be, std::vector<float>(X.size(), 0.f)),
+         dv = up(be, std::vector<float>(X.size(), 0.f));
+    auto dXu = up(be, X);
+    const double fx = em.x_update(dXu.data(), dz.data(), dlam.data(), a, dm.data(), dv.data(), &td, losses.data());
+    report("x_update X after 3 steps " + s, nmse(down(be, dXu), Xr), tol_x);
+    report("x_update losses " + s, nmse(losses, losses_ref), tol_f);
+    report("x_update final f " + s, (fx - fx_ref) * (fx - fx_ref) / (fx_ref * fx_ref), tol_f);
+    report("x_update adam state m " + s, nmse(down(be, dm), mr), tol_x);
+    if (td != tr) report("x_update step counter", 1.0, 0.0);
+  }
+}
+
+// =================================================================================================================
+
+static void run_op_checks(const Backend* be, double gemm_tol_f32) {
+  Rng r(1234);
+  check_embedding(be, r, 2, 5, 7, 11, 0);
+  check_embedding(be, r, 3, 17, 64, 50, 3);
+  check_layernorm(be, r, 1, 1);
+  check_layernorm(be, r, 13, 37);
+  check_layernorm(be, r, 70, 768);
+  check_gemm(be, r, "default", gemm_tol_f32, 1, 1, 1);
+  check_gemm(be, r, "default", gemm_tol_f32, 7, 13, 5);
+  check_gemm(be, r, "default", gemm_tol_f32, 65, 63, 17);
+  check_gemm(be, r, "default", gemm_tol_f32, 130, 70, 33);
+  check_gemm(be, r, "default", gemm_tol_f32, 5, 70, 4099);  // few tiles, long K: split-K on the device
+  check_matmul(be, r, 9, 13, 39, gemm_tol_f32);
+  check_matmul(be, r, 67, 64, 192, gemm_tol_f32);
+  check_attention(be, r, 1, 1, 4, 1, gemm_tol_f32);
+  check_attention(be, r, 2, 7, 24, 3, gemm_tol_f32);
+  check_attention(be, r, 3, 37, 64, 4, gemm_tol_f32);
+  check_attention(be, r, 1, 70, 48, 2, gemm_tol_f32);
+  check_elementwise(be, r, 1);
+  check_elementwise(be, r, 1001);
+  check_elementwise(be, r, 300007);
+  check_crossentropy(be, r, 1, 5);
+  check_crossentropy(be, r, 7, 1001);
+  check_crossentropy(be, r, 5, 50257);
+  check_adamw(be, r, 1);
+  check_adamw(be, r, 100003);
+  check_gradmatch_ops(be, r, 1, 1, 9, 4, 3, 2);
+  check_gradmatch_ops(be, r, 37, 6, 1009, 48, 7, 5);
+}
+
+int main() {
+  // ---- 1. host: the harness, the CPU table and the table-driven model and method against the CPU engine ----
+  g_prefix = "cpu-table ";
+  try {
+    run_op_checks(cpu_backend(), kTolExact);
+    Rng r(99);
+    check_model(cpu_backend(), r, 1e-12);
+    check_admm(cpu_backend(), r, 1e-12, 1e-12);
+  } catch (const std::exception& e) {
+    std::printf("FAIL cpu-table checks threw: %s\n", e.what());
+    g_failed++;
+  }
+
+  // ---- 2. device ----
+  const cuda::Probe& p = cuda::probe();
+  const Backend* dev = cuda_backend();
+  if (!dev) {
+    std::printf("SKIP: no CUDA device (%s)\n", p.error.c_str());
+  } else {
+    const auto bi = cuda::build_info();
+    std::printf("device: %s, %.1f GiB, compute capability %d.%d; build: archs %s, cuBLAS %s, CUDA runtime %d\n",
+                p.devices[0].name.c_str(), p.devices[0].memory / 1073741824.0, p.devices[0].major, p.devices[0].minor,
+                bi.archs, bi.cublas ? "yes" : "no", bi.cuda_runtime);
+    try {
+      g_prefix = "cuda ";
+      cuda::set_gemm_mode(cuda::GemmMode::F32);  // exact path for the op checks
+      run_op_checks(dev, kTolExact);
+      Rng r(4321);
+      const std::vector<cuda::GemmMode> modes = {cuda::GemmMode::TF32, cuda::GemmMode::CublasF32, cuda::GemmMode::CublasTF32};
+      for (cuda::GemmMode m : modes) {
+        if ((m == cuda::GemmMode::CublasF32 || m == cuda::GemmMode::CublasTF32) && !cuda::have_cublas()) continue;
+        cuda::set_gemm_mode(m);
+        const double tol = m == cuda::GemmMode::CublasF32 ? kTolExact : kTolTF32;
+        const char* name = cuda::gemm_mode_name(m);
+        check_gemm(dev, r, name, tol, 7, 13, 5);
+        check_gemm(dev, r, name, tol, 130, 70, 33);
+        check_gemm(dev, r, name, tol, 5, 70, 4099);
+        check_gemm(dev, r, name, tol, 256, 192, 128);
+        check_attention(dev, r, 2, 37, 64, 4, tol);
+      }
+      cuda::set_gemm_mode(cuda::GemmMode::F32);
+      check_model(dev, r, 1e-9);
+      check_admm(dev, r, 1e-9, 1e-5);  // X: an Adam step near g = 0 may flip sign (2·lr) on one coordinate
+      cuda::set_gemm_mode(cuda::GemmMode::Auto);
+      g_prefix = std::string("cuda ") + cuda::gemm_mode_name(cuda::resolved_gemm_mode()) + " ";
+      check_model(dev, r, 1e-4);
+      check_admm(dev, r, 1e-4, 1e-2);
+    } catch (const std::exception& e) {
+      std::printf("FAIL cuda checks threw: %s\n", e.what());
+      g_failed++;
+    }
+  }
+  std::printf("%d passed, %d failed\n", g_passed, g_failed);
+  return g_failed ? 1 : 0;
+}

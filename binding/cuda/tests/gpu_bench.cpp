@@ -1,0 +1,149 @@
+// GPU benchmark of the method's x-update (bench/gpu/run.sh): a random GPT-2-shaped model on the CUDA backend, a
+// random gradient-matching target of n examples, and `steps` Adam steps of admm.cpp's x_update on B synthetic
+// sequences of L positions. Prints one JSON line: milliseconds per x-update step and per f(X) evaluation.
+//   gpu_bench [--model gpt2|gpt2-medium|gpt2-large|gpt2-xl] [--B 16] [--L 32] [--free 24] [--n 64] [--steps 10]
+//             [--gemm auto|f32|tf32|cublas|cublas-f32]
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "cuda_ops.h"
+#include "model_exec.h"
+
+using namespace gradmm;
+
+namespace {
+
+struct Xorshift {
+  uint64_t s;
+  explicit Xorshift(uint64_t seed) : s(seed * 2654435761u + 1) {}
+  float uniform() {  // [-1, 1)
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return (float)((s >> 40) * (1.0 / 8388608.0)) - 1.f;
+  }
+};
+
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string model = "gpt2", gemm = "auto";
+  int B = 16, L = 32, free_len = 24, n = 64, steps = 10;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--model") model = v;
+    else if (k == "--gemm") gemm = v;
+    else if (k == "--B") B = std::atoi(v.c_str());
+    else if (k == "--L") L = std::atoi(v.c_str());
+    else if (k == "--free") free_len = std::atoi(v.c_str());
+    else if (k == "--n") n = std::atoi(v.c_str());
+    else if (k == "--steps") steps = std::atoi(v.c_str());
+    else {
+      std::fprintf(stderr, "unknown option %s\n", k.c_str());
+      return 2;
+    }
+  }
+  const Backend* be = cuda_backend();
+  if (!be) {
+    std::printf("{\"skipped\": \"no CUDA device: %s\"}\n", cuda::probe().error.c_str());
+    return 0;
+  }
+  if (gemm == "f32") cuda::set_gemm_mode(cuda::GemmMode::F32);
+  else if (gemm == "tf32") cuda::set_gemm_mode(cuda::GemmMode::TF32);
+  else if (gemm == "cublas") cuda::set_gemm_mode(cuda::GemmMode::CublasTF32);
+  else if (gemm == "cublas-f32") cuda::set_gemm_mode(cuda::GemmMode::CublasF32);
+  else cuda::set_gemm_mode(cuda::GemmMode::Auto);
+
+  GPT2Config cfg;
+  cfg.vocab_size = 50257;
+  cfg.max_seq_len = 1024;
+  if (model == "gpt2") cfg.channels = 768, cfg.num_layers = 12, cfg.num_heads = 12;
+  else if (model == "gpt2-medium") cfg.channels = 1024, cfg.num_layers = 24, cfg.num_heads = 16;
+  else if (model == "gpt2-large") cfg.channels = 1280, cfg.num_layers = 36, cfg.num_heads = 20;
+  else if (model == "gpt2-xl") cfg.channels = 1600, cfg.num_layers = 48, cfg.num_heads = 25;
+  else {
+    std::fprintf(stderr, "unknown model %s\n", model.c_str());
+    return 2;
+  }
+  const int C = cfg.channels, V = cfg.vocab_size;
+  try {
+    double t0 = now_ms();
+    // random parameters: N-ish(0, 0.02) weights, layernorm weights 1, biases 0 (GPT2's layout)
+    GPT2 host(cfg);
+    float* p = host.params();
+    Xorshift rng(1);
+    const float a = 0.02f * std::sqrt(3.f);
+    for (const auto& t : host.param_table()) {
+      const bool is_ln = t.name.find("ln_") != std::string::npos;
+      const bool is_bias = t.name.find(".bias") != std::string::npos;
+      for (size_t i = 0; i < t.numel(); ++i)
+        p[t.offset + i] = is_ln && !is_bias ? 1.f : is_bias ? 0.f : a * rng.uniform();
+    }
+    GPT2Exec ex(be, cfg, host.params());
+    const double t_upload = now_ms() - t0;
+    // random target factors a_i = p_i − e_y (p ≈ uniform) and h_i, and its norm from the Gram matrices
+    MatchTarget t;
+    t.n = n, t.V = V, t.C = C;
+    t.A.assign((size_t)n * V, 1.f / V);
+    t.H.resize((size_t)n * C);
+    for (int i = 0; i < n; ++i) t.A[(size_t)i * V + (i * 7919) % V] -= 1.f;
+    for (auto& x : t.H) x = rng.uniform();
+    double g2 = 0;
+    for (int i = 0; i < n; ++i)
+      for (int k = 0; k < n; ++k) {
+        double aa = 0, hh = 0;
+        for (int v = 0; v < V; ++v) aa += (double)t.A[(size_t)i * V + v] * t.A[(size_t)k * V + v];
+        for (int c = 0; c < C; ++c) hh += (double)t.H[(size_t)i * C + c] * t.H[(size_t)k * C + c];
+        g2 += aa * hh;
+      }
+    t.norm = std::sqrt(g2) / n;
+    ExecTarget et(be, t);
+    ExecMatcher em(ex, et);
+    const size_t xs = (size_t)B * L * C;
+    std::vector<float> hx(xs), hz(xs), zeros(xs, 0.f);
+    for (auto& x : hx) x = 0.5f * rng.uniform();
+    for (auto& x : hz) x = 0.5f * rng.uniform();
+    BackendBuffer<float> X(be, xs), z(be, xs), lam(be, xs), m(be, xs), v(be, xs);
+    be->to_device(X.data(), hx.data(), xs * 4);
+    be->to_device(z.data(), hz.data(), xs * 4);
+    lam.zero();
+    m.zero();
+    v.zero();
+    XUpdateArgs args;
+    args.B = B, args.L = L, args.free_len = free_len, args.label = 123, args.steps = 2;
+    int adam_t = 0;
+    std::vector<float> losses(std::max(steps, 2));
+    em.x_update(X.data(), z.data(), lam.data(), args, m.data(), v.data(), &adam_t, losses.data());  // warm-up
+    args.steps = steps;
+    double t1 = now_ms();
+    const double f = em.x_update(X.data(), z.data(), lam.data(), args, m.data(), v.data(), &adam_t, losses.data());
+    const double ms_step = (now_ms() - t1) / steps;
+    const int evals = 5;
+    t1 = now_ms();
+    double fe = 0;
+    for (int i = 0; i < evals; ++i) fe = em.match_loss(X.data(), B, L, 123, nullptr);
+    const double ms_eval = (now_ms() - t1) / evals;
+    const cuda::Probe& pr = cuda::probe();
+    std::printf(
+        "{\"engine\": \"gradmm-cuda\", \"model\": \"%s\", \"params\": %zu, \"B\": %d, \"L\": %d, \"free\": %d, "
+        "\"n\": %d, \"steps\": %d, \"gemm\": \"%s\", \"device\": \"%s\", \"ms_per_step\": %.3f, \"ms_f_eval\": %.3f, "
+        "\"setup_ms\": %.0f, \"f_first\": %.6f, \"f_last\": %.6f, \"f_eval\": %.6f}\n",
+        model.c_str(), ex.num_params(), B, L, free_len, n, steps, cuda::gemm_mode_name(cuda::resolved_gemm_mode()),
+        pr.devices[0].name.c_str(), ms_step, ms_eval, t_upload, losses[0], f, fe);
+  } catch (const std::exception& e) {
+    std::printf("{\"error\": \"%s\"}\n", e.what());
+    return 1;
+  }
+  return 0;
+}
