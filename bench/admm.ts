@@ -50,13 +50,16 @@ export async function benchAdmm(opts: { modelDir?: string; quick?: boolean; thre
   const model = GPT2Model.load(dir);
   const tok = Tokenizer.fromFile(path.join(dir, "tokenizer.json"));
   const { channels: C, numLayers, vocabSize: V } = model.config;
-  const B = 10, free = Math.min(48, model.config.maxSeqLen - 120), template = tok.encode(" It was");
+  const B = 10, template = tok.encode(" It was");
+  // the paper's ~100-token instruction prefix and L≈48, as far as the model's context allows
+  const promptText = "Write a positive movie review about a film you watched recently, in plain English, with details about the plot, the acting, the music and the ending, as a critic would. ".repeat(2);
+  const prompt = tok.encode(promptText).slice(0, Math.min(100, model.config.maxSeqLen - 48));
+  const free = Math.min(48, model.config.maxSeqLen - prompt.length, model.config.maxSeqLen - template.length);
   const L = free + template.length;
   // a target from 25 synthetic "real" sequences (token ids are arbitrary: only the shapes matter for timing)
   const n = 25, T = Math.min(128, model.config.maxSeqLen);
   const tokens = new Int32Array(n * T).map((_, i) => (i * 7919) % V);
   const target = await model.native.buildTarget({ tokens, n, T, lastPos: new Int32Array(n).fill(T - 1), labels: new Int32Array(n).fill(tok.encode(" great")[0]) });
-  const prompt = tok.encode("Write a positive movie review about a film you watched recently, in plain English, with details about the plot, acting and music:").slice(0, 100);
   const prefix = model.createKVCache(1, prompt.length);
   const prefixLogits = await model.decode(prefix, { tokens: Int32Array.from(prompt), T: prompt.length });
   const cls: ClassSetup = { labelToken: tok.encode(" great")[0], templateTokens: template, prefix, prefixLogits, target };
