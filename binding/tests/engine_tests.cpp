@@ -228,6 +228,16 @@ static void test_ops() {
     gelu_forward(outd.data(), inp.data(), N);
     gelu_backward(dinpf.data(), inpf.data(), Rf.data(), N);
     report("gelu float vs double", std::max(rel_err(out, outd), rel_err(dinpf, dinp)), f32_tol);
+    // the SSE float path must give exactly the scalar float formula's bits, lane by lane and in the tail
+    int mismatches = 0;
+    const float c3 = 3.0f * 0.044715f;
+    for (long i = 0; i < N; ++i) {
+      const float x = inpf[i];
+      const float th = tanh_op(0.7978845608028654f * (x + 0.044715f * x * x * x));
+      const float grad = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * 0.7978845608028654f * (1.0f + c3 * x * x);
+      if (out[i] != gelu_scalar(x) || dinpf[i] != grad * Rf[i]) ++mismatches;
+    }
+    report("gelu SSE float path = scalar float formula, bit for bit", mismatches, 0);
   }
   {  // residual
     long N = 19;

