@@ -60,6 +60,13 @@ describe("config", () => {
     expect(msg).toMatch(/method\.top_k \(line 8\)/);
   });
 
+  it("fills omitted sections with the paper's defaults", () => {
+    const c = parseConfig({ data: { path: "x.jsonl" }, classes: tinyConfig("o").classes }, tmp, "cfg");
+    expect(c.method).toMatchObject({ batch_size: 10, outer_steps: 30, inner_steps: 50, lr: 0.008, rho: 0.1, top_k: 200, init_candidates: 500, init_token_norm: 1.4, length: null });
+    expect(c.filter).toMatchObject({ enabled: true, few_shot: 2 });
+    expect(c.dp).toMatchObject({ enabled: false, delta: 1e-5 });
+  });
+
   it("reports YAML syntax errors with a line", () => {
     const file = path.join(tmp, "syntax.yaml");
     fs.writeFileSync(file, "data:\n  path: [unclosed\n");
