@@ -83,6 +83,29 @@ describe("GPT2Model API", () => {
     m.dispose();
   });
 
+  it("AdamW moments can be saved and restored: a resumed optimiser continues bit for bit", async () => {
+    const tokens = randomTokens(2 * 12, 211, 9), targets = randomTokens(2 * 12, 211, 10);
+    const step = async (m: GPT2Model, t: number) => {
+      await m.forward({ tokens, targets, B: 2, T: 12 });
+      m.zeroGrads();
+      await m.backward();
+      await m.adamwStep({ lr: 1e-2, weightDecay: 0.1, maxGradNorm: 1, step: t });
+    };
+    const straight = GPT2Model.load(fixture);
+    await step(straight, 1);
+    await step(straight, 2);
+    const first = GPT2Model.load(fixture);
+    await step(first, 1);
+    expect(first.adamMoments().v.some((x) => x > 0)).toBe(true);
+    const resumed = GPT2Model.load(fixture);
+    resumed.params.set(first.params);
+    resumed.adamMoments().m.set(first.adamMoments().m);
+    resumed.adamMoments().v.set(first.adamMoments().v);
+    await step(resumed, 2);
+    expect(Buffer.from(resumed.params.buffer, resumed.params.byteOffset, resumed.params.byteLength).equals(Buffer.from(straight.params.buffer, straight.params.byteOffset, straight.params.byteLength))).toBe(true);
+    for (const m of [straight, first, resumed]) m.dispose();
+  });
+
   it("throws DisposedError after dispose(), while earlier views stay readable", () => {
     const m = GPT2Model.load(fixture);
     const wte = m.tensor("wte.weight");

@@ -198,6 +198,11 @@ export class CausalLMModel {
     return this.handle.grads();
   }
 
+  /** AdamW's first and second moments (views over native memory, zeros before the first step), for checkpoints. */
+  adamMoments(): { m: Float32Array; v: Float32Array } {
+    return this.handle.adamMoments();
+  }
+
   zeroGrads(): void {
     this.handle.zeroGrads();
   }

@@ -176,6 +176,7 @@ export interface NativeGPT2Model {
   params(): Float32Array;
   grads(): Float32Array;
   zeroGrads(): void;
+  adamMoments(): { m: Float32Array; v: Float32Array };
   forward(args: NativeForwardArgs, cancel?: NativeCancelToken): Promise<number>;
   backward(args: NativeBackwardArgs, cancel?: NativeCancelToken): Promise<void>;
   logits(): Float32Array;

@@ -167,6 +167,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return DefineClass(env, "Model",
                        {InstanceMethod("paramTable", &ModelWrap::ParamTable), InstanceMethod("params", &ModelWrap::Params),
                         InstanceMethod("grads", &ModelWrap::Grads), InstanceMethod("zeroGrads", &ModelWrap::ZeroGrads),
+                        InstanceMethod("adamMoments", &ModelWrap::AdamMoments),
                         InstanceMethod("forward", &ModelWrap::Forward), InstanceMethod("backward", &ModelWrap::Backward),
                         InstanceMethod("logits", &ModelWrap::Logits), InstanceMethod("selectedRows", &ModelWrap::SelectedRows),
                         InstanceMethod("hidden", &ModelWrap::Hidden), InstanceMethod("adamwStep", &ModelWrap::AdamwStep),
@@ -286,6 +287,16 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     auto s = state(info.Env());
     std::lock_guard<std::mutex> lk(s->mutex);
     return view(info.Env(), s, s->model.grads(), s->model.num_params());
+  }
+  // {m, v}: views of the AdamW moments (zeros before the first step), for checkpoints.
+  Napi::Value AdamMoments(const Napi::CallbackInfo& info) {
+    auto s = state(info.Env());
+    std::lock_guard<std::mutex> lk(s->mutex);
+    s->model.ensure_adam_state();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("m", view(info.Env(), s, s->model.adam_m(), s->model.num_params()));
+    o.Set("v", view(info.Env(), s, s->model.adam_v(), s->model.num_params()));
+    return o;
   }
   Napi::Value ZeroGrads(const Napi::CallbackInfo& info) {
     auto s = state(info.Env());

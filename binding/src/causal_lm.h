@@ -102,9 +102,10 @@ class CausalLM {
   // AdamW over all parameters with global grad-norm clipping (max_norm <= 0: no clipping). Returns the norm before
   // clipping. t counts from 1.
   virtual double adamw_step(float lr, float beta1, float beta2, float eps, float weight_decay, float max_norm, int t) = 0;
-  // Adam moments (for checkpoints), or nullptr before the first step.
+  // Adam moments (for checkpoints), or nullptr before the first step; ensure_adam_state() allocates them (zeros).
   virtual float* adam_m() = 0;
   virtual float* adam_v() = 0;
+  virtual void ensure_adam_state() = 0;
 
   // ---- incremental decoding with a KV cache ----
   // Appends Tn new positions (tokens [rows,Tn] or embeds [rows,Tn,C]) to every row of the cache and writes the

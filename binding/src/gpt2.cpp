@@ -275,10 +275,7 @@ void GPT2::backward(const BackwardArgs& args, const std::atomic<bool>* cancel) {
 double GPT2::adamw_step(float lr, float beta1, float beta2, float eps, float weight_decay, float max_norm, int t) {
   float* g = grads();
   const long n = (long)params_.size();
-  if (adam_m_.size() != params_.size()) {
-    adam_m_.assign(n, 0.f);
-    adam_v_.assign(n, 0.f);
-  }
+  ensure_adam_state();
   double norm = grad_norm(g, n);
   if (max_norm > 0 && norm > max_norm) scale_inplace(g, n, (float)(max_norm / (norm + 1e-6)));
   adamw_update(params_.data(), g, adam_m_.data(), adam_v_.data(), n, lr, beta1, beta2, eps, weight_decay, t);

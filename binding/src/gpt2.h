@@ -35,6 +35,9 @@ class GPT2 : public CausalLM {
   double adamw_step(float lr, float beta1, float beta2, float eps, float weight_decay, float max_norm, int t) override;
   float* adam_m() override { return adam_m_.empty() ? nullptr : adam_m_.data(); }
   float* adam_v() override { return adam_v_.empty() ? nullptr : adam_v_.data(); }
+  void ensure_adam_state() override {
+    if (adam_m_.size() != params_.size()) adam_m_.assign(params_.size(), 0.f), adam_v_.assign(params_.size(), 0.f);
+  }
   void decode(KVCache& cache, const int* tokens, const float* embeds, int Tn, float* logits_out, float* hidden_out,
               const std::atomic<bool>* cancel = nullptr) override;
 

@@ -2,9 +2,9 @@
  * The pretraining loop on the native engine: AdamW with linear warmup and cosine decay, periodic validation,
  * atomic checkpoints that `resume` continues from, and at the end the Hugging Face folder with its model card.
  *
- * Checkpoints hold the parameters and the loop state (in the safetensors metadata). The engine keeps the AdamW
- * moments internally and offers no way to read them, so a resumed run restarts the moments (with fresh bias
- * correction) while the learning-rate schedule and the data order continue where they were.
+ * Checkpoints hold the parameters and the loop state (in the safetensors metadata), and beside them the AdamW
+ * moments (tagged with their step, so a moments file newer or older than the parameters is never paired with them):
+ * a resumed run continues exactly where it stopped.
  */
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
@@ -63,6 +63,7 @@ interface LoopState {
 }
 
 const CHECKPOINT = "checkpoint.safetensors";
+const ADAM_CHECKPOINT = "checkpoint-adam.safetensors";
 
 /** Learning rate at 0-based `step`: linear warmup to `lr`, then cosine decay to lr × min_lr_ratio as `progress` goes 0 → 1. */
 export function learningRate(step: number, progress: number, t: PretrainConfig["train"]): number {
@@ -134,6 +135,8 @@ function fingerprint(cfg: PretrainConfig, data: TokenData): string {
 function saveCheckpoint(dir: string, model: GPT2Model, state: LoopState, log: LogRecord[]): void {
   // The log first: a checkpoint never points past the log it belongs to.
   writeJsonlAtomic(path.join(dir, "training_log.jsonl"), log);
+  const { m, v } = model.adamMoments();
+  writeSafetensors(path.join(dir, ADAM_CHECKPOINT), { "adam.m": { dtype: "F32", shape: [m.length], data: m }, "adam.v": { dtype: "F32", shape: [v.length], data: v } }, { step: String(state.step) });
   writeSafetensors(path.join(dir, CHECKPOINT), paramTensors(model), { format: "pt", gradmm_pretrain_state: JSON.stringify(state) });
 }
 
@@ -147,6 +150,19 @@ function loadCheckpoint(dir: string, model: GPT2Model): { state: LoopState; log:
     reader.close();
   }
   model.loadWeights(file);
+  const adamFile = path.join(dir, ADAM_CHECKPOINT);
+  if (fs.existsSync(adamFile)) {
+    const adam = openSafetensors(adamFile);
+    try {
+      if (adam.metadata.step === String(state.step)) {
+        const { m, v } = model.adamMoments();
+        adam.readF32("adam.m", m);
+        adam.readF32("adam.v", v);
+      }
+    } finally {
+      adam.close();
+    }
+  }
   const logFile = path.join(dir, "training_log.jsonl");
   const lines = fs.existsSync(logFile) ? fs.readFileSync(logFile, "utf8").split("\n").filter((l) => l.trim()) : [];
   const log = (lines.map((l) => JSON.parse(l)) as LogRecord[]).filter((r) => r.step <= state.step);
