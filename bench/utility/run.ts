@@ -280,6 +280,7 @@ export async function runUtility(u: UtilityConfig, opts: UtilityOptions = {}): P
       settings: {
         config: u.configFile,
         model: modelDir,
+        model_sha256: createHash("sha256").update(fs.readFileSync(path.join(modelDir, "model.safetensors"))).digest("hex"),
         model_config: model.config,
         data: { pool: synth.resolved.dataPath, test: u.resolved.testPath ?? "held-out split of the pool", pool_size: pool.length, test_size: test.length, test_per_class: countByClass(test, K), dropped_duplicates: droppedDuplicates },
         sizes: { private_per_class: synth.data.examples_per_class, dev_per_class: ev.dev_per_class, train_per_class: trainPerClass, candidates_per_class: candidatesPerClass },

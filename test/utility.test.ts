@@ -1,0 +1,360 @@
+// The utility benchmark (bench/utility): splits, the label-word scorer, the fine-tuner, the set metrics, sampling,
+// and a whole tiny run with --resume, on test/fixtures/tiny_lm.
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseUtilityConfig, loadUtilityConfig } from "../bench/utility/config";
+import { finetuneClassifier } from "../bench/utility/finetune";
+import { bannedForGeneration, fewShotPrompt, sampleContinuations, sampleToken } from "../bench/utility/generate";
+import { distinctN, gradientCosine, gradientFactors, longestSharedNgram, words } from "../bench/utility/metrics";
+import { meanStd } from "../bench/utility/report";
+import { runUtility } from "../bench/utility/run";
+import { classifierInput, evaluateClassifier, labelPrior, labelWordLogProbs, scoreEvaluation, type ClassifierSpec } from "../bench/utility/scorer";
+import { fillToSize } from "../bench/utility/sets";
+import { countByClass, makeTestSplit, normalizeText, splitForSeed, type Item } from "../bench/utility/splits";
+import { messageText } from "../bench/utility/datasets";
+import type { SyntheticSample } from "../ts/gradmm/filter";
+import { GPT2Model, mulberry32 } from "../ts/model";
+import { Tokenizer } from "../ts/tokenizer";
+
+const root = path.join(__dirname, "..");
+const tinyLM = path.join(__dirname, "fixtures", "tiny_lm");
+const imdb = path.join(root, "examples", "data", "imdb");
+
+let tmp: string;
+let model: GPT2Model;
+let tok: Tokenizer;
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gradmm-utility-"));
+  model = GPT2Model.load(tinyLM);
+  tok = Tokenizer.fromFile(path.join(tinyLM, "tokenizer.json"));
+});
+afterAll(() => {
+  model?.dispose();
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+function items(n: number[], tag = "p"): Item[] {
+  const out: Item[] = [];
+  n.forEach((count, cls) => {
+    for (let i = 0; i < count; i++) out.push({ id: `${tag}:${cls}-${i}`, text: `text ${tag} ${cls} ${i}`, cls });
+  });
+  return out;
+}
+
+describe("splits", () => {
+  it("holds out a stratified test set and draws disjoint, stratified private/dev/real sets per seed", () => {
+    const pool = items([60, 80]);
+    const { test, pool: rest } = makeTestSplit(pool, null, 2, 10, 1);
+    expect(countByClass(test, 2)).toEqual([10, 10]);
+    expect(rest).toHaveLength(120);
+    const testIds = new Set(test.map((t) => t.id));
+    for (const seed of [0, 1, 2]) {
+      const s = splitForSeed(rest, 2, { private: 5, dev: 7, train: 20 }, seed);
+      expect(countByClass(s.private, 2)).toEqual([5, 5]);
+      expect(countByClass(s.dev, 2)).toEqual([7, 7]);
+      expect(countByClass(s.real, 2)).toEqual([20, 20]);
+      const ids = (a: Item[]) => new Set(a.map((x) => x.id));
+      const [priv, dev, real] = [ids(s.private), ids(s.dev), ids(s.real)];
+      for (const id of dev) expect(priv.has(id) || real.has(id)).toBe(false);
+      for (const id of [...priv, ...dev, ...real]) expect(testIds.has(id)).toBe(false);
+    }
+    // seeds differ, the same seed repeats
+    expect(splitForSeed(rest, 2, { private: 5, dev: 7, train: 20 }, 0).private.map((x) => x.id)).toEqual(splitForSeed(rest, 2, { private: 5, dev: 7, train: 20 }, 0).private.map((x) => x.id));
+    expect(splitForSeed(rest, 2, { private: 5, dev: 7, train: 20 }, 0).private.map((x) => x.id)).not.toEqual(splitForSeed(rest, 2, { private: 5, dev: 7, train: 20 }, 1).private.map((x) => x.id));
+  });
+
+  it("uses a separate test file as the test set and drops pool texts equal to a test text", () => {
+    const pool = items([20, 20]);
+    const testFile: Item[] = [
+      { id: "t:0", text: "  TEXT p 0 3 ", cls: 0 },
+      { id: "t:1", text: "something else", cls: 1 },
+    ];
+    const r = makeTestSplit(pool, testFile, 2, null, 1);
+    expect(r.test).toEqual(testFile);
+    expect(r.droppedDuplicates).toBe(1);
+    expect(r.pool.map((x) => normalizeText(x.text))).not.toContain("text p 0 3");
+    // a cap keeps the test set balanced
+    expect(countByClass(makeTestSplit(pool, [...testFile, { id: "t:2", text: "x", cls: 1 }], 2, 5, 1).test, 2)).toEqual([1, 1]);
+  });
+
+  it("refuses a class too small for the requested sizes", () => {
+    expect(() => splitForSeed(items([30, 8]), 2, { private: 5, dev: 5, train: 5 }, 0)).toThrow(/dev slice: class 1 has 3 examples, 5 needed/);
+  });
+});
+
+function tinySpec(): ClassifierSpec {
+  return { labelTokens: [tok.encode(" bad")[0], tok.encode(" great")[0]], templateTokens: tok.encode(" It was"), maxTextTokens: 12, maxSeqLen: model.config.maxSeqLen };
+}
+
+describe("label-word scorer", () => {
+  it("gives log p(label word) equal to a direct forward's cross-entropy", async () => {
+    const spec = tinySpec();
+    const texts = ["the film was a joy", "boring and long, I left early", "ok"];
+    const seqs = texts.map((t) => classifierInput(tok.encode(t), spec));
+    const lp = await labelWordLogProbs(model, seqs, spec.labelTokens);
+    for (let i = 0; i < seqs.length; i++)
+      for (let k = 0; k < 2; k++) {
+        const T = seqs[i].length;
+        const targets = new Int32Array(T), lossMask = new Float32Array(T);
+        targets[T - 1] = spec.labelTokens[k];
+        lossMask[T - 1] = 1;
+        const ce = await model.forward({ tokens: Int32Array.from(seqs[i]), targets, lossMask, B: 1, T });
+        expect(lp[i][k]).toBeCloseTo(-ce, 4);
+      }
+  });
+
+  it("cuts texts to maxTextTokens and appends the template", () => {
+    const spec = tinySpec();
+    const toks = Array.from({ length: 40 }, (_, i) => i + 10);
+    const seq = classifierInput(toks, spec);
+    expect(seq).toEqual([...toks.slice(0, 12), ...spec.templateTokens]);
+  });
+
+  it("scores accuracy, per-class accuracy and a calibrated prior", () => {
+    const lp = [[-1, -2], [-1, -3], [-2, -1], [-1.5, -1.6]].map((r) => r.map(Number));
+    const e = scoreEvaluation(lp, [0, 1, 1, 1], 2);
+    expect(e.predictions).toEqual([0, 0, 1, 0]);
+    expect(e.accuracy).toBe(0.5);
+    expect(e.perClassAccuracy).toEqual([1, 1 / 3]);
+    // the prior of label 0 is higher on these texts; subtracting it flips the close call
+    const bias = labelPrior(lp);
+    expect(bias[0]).toBeGreaterThan(bias[1]);
+    expect(scoreEvaluation(lp, [0, 1, 1, 1], 2, bias).predictions[3]).toBe(1);
+  });
+});
+
+describe("fine-tuner", () => {
+  it("lowers the label-word loss on a toy set and picks the checkpoint on dev", async () => {
+    const spec = tinySpec();
+    const toy = [
+      ["a wonderful film", 1], ["great acting and story", 1], ["I loved it", 1], ["a joy to watch", 1],
+      ["awful and dull", 0], ["a waste of time", 0], ["terrible plot", 0], ["I hated it", 0],
+    ].map(([t, c]) => ({ tokens: tok.encode(t as string), cls: c as number }));
+    const before = await evaluateClassifier(model, toy, spec);
+    const r = await finetuneClassifier(() => GPT2Model.load(tinyLM), toy, toy, spec, { lrs: [3e-3, 1e-2], steps: 30, batchSize: 8, evalEvery: 10, weightDecay: 0, maxGradNorm: 1, seed: 0 });
+    for (const lr of ["0.003", "0.01"]) {
+      const l = r.trainLoss[lr];
+      expect(l).toHaveLength(30);
+      expect(l[l.length - 1]).toBeLessThan(0.5 * l[0]);
+    }
+    expect(r.curve).toHaveLength(6);
+    const best = r.curve.reduce((a, b) => (b.devAccuracy > a.devAccuracy || (b.devAccuracy === a.devAccuracy && b.devLoss < a.devLoss) ? b : a));
+    expect(r.best).toEqual(best);
+    const tuned = GPT2Model.load(tinyLM);
+    tuned.params.set(r.params);
+    const after = await evaluateClassifier(tuned, toy, spec);
+    tuned.dispose();
+    expect(after.loss).toBeLessThan(before.loss);
+    expect(after.accuracy).toBe(1);
+    expect(after.loss).toBeCloseTo(best.devLoss, 4);
+  });
+});
+
+describe("set metrics", () => {
+  it("finds the longest word n-gram shared with the private texts", () => {
+    const priv = ["The movie was great, really great fun.", "I hated the ending of this film"];
+    const r = longestSharedNgram(["the ending of this film was bad", "nothing in common here", "really great fun indeed", "was"], priv);
+    expect(r.perText).toEqual([5, 0, 3, 1]); // "the ending of this film", none, "really great fun", "was"
+    expect(r.max).toBe(5);
+    expect(r.mean).toBeCloseTo(9 / 4);
+    expect(longestSharedNgram(["a b c"], []).max).toBe(0);
+  });
+
+  it("counts distinct n-grams over the set", () => {
+    expect(words("It's a test, a TEST!")).toEqual(["it's", "a", "test", ",", "a", "test", "!"]);
+    expect(distinctN(["a b a b", "a c"], 1)).toBeCloseTo(3 / 6);
+    expect(distinctN(["a b a b", "a c"], 2)).toBeCloseTo(3 / 4); // ab, ba, ab | ac
+    expect(distinctN([""], 2)).toBe(0);
+    expect(meanStd([0.5, 0.7, 0.9])).toEqual({ mean: expect.closeTo(0.7, 10), std: expect.closeTo(0.2, 10), n: 3 });
+  });
+
+  it("measures the gradient cosine as GRADMM's matching loss does (1 − f)", async () => {
+    const spec = tinySpec();
+    const label = spec.labelTokens[1];
+    const priv = ["a fine film", "great acting here", "I liked the story a lot"].map((t) => [...tok.encode(t), ...spec.templateTokens]);
+    const T = Math.max(...priv.map((q) => q.length));
+    const tokens = new Int32Array(priv.length * T), lastPos = new Int32Array(priv.length);
+    priv.forEach((q, i) => {
+      tokens.set(q, i * T);
+      lastPos[i] = q.length - 1;
+    });
+    const target = await model.native.buildTarget({ tokens, n: priv.length, T, lastPos, labels: new Int32Array(priv.length).fill(label) });
+    const syn = ["the cat sat", "boring days", "what a film"].map((t) => [...tok.encode(t).slice(0, 2), ...spec.templateTokens]);
+    syn.forEach((s) => expect(s).toHaveLength(2 + spec.templateTokens.length));
+    const L = syn[0].length, C = model.config.channels;
+    const wte = model.tensor("wte.weight"), X = new Float32Array(syn.length * L * C);
+    syn.forEach((s, b) => s.forEach((t, i) => X.set(wte.subarray(t * C, (t + 1) * C), (b * L + i) * C)));
+    const f = await model.native.matchLoss(target, { X, B: syn.length, L, label });
+    const cos = gradientCosine(await gradientFactors(model, syn, syn.map(() => label)), await gradientFactors(model, priv, priv.map(() => label)));
+    expect(cos).toBeCloseTo(1 - f, 4);
+  });
+});
+
+describe("generation", () => {
+  it("samples within top-p, never a banned token", () => {
+    const logits = Float32Array.from([5, 4.9, 0, -3, 1]);
+    const rng = mulberry32(3);
+    const seen = (topP: number) => {
+      const s = new Set<number>();
+      for (let i = 0; i < 300; i++) s.add(sampleToken(logits, { temperature: 1, topP, rng }));
+      return [...s].sort();
+    };
+    expect(seen(0.5)).toEqual([0]); // p(0) = 0.52
+    expect(seen(0.9)).toEqual([0, 1]); // p(0) + p(1) = 0.99
+    expect(seen(1).length).toBeGreaterThan(2);
+    const banned = Uint8Array.from([1, 0, 0, 0, 0]);
+    for (let i = 0; i < 100; i++) expect(sampleToken(logits, { temperature: 1, topP: 1, rng, banned })).not.toBe(0);
+  });
+
+  it("decodes rows on a shared prefix cache, reproducibly", async () => {
+    const banned = bannedForGeneration(tok, model.config.vocabSize);
+    const prompt = fewShotPrompt(tok, "Write a review:", ["one two three four five six seven", "eight nine"], 8, model.config.maxSeqLen);
+    expect(prompt.length + 8).toBeLessThanOrEqual(model.config.maxSeqLen);
+    const a = await sampleContinuations(model, prompt, 3, 8, { temperature: 1, topP: 0.9, banned, rng: mulberry32(1) });
+    const b = await sampleContinuations(model, prompt, 3, 8, { temperature: 1, topP: 0.9, banned, rng: mulberry32(1) });
+    expect(a).toEqual(b);
+    for (const row of a) {
+      expect(row).toHaveLength(8);
+      for (const t of row) expect(banned[t]).toBe(0);
+    }
+    // greedy decoding through the cache equals a full forward's argmax
+    const greedy = await sampleContinuations(model, prompt, 1, 2, { temperature: 1e-4, topP: 1e-6, rng: mulberry32(1) });
+    await model.forward({ tokens: Int32Array.from([...prompt, greedy[0][0]]), B: 1, T: prompt.length + 1, allLogits: true });
+    const V = model.config.vocabSize, all = model.logits();
+    const argmax = (o: number) => all.subarray(o * V, (o + 1) * V).reduce((bi, v, i, arr) => (v > arr[bi] ? i : bi), 0);
+    expect(greedy[0]).toEqual([argmax(prompt.length - 1), argmax(prompt.length)]);
+  });
+});
+
+describe("set building helpers", () => {
+  it("tops a class up with the best unkept unique samples", () => {
+    const s = (text: string, cls: number, loss: number): SyntheticSample => ({ text, cls, label: cls, tokens: [], matching_loss: loss, perplexity: 1, batch: 0, rho: 0.1 });
+    const all = [s("a", 0, 0.1), s("b", 0, 0.5), s("b", 0, 0.4), s("c", 0, 0.2), s("x", 1, 0.3), s("y", 1, 0.1)];
+    const r = fillToSize([all[0], all[4], all[5]], all, 2, 3, 0);
+    expect(r.set.filter((x) => x.cls === 0).map((x) => x.text)).toEqual(["a", "c", "b"]);
+    expect(r.toppedUp).toEqual([2, 0]);
+    expect(r.set.filter((x) => x.cls === 1)).toHaveLength(2);
+  });
+
+  it("turns a raw e-mail into subject + cleaned body", () => {
+    const raw = [
+      "From: a@b.c",
+      "Subject: Re: Cheap meds",
+      "Content-Type: text/html",
+      "Content-Transfer-Encoding: quoted-printable",
+      "",
+      "<html><body><p>Buy now at http://x.y/z and save 50% on every order =",
+      "today, friends of the list!</p>",
+      "> quoted reply line",
+      "</body></html>",
+    ].join("\n");
+    expect(messageText(raw)).toBe("Cheap meds. Buy now at and save 50% on every order today, friends of the list!");
+    expect(messageText("Subject: x\n\nhi")).toBeNull();
+  });
+});
+
+describe("utility config", () => {
+  it("validates the eval section with field names and lines", () => {
+    const file = path.join(tmp, "bad.yaml");
+    fs.writeFileSync(
+      file,
+      ["data:", "  path: x.jsonl", "classes:", "  - {label: 0, label_word: ' bad', instruction: 'neg:'}", "  - {label: 1, label_word: ' great', instruction: 'pos:'}", "method:", "  length: 6", "eval:", "  seeds: []", "  classifier:", "    lrs: [-1]", ""].join("\n"),
+    );
+    let err: unknown;
+    try {
+      loadUtilityConfig(file);
+    } catch (e) {
+      err = e;
+    }
+    const msg = (err as Error).message;
+    expect(msg).toMatch(/eval\.seeds \(line 9\)/);
+    expect(msg).toMatch(/eval\.classifier\.lrs\.0 \(line 11\)/);
+  });
+
+  it("parses the shipped configs (IMDB falls back to examples/data/imdb without ../shared)", () => {
+    const imdbCfg = loadUtilityConfig(path.join(root, "bench", "utility", "imdb.yaml"));
+    expect(fs.existsSync(imdbCfg.synth.resolved.dataPath)).toBe(true);
+    expect(path.basename(imdbCfg.resolved.testPath!)).toBe("validation.jsonl");
+    expect(fs.existsSync(imdbCfg.resolved.testPath!)).toBe(true);
+    const spam = loadUtilityConfig(path.join(root, "bench", "utility", "spam.yaml"));
+    expect(spam.eval.prepare).toBe("spam-assassin");
+    expect(spam.resolved.testPath).toBeNull();
+    for (const u of [imdbCfg, spam]) expect(Object.values(u.eval.methods).every(Boolean)).toBe(true);
+  });
+
+  it("requires a fixed method.length", () => {
+    const raw = { data: { path: "x.jsonl" }, classes: [{ label: 0, label_word: " a", instruction: "a" }, { label: 1, label_word: " b", instruction: "b" }] };
+    expect(() => parseUtilityConfig(raw, tmp, "cfg")).toThrow(/method\.length/);
+  });
+});
+
+describe("utility run (tiny model)", () => {
+  function tinyUtilityConfig(out: string) {
+    return {
+      data: { path: path.join(imdb, "train.jsonl"), examples_per_class: 6 },
+      classes: [
+        { label: 0, name: "negative", label_word: " bad", instruction: "Write a negative movie review:" },
+        { label: 1, name: "positive", label_word: " great", instruction: "Write a positive movie review:" },
+      ],
+      template: " It was",
+      model: tinyLM,
+      method: { batch_size: 4, batches_per_class: 2, length: 6, outer_steps: 2, inner_steps: 3, top_k: 10, init_candidates: 4 },
+      filter: { few_shot: 2 },
+      eval: {
+        test_path: path.join(imdb, "validation.jsonl"),
+        test_per_class: 30,
+        dev_per_class: 6,
+        train_per_class: 5,
+        seeds: [0, 1],
+        max_text_tokens: 16,
+        classifier: { steps: 4, batch_size: 4, lrs: [1e-3, 3e-3], eval_every: 2 },
+        generation: { rows: 4, few_shot_k: 2 },
+        output: out,
+      },
+    };
+  }
+
+  it("writes report.json, report.md and accuracy.png, and resumes by skipping finished units", async () => {
+    const out = path.join(tmp, "run");
+    const u = parseUtilityConfig(tinyUtilityConfig(out), tmp, "tiny.yaml");
+    const events: string[] = [];
+    const r = await runUtility(u, { onProgress: (p) => p.kind === "work" && events.push(p.stage) });
+    const report = JSON.parse(fs.readFileSync(path.join(out, "report.json"), "utf8"));
+    expect(Object.keys(report.methods).sort()).toEqual(["continuous_gm", "few_shot_gen", "gradmm", "gradmm_dp", "real", "zero_shot_cls", "zero_shot_gen"]);
+    for (const [name, m] of Object.entries<Record<string, unknown>>(report.methods)) {
+      expect(m.accuracy_mean, name).toBeGreaterThanOrEqual(0);
+      expect(m.accuracy_mean, name).toBeLessThanOrEqual(1);
+      expect(m.accuracy_std, name).toBeGreaterThanOrEqual(0);
+      expect(m.accuracy_per_seed, name).toHaveLength(2);
+      if (name !== "zero_shot_cls") {
+        expect(m.train_size_per_class, name).toEqual([5, 5]);
+        for (const k of ["perplexity_mean", "gradient_cosine_mean", "distinct_1_mean", "distinct_2_mean", "longest_shared_ngram_max"]) expect(typeof m[k], `${name}.${k}`).toBe("number");
+      }
+    }
+    // every GRADMM sample is alphabetic (the allowed set) and the real set shares its whole text with itself at most
+    expect(report.settings.data.test_per_class).toEqual([30, 30]);
+    expect(fs.readFileSync(path.join(out, "accuracy.png")).subarray(1, 4).toString()).toBe("PNG");
+    expect(fs.readFileSync(path.join(out, "report.md"), "utf8")).toMatch(/\| gradmm \| \d+\.\d ± \d+\.\d \|/);
+    expect(events.length).toBeGreaterThan(10);
+    // private examples never in test
+    const split = JSON.parse(fs.readFileSync(path.join(out, "seed-0", "split.json"), "utf8"));
+    const testIds = new Set(split.test);
+    for (const id of [...split.private, ...split.dev, ...split.real]) expect(testIds.has(id)).toBe(false);
+    // a second run without --resume refuses to overwrite
+    await expect(runUtility(u)).rejects.toThrow(/--resume/);
+    // resume after losing one result: only that unit runs again
+    const lost = path.join(out, "seed-1", "results", "gradmm.json");
+    const kept = path.join(out, "seed-0", "results", "few_shot_gen.json");
+    const keptBefore = fs.readFileSync(kept, "utf8");
+    const lostBefore = JSON.parse(fs.readFileSync(lost, "utf8"));
+    fs.rmSync(lost);
+    const stages: string[] = [];
+    const again = await runUtility(u, { resume: true, onProgress: (p) => p.kind === "work" && stages.push(p.stage) });
+    expect(fs.readFileSync(kept, "utf8")).toBe(keptBefore);
+    expect(JSON.parse(fs.readFileSync(lost, "utf8")).accuracy).toBe(lostBefore.accuracy);
+    expect(stages.filter((s) => s.includes("fine-tune")).every((s) => s.startsWith("seed 1 gradmm:"))).toBe(true);
+    expect(again.report.methods.gradmm.accuracy_mean).toBe(r.report.methods.gradmm.accuracy_mean);
+  });
+});
