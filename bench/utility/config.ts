@@ -4,10 +4,10 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { isNode, LineCounter, parseDocument } from "yaml";
 import { z } from "zod";
 import { InvalidFileError } from "../../ts/errors";
 import { parseConfig, type SynthConfig } from "../../ts/gradmm/config";
+import { readYamlFile } from "../../ts/yaml";
 
 export const METHODS = ["gradmm", "gradmm_dp", "real", "zero_shot_gen", "few_shot_gen", "continuous_gm", "zero_shot_cls"] as const;
 export type MethodName = (typeof METHODS)[number];
@@ -129,26 +129,8 @@ export function parseUtilityConfig(raw: unknown, baseDir: string, sourceName = "
 
 /** Reads a YAML utility config; validation errors name the field and its line. */
 export function loadUtilityConfig(file: string): UtilityConfig {
-  let src: string;
-  try {
-    src = fs.readFileSync(file, "utf8");
-  } catch (e) {
-    throw new InvalidFileError(file, `cannot read: ${(e as Error).message}`, { cause: e });
-  }
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(src, { lineCounter, prettyErrors: false });
-  if (doc.errors.length) {
-    const e = doc.errors[0];
-    throw new InvalidFileError(file, `YAML syntax error at line ${lineCounter.linePos(e.pos[0]).line}: ${e.message.split("\n")[0]}`);
-  }
-  const locate = (p: PropertyKey[]): string => {
-    for (let n = p.length; n > 0; n--) {
-      const node = doc.getIn(p.slice(0, n) as (string | number)[], true);
-      if (isNode(node) && node.range) return ` (line ${lineCounter.linePos(node.range[0]).line})`;
-    }
-    return "";
-  };
-  return parseUtilityConfig(doc.toJS() ?? {}, path.dirname(path.resolve(file)), file, locate);
+  const { data, locate } = readYamlFile(file);
+  return parseUtilityConfig(data, path.dirname(path.resolve(file)), file, locate);
 }
 
 /** A synth config for one run of the suite: the user's synth section with the given fields replaced. */

@@ -4,10 +4,10 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { LineCounter, parseDocument, isNode } from "yaml";
 import { z } from "zod";
 import { InvalidFileError } from "../errors";
 import { packageRoot } from "../native";
+import { readYamlFile } from "../yaml";
 
 const classSchema = z.object({
   label: z.union([z.string(), z.number()]).describe("the value of the label field for this class"),
@@ -115,25 +115,6 @@ function resolveModelDir(model: string | undefined, baseDir: string): string {
 
 /** Reads a YAML config file; validation errors name the field and its line. */
 export function loadConfigFile(file: string): SynthConfig {
-  let src: string;
-  try {
-    src = fs.readFileSync(file, "utf8");
-  } catch (e) {
-    throw new InvalidFileError(file, `cannot read: ${(e as Error).message}`, { cause: e });
-  }
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(src, { lineCounter, prettyErrors: false });
-  if (doc.errors.length) {
-    const e = doc.errors[0];
-    const pos = lineCounter.linePos(e.pos[0]);
-    throw new InvalidFileError(file, `YAML syntax error at line ${pos.line}: ${e.message.split("\n")[0]}`);
-  }
-  const locate = (p: PropertyKey[]): string => {
-    for (let n = p.length; n > 0; n--) {
-      const node = doc.getIn(p.slice(0, n) as (string | number)[], true);
-      if (isNode(node) && node.range) return ` (line ${lineCounter.linePos(node.range[0]).line})`;
-    }
-    return "";
-  };
-  return parseConfig(doc.toJS() ?? {}, path.dirname(path.resolve(file)), file, locate);
+  const { data, locate } = readYamlFile(file);
+  return parseConfig(data, path.dirname(path.resolve(file)), file, locate);
 }

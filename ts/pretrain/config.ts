@@ -3,13 +3,12 @@
  * description). Paths resolve against the repository root, so `npm run pretrain -- configs/pretrain/default.yaml`
  * works from anywhere in the checkout.
  */
-import * as fs from "node:fs";
 import * as path from "node:path";
-import { isNode, LineCounter, parseDocument } from "yaml";
 import { z } from "zod";
 import { InvalidFileError } from "../errors";
 import { packageRoot } from "../native";
 import { SOURCE_IDS } from "./sources";
+import { readYamlFile } from "../yaml";
 
 export const pretrainSchema = z.object({
   seed: z.number().int().min(0).default(1234).describe("drives the corpus split, the data order and the initialisation"),
@@ -97,24 +96,6 @@ export function parsePretrainConfig(raw: unknown, sourceName = "<config>", locat
 
 /** Reads a YAML config file; validation errors name the field and its line. */
 export function loadPretrainConfig(file: string): PretrainConfig {
-  let src: string;
-  try {
-    src = fs.readFileSync(file, "utf8");
-  } catch (e) {
-    throw new InvalidFileError(file, `cannot read: ${(e as Error).message}`, { cause: e });
-  }
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(src, { lineCounter, prettyErrors: false });
-  if (doc.errors.length) {
-    const e = doc.errors[0];
-    throw new InvalidFileError(file, `YAML syntax error at line ${lineCounter.linePos(e.pos[0]).line}: ${e.message.split("\n")[0]}`);
-  }
-  const locate = (p: PropertyKey[]): string => {
-    for (let n = p.length; n > 0; n--) {
-      const node = doc.getIn(p.slice(0, n) as (string | number)[], true);
-      if (isNode(node) && node.range) return ` (line ${lineCounter.linePos(node.range[0]).line})`;
-    }
-    return "";
-  };
-  return parsePretrainConfig(doc.toJS() ?? {}, file, locate);
+  const { data, locate } = readYamlFile(file);
+  return parsePretrainConfig(data, file, locate);
 }
