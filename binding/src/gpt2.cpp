@@ -165,41 +165,14 @@ float GPT2::forward(const ForwardArgs& args, const std::atomic<bool>* cancel) {
                     cfg_.layer_norm_eps);
 
   // lm_head only on the rows that need logits
-  rows_.clear();
-  for (long i = 0; i < BT; ++i)
-    if (args.all_logits || !args.loss_mask || args.loss_mask[i] != 0) rows_.push_back((int)i);
-  const int R = (int)rows_.size();
-  h_rows_.resize((size_t)R * C);
-  for (int r = 0; r < R; ++r) std::memcpy(&h_rows_[(size_t)r * C], a.lnf.data() + (long)rows_[r] * C, C * sizeof(float));
-  logits_.resize((size_t)R * V);
-  gemm<float>(false, true, R, V, C, h_rows_.data(), C, w.wte, C, logits_.data(), V, false);
-
-  mask_.clear();
-  targets_.clear();
-  if (!args.targets) return NAN;
-  mask_.resize(R);
-  targets_.resize(R);
-  double wsum = 0;
-  for (int r = 0; r < R; ++r) {
-    mask_[r] = args.loss_mask ? args.loss_mask[rows_[r]] : 1.f;
-    targets_[r] = args.targets[rows_[r]];
-    if (mask_[r] != 0 && (targets_[r] < 0 || targets_[r] >= V)) throw std::invalid_argument("forward: target out of range");
-    wsum += mask_[r];
-  }
-  probs_.resize((size_t)R * V);
-  losses_.resize(R);
-  softmax_crossentropy_forward(losses_.data(), probs_.data(), logits_.data(), targets_.data(), mask_.data(), R, V);
-  double loss = 0;
-  for (int r = 0; r < R; ++r) loss += (double)mask_[r] * losses_[r];
-  return wsum > 0 ? (float)(loss / wsum) : NAN;
+  return head_.forward(args, a.lnf.data(), BT, C, V, w.wte);
 }
 
 void GPT2::backward(const BackwardArgs& args, const std::atomic<bool>* cancel) {
   const int B = acts_.B, T = acts_.T, C = cfg_.channels, V = cfg_.vocab_size, NH = cfg_.num_heads;
   const long BT = (long)B * T;
-  const int R = (int)rows_.size();
   if (B == 0) throw std::logic_error("backward called before forward");
-  if (args.from_loss && mask_.empty()) throw std::logic_error("backward from loss needs a forward with targets");
+  if (args.from_loss && !head_.has_targets()) throw std::logic_error("backward from loss needs a forward with targets");
   if (args.d_embeds && !used_embeds_) throw std::logic_error("d_embeds requested but the forward took tokens");
   Weights w = weights(params_.data());
   Weights g{};
@@ -213,25 +186,7 @@ void GPT2::backward(const BackwardArgs& args, const std::atomic<bool>* cancel) {
   d_fch_.resize(BT * 4 * C);
   d_fch_gelu_.resize(BT * 4 * C);
 
-  // lm_head: logits = h_rows · wteᵀ
-  if (args.from_loss || args.d_logits) {
-    std::vector<float> dlogits((size_t)R * V, 0.f);
-    if (args.from_loss) {
-      double wsum = 0;
-      for (float m : mask_) wsum += m;
-      std::vector<float> dlosses(R);
-      for (int r = 0; r < R; ++r) dlosses[r] = wsum > 0 ? (float)(mask_[r] / wsum) : 0.f;
-      softmax_crossentropy_backward(dlogits.data(), dlosses.data(), probs_.data(), targets_.data(), mask_.data(), R, V);
-    }
-    if (args.d_logits)
-      for (size_t i = 0; i < dlogits.size(); ++i) dlogits[i] += args.d_logits[i];
-    std::vector<float> dh_rows((size_t)R * C, 0.f);
-    gemm<float>(false, false, R, C, V, dlogits.data(), V, w.wte, C, dh_rows.data(), C, false);
-    for (int r = 0; r < R; ++r)
-      for (int c = 0; c < C; ++c) d_tmp_[(size_t)rows_[r] * C + c] += dh_rows[(size_t)r * C + c];
-    if (args.param_grads)  // dwte += dlogitsᵀ · h_rows
-      gemm<float>(true, false, V, C, R, dlogits.data(), V, h_rows_.data(), C, g.wte, C, true);
-  }
+  head_.backward(args, C, V, w.wte, d_tmp_.data(), args.param_grads ? g.wte : nullptr);
   if (args.d_hidden)
     for (long i = 0; i < BT * C; ++i) d_tmp_[i] += args.d_hidden[i];
 

@@ -3,6 +3,7 @@
 // (Conv1D weights stored [in, out]) so safetensors files load tensor by tensor without conversion.
 #pragma once
 #include "causal_lm.h"
+#include "lm_head.h"
 
 namespace gradmm {
 
@@ -26,9 +27,9 @@ class GPT2 : public CausalLM {
   const float* lm_head_weight() override { return weights(params_.data()).wte; }  // tied
 
   float forward(const ForwardArgs& args, const std::atomic<bool>* cancel = nullptr) override;
-  const std::vector<int>& selected_rows() const override { return rows_; }
-  const float* logits() const override { return logits_.data(); }
-  const float* probs() const override { return probs_.data(); }
+  const std::vector<int>& selected_rows() const override { return head_.rows(); }
+  const float* logits() const override { return head_.logits(); }
+  const float* probs() const override { return head_.probs(); }
   const float* hidden() const override { return acts_.lnf.data(); }
   size_t hidden_size() const override { return (size_t)acts_.B * acts_.T * cfg_.channels; }
   void backward(const BackwardArgs& args, const std::atomic<bool>* cancel = nullptr) override;
@@ -61,12 +62,11 @@ class GPT2 : public CausalLM {
   std::vector<float> params_, grads_, adam_m_, adam_v_;
   Activations acts_;
   // last forward's inputs and outputs
-  std::vector<int> tokens_, targets_, rows_;
-  std::vector<float> mask_, logits_, probs_, losses_;
+  std::vector<int> tokens_;
+  LMHeadLoss head_;
   bool used_embeds_ = false;
   // backward scratch (one layer at a time)
   std::vector<float> d_res_, d_tmp_, d_qkv_, d_atty_, d_fch_, d_fch_gelu_;
-  std::vector<float> h_rows_;  // h at the rows whose logits were computed (the lm_head input)
 };
 
 }  // namespace gradmm

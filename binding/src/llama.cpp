@@ -194,42 +194,14 @@ float Llama::forward(const ForwardArgs& args, const std::atomic<bool>* cancel) {
                   (int)BT, C, eps);
 
   // lm_head only on the rows that need logits
-  rows_.clear();
-  for (long i = 0; i < BT; ++i)
-    if (args.all_logits || !args.loss_mask || args.loss_mask[i] != 0) rows_.push_back((int)i);
-  const int R = (int)rows_.size();
-  h_rows_.resize((size_t)R * C);
-  for (int r = 0; r < R; ++r)
-    std::memcpy(&h_rows_[(size_t)r * C], a.normf.data() + (long)rows_[r] * C, C * sizeof(float));
-  logits_.resize((size_t)R * V);
-  gemm<float>(false, true, R, V, C, h_rows_.data(), C, w.lm_head, C, logits_.data(), V, false);
-
-  mask_.clear();
-  targets_.clear();
-  if (!args.targets) return NAN;
-  mask_.resize(R);
-  targets_.resize(R);
-  double wsum = 0;
-  for (int r = 0; r < R; ++r) {
-    mask_[r] = args.loss_mask ? args.loss_mask[rows_[r]] : 1.f;
-    targets_[r] = args.targets[rows_[r]];
-    if (mask_[r] != 0 && (targets_[r] < 0 || targets_[r] >= V)) throw std::invalid_argument("forward: target out of range");
-    wsum += mask_[r];
-  }
-  probs_.resize((size_t)R * V);
-  losses_.resize(R);
-  softmax_crossentropy_forward(losses_.data(), probs_.data(), logits_.data(), targets_.data(), mask_.data(), R, V);
-  double loss = 0;
-  for (int r = 0; r < R; ++r) loss += (double)mask_[r] * losses_[r];
-  return wsum > 0 ? (float)(loss / wsum) : NAN;
+  return head_.forward(args, a.normf.data(), BT, C, V, w.lm_head);
 }
 
 void Llama::backward(const BackwardArgs& args, const std::atomic<bool>* cancel) {
   const int B = acts_.B, T = acts_.T, C = C_, V = cfg_.vocab_size, Q = NH_ * HD_, KV = NKV_ * HD_;
   const long BT = (long)B * T;
-  const int R = (int)rows_.size();
   if (B == 0) throw std::logic_error("backward called before forward");
-  if (args.from_loss && mask_.empty()) throw std::logic_error("backward from loss needs a forward with targets");
+  if (args.from_loss && !head_.has_targets()) throw std::logic_error("backward from loss needs a forward with targets");
   if (args.d_embeds && !used_embeds_) throw std::logic_error("d_embeds requested but the forward took tokens");
   Weights w = weights(params_.data());
   Weights g = weights(args.param_grads ? grads() : nullptr);
@@ -243,25 +215,7 @@ void Llama::backward(const BackwardArgs& args, const std::atomic<bool>* cancel) 
   d_gate_.resize(BT * I_);
   d_up_.resize(BT * I_);
 
-  // lm_head: logits = h_rows · lm_headᵀ
-  if (args.from_loss || args.d_logits) {
-    std::vector<float> dlogits((size_t)R * V, 0.f);
-    if (args.from_loss) {
-      double wsum = 0;
-      for (float m : mask_) wsum += m;
-      std::vector<float> dlosses(R);
-      for (int r = 0; r < R; ++r) dlosses[r] = wsum > 0 ? (float)(mask_[r] / wsum) : 0.f;
-      softmax_crossentropy_backward(dlogits.data(), dlosses.data(), probs_.data(), targets_.data(), mask_.data(), R, V);
-    }
-    if (args.d_logits)
-      for (size_t i = 0; i < dlogits.size(); ++i) dlogits[i] += args.d_logits[i];
-    std::vector<float> dh_rows((size_t)R * C, 0.f);
-    gemm<float>(false, false, R, C, V, dlogits.data(), V, w.lm_head, C, dh_rows.data(), C, false);
-    for (int r = 0; r < R; ++r)
-      for (int c = 0; c < C; ++c) d_tmp_[(size_t)rows_[r] * C + c] += dh_rows[(size_t)r * C + c];
-    if (args.param_grads)  // dlm_head += dlogitsᵀ · h_rows (the embedding's gradient when tied)
-      gemm<float>(true, false, V, C, R, dlogits.data(), V, h_rows_.data(), C, g.lm_head, C, true);
-  }
+  head_.backward(args, C, V, w.lm_head, d_tmp_.data(), args.param_grads ? g.lm_head : nullptr);
   if (args.d_hidden)
     for (long i = 0; i < BT * C; ++i) d_tmp_[i] += args.d_hidden[i];
 

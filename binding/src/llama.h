@@ -7,6 +7,7 @@
 #include <array>
 
 #include "causal_lm.h"
+#include "lm_head.h"
 #include "llama_ops.h"
 
 namespace gradmm {
@@ -40,9 +41,9 @@ class Llama : public CausalLM {
   const float* lm_head_weight() override { return params_.data() + head_off_; }
 
   float forward(const ForwardArgs& args, const std::atomic<bool>* cancel = nullptr) override;
-  const std::vector<int>& selected_rows() const override { return rows_; }
-  const float* logits() const override { return logits_.data(); }
-  const float* probs() const override { return probs_.data(); }
+  const std::vector<int>& selected_rows() const override { return head_.rows(); }
+  const float* logits() const override { return head_.logits(); }
+  const float* probs() const override { return head_.probs(); }
   const float* hidden() const override { return acts_.normf.data(); }
   size_t hidden_size() const override { return (size_t)acts_.B * acts_.T * cfg_.hidden_size; }
   void backward(const BackwardArgs& args, const std::atomic<bool>* cancel = nullptr) override;
@@ -90,11 +91,11 @@ class Llama : public CausalLM {
   int rope_npos_ = 0;
   Activations acts_;
   // last forward's inputs and outputs
-  std::vector<int> tokens_, targets_, rows_;
-  std::vector<float> mask_, logits_, probs_, losses_;
+  std::vector<int> tokens_;
+  LMHeadLoss head_;
   bool used_embeds_ = false;
   // scratch
-  std::vector<float> tmp_, d_res_, d_tmp_, d_qkv_, d_atty_, d_act_, d_gate_, d_up_, h_rows_;
+  std::vector<float> tmp_, d_res_, d_tmp_, d_qkv_, d_atty_, d_act_, d_gate_, d_up_;
 };
 
 }  // namespace gradmm

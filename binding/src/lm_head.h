@@ -1,0 +1,27 @@
+// The lm_head and its loss, shared by every model family: logits only on the rows that need them (loss_mask != 0,
+// or all), the masked mean cross-entropy, and the backward into the final hidden states (and the lm_head weight).
+#pragma once
+#include <vector>
+
+#include "causal_lm.h"
+
+namespace gradmm {
+
+class LMHeadLoss {
+ public:
+  // h: final hidden states [BT, C]; W: lm_head weight [V, C]. Returns Σ mask·ce / Σ mask, or NaN without targets.
+  float forward(const CausalLM::ForwardArgs& args, const float* h, long BT, int C, int V, const float* W);
+  // Adds the gradient entering the lm_head (the cross-entropy's when args.from_loss, plus args.d_logits) into
+  // dh [BT, C]; into dW [V, C] too when it is not null.
+  void backward(const CausalLM::BackwardArgs& args, int C, int V, const float* W, float* dh, float* dW) const;
+  bool has_targets() const { return !mask_.empty(); }
+  const std::vector<int>& rows() const { return rows_; }
+  const float* logits() const { return logits_.data(); }
+  const float* probs() const { return probs_.data(); }
+
+ private:
+  std::vector<int> rows_, targets_;
+  std::vector<float> h_rows_, logits_, probs_, losses_, mask_;
+};
+
+}  // namespace gradmm
