@@ -10,33 +10,7 @@ namespace gradmm {
 // ---------------------------------------------------------------------------------------------------------------
 // GPT2Exec: gpt2.cpp's forward and backward, op for op, through the table.
 
-GPT2Exec::W GPT2Exec::weights(float* base) const {  // GPT2::weights's layout
-  const long V = cfg_.vocab_size, C = cfg_.channels, L = cfg_.num_layers;
-  W w;
-  float* p = base;
-  auto take = [&](long n) {
-    float* r = p;
-    p += n;
-    return r;
-  };
-  w.wte = take(V * C);
-  w.wpe = take((long)cfg_.max_seq_len * C);
-  w.ln1w = take(L * C);
-  w.ln1b = take(L * C);
-  w.qkvw = take(L * 3 * C * C);
-  w.qkvb = take(L * 3 * C);
-  w.attprojw = take(L * C * C);
-  w.attprojb = take(L * C);
-  w.ln2w = take(L * C);
-  w.ln2b = take(L * C);
-  w.fcw = take(L * 4 * C * C);
-  w.fcb = take(L * 4 * C);
-  w.fcprojw = take(L * 4 * C * C);
-  w.fcprojb = take(L * C);
-  w.lnfw = take(C);
-  w.lnfb = take(C);
-  return w;
-}
+GPT2Exec::W GPT2Exec::weights(float* base) const { return GPT2::weights_of(cfg_, base); }
 
 GPT2Exec::GPT2Exec(const Backend* be, const GPT2Config& cfg, const float* host_params) : be_(be), cfg_(cfg) {
   if (!be) throw std::invalid_argument("GPT2Exec: no backend");

@@ -52,10 +52,7 @@ class GPT2Exec {
   void backward(const Backward& b);
 
  private:
-  struct W {
-    float *wte, *wpe, *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb,
-        *lnfw, *lnfb;
-  };
+  using W = GPT2::Weights;  // the same layout as GPT2's parameter block
   W weights(float* base) const;
   void ensure(int B, int T, int R);
 

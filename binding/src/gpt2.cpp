@@ -52,8 +52,8 @@ GPT2::GPT2(const GPT2Config& cfg) : cfg_(cfg) {
   params_.assign(offset, 0.f);
 }
 
-GPT2::Weights GPT2::weights(float* base) const {
-  const long V = cfg_.vocab_size, C = cfg_.channels, L = cfg_.num_layers;
+GPT2::Weights GPT2::weights_of(const GPT2Config& cfg, float* base) {
+  const long V = cfg.vocab_size, C = cfg.channels, L = cfg.num_layers;
   Weights w;
   float* p = base;
   auto take = [&](long n) {
@@ -62,7 +62,7 @@ GPT2::Weights GPT2::weights(float* base) const {
     return r;
   };
   w.wte = take(V * C);
-  w.wpe = take((long)cfg_.max_seq_len * C);
+  w.wpe = take((long)cfg.max_seq_len * C);
   w.ln1w = take(L * C);
   w.ln1b = take(L * C);
   w.qkvw = take(L * 3 * C * C);

@@ -47,7 +47,9 @@ class GPT2 : public CausalLM {
     float *wte, *wpe, *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb,
         *lnfw, *lnfb;
   };
-  Weights weights(float* base) const;
+  Weights weights(float* base) const { return weights_of(cfg_, base); }
+  // The layout alone, for code that holds a GPT-2 parameter block elsewhere (the CUDA executor).
+  static Weights weights_of(const GPT2Config& cfg, float* base);
  private:
   struct Activations {
     int B = 0, T = 0;
