@@ -72,6 +72,44 @@ program
   });
 
 program
+  .command("model")
+  .description("the default model: bits/byte vs a Kneser-Ney trigram, IMDB fine-tuned / zero-shot / bag-of-words accuracy")
+  .option("--model <dir>", "model folder (default models/default)")
+  .option("--config <file>", "its pretraining recipe (default configs/pretrain/default.yaml)")
+  .option("--json", "print one JSON object instead of a table")
+  .option("--quick", "a few steps on a few examples (smoke test)")
+  .option("--no-save", "do not write evaluation.json/.md into the model folder nor refresh its README")
+  .action(async (o: { model?: string; config?: string; json?: boolean; quick?: boolean; save: boolean }) => {
+    const { evaluateModel, formatModelEvaluation, saveModelEvaluation } = await import("./model/eval");
+    const r = await evaluateModel({ modelDir: o.model, configFile: o.config, quick: o.quick });
+    if (o.save && !o.quick) {
+      const { refreshModelCard } = await import("../ts/pretrain/train");
+      saveModelEvaluation(r, r.modelDir);
+      refreshModelCard(o.config, r.modelDir);
+    }
+    process.stdout.write(o.json ? JSON.stringify(r) + "\n" : formatModelEvaluation(r) + "\n");
+  });
+
+program
+  .command("model-compare")
+  .description("tabulate finished pretraining runs side by side (the default model's architecture comparison)")
+  .argument("<recipes...>", "pretraining recipes, each already run (configs/pretrain/compare-*.yaml)")
+  .option("--save <dir>", "also write the table to <dir>/architecture.md and refresh that model's README")
+  .option("--note <text>", "a sentence appended to the table (the conclusion)")
+  .action(async (files: string[], o: { save?: string; note?: string }) => {
+    const { compareRuns } = await import("./model/compare");
+    const { markdown } = compareRuns(files);
+    const text = o.note ? `${markdown}\n\n${o.note}\n` : `${markdown}\n`;
+    if (o.save) {
+      const { writeFileAtomic } = await import("../ts/io");
+      const { refreshModelCard } = await import("../ts/pretrain/train");
+      writeFileAtomic(`${o.save}/architecture.md`, text);
+      refreshModelCard(undefined, o.save);
+    }
+    process.stdout.write(text);
+  });
+
+program
   .command("utility")
   .description("does the synthetic text train a classifier? GRADMM vs real data, generation baselines and ablations (bench/README.md)")
   .argument("<config>", "a synth config plus an eval section (bench/utility/imdb.yaml)")

@@ -22,20 +22,29 @@ describe("models/default", () => {
   });
   afterAll(() => model?.dispose());
 
-  it("has a GPT-2 config.json the engine agrees with", () => {
-    expect(config.architectures).toEqual(["GPT2LMHeadModel"]);
-    expect(config.model_type).toBe("gpt2");
-    expect(config.activation_function).toBe("gelu_new");
-    expect(config.layer_norm_epsilon).toBe(1e-5);
+  it("has a config.json the engine agrees with", () => {
     expect(config.tie_word_embeddings).toBe(true);
-    expect(config.n_ctx).toBe(config.n_positions);
-    expect(model.config).toMatchObject({
-      vocabSize: config.vocab_size,
-      maxSeqLen: config.n_positions,
-      channels: config.n_embd,
-      numLayers: config.n_layer,
-      numHeads: config.n_head,
-    });
+    if (config.model_type === "gpt2") {
+      expect(config.architectures).toEqual(["GPT2LMHeadModel"]);
+      expect(config.activation_function).toBe("gelu_new");
+      expect(config.layer_norm_epsilon).toBe(1e-5);
+      expect(config.n_ctx).toBe(config.n_positions);
+      expect(model.config).toMatchObject({ architecture: "gpt2", vocabSize: config.vocab_size, maxSeqLen: config.n_positions, channels: config.n_embd, numLayers: config.n_layer, numHeads: config.n_head });
+    } else {
+      expect(config.model_type).toBe("llama");
+      expect(config.architectures).toEqual(["LlamaForCausalLM"]);
+      expect(config.hidden_act).toBe("silu");
+      expect(model.config).toMatchObject({
+        architecture: "llama",
+        vocabSize: config.vocab_size,
+        maxSeqLen: config.max_position_embeddings,
+        channels: config.hidden_size,
+        intermediateSize: config.intermediate_size,
+        numLayers: config.num_hidden_layers,
+        numHeads: config.num_attention_heads,
+        tieWordEmbeddings: true,
+      });
+    }
     expect(tok.vocabSize).toBe(config.vocab_size);
     expect(tok.tokenToId("<|endoftext|>")).toBe(config.eos_token_id);
     expect(config.bos_token_id).toBe(config.eos_token_id);

@@ -35,10 +35,12 @@ export const pretrainSchema = z.object({
     .prefault({}),
   model: z
     .object({
+      architecture: z.enum(["gpt2", "llama"]).default("gpt2").describe("GPT2LMHeadModel or LlamaForCausalLM (tied embeddings, RoPE, SwiGLU)"),
       n_embd: z.number().int().positive().default(192),
       n_layer: z.number().int().positive().default(4),
       n_head: z.number().int().positive().default(4),
       n_ctx: z.number().int().positive().default(128).describe("context length (n_positions)"),
+      intermediate_size: z.number().int().positive().nullable().default(null).describe("MLP width (default: 4·n_embd for GPT-2, 8/3·n_embd rounded up to 32 for Llama, so both have the same parameter count)"),
     })
     .prefault({}),
   train: z

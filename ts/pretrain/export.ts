@@ -41,9 +41,35 @@ export interface RunSummary {
   log: LogRecord[];
 }
 
-/** config.json in the transformers GPT-2 format (no dropout: the model was trained without it). */
+/** config.json in the transformers format of the model's architecture (no dropout: it was trained without it). */
 export function hfConfig(model: GPT2Model, eosId: number): Record<string, unknown> {
   const c = model.config;
+  if (c.architecture === "llama") {
+    return {
+      architectures: ["LlamaForCausalLM"],
+      model_type: "llama",
+      vocab_size: c.vocabSize,
+      max_position_embeddings: c.maxSeqLen,
+      hidden_size: c.channels,
+      intermediate_size: c.intermediateSize,
+      num_hidden_layers: c.numLayers,
+      num_attention_heads: c.numHeads,
+      num_key_value_heads: c.numKvHeads ?? c.numHeads,
+      hidden_act: "silu",
+      rms_norm_eps: c.rmsNormEps ?? 1e-5,
+      rope_theta: c.ropeTheta ?? 10000,
+      rope_scaling: null,
+      attention_bias: false,
+      mlp_bias: false,
+      attention_dropout: 0,
+      initializer_range: 0.02,
+      use_cache: true,
+      bos_token_id: eosId,
+      eos_token_id: eosId,
+      tie_word_embeddings: true,
+      torch_dtype: "float32",
+    };
+  }
   return {
     architectures: ["GPT2LMHeadModel"],
     model_type: "gpt2",
@@ -93,5 +119,7 @@ export function writeCard(outDir: string, summary: RunSummary): void {
   writeJsonlAtomic(path.join(outDir, "training_log.jsonl"), summary.log);
   const png = lossCurvePng(summary.log);
   if (png) writeFileAtomic(path.join(outDir, "loss.png"), png);
-  writeFileAtomic(path.join(outDir, "README.md"), modelCard(summary, { lossPlot: png ? "loss.png" : null }));
+  const section = (name: string) => (fs.existsSync(path.join(outDir, name)) ? fs.readFileSync(path.join(outDir, name), "utf8") : null);
+  writeFileAtomic(path.join(outDir, "README.md"), modelCard(summary, { lossPlot: png ? "loss.png" : null, evaluation: section("evaluation.md"), architecture: section("architecture.md") }));
 }
+

@@ -6,7 +6,7 @@ const n = (x: number) => Math.round(x).toLocaleString("en-US");
 const f = (x: number, d = 3) => (Number.isFinite(x) ? x.toFixed(d) : "n/a");
 const quote = (s: string) => "`" + s.replace(/\n/g, "⏎").replace(/`/g, "'") + "`";
 
-export function modelCard(s: RunSummary, opts: { lossPlot: string | null }): string {
+export function modelCard(s: RunSummary, opts: { lossPlot: string | null; evaluation?: string | null; architecture?: string | null }): string {
   const c = s.config;
   const m = c.model;
   const t = c.train;
@@ -16,22 +16,25 @@ export function modelCard(s: RunSummary, opts: { lossPlot: string | null }): str
   const totalVal = sources.reduce((a, id) => a + (s.tokens.val[id] ?? 0), 0);
   const threads = [...new Set(s.sessions.map((x) => x.threads))].join(", ");
   const firstVal = s.log.find((r) => r.kind === "val");
+  const llama = m.architecture === "llama";
+  const arch = llama ? "Llama" : "GPT-2";
+  const mlp = llama ? `SwiGLU MLP ${m.intermediate_size ?? Math.ceil((8 * m.n_embd) / 3 / 32) * 32}, RMSNorm, RoPE` : `MLP ${4 * m.n_embd}, GELU tanh, learned positions`;
   const L: string[] = [];
   L.push(
     "# gradmm default model",
     "",
-    `A small GPT-2 (${n(s.numParams)} parameters) trained from scratch with this project's CPU engine by`,
+    `A small ${arch} (${n(s.numParams)} parameters) trained from scratch with this project's CPU engine by`,
     `\`npm run pretrain -- ${s.configFile}\`. It is the model \`gradmm synth\` uses when a config names none, and the`,
     "end-to-end fixture of the tests. It is a toy: fluent-ish English and movie-review phrasing, no knowledge to speak of.",
     "",
-    "Files: `config.json` and `model.safetensors` (float32, Hugging Face `GPT2LMHeadModel` layout, tied embeddings),",
+    "Files: `config.json` and `model.safetensors` (float32, Hugging Face `" + (llama ? "LlamaForCausalLM" : "GPT2LMHeadModel") + "` layout, tied embeddings),",
     "`tokenizer.json` (byte-level BPE), `training_log.jsonl` (train and validation loss over the run)" + (opts.lossPlot ? `, \`${opts.lossPlot}\` (the loss curve)` : "") + ".",
     "",
     "## Model",
     "",
     "| field | value |",
     "| --- | --- |",
-    `| layers / heads / width | ${m.n_layer} / ${m.n_head} / ${m.n_embd} (MLP ${4 * m.n_embd}, GELU tanh) |`,
+    `| layers / heads / width | ${m.n_layer} / ${m.n_head} / ${m.n_embd} (${mlp}) |`,
     `| context | ${m.n_ctx} tokens |`,
     `| vocabulary | ${s.vocabSize} (byte-level BPE, \`<|endoftext|>\` = id 0, used as BOS/EOS and document separator) |`,
     `| parameters | ${n(s.numParams)} (${n(s.vocabSize * m.n_embd)} in the tied token embedding) |`,
@@ -77,7 +80,7 @@ export function modelCard(s: RunSummary, opts: { lossPlot: string | null }): str
       (s.stoppedBy === "time"
         ? ` The run had a budget of ${t.max_minutes} minutes: after warmup the cosine decay followed the wall clock, so that it reached its end when the budget ran out less ${f(t.max_minutes! - s.minutes, 1)} minutes kept for the final evaluation (estimated from the speed of the validations); the recipe's full schedule is ${n(Math.ceil(t.max_tokens / tokensPerStep))} steps (${n(t.max_tokens)} tokens).`
         : ""),
-    s.sessions.length > 1 ? `- Trained in ${s.sessions.length} sessions (resumed from checkpoints; AdamW moments restart at each resume).` : "",
+    s.sessions.length > 1 ? `- Trained in ${s.sessions.length} sessions (resumed from checkpoints, AdamW moments included).` : "",
     "",
     "## Results",
     "",
@@ -92,8 +95,10 @@ export function modelCard(s: RunSummary, opts: { lossPlot: string | null }): str
     "",
   );
   if (opts.lossPlot) L.push(`![loss curve](${opts.lossPlot})`, "");
-  L.push("## Samples", "", "Continuations written at the end of training (the prompt, then the model's text):", "");
-  for (const x of s.samples) L.push(`- ${x.mode}: ${quote(x.prompt)} → ${quote(x.text)}`);
+  if (opts.evaluation) L.push("## Evaluation", "", "`npm run bench -- model` (bench/model/eval.ts; it also writes `evaluation.json`):", "", opts.evaluation.trim(), "");
+  if (opts.architecture) L.push("## Why this architecture", "", opts.architecture.trim(), "");
+  L.push("## Samples", "", "Written at the end of training (the prompt, then the model's text; `⏎` is a line break):", "");
+  for (const x of s.samples) L.push(x.prompt ? `- ${x.mode}: ${quote(x.prompt)} → ${quote(x.text)}` : `- ${x.mode}: ${quote(x.text)}`);
   L.push(
     "",
     "## Limitations",

@@ -50,3 +50,41 @@ function sampleTopK(logits: Float32Array, V: number, k: number, temperature: num
   for (let j = 0; j < order.length; j++) if ((u -= w[j]) <= 0) return order[j];
   return order[order.length - 1];
 }
+
+export interface ModelSample {
+  prompt: string;
+  mode: string;
+  text: string;
+}
+
+export const SAMPLE_PROMPTS = [
+  "This movie was",
+  "The film is",
+  "I watched this movie",
+  "The acting in this film",
+  "My favourite part of the story",
+  "It was a dark and stormy night",
+  "The President said that",
+  "In the morning, she",
+  "The old man looked at",
+  "One of the worst",
+];
+
+/**
+ * The model card's samples: `unconditional` texts started from `<|endoftext|>` and two per prompt of SAMPLE_PROMPTS,
+ * all top-k 40 at temperature 0.8 with fixed seeds (so a checkpoint always gives the same samples).
+ */
+export async function modelSamples(model: GPT2Model, tok: Tokenizer, o: { unconditional?: number; maxNewTokens?: number } = {}): Promise<ModelSample[]> {
+  const eot = tok.tokenToId("<|endoftext|>");
+  if (eot === undefined) throw new Error("the tokenizer has no <|endoftext|> token");
+  const maxNewTokens = o.maxNewTokens ?? 48;
+  const out: ModelSample[] = [];
+  for (let s = 1; s <= (o.unconditional ?? 20); s++) {
+    const ids = await generateIds(model, [eot], { maxNewTokens, topK: 40, temperature: 0.8, seed: s, stopId: eot });
+    out.push({ prompt: "", mode: `unconditional, top-k 40, temperature 0.8, seed ${s}`, text: tok.decode(ids) });
+  }
+  for (const prompt of SAMPLE_PROMPTS)
+    for (const seed of [1, 2])
+      out.push({ prompt, mode: `top-k 40, temperature 0.8, seed ${seed}`, text: await generate(model, tok, prompt, { maxNewTokens, topK: 40, temperature: 0.8, seed }) });
+  return out;
+}

@@ -10,16 +10,17 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { AbortError } from "../errors";
+import { AbortError, InvalidFileError } from "../errors";
 import { writeFileAtomic, writeJsonlAtomic } from "../io";
-import { GPT2Model } from "../model";
+import { GPT2Model, type ModelConfigInput } from "../model";
 import { openSafetensors, writeSafetensors } from "../safetensors";
 import { getThreads, setThreads, sgemmKernel } from "../threads";
-import type { PretrainConfig } from "./config";
+import { loadPretrainConfig, type PretrainConfig } from "./config";
+import { packageRoot } from "../native";
 import { prepareCorpus, type Corpus } from "./corpus";
 import { prepareData, runDir, sequenceWindows, streamWindows, WindowSampler, type EvalWindow, type TokenData } from "./data";
-import { exportModel, paramTensors, type RunSummary } from "./export";
-import { generate } from "./sample";
+import { exportModel, paramTensors, writeCard, type RunSummary } from "./export";
+import { modelSamples } from "./sample";
 import type { SourceId } from "./sources";
 
 export type PretrainEvent =
@@ -169,6 +170,18 @@ function loadCheckpoint(dir: string, model: GPT2Model): { state: LoopState; log:
   return { state, log };
 }
 
+/** The engine config of the recipe's model (GPT-2, or a Llama with tied embeddings and the same parameter count). */
+export function modelConfigOf(cfg: PretrainConfig, vocabSize: number): ModelConfigInput {
+  const m = cfg.model;
+  const shared = { vocabSize, maxSeqLen: m.n_ctx, channels: m.n_embd, numLayers: m.n_layer, numHeads: m.n_head };
+  if (m.architecture === "gpt2") {
+    if (m.intermediate_size !== null && m.intermediate_size !== 4 * m.n_embd) throw new InvalidFileError(cfg.resolved.configFile, `model.intermediate_size: GPT-2 uses 4·n_embd (${4 * m.n_embd})`);
+    return shared;
+  }
+  const intermediateSize = m.intermediate_size ?? Math.ceil((8 * m.n_embd) / 3 / 32) * 32;
+  return { ...shared, architecture: "llama", intermediateSize, tieWordEmbeddings: true, ropeTheta: 10000, rmsNormEps: 1e-5 };
+}
+
 /** Where the last run's summary is kept (the model card can be rewritten from it: `--card-only`). */
 export function summaryFile(cfg: PretrainConfig): string {
   return path.join(runDir(cfg), "run_summary.json");
@@ -199,7 +212,7 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
   const stepsFromTokens = Math.max(1, Math.ceil(t.max_tokens / tokensPerStep));
   log(`corpus: ${data.train.length.toLocaleString()} training tokens, vocabulary ${data.tokenizer.vocabSize}; ${threads} thread(s), ${sgemmKernel()} kernels`);
 
-  const model = GPT2Model.create({ vocabSize: data.tokenizer.vocabSize, maxSeqLen: T, channels: cfg.model.n_embd, numLayers: cfg.model.n_layer, numHeads: cfg.model.n_head });
+  const model = GPT2Model.create(modelConfigOf(cfg, data.tokenizer.vocabSize));
   try {
     model.initRandom(cfg.seed);
     const fp = fingerprint(cfg, data);
@@ -352,11 +365,7 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
     log("final evaluation");
     const finalVal = await runValidation(t.final_eval_tokens);
     const bpb = await imdbBitsPerByte(model, data, B, T, opts.signal);
-    const samples = [];
-    for (const prompt of ["This movie was", "The film is", "It was a dark and stormy night", "The President said that"]) {
-      samples.push({ prompt, mode: "greedy", text: await generate(model, data.tokenizer, prompt, { maxNewTokens: 40 }) });
-      samples.push({ prompt, mode: "top-k 40, temperature 0.8, seed 1", text: await generate(model, data.tokenizer, prompt, { maxNewTokens: 40, topK: 40, temperature: 0.8, seed: 1 }) });
-    }
+    const samples = await modelSamples(model, data.tokenizer);
     const summary: RunSummary = {
       configFile: cfg.resolved.configFile,
       command: [
@@ -394,4 +403,13 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
   } finally {
     model.dispose();
   }
+}
+
+/** Rewrites a model folder's card from its recipe's last run summary (after evaluation.md / architecture.md change). */
+export function refreshModelCard(configFile: string | undefined, outDir: string): boolean {
+  const cfg = loadPretrainConfig(configFile ?? path.join(packageRoot(), "configs", "pretrain", "default.yaml"));
+  const file = summaryFile(cfg);
+  if (!fs.existsSync(file) || path.resolve(cfg.resolved.outDir) !== path.resolve(outDir)) return false;
+  writeCard(outDir, JSON.parse(fs.readFileSync(file, "utf8")) as RunSummary);
+  return true;
 }
