@@ -169,10 +169,19 @@ export class CausalLMModel {
     return this.#native;
   }
 
-  /** All parameters, one contiguous Float32Array over native memory (no copy). */
+  /**
+   * All parameters, one contiguous Float32Array over native memory (no copy). After writing into it (or into a
+   * `tensor()` view) yourself, call `markParamsChanged()` so a GPU copy of the weights is refreshed before its next
+   * use; `loadWeights`, `initRandom` and `adamwStep` do this themselves.
+   */
   get params(): Float32Array {
     this.handle;
     return this.#params;
+  }
+
+  /** Announces that the parameters were written from JavaScript (see `params`). Cheap: nothing is copied now. */
+  markParamsChanged(): void {
+    this.handle.paramsChanged();
   }
 
   get numParams(): number {
@@ -224,6 +233,7 @@ export class CausalLMModel {
         for (let i = 0; i < t.length; i++) t[i] = gaussian(rng) * std;
       }
     }
+    this.markParamsChanged();
   }
 
   /** Mean cross-entropy over the masked positions (NaN without targets). Activations are kept for backward(). */
@@ -310,6 +320,7 @@ export class CausalLMModel {
       if (missing.length) throw new InvalidFileError(reader.path, `missing tensors: ${missing.slice(0, 5).join(", ")}${missing.length > 5 ? ", …" : ""}`);
     } finally {
       reader.close();
+      this.markParamsChanged();
     }
   }
 

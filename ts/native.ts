@@ -196,6 +196,8 @@ export interface NativeGPT2Model {
   xUpdate(target: NativeMatchTarget, args: NativeXUpdateArgs, cancel?: NativeCancelToken): Promise<number>;
   project(args: NativeProjectArgs, cancel?: NativeCancelToken): Promise<void>;
   initCandidates(target: NativeMatchTarget, args: NativeInitArgs, cancel?: NativeCancelToken): Promise<number>;
+  /** The parameters were written from JavaScript: a device copy re-uploads them before its next use. */
+  paramsChanged(): void;
 }
 
 /** The native model handle is the same for every architecture (binding/src/causal_lm.h). */
@@ -207,7 +209,7 @@ export interface NativeBackendInfo {
   compiled: boolean;
   /** CUDA devices found by the probe (empty when not compiled, none found, or GRADMM_BACKEND=cpu). */
   devices: { name: string; memory: number; computeCapability: string }[];
-  chosen: "cuda" | "cpu";
+  chosen: "cuda" | "cpu" | "cpu-table";
   reason: string;
   /** Present when CUDA is chosen: what of the engine runs on it so far. */
   note?: string;

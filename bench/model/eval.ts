@@ -167,6 +167,7 @@ export async function evaluateModel(o: ModelEvalOptions = {}): Promise<ModelEval
       let fineTuned: number;
       try {
         tuned.params.set(ft.params);
+        tuned.markParamsChanged();
         fineTuned = (await evaluateClassifier(tuned, test, spec)).accuracy;
       } finally {
         tuned.dispose();

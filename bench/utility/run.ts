@@ -185,6 +185,7 @@ export async function runUtility(u: UtilityConfig, opts: UtilityOptions = {}): P
           let testEval;
           try {
             tuned.params.set(ft.params);
+            tuned.markParamsChanged();
             testEval = await evaluateClassifier(tuned, testSeqs, spec, { signal: opts.signal });
           } finally {
             tuned.dispose();

@@ -16,7 +16,8 @@
 #include "llama.h"
 #include "threadpool.h"
 #ifdef GRADMM_HAVE_CUDA
-#include "cuda_ops.h"  // binding/cuda: the CUDA backend, linked when CMake found nvcc
+#include "cuda_ops.h"    // binding/cuda: the CUDA backend, linked when CMake found nvcc
+#include "model_exec.h"  // GPT-2 and the x-update written against the backend table
 #endif
 #include <cctype>
 #include <cstdio>
@@ -136,12 +137,66 @@ Napi::Promise run_async(Napi::Env env, std::function<void()> work, std::function
   return p;
 }
 
-// The native model plus a lock: one operation at a time touches its activations.
+const Backend* exec_backend();  // the table matchLoss/xUpdate run on, or nullptr for the CPU engine (below)
+
+#ifdef GRADMM_HAVE_CUDA
+// A GPT-2 model's copy on a backend table (CUDA, or the CPU table under GRADMM_BACKEND=cpu-table), used by
+// matchLoss and xUpdate: weights uploaded once (again only when params_version moves), the current target's
+// factors uploaded once per target, X/z/λ/Adam state copied in and out once per call.
+struct DeviceExec {
+  DeviceExec(const Backend* b, GPT2& m) : be(b), model(b, m.config(), m.params()) {}
+  const Backend* be;
+  GPT2Exec model;
+  uint64_t params_version = 0;
+  std::shared_ptr<MatchTarget> target_host;  // the target the matcher was built for (kept alive)
+  std::unique_ptr<ExecTarget> target;
+  std::unique_ptr<ExecMatcher> matcher;
+  BackendBuffer<float> X, z, lam, m, v, dX;
+
+  ExecMatcher& matcher_for(const std::shared_ptr<MatchTarget>& t) {
+    if (t != target_host) {
+      matcher.reset();
+      target = std::make_unique<ExecTarget>(be, *t);
+      matcher = std::make_unique<ExecMatcher>(model, *target);
+      target_host = t;
+    }
+    return *matcher;
+  }
+  float* upload(BackendBuffer<float>& buf, const float* host, size_t n) {
+    buf.ensure(be, n);
+    if (host) be->to_device(buf.data(), host, n * sizeof(float));
+    return buf.data();
+  }
+};
+#else
+struct DeviceExec {};
+#endif
+
+// The native model plus a lock: one operation at a time touches its activations. params_version counts changes
+// to the parameters made through the engine or announced by paramsChanged(), so a device copy knows it is stale.
 struct ModelState {
   explicit ModelState(std::unique_ptr<CausalLM> m) : model_ptr(std::move(m)), model(*model_ptr) {}
   std::unique_ptr<CausalLM> model_ptr;
   CausalLM& model;
   std::mutex mutex;
+  uint64_t params_version = 1;
+  std::unique_ptr<DeviceExec> device;
+
+  // The model on the exec backend, or nullptr to run on the CPU engine (no such backend, or not a GPT-2).
+  DeviceExec* device_exec() {
+#ifdef GRADMM_HAVE_CUDA
+    const Backend* be = exec_backend();
+    auto* gpt2 = dynamic_cast<GPT2*>(&model);
+    if (!be || !gpt2) return nullptr;
+    if (!device) device = std::make_unique<DeviceExec>(be, *gpt2);
+    else if (device->params_version != params_version)
+      be->to_device(device->model.params(), gpt2->params(), gpt2->num_params() * sizeof(float));
+    device->params_version = params_version;
+    return device.get();
+#else
+    return nullptr;
+#endif
+  }
 };
 
 // A Float32Array over native memory that keeps `owner` alive until the array is garbage collected.
@@ -174,7 +229,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("decode", &ModelWrap::Decode), InstanceMethod("release", &ModelWrap::Release),
                         InstanceMethod("buildTarget", &ModelWrap::BuildTarget), InstanceMethod("matchLoss", &ModelWrap::MatchLoss),
                         InstanceMethod("xUpdate", &ModelWrap::XUpdate), InstanceMethod("project", &ModelWrap::Project),
-                        InstanceMethod("initCandidates", &ModelWrap::InitCandidates)});
+                        InstanceMethod("initCandidates", &ModelWrap::InitCandidates),
+                        InstanceMethod("paramsChanged", &ModelWrap::ParamsChanged)});
   }
 
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
@@ -397,6 +453,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         [s, lr, b1, b2, eps, wd, clip, t, norm] {
           std::lock_guard<std::mutex> lk(s->mutex);
           *norm = s->model.adamw_step(lr, b1, b2, eps, wd, clip, t);
+          ++s->params_version;
         },
         [norm](Napi::Env e) { return Napi::Number::New(e, *norm); }, {});
   }
@@ -405,6 +462,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value BuildTarget(const Napi::CallbackInfo& info);
   Napi::Value MatchLoss(const Napi::CallbackInfo& info);
   Napi::Value XUpdate(const Napi::CallbackInfo& info);
+  // paramsChanged(): the parameters were written from JavaScript; a device copy re-uploads them before its next use.
+  Napi::Value ParamsChanged(const Napi::CallbackInfo& info) {
+    auto s = state(info.Env());
+    std::lock_guard<std::mutex> lk(s->mutex);
+    ++s->params_version;
+    return info.Env().Undefined();
+  }
   Napi::Value Project(const Napi::CallbackInfo& info);
   Napi::Value InitCandidates(const Napi::CallbackInfo& info);
 };
@@ -581,6 +645,15 @@ Napi::Value ModelWrap::MatchLoss(const Napi::CallbackInfo& info) {
       env,
       [s, target, x, B, L, label, dx, ps, cancel, f] {
         std::lock_guard<std::mutex> lk(s->mutex);
+#ifdef GRADMM_HAVE_CUDA
+        if (DeviceExec* d = s->device_exec()) {
+          const size_t n = (size_t)B * L * s->model.dims().channels;
+          float* dev_dx = dx ? d->upload(d->dX, nullptr, n) : nullptr;
+          *f = d->matcher_for(target).match_loss(d->upload(d->X, x, n), B, L, label, dev_dx, ps);
+          if (dx) d->be->to_host(dx, dev_dx, n * sizeof(float));
+          return;
+        }
+#endif
         *f = match_loss(s->model, *target, x, B, L, label, dx, ps, cancel.get());
       },
       [f](Napi::Env e) { return Napi::Number::New(e, *f); }, {a, info[0]});
@@ -621,6 +694,17 @@ Napi::Value ModelWrap::XUpdate(const Napi::CallbackInfo& info) {
       env,
       [s, target, x, zz, ll, xa, mm, vv, tt, ls, cancel, f] {
         std::lock_guard<std::mutex> lk(s->mutex);
+#ifdef GRADMM_HAVE_CUDA
+        if (DeviceExec* d = s->device_exec()) {
+          const size_t n = (size_t)xa.B * xa.L * s->model.dims().channels;
+          float *dx = d->upload(d->X, x, n), *dm = d->upload(d->m, mm, n), *dv = d->upload(d->v, vv, n);
+          *f = d->matcher_for(target).x_update(dx, d->upload(d->z, zz, n), d->upload(d->lam, ll, n), xa, dm, dv, tt, ls);
+          d->be->to_host(x, dx, n * sizeof(float));
+          d->be->to_host(mm, dm, n * sizeof(float));
+          d->be->to_host(vv, dv, n * sizeof(float));
+          return;
+        }
+#endif
         *f = x_update(s->model, *target, x, zz, ll, xa, mm, vv, tt, ls, cancel.get());
       },
       [f](Napi::Env e) { return Napi::Number::New(e, *f); }, {a, info[0]});
@@ -742,8 +826,8 @@ const BackendChoice& backend_choice() {
     std::string want = env ? env : "";
     for (auto& ch : want) ch = (char)std::tolower((unsigned char)ch);
     std::string prefix;
-    if (!want.empty() && want != "cpu" && want != "cuda" && want != "auto") {
-      prefix = "GRADMM_BACKEND=" + want + " is not cpu|cuda|auto (ignored); ";
+    if (!want.empty() && want != "cpu" && want != "cuda" && want != "auto" && want != "cpu-table") {
+      prefix = "GRADMM_BACKEND=" + want + " is not cpu|cuda|cpu-table|auto (ignored); ";
       want.clear();
     }
 #ifdef GRADMM_HAVE_CUDA
@@ -756,20 +840,28 @@ const BackendChoice& backend_choice() {
       c.reason = prefix + "forced by GRADMM_BACKEND=cpu";
       return;
     }
+    if (want == "cpu-table") {
+      c.chosen = "cpu-table";
+      c.reason = prefix + "GRADMM_BACKEND=cpu-table: matchLoss/xUpdate run through the backend-table executor on the CPU (a test of the device path)";
+      return;
+    }
     const cuda::Probe& p = cuda::probe();
     for (const auto& d : p.devices) c.devices.push_back({d.name, (double)d.memory, d.major, d.minor});
     if (p.ok) {
       c.chosen = "cuda";
       c.reason = prefix + (want == "cuda" ? "forced by GRADMM_BACKEND=cuda" : "CUDA device found") + " (" +
                  p.devices[0].name + ")";
-      c.note = "the CUDA backend runs GPT-2 forward/backward and the x-update in C++ (binding/cuda/model_exec.h); "
-               "the Node model API still executes on the CPU engine";
+      c.note = "on CUDA: matchLoss and xUpdate of GPT-2 models (the method's inner loop); forward/backward, decoding, "
+               "the projection, init and every Llama model run on the CPU engine";
     } else {
       c.reason = prefix + (want == "cuda" ? "GRADMM_BACKEND=cuda, but CUDA is unavailable: " : "CUDA unavailable: ") + p.error;
       std::fprintf(stderr, "gradmm: CUDA backend unavailable (%s); using the CPU engine\n", p.error.c_str());
     }
 #else
-    if (want == "cuda") {
+    if (want == "cpu-table") {
+      c.reason = prefix + "GRADMM_BACKEND=cpu-table needs the backend tables, built with CUDA only (nvcc not found at build time, or GRADMM_CUDA=OFF); using the CPU engine";
+      std::fprintf(stderr, "gradmm: %s\n", c.reason.c_str());
+    } else if (want == "cuda") {
       c.reason = prefix + "GRADMM_BACKEND=cuda, but this build has no CUDA (nvcc not found at build time, or GRADMM_CUDA=OFF)";
       std::fprintf(stderr, "gradmm: GRADMM_BACKEND=cuda but this build has no CUDA support; using the CPU engine\n");
     } else {
@@ -778,6 +870,20 @@ const BackendChoice& backend_choice() {
 #endif
   });
   return c;
+}
+
+const Backend* exec_backend() {
+#ifdef GRADMM_HAVE_CUDA
+  static const Backend* be = [] {
+    const BackendChoice& c = backend_choice();
+    if (c.chosen == "cuda") return cuda_backend();
+    if (c.chosen == "cpu-table") return cpu_backend();
+    return (const Backend*)nullptr;
+  }();
+  return be;
+#else
+  return nullptr;
+#endif
 }
 
 Napi::Value BackendInfo(const Napi::CallbackInfo& info) {

@@ -1,0 +1,31 @@
+/**
+ * The device path of the method's inner loop: with a CUDA device, model.native.matchLoss/xUpdate of a GPT-2 run
+ * through the backend-table executor (binding/cuda/model_exec.h) with weights, target and ADMM state on the GPU.
+ * GRADMM_BACKEND=cpu-table routes them through the same executor with the CPU table, so the wiring (uploads,
+ * downloads, target switches, stale-weight refresh) is tested here without a GPU: results must equal the CPU engine's.
+ */
+import { spawnSync } from "node:child_process";
+import * as path from "node:path";
+import { describe, expect, it } from "vitest";
+import { native } from "../ts/native";
+
+const script = path.join(__dirname, "helpers", "device_path.cjs");
+const run = (backend: string) => {
+  const r = spawnSync(process.execPath, [script], { encoding: "utf8", env: { ...process.env, GRADMM_BACKEND: backend }, timeout: 120_000 });
+  if (r.status !== 0) throw new Error(`device_path.cjs under GRADMM_BACKEND=${backend} failed:\n${r.stderr}`);
+  return JSON.parse(r.stdout) as Record<string, unknown>;
+};
+
+describe.skipIf(!native().backendInfo().compiled)("matchLoss / xUpdate through the backend-table executor", () => {
+  it("equals the CPU engine bit for bit, across target switches and weight changes", () => {
+    const cpu = run("cpu");
+    const table = run("cpu-table");
+    expect(cpu.backend).toBe("cpu");
+    expect(table.backend).toBe("cpu-table");
+    for (const key of ["f1", "dX1", "perSample1", "x1", "losses1", "x2", "losses2", "x3", "X", "adam", "f2", "dX2"]) {
+      expect(table[key], key).toEqual(cpu[key]);
+    }
+    expect(cpu.f2).not.toEqual(cpu.f1); // the weight change mattered, so the refresh was tested
+    expect((cpu.losses1 as number[]).every(Number.isFinite)).toBe(true);
+  });
+});
