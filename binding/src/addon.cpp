@@ -766,6 +766,16 @@ Napi::Value ModelWrap::InitCandidates(const Napi::CallbackInfo& info) {
       env,
       [s, target, B, L, free_len, te, label, cands, seed, norm, x, cancel, f] {
         std::lock_guard<std::mutex> lk(s->mutex);
+#ifdef GRADMM_HAVE_CUDA
+        if (DeviceExec* d = s->device_exec()) {
+          const int C = s->model.dims().channels;
+          const size_t n = (size_t)B * L * C;
+          ExecMatcher& matcher = d->matcher_for(target);
+          auto loss = [&](const float* cand) { return matcher.match_loss(d->upload(d->X, cand, n), B, L, label, nullptr); };
+          *f = init_candidates(loss, C, B, L, free_len, te, cands, seed, norm, x, cancel.get());
+          return;
+        }
+#endif
         *f = init_candidates(s->model, *target, B, L, free_len, te, label, cands, seed, norm, x, cancel.get());
       },
       [f](Napi::Env e) { return Napi::Number::New(e, *f); }, {a, info[0]});

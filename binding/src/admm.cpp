@@ -88,14 +88,14 @@ void project(CausalLM& model, const float* U, int B, int L, int free_len, const 
   }
 }
 
-double init_candidates(CausalLM& model, const MatchTarget& target, int B, int L, int free_len,
-                       const float* template_embeds, int label, int candidates, uint64_t seed, float token_norm,
-                       float* X, const std::atomic<bool>* cancel) {
-  const int C = model.dims().channels;
+double init_candidates(const std::function<double(const float* X)>& loss, int C, int B, int L, int free_len,
+                       const float* template_embeds, int candidates, uint64_t seed, float token_norm, float* X,
+                       const std::atomic<bool>* cancel) {
   const long row_n = (long)L * C;
   std::vector<float> cand((size_t)B * row_n);
   double best = INFINITY;
   for (int c = 0; c < candidates; ++c) {
+    if (cancel && cancel->load(std::memory_order_relaxed)) throw Cancelled();
     fill_normal(cand.data(), (long)cand.size(), seed * 1000003ull + (uint64_t)c);
     for (int b = 0; b < B; ++b) {
       for (int p = 0; p < free_len; ++p) {
@@ -107,13 +107,20 @@ double init_candidates(CausalLM& model, const MatchTarget& target, int B, int L,
       }
       if (L > free_len) std::memcpy(&cand[b * row_n + (long)free_len * C], template_embeds, sizeof(float) * (L - free_len) * C);
     }
-    double f = match_loss(model, target, cand.data(), B, L, label, nullptr, nullptr, cancel);
+    const double f = loss(cand.data());
     if (f < best) {
       best = f;
       std::memcpy(X, cand.data(), sizeof(float) * cand.size());
     }
   }
   return best;
+}
+
+double init_candidates(CausalLM& model, const MatchTarget& target, int B, int L, int free_len,
+                       const float* template_embeds, int label, int candidates, uint64_t seed, float token_norm,
+                       float* X, const std::atomic<bool>* cancel) {
+  return init_candidates([&](const float* cand) { return match_loss(model, target, cand, B, L, label, nullptr, nullptr, cancel); },
+                         model.dims().channels, B, L, free_len, template_embeds, candidates, seed, token_norm, X, cancel);
 }
 
 }  // namespace gradmm

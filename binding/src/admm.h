@@ -8,6 +8,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <functional>
 
 #include "causal_lm.h"
 #include "gradmatch.h"
@@ -36,5 +37,10 @@ void project(CausalLM& model, const float* U, int B, int L, int free_len, const 
 double init_candidates(CausalLM& model, const MatchTarget& target, int B, int L, int free_len,
                        const float* template_embeds, int label, int candidates, uint64_t seed, float token_norm,
                        float* X, const std::atomic<bool>* cancel = nullptr);
+
+// The same candidates with f computed by `loss(X)` (another executor of the model, e.g. its GPU copy); C = channels.
+double init_candidates(const std::function<double(const float* X)>& loss, int C, int B, int L, int free_len,
+                       const float* template_embeds, int candidates, uint64_t seed, float token_norm, float* X,
+                       const std::atomic<bool>* cancel = nullptr);
 
 }  // namespace gradmm

@@ -1,4 +1,4 @@
-// Runs the method's native inner-loop calls (matchLoss, xUpdate) on the tiny GPT-2 fixture and prints every result
+// Runs the method's native inner-loop calls (initCandidates, matchLoss, xUpdate) on the tiny GPT-2 fixture and prints every result
 // as JSON. test/device_path.test.ts runs it under GRADMM_BACKEND=cpu (the CPU engine) and GRADMM_BACKEND=cpu-table
 // (the backend-table executor that CUDA uses, here with CPU ops) and compares the two.
 const path = require("node:path");
@@ -25,6 +25,9 @@ const { native } = require(path.join(root, "dist", "ts", "native.js"));
   out.f1 = await nat.matchLoss(t1, { X, B, L, label: 7, dX, perSample });
   out.dX1 = Array.from(dX);
   out.perSample1 = Array.from(perSample);
+  const Xinit = new Float32Array(B * L * C);
+  out.init = await nat.initCandidates(t2, { X: Xinit, templateEmbeds: randn((L - free) * C, 0.3), B, L, freeLen: free, label: 8, candidates: 6, seed: 3, tokenNorm: 1.4 });
+  out.Xinit = Array.from(Xinit);
   const z = randn(B * L * C, 0.2), lam = randn(B * L * C, 0.01);
   const adamM = new Float32Array(B * L * C), adamV = new Float32Array(B * L * C), adamStep = new Int32Array(1);
   const losses = new Float32Array(4);
