@@ -20,6 +20,8 @@
 #include "model_exec.h"  // GPT-2 and the x-update written against the backend table
 #endif
 #include <cctype>
+#include <cstring>
+#include <stdexcept>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -141,7 +143,7 @@ const Backend* exec_backend();  // the table matchLoss/xUpdate run on, or nullpt
 
 #ifdef GRADMM_HAVE_CUDA
 // A GPT-2 model's copy on a backend table (CUDA, or the CPU table under GRADMM_BACKEND=cpu-table), used by
-// matchLoss and xUpdate: weights uploaded once (again only when params_version moves), the current target's
+// buildTarget, initCandidates, matchLoss and xUpdate: weights uploaded once (again only when params_version moves), the current target's
 // factors uploaded once per target, X/z/λ/Adam state copied in and out once per call.
 struct DeviceExec {
   DeviceExec(const Backend* b, GPT2& m) : be(b), model(b, m.config(), m.params()) {}
@@ -162,6 +164,55 @@ struct DeviceExec {
     }
     return *matcher;
   }
+  BackendBuffer<int> ids, labels;
+
+  // build_target's factors on the backend: rows are grouped by their last position and each group runs a forward of
+  // exactly that length with logits at its last position (causal: the right padding never matters).
+  MatchTarget target_factors(const int* tokens, int n, int T, const int* last_pos, const int* label_ids) {
+    const int V = model.config().vocab_size, C = model.config().channels;
+    MatchTarget t;
+    t.n = n, t.V = V, t.C = C;
+    t.A.resize((size_t)n * V);
+    t.H.resize((size_t)n * C);
+    std::vector<int> group, group_tokens, group_labels;
+    std::vector<float> probs, hidden;
+    for (int len = 1; len <= T; ++len) {
+      group.clear();
+      for (int i = 0; i < n; ++i)
+        if (last_pos[i] + 1 == len) group.push_back(i);
+      if (group.empty()) continue;
+      const int g = (int)group.size();
+      group_tokens.resize((size_t)g * len);
+      group_labels.resize(g);
+      for (int j = 0; j < g; ++j) {
+        std::memcpy(&group_tokens[(size_t)j * len], tokens + (size_t)group[j] * T, sizeof(int) * len);
+        group_labels[j] = label_ids[group[j]];
+      }
+      ids.ensure(be, group_tokens.size());
+      labels.ensure(be, g);
+      be->to_device(ids.data(), group_tokens.data(), sizeof(int) * group_tokens.size());
+      be->to_device(labels.data(), group_labels.data(), sizeof(int) * g);
+      GPT2Exec::Forward f;
+      f.tokens = ids.data();
+      f.B = g;
+      f.T = len;
+      f.last_only = true;
+      f.targets = labels.data();
+      model.forward(f);
+      probs.resize((size_t)g * V);
+      hidden.resize((size_t)g * C);
+      be->to_host(probs.data(), model.probs(), sizeof(float) * probs.size());
+      be->to_host(hidden.data(), model.hidden_rows(), sizeof(float) * hidden.size());
+      for (int j = 0; j < g; ++j) {
+        float* a = &t.A[(size_t)group[j] * V];
+        std::memcpy(a, &probs[(size_t)j * V], sizeof(float) * V);
+        a[group_labels[j]] -= 1.f;  // a = p − e_y, as gradmatch.cpp's take_factors
+        std::memcpy(&t.H[(size_t)group[j] * C], &hidden[(size_t)j * C], sizeof(float) * C);
+      }
+    }
+    return t;
+  }
+
   float* upload(BackendBuffer<float>& buf, const float* host, size_t n) {
     buf.ensure(be, n);
     if (host) be->to_device(buf.data(), host, n * sizeof(float));
@@ -612,6 +663,21 @@ Napi::Value ModelWrap::BuildTarget(const Napi::CallbackInfo& info) {
       env,
       [s, tk, lp, lb, n, T, opts, cancel, result] {
         std::lock_guard<std::mutex> lk(s->mutex);
+#ifdef GRADMM_HAVE_CUDA
+        if (DeviceExec* d = s->device_exec()) {
+          const int V = s->model.dims().vocab_size;
+          for (int i = 0; i < n; ++i)
+            if (lp[i] < 0 || lp[i] >= T) throw std::invalid_argument("build_target: last position out of range");
+          for (size_t i = 0; i < (size_t)n * T; ++i)
+            if (tk[i] < 0 || tk[i] >= V) throw std::invalid_argument("build_target: token id out of range");
+          for (int i = 0; i < n; ++i)
+            if (lb[i] < 0 || lb[i] >= V) throw std::invalid_argument("build_target: label token out of range");
+          auto t = std::make_shared<MatchTarget>(d->target_factors(tk, n, T, lp, lb));
+          finish_target(*t, opts);
+          *result = t;
+          return;
+        }
+#endif
         *result = std::make_shared<MatchTarget>(build_target(s->model, tk, n, T, lp, lb, opts, cancel.get()));
       },
       [s, result](Napi::Env e) {
@@ -861,8 +927,8 @@ const BackendChoice& backend_choice() {
       c.chosen = "cuda";
       c.reason = prefix + (want == "cuda" ? "forced by GRADMM_BACKEND=cuda" : "CUDA device found") + " (" +
                  p.devices[0].name + ")";
-      c.note = "on CUDA: matchLoss and xUpdate of GPT-2 models (the method's inner loop); forward/backward, decoding, "
-               "the projection, init and every Llama model run on the CPU engine";
+      c.note = "on CUDA: buildTarget, initCandidates, matchLoss and xUpdate of GPT-2 models; forward/backward, "
+               "decoding, the projection and every Llama model run on the CPU engine";
     } else {
       c.reason = prefix + (want == "cuda" ? "GRADMM_BACKEND=cuda, but CUDA is unavailable: " : "CUDA unavailable: ") + p.error;
       std::fprintf(stderr, "gradmm: CUDA backend unavailable (%s); using the CPU engine\n", p.error.c_str());

@@ -69,6 +69,12 @@ MatchTarget build_target(CausalLM& model, const int* tokens, int n, int T, const
   t.V = V;
   t.C = C;
   take_factors(model, n, V, C, labels, t.A, t.H);
+  finish_target(t, opts);
+  return t;
+}
+
+void finish_target(MatchTarget& t, const TargetOptions& opts) {
+  const int n = t.n, V = t.V, C = t.C;
   // Per-example clipping in factor space: ‖a hᵀ‖ = ‖a‖·‖h‖, scaled through a.
   t.example_norms.resize(n);
   for (int i = 0; i < n; ++i) {
@@ -99,7 +105,6 @@ MatchTarget build_target(CausalLM& model, const int* tokens, int n, int T, const
     g2 += 2 * gn + dot(t.noise.data(), t.noise.data(), (long)t.noise.size());
   }
   t.norm = std::sqrt(std::max(g2, 0.0));
-  return t;
 }
 
 double match_loss(CausalLM& model, const MatchTarget& t, const float* X, int B, int L, int label, float* dX,

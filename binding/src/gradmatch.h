@@ -36,6 +36,10 @@ struct TargetOptions {
 MatchTarget build_target(CausalLM& model, const int* tokens, int n, int T, const int* last_pos, const int* labels,
                          const TargetOptions& opts, const std::atomic<bool>* cancel = nullptr);
 
+// build_target's second half, for factors computed elsewhere (a GPU copy of the model): t.n, t.V, t.C, t.A = p − e_y
+// and t.H filled; applies the per-example clipping and the DP noise and sets t.norm and t.example_norms.
+void finish_target(MatchTarget& t, const TargetOptions& opts);
+
 // f(X) and, if dX is given, df/dX [B,L,C] (overwritten) for synthetic input embeddings X [B,L,C] whose loss sits
 // at position L−1 with target `label`. per_sample (if given, [B]) receives each sequence's own 1 − cos(a_j h_jᵀ, G_t).
 double match_loss(CausalLM& model, const MatchTarget& target, const float* X, int B, int L, int label, float* dX,

@@ -21,6 +21,8 @@ const { native } = require(path.join(root, "dist", "ts", "native.js"));
   };
   const randn = (len, s) => Float32Array.from({ length: len }, () => (rng() - 0.5) * s);
   const t1 = await target(0), t2 = await target(0.01);
+  out.targetNorms = [t1.norm, t2.norm];
+  out.exampleNorms = [...Array.from(t1.exampleNorms()), ...Array.from(t2.exampleNorms())];
   const X = randn(B * L * C, 0.2), dX = new Float32Array(B * L * C), perSample = new Float32Array(B);
   out.f1 = await nat.matchLoss(t1, { X, B, L, label: 7, dX, perSample });
   out.dX1 = Array.from(dX);
