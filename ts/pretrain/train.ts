@@ -61,6 +61,8 @@ interface LoopState {
   elapsedSeconds: number;
   fingerprint: string;
   sessions: Array<{ fromStep: number; toStep: number; seconds: number; threads: number }>;
+  /** The step at which the current AdamW moments started (their bias correction counts from it); absent = 0. */
+  adamFromStep?: number;
 }
 
 const CHECKPOINT = "checkpoint.safetensors";
@@ -141,7 +143,7 @@ function saveCheckpoint(dir: string, model: GPT2Model, state: LoopState, log: Lo
   writeSafetensors(path.join(dir, CHECKPOINT), paramTensors(model), { format: "pt", gradmm_pretrain_state: JSON.stringify(state) });
 }
 
-function loadCheckpoint(dir: string, model: GPT2Model): { state: LoopState; log: LogRecord[] } {
+function loadCheckpoint(dir: string, model: GPT2Model): { state: LoopState; log: LogRecord[]; momentsRestored: boolean } {
   const file = path.join(dir, CHECKPOINT);
   const reader = openSafetensors(file);
   let state: LoopState;
@@ -152,6 +154,7 @@ function loadCheckpoint(dir: string, model: GPT2Model): { state: LoopState; log:
   }
   model.loadWeights(file);
   const adamFile = path.join(dir, ADAM_CHECKPOINT);
+  let momentsRestored = false;
   if (fs.existsSync(adamFile)) {
     const adam = openSafetensors(adamFile);
     try {
@@ -159,6 +162,7 @@ function loadCheckpoint(dir: string, model: GPT2Model): { state: LoopState; log:
         const { m, v } = model.adamMoments();
         adam.readF32("adam.m", m);
         adam.readF32("adam.v", v);
+        momentsRestored = true;
       }
     } finally {
       adam.close();
@@ -167,7 +171,7 @@ function loadCheckpoint(dir: string, model: GPT2Model): { state: LoopState; log:
   const logFile = path.join(dir, "training_log.jsonl");
   const lines = fs.existsSync(logFile) ? fs.readFileSync(logFile, "utf8").split("\n").filter((l) => l.trim()) : [];
   const log = (lines.map((l) => JSON.parse(l)) as LogRecord[]).filter((r) => r.step <= state.step);
-  return { state, log };
+  return { state, log, momentsRestored };
 }
 
 /** The engine config of the recipe's model (GPT-2, or a Llama with tied embeddings and the same parameter count). */
@@ -219,9 +223,11 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
     let state: LoopState = { step: 0, plannedSteps: stepsFromTokens, decayStart: null, deadline: null, elapsedSeconds: 0, fingerprint: fp, sessions: [] };
     let records: LogRecord[] = [];
     if (opts.resume && fs.existsSync(path.join(dir, CHECKPOINT))) {
-      ({ state, log: records } = loadCheckpoint(dir, model));
+      let momentsRestored: boolean;
+      ({ state, log: records, momentsRestored } = loadCheckpoint(dir, model));
+      if (!momentsRestored) state.adamFromStep = state.step;
       if (state.fingerprint !== fp) throw new Error(`the checkpoint in ${dir} was trained with another corpus, tokenizer, model shape or optimiser setting`);
-      log(`resuming at step ${state.step} of ${state.plannedSteps} (AdamW moments restart: the engine cannot save them)`);
+      log(`resuming at step ${state.step} of ${state.plannedSteps} (${state.adamFromStep === state.step ? "no saved AdamW moments: they restart from zero" : "AdamW moments restored"})`);
     } else if (opts.resume) log(`no checkpoint in ${dir}: starting from scratch`);
     else if (fs.existsSync(path.join(dir, CHECKPOINT))) fs.rmSync(path.join(dir, CHECKPOINT));
 
@@ -312,8 +318,8 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
       // A step takes about a second: it is not interrupted, the loop checks the signal between steps.
       const loss = await model.forward({ tokens, targets, B, T });
       await model.backward();
-      // Bias correction counts from this session's first step: the moments start from zero on resume.
-      const norm = await model.adamwStep({ lr, beta1: t.beta1, beta2: t.beta2, weightDecay: t.weight_decay, maxGradNorm: t.grad_clip, step: state.step - sessionFromStep + 1 });
+      // Bias correction counts from the step the moments started at (0, unless a resume found none saved).
+      const norm = await model.adamwStep({ lr, beta1: t.beta1, beta2: t.beta2, weightDecay: t.weight_decay, maxGradNorm: t.grad_clip, step: state.step - (state.adamFromStep ?? 0) + 1 });
       if (!Number.isFinite(loss)) throw new Error(`training diverged at step ${state.step} (loss ${loss})`);
       state.step++;
       const dt = (Date.now() - t0) / 1000;
