@@ -70,7 +70,7 @@ export function modelCard(s: RunSummary, opts: { lossPlot: string | null; evalua
     "- No other labelled sentiment benchmark (Pang & Lee, Rotten Tomatoes, SST) is part of the corpus.",
     `- **Bits-per-byte set**: ${s.imdb.reviews} reviews sampled (seeded) from the IMDB test half, ${n(s.imdb.bytes)} UTF-8 bytes, ${n(s.imdb.tokens)} tokens; ${s.corpus.checks.imdbEvalReviewsInTrain} of them in the training set.`,
     "",
-    `Tokenizer: byte-level BPE (GPT-2 pre-tokenisation regex, no normaliser) trained with this project's trainer on a seeded sample of about ${n(c.tokenizer.sample_chars / 1e6)}M characters of the training documents, ${c.tokenizer.vocab_size} tokens, merges of pairs seen at least ${c.tokenizer.min_frequency} times.`,
+    `Tokenizer: byte-level BPE (GPT-2 pre-tokenisation regex, no normaliser) trained with this project's trainer on a seeded sample of about ${n(c.tokenizer.sample_chars / 1e6)}M characters of the training documents, ${c.tokenizer.vocab_size} tokens, merges of pairs seen at least ${c.tokenizer.min_frequency} times. The vocabulary is kept small because the tied token embedding is paid for in parameters: at ${s.vocabSize} tokens it holds ${f((100 * s.vocabSize * m.n_embd) / s.numParams, 0)}% of the model's, at twice that it would hold ${f((100 * 2 * s.vocabSize * m.n_embd) / (s.numParams + s.vocabSize * m.n_embd), 0)}%; byte-level BPE never needs an unknown token.`,
     "",
     "## Training",
     "",
