@@ -1,5 +1,5 @@
 /**
- * The device path of the method's inner loop: with a CUDA device, model.native.buildTarget/initCandidates/matchLoss/xUpdate of a GPT-2 run
+ * The device path of the method's inner loop: with a CUDA device, model.native.buildTarget/initCandidates/matchLoss/xUpdate/project of a GPT-2 run
  * through the backend-table executor (binding/cuda/model_exec.h) with weights, target and ADMM state on the GPU.
  * GRADMM_BACKEND=cpu-table routes them through the same executor with the CPU table, so the wiring (uploads,
  * downloads, target switches, stale-weight refresh) is tested here without a GPU: results must equal the CPU engine's.
@@ -16,16 +16,17 @@ const run = (backend: string) => {
   return JSON.parse(r.stdout) as Record<string, unknown>;
 };
 
-describe.skipIf(!native().backendInfo().compiled)("buildTarget / initCandidates / matchLoss / xUpdate through the backend-table executor", () => {
+describe.skipIf(!native().backendInfo().compiled)("buildTarget / initCandidates / matchLoss / xUpdate / project through the backend-table executor", () => {
   it("equals the CPU engine bit for bit, across target switches and weight changes", () => {
     const cpu = run("cpu");
     const table = run("cpu-table");
     expect(cpu.backend).toBe("cpu");
     expect(table.backend).toBe("cpu-table");
-    for (const key of ["targetNorms", "exampleNorms", "init", "Xinit", "f1", "dX1", "perSample1", "x1", "losses1", "x2", "losses2", "x3", "X", "adam", "f2", "dX2"]) {
+    for (const key of ["targetNorms", "exampleNorms", "init", "Xinit", "f1", "dX1", "perSample1", "x1", "losses1", "x2", "losses2", "x3", "X", "adam", "project1", "project7", `project${211}`, "f2", "dX2"]) {
       expect(table[key], key).toEqual(cpu[key]);
     }
     expect(cpu.f2).not.toEqual(cpu.f1); // the weight change mattered, so the refresh was tested
+    expect(cpu.project1).not.toEqual(cpu.project211); // the LM's choice among the top-k mattered
     expect((cpu.losses1 as number[]).every(Number.isFinite)).toBe(true);
   });
 });

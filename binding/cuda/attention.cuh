@@ -2,6 +2,9 @@
 // Q·Kᵀ, the scaled causal softmax saved as probabilities att [B,NH,T,T], and att·V, each product one batched GEMM
 // over strided views of the packed qkv [B,T,3C] buffer; the softmax and its backward are one warp per row.
 #pragma once
+#include <algorithm>
+#include <stdexcept>
+
 #include "common.cuh"
 
 namespace gradmm {
@@ -80,6 +83,60 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
                hs);
   gemm_batched(true, false, T, hs, T, datt, T, qkv, ld, dqkv + C, ld, true, B * NH, NH, NH * satt, satt, sq, hs, sq,
                hs);
+}
+
+
+// ---- decoding against a KV cache (ops.h attention_decode_forward) ----
+__global__ void kv_append_kernel(float* kcache, float* vcache, const float* qkv, int R, int Tn, int C, int len, int cap) {
+  GRADMM_GRID_LOOP(i, (long)R * Tn * C) {
+    const long rt = i / C;
+    const int c = (int)(i % C), t = (int)(rt % Tn), r = (int)(rt / Tn);
+    const float* src = qkv + rt * 3 * C;
+    const long dst = ((long)r * cap + len + t) * C + c;
+    kcache[dst] = src[C + c];
+    vcache[dst] = src[2 * C + c];
+  }
+}
+
+// One block per (row, head, new position); the scores of positions 0..p live in dynamic shared memory.
+__global__ void attention_decode_kernel(float* out, const float* kcache, const float* vcache, const float* pk,
+                                        const float* pv, const float* qkv, int Tn, int C, int NH, int P, int len,
+                                        int cap, float scale) {
+  extern __shared__ float score[];
+  const int t = blockIdx.x % Tn, h = (blockIdx.x / Tn) % NH, r = blockIdx.x / (Tn * NH);
+  const int hs = C / NH, p = P + len + t;
+  const float* q = qkv + ((long)r * Tn + t) * 3 * C + h * hs;
+  float maxv = -INFINITY;
+  for (int j = threadIdx.x; j <= p; j += blockDim.x) {
+    const float* k = (j < P ? pk + (long)j * C : kcache + ((long)r * cap + j - P) * C) + h * hs;
+    float s = 0.f;
+    for (int i = 0; i < hs; ++i) s += q[i] * k[i];
+    s *= scale;
+    score[j] = s;
+    maxv = fmaxf(maxv, s);
+  }
+  maxv = block_max(maxv);
+  float sum = 0.f;
+  for (int j = threadIdx.x; j <= p; j += blockDim.x) sum += (score[j] = expf(score[j] - maxv));
+  const float inv = 1.f / block_sum(sum);  // synchronises: every score is written
+  for (int i = threadIdx.x; i < hs; i += blockDim.x) {
+    float acc = 0.f;
+    for (int j = 0; j <= p; ++j) acc += score[j] * (j < P ? pv + (long)j * C : vcache + ((long)r * cap + j - P) * C)[h * hs + i];
+    out[((long)r * Tn + t) * C + h * hs + i] = acc * inv;
+  }
+}
+
+void attention_decode_forward(float* out, float* kcache, float* vcache, const float* pk, const float* pv,
+                              const float* qkv, int R, int Tn, int C, int NH, int P, int len, int cap) {
+  if (R <= 0 || Tn <= 0) return;
+  const long n = (long)R * Tn * C;
+  kv_append_kernel<<<(unsigned)std::min<long>((n + 255) / 256, 65535), 256>>>(kcache, vcache, qkv, R, Tn, C, len, cap);
+  check_launch("attention_decode_forward (append)");
+  const size_t shared = sizeof(float) * (size_t)(P + len + Tn);
+  if (shared > 48 * 1024) throw std::runtime_error("attention_decode_forward: more than 12,288 positions");
+  attention_decode_kernel<<<(unsigned)((long)R * NH * Tn), 128, shared>>>(out, kcache, vcache, pk, pv, qkv, Tn, C, NH, P,
+                                                                           len, cap, 1.f / sqrtf((float)(C / NH)));
+  check_launch("attention_decode_forward");
 }
 
 }  // namespace cuda

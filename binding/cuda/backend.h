@@ -18,6 +18,7 @@ namespace gradmm {
 enum class Op : int {
   EmbeddingForward, EmbeddingBackward, InputEmbeddingForward, InputEmbeddingBackward,
   LayernormForward, LayernormBackward, Gemm, MatmulForward, MatmulBackward, AttentionForward, AttentionBackward,
+  AttentionDecodeForward,
   GeluForward, GeluBackward, ResidualForward, ResidualBackward, SoftmaxCrossentropyForward,
   SoftmaxCrossentropyBackward, AdamW, GradNorm, Scale,
   // gradient matching (binding/src/gradmatch.cpp) and the x-update (binding/src/admm.cpp)
@@ -67,6 +68,10 @@ struct Backend {
   // scratch: B·NH·T·T floats of backend memory (the CPU backend ignores it and may take nullptr)
   void (*attention_backward)(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att,
                              int B, int T, int C, int NH);
+  // decoding with a KV cache (ops.h attention_decode_forward): appends the Tn new keys/values of qkv [R,Tn,3C] to one
+  // layer's kcache/vcache [R,cap,C] at [len, len+Tn), then attends over the shared prefix pk/pv [P,C] and the cache
+  void (*attention_decode_forward)(float* out, float* kcache, float* vcache, const float* pk, const float* pv,
+                                   const float* qkv, int R, int Tn, int C, int NH, int P, int len, int cap);
   void (*gelu_forward)(float* out, const float* inp, long N);
   void (*gelu_backward)(float* dinp, const float* inp, const float* dout, long N);
   void (*residual_forward)(float* out, const float* a, const float* b, long N);

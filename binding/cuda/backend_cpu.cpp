@@ -16,7 +16,7 @@ const char* op_name(Op op) {
   static const char* names[] = {
       "embedding_forward", "embedding_backward", "input_embedding_forward", "input_embedding_backward",
       "layernorm_forward", "layernorm_backward", "gemm", "matmul_forward", "matmul_backward", "attention_forward",
-      "attention_backward", "gelu_forward", "gelu_backward", "residual_forward", "residual_backward",
+      "attention_backward", "attention_decode_forward", "gelu_forward", "gelu_backward", "residual_forward", "residual_backward",
       "softmax_crossentropy_forward", "softmax_crossentropy_backward", "adamw", "grad_norm", "scale",
       "gather_rows", "scatter_rows", "onehot_sub", "row_dot", "gm_combine", "scale_by", "axpy_by",
       "softmax_jvp_rows", "x_adam_step", "fill"};
@@ -173,6 +173,7 @@ Backend make_table() {
   b.matmul_backward = matmul_backward<float>;
   b.attention_forward = attention_forward<float>;
   b.attention_backward = attention_bwd;
+  b.attention_decode_forward = attention_decode_forward;
   b.gelu_forward = gelu_fwd;
   b.gelu_backward = gelu_bwd;
   b.residual_forward = residual_forward<float>;

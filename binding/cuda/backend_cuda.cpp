@@ -157,6 +157,7 @@ Backend make_table() {
   b.matmul_backward = matmul_backward;
   b.attention_forward = attention_forward;
   b.attention_backward = attention_backward;
+  b.attention_decode_forward = attention_decode_forward;
   b.gelu_forward = gelu_forward;
   b.gelu_backward = gelu_backward;
   b.residual_forward = residual_forward;

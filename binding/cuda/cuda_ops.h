@@ -76,6 +76,8 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                         const float* weight, const float* mean, const float* rstd, int N, int C);
 void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH);
+void attention_decode_forward(float* out, float* kcache, float* vcache, const float* pk, const float* pv,
+                              const float* qkv, int R, int Tn, int C, int NH, int P, int len, int cap);
 void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att, int B,
                         int T, int C, int NH);
 void gelu_forward(float* out, const float* inp, long N);

@@ -209,6 +209,94 @@ void GPT2Exec::backward(const Backward& a) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// ---------------------------------------------------------------------------------------------------------------
+// Decoding with a KV cache: gpt2.cpp's decode, op for op, through the table.
+
+ExecKVCache::ExecKVCache(const Backend* be, const GPT2Config& cfg, int rows_, int capacity_, const KVCache* host_prefix)
+    : rows(rows_), capacity(capacity_) {
+  if (rows <= 0 || capacity <= 0) throw std::invalid_argument("ExecKVCache: rows and capacity must be positive");
+  const size_t C = cfg.channels, L = cfg.num_layers;
+  k.reset(be, L * rows * capacity * C);
+  v.reset(be, L * rows * capacity * C);
+  if (host_prefix && host_prefix->length > 0) {
+    if (host_prefix->rows != 1 || host_prefix->num_layers != cfg.num_layers || host_prefix->channels != cfg.channels)
+      throw std::invalid_argument("ExecKVCache: the prefix must be a one-row cache of this model");
+    prefix_len = host_prefix->length;
+    prefix_capacity = host_prefix->capacity;
+    // the filled positions of every layer, packed [L, prefix_len, C]
+    prefix_k.reset(be, L * prefix_len * C);
+    prefix_v.reset(be, L * prefix_len * C);
+    for (size_t l = 0; l < L; ++l) {
+      be->to_device(prefix_k.data() + l * prefix_len * C, host_prefix->k_at((int)l, 0, 0), sizeof(float) * prefix_len * C);
+      be->to_device(prefix_v.data() + l * prefix_len * C, host_prefix->v_at((int)l, 0, 0), sizeof(float) * prefix_len * C);
+    }
+  }
+}
+
+void GPT2Exec::decode(ExecKVCache& cache, const int* tokens, int Tn, float* logits_out) {
+  const int R = cache.rows, C = cfg_.channels, V = cfg_.vocab_size, NH = cfg_.num_heads;
+  const int P = cache.prefix_len, pos_base = P + cache.length;
+  const long N = (long)R * Tn;
+  if (Tn <= 0) throw std::invalid_argument("GPT2Exec::decode: need at least one new position");
+  if (cache.length + Tn > cache.capacity) throw std::invalid_argument("GPT2Exec::decode: KV cache capacity exceeded");
+  if (pos_base + Tn > cfg_.max_seq_len) throw std::invalid_argument("GPT2Exec::decode: sequence exceeds max_seq_len");
+  const Backend& be = *be_;
+  for (auto* b : {&dec_x_, &dec_ln_, &dec_atty_, &dec_proj_}) b->ensure(be_, N * C);
+  dec_qkv_.ensure(be_, N * 3 * C);
+  dec_fch_.ensure(be_, N * 4 * C);
+  dec_fchg_.ensure(be_, N * 4 * C);
+  dec_last_.ensure(be_, (size_t)R * C);
+  dec_h_.ensure(be_, (size_t)R * C);
+  W w = weights(params_.data());
+  float *x = dec_x_.data(), *ln = dec_ln_.data(), *qkv = dec_qkv_.data(), *atty = dec_atty_.data(), *proj = dec_proj_.data();
+  be.embedding_forward(x, tokens, w.wte, w.wpe, R, Tn, C, pos_base);
+  const size_t layer_kv = (size_t)R * cache.capacity * C, layer_prefix = (size_t)P * C;
+  for (int l = 0; l < cfg_.num_layers; ++l) {
+    be.layernorm_forward(ln, nullptr, nullptr, x, w.ln1w + l * C, w.ln1b + l * C, (int)N, C, cfg_.layer_norm_eps);
+    be.matmul_forward(qkv, ln, w.qkvw + (long)l * 3 * C * C, w.qkvb + l * 3 * C, (int)N, C, 3 * C);
+    be.attention_decode_forward(atty, cache.k.data() + l * layer_kv, cache.v.data() + l * layer_kv,
+                                P ? cache.prefix_k.data() + l * layer_prefix : nullptr,
+                                P ? cache.prefix_v.data() + l * layer_prefix : nullptr, qkv, R, Tn, C, NH, P,
+                                cache.length, cache.capacity);
+    be.matmul_forward(proj, atty, w.attprojw + (long)l * C * C, w.attprojb + l * C, (int)N, C, C);
+    be.residual_forward(x, x, proj, N * C);
+    be.layernorm_forward(ln, nullptr, nullptr, x, w.ln2w + l * C, w.ln2b + l * C, (int)N, C, cfg_.layer_norm_eps);
+    be.matmul_forward(dec_fch_.data(), ln, w.fcw + (long)l * 4 * C * C, w.fcb + l * 4 * C, (int)N, C, 4 * C);
+    be.gelu_forward(dec_fchg_.data(), dec_fch_.data(), N * 4 * C);
+    be.matmul_forward(proj, dec_fchg_.data(), w.fcprojw + (long)l * 4 * C * C, w.fcprojb + l * C, (int)N, 4 * C, C);
+    be.residual_forward(x, x, proj, N * C);
+  }
+  cache.length += Tn;
+  // final layernorm and lm_head on each row's last new position only
+  be.gather_rows(dec_last_.data(), x, R, C, Tn, Tn - 1);
+  be.layernorm_forward(dec_h_.data(), nullptr, nullptr, dec_last_.data(), w.lnfw, w.lnfb, R, C, cfg_.layer_norm_eps);
+  if (logits_out) be.gemm(false, true, R, V, C, dec_h_.data(), C, w.wte, C, logits_out, V, false);
+}
+
+void exec_project(GPT2Exec& model, const float* host_wte, const float* U, int B, int L, int free_len,
+                  const uint8_t* allowed, int topk, const KVCache& prefix, const float* prefix_logits, int* out_tokens,
+                  const std::atomic<bool>* cancel) {
+  const Backend* be = model.backend();
+  const int V = model.config().vocab_size, C = model.config().channels;
+  if (prefix.rows != 1 || prefix.length <= 0) throw std::invalid_argument("project: prefix must be a filled one-row cache");
+  ExecKVCache rows(be, model.config(), B, std::max(free_len, 1), &prefix);
+  BackendBuffer<float> ui(be, (size_t)B * C), sims(be, (size_t)B * V), logits(be, (size_t)B * V);
+  BackendBuffer<int> chosen(be, (size_t)B);
+  const float* wte = GPT2::weights_of(model.config(), model.params()).wte;
+  ProjectionSteps steps;
+  steps.similarities = [&](const float* host_ui, float* host_sims) {
+    be->to_device(ui.data(), host_ui, sizeof(float) * B * C);
+    be->gemm(false, true, B, V, C, ui.data(), C, wte, C, sims.data(), V, false);
+    be->to_host(host_sims, sims.data(), sizeof(float) * B * V);
+  };
+  steps.decode_next = [&](const int* host_chosen, float* host_logits) {
+    be->to_device(chosen.data(), host_chosen, sizeof(int) * B);
+    model.decode(rows, chosen.data(), 1, logits.data());
+    be->to_host(host_logits, logits.data(), sizeof(float) * B * V);
+  };
+  project(steps, host_wte, V, C, U, B, L, free_len, allowed, topk, prefix_logits, out_tokens, cancel);
+}
+
 ExecTarget::ExecTarget(const Backend* be, const MatchTarget& t) : n(t.n), V(t.V), C(t.C), norm(t.norm) {
   A.reset(be, (size_t)n * V);
   H.reset(be, (size_t)n * C);

@@ -4,8 +4,8 @@
 // back only scalars (the losses, once per x_update call).
 //
 // Scope: the training/analysis path (full causal forward, backward to input embeddings and, optionally, to the
-// parameters) with logits at the last position of each row or at every position. Not here yet: KV-cached decoding
-// (the projection step) and the Llama family.
+// parameters) with logits at the last position of each row or at every position; KV-cached decoding continuing a
+// shared prefix, and the projection step built on it. Not here yet: the Llama family.
 #pragma once
 #include <vector>
 
@@ -15,6 +15,14 @@
 #include "gradmatch.h"
 
 namespace gradmm {
+
+// Keys and values of every layer for `rows` sequences decoded in lockstep on a backend, continuing a one-row prefix
+// uploaded from a host cache (read by every row, stored once). Layout as KVCache: [L, rows, capacity, C].
+struct ExecKVCache {
+  ExecKVCache(const Backend* be, const GPT2Config& cfg, int rows, int capacity, const KVCache* host_prefix);
+  int rows, capacity, length = 0, prefix_len = 0, prefix_capacity = 0;
+  BackendBuffer<float> k, v, prefix_k, prefix_v;
+};
 
 class GPT2Exec {
  public:
@@ -51,6 +59,10 @@ class GPT2Exec {
   };
   void backward(const Backward& b);
 
+  // gpt2.cpp's decode: Tn new positions of every row of `cache` (tokens: backend memory [rows·Tn]); logits of each
+  // row's last new position to logits_out (backend memory [rows, V]), if given.
+  void decode(ExecKVCache& cache, const int* tokens, int Tn, float* logits_out);
+
  private:
   using W = GPT2::Weights;  // the same layout as GPT2's parameter block
   W weights(float* base) const;
@@ -66,9 +78,16 @@ class GPT2Exec {
   BackendBuffer<float> encoded_, ln1_, ln1_mean_, ln1_rstd_, qkv_, atty_, att_, attproj_, res2_, ln2_, ln2_mean_,
       ln2_rstd_, fch_, fch_gelu_, fcproj_, res3_, lnf_, lnf_mean_, lnf_rstd_;
   BackendBuffer<float> h_rows_, logits_, probs_, losses_;
+  BackendBuffer<float> dec_x_, dec_ln_, dec_qkv_, dec_atty_, dec_proj_, dec_fch_, dec_fchg_, dec_last_, dec_h_;
   BackendBuffer<float> d_res_, d_tmp_, d_qkv_, d_atty_, d_fch_, d_fch_gelu_, d_att_scratch_, dlogits_, dlosses_,
       dh_rows_;
 };
+
+// admm.cpp's project() with the model on the backend: the similarities u_i·e_v and each decoding step run there; the
+// top-k choice runs on the host (the same code as the CPU path), so B·V similarities and logits cross per position.
+void exec_project(GPT2Exec& model, const float* host_wte, const float* U, int B, int L, int free_len,
+                  const uint8_t* allowed, int topk, const KVCache& prefix, const float* prefix_logits, int* out_tokens,
+                  const std::atomic<bool>* cancel = nullptr);
 
 // A MatchTarget (gradmatch.h) uploaded to a backend.
 struct ExecTarget {

@@ -143,7 +143,7 @@ const Backend* exec_backend();  // the table matchLoss/xUpdate run on, or nullpt
 
 #ifdef GRADMM_HAVE_CUDA
 // A GPT-2 model's copy on a backend table (CUDA, or the CPU table under GRADMM_BACKEND=cpu-table), used by
-// buildTarget, initCandidates, matchLoss and xUpdate: weights uploaded once (again only when params_version moves), the current target's
+// buildTarget, initCandidates, matchLoss, xUpdate and project: weights uploaded once (again only when params_version moves), the current target's
 // factors uploaded once per target, X/z/λ/Adam state copied in and out once per call.
 struct DeviceExec {
   DeviceExec(const Backend* b, GPT2& m) : be(b), model(b, m.config(), m.params()) {}
@@ -803,6 +803,12 @@ Napi::Value ModelWrap::Project(const Napi::CallbackInfo& info) {
       env,
       [s, u, B, L, free_len, al, topk, cache, pl, o, cancel] {
         std::lock_guard<std::mutex> lk(s->mutex);
+#ifdef GRADMM_HAVE_CUDA
+        if (DeviceExec* d = s->device_exec()) {
+          exec_project(d->model, s->model.input_embeddings(), u, B, L, free_len, al, topk, *cache, pl, o, cancel.get());
+          return;
+        }
+#endif
         project(s->model, u, B, L, free_len, al, topk, *cache, pl, o, cancel.get());
       },
       nullptr, {a});
@@ -927,8 +933,8 @@ const BackendChoice& backend_choice() {
       c.chosen = "cuda";
       c.reason = prefix + (want == "cuda" ? "forced by GRADMM_BACKEND=cuda" : "CUDA device found") + " (" +
                  p.devices[0].name + ")";
-      c.note = "on CUDA: buildTarget, initCandidates, matchLoss and xUpdate of GPT-2 models; forward/backward, "
-               "decoding, the projection and every Llama model run on the CPU engine";
+      c.note = "on CUDA: buildTarget, initCandidates, matchLoss, xUpdate and project of GPT-2 models; forward, "
+               "backward and decode called directly, and every Llama model, run on the CPU engine";
     } else {
       c.reason = prefix + (want == "cuda" ? "GRADMM_BACKEND=cuda, but CUDA is unavailable: " : "CUDA unavailable: ") + p.error;
       std::fprintf(stderr, "gradmm: CUDA backend unavailable (%s); using the CPU engine\n", p.error.c_str());

@@ -43,11 +43,9 @@ double x_update(CausalLM& model, const MatchTarget& target, float* X, const floa
   return match_loss(model, target, X, a.B, a.L, a.label, nullptr, nullptr, cancel);
 }
 
-void project(CausalLM& model, const float* U, int B, int L, int free_len, const uint8_t* allowed, int topk,
-             const KVCache& prefix, const float* prefix_logits, int* out_tokens, const std::atomic<bool>* cancel) {
-  const int V = model.dims().vocab_size, C = model.dims().channels;
-  const float* wte = model.input_embeddings();
-  if (prefix.rows != 1 || prefix.length <= 0) throw std::invalid_argument("project: prefix must be a filled one-row cache");
+void project(const ProjectionSteps& steps, const float* wte, int V, int C, const float* U, int B, int L, int free_len,
+             const uint8_t* allowed, int topk, const float* prefix_logits, int* out_tokens,
+             const std::atomic<bool>* cancel) {
   std::vector<float> inv_norm(V);
   std::vector<int> allowed_ids;
   for (int v = 0; v < V; ++v) {
@@ -58,13 +56,13 @@ void project(CausalLM& model, const float* U, int B, int L, int free_len, const 
   }
   if (allowed_ids.empty()) throw std::invalid_argument("project: no token is allowed");
   const int k = std::min<int>(topk, (int)allowed_ids.size());
-  KVCache rows(model.dims(), B, std::max(free_len, 1), &prefix);
   std::vector<float> logits((size_t)B * V), ui((size_t)B * C), sims((size_t)B * V);
   for (int b = 0; b < B; ++b) std::memcpy(&logits[(size_t)b * V], prefix_logits, V * sizeof(float));
   std::vector<int> chosen(B);
   for (int i = 0; i < free_len; ++i) {
+    if (cancel && cancel->load(std::memory_order_relaxed)) throw Cancelled();
     for (int b = 0; b < B; ++b) std::memcpy(&ui[(size_t)b * C], U + ((long)b * L + i) * C, C * sizeof(float));
-    gemm<float>(false, true, B, V, C, ui.data(), C, wte, C, sims.data(), V, false);  // u_i · e_v
+    steps.similarities(ui.data(), sims.data());  // u_i · e_v
     parallel_for(B, [&](long b0, long b1) {
       std::vector<std::pair<float, int>> cand(allowed_ids.size());
       for (long b = b0; b < b1; ++b) {
@@ -84,8 +82,20 @@ void project(CausalLM& model, const float* U, int B, int L, int free_len, const 
         out_tokens[(long)b * free_len + i] = best;
       }
     });
-    if (i + 1 < free_len) model.decode(rows, chosen.data(), nullptr, 1, logits.data(), nullptr, cancel);
+    if (i + 1 < free_len) steps.decode_next(chosen.data(), logits.data());
   }
+}
+
+void project(CausalLM& model, const float* U, int B, int L, int free_len, const uint8_t* allowed, int topk,
+             const KVCache& prefix, const float* prefix_logits, int* out_tokens, const std::atomic<bool>* cancel) {
+  const int V = model.dims().vocab_size, C = model.dims().channels;
+  const float* wte = model.input_embeddings();
+  if (prefix.rows != 1 || prefix.length <= 0) throw std::invalid_argument("project: prefix must be a filled one-row cache");
+  KVCache rows(model.dims(), B, std::max(free_len, 1), &prefix);
+  ProjectionSteps steps;
+  steps.similarities = [&](const float* ui, float* sims) { gemm<float>(false, true, B, V, C, ui, C, wte, C, sims, V, false); };
+  steps.decode_next = [&](const int* chosen, float* logits) { model.decode(rows, chosen, nullptr, 1, logits, nullptr, cancel); };
+  project(steps, wte, V, C, U, B, L, free_len, allowed, topk, prefix_logits, out_tokens, cancel);
 }
 
 double init_candidates(const std::function<double(const float* X)>& loss, int C, int B, int L, int free_len,

@@ -32,6 +32,17 @@ void project(CausalLM& model, const float* U, int B, int L, int free_len, const 
              const KVCache& prefix, const float* prefix_logits, int* out_tokens,
              const std::atomic<bool>* cancel = nullptr);
 
+// project()'s choice loop, written once for every executor of the model (all pointers host memory):
+// similarities(ui [B,C], sims [B,V]) computes u_i·e_v; decode_next(chosen [B], logits [B,V]) decodes the chosen
+// tokens of every row and gives each row's logits for the next position. wte [V,C] gives the vocabulary norms.
+struct ProjectionSteps {
+  std::function<void(const float* ui, float* sims)> similarities;
+  std::function<void(const int* chosen, float* logits)> decode_next;
+};
+void project(const ProjectionSteps& steps, const float* wte, int V, int C, const float* U, int B, int L, int free_len,
+             const uint8_t* allowed, int topk, const float* prefix_logits, int* out_tokens,
+             const std::atomic<bool>* cancel = nullptr);
+
 // Fills X [B,L,C] with the best of `candidates` random batches: N(0,1) per free position, each token vector
 // rescaled to `token_norm`, template embeddings [L−free_len, C] pasted. Returns the best f.
 double init_candidates(CausalLM& model, const MatchTarget& target, int B, int L, int free_len,

@@ -249,7 +249,7 @@ KVCache::KVCache(const ModelDims& dims, int rows_, int capacity_, const KVCache*
 
 void GPT2::decode(KVCache& cache, const int* tokens, const float* embeds, int Tn, float* logits_out, float* hidden_out,
                   const std::atomic<bool>* cancel) {
-  const int R = cache.rows, C = cfg_.channels, V = cfg_.vocab_size, NH = cfg_.num_heads, hs = C / NH;
+  const int R = cache.rows, C = cfg_.channels, V = cfg_.vocab_size, NH = cfg_.num_heads;
   const int P = cache.prefix_len(), pos_base = P + cache.length;
   const long N = (long)R * Tn;
   if ((tokens == nullptr) == (embeds == nullptr)) throw std::invalid_argument("decode: give exactly one of tokens or embeds");
@@ -266,46 +266,14 @@ void GPT2::decode(KVCache& cache, const int* tokens, const float* embeds, int Tn
   } else {
     input_embedding_forward(x.data(), embeds, w.wpe, R, Tn, C, pos_base);
   }
-  const float scale = 1.f / std::sqrt((float)hs);
   for (int l = 0; l < cfg_.num_layers; ++l) {
     check_cancel(cancel);
     layernorm_forward(ln.data(), (float*)nullptr, (float*)nullptr, x.data(), w.ln1w + l * C, w.ln1b + l * C, (int)N, C,
                       cfg_.layer_norm_eps);
     matmul_forward(qkv.data(), ln.data(), w.qkvw + (long)l * 3 * C * C, w.qkvb + l * 3 * C, (int)N, C, 3 * C);
-    for (int r = 0; r < R; ++r)
-      for (int t = 0; t < Tn; ++t) {
-        const float* src = qkv.data() + ((long)r * Tn + t) * 3 * C;
-        std::memcpy(cache.k_at(l, r, cache.length + t), src + C, C * sizeof(float));
-        std::memcpy(cache.v_at(l, r, cache.length + t), src + 2 * C, C * sizeof(float));
-      }
-    parallel_for((long)R * NH, [&](long i0, long i1) {
-      std::vector<float> score(pos_base + Tn);
-      for (long rh = i0; rh < i1; ++rh) {
-        const int r = (int)(rh / NH), h = (int)(rh % NH);
-        for (int t = 0; t < Tn; ++t) {
-          const int p = pos_base + t;  // attends to positions 0..p
-          const float* q = qkv.data() + ((long)r * Tn + t) * 3 * C + h * hs;
-          auto key = [&](int j) { return j < P ? cache.prefix->k_at(l, 0, j) : cache.k_at(l, r, j - P); };
-          auto val = [&](int j) { return j < P ? cache.prefix->v_at(l, 0, j) : cache.v_at(l, r, j - P); };
-          float maxv = -INFINITY;
-          for (int j = 0; j <= p; ++j) {
-            const float s = dot_lanes(q, key(j) + h * hs, hs) * scale;
-            score[j] = s;
-            maxv = std::max(maxv, s);
-          }
-          float sum = 0;
-          for (int j = 0; j <= p; ++j) sum += (score[j] = exp_op(score[j] - maxv));
-          const float inv = 1.f / sum;
-          float* o = atty.data() + ((long)r * Tn + t) * C + h * hs;
-          for (int i = 0; i < hs; ++i) o[i] = 0;
-          for (int j = 0; j <= p; ++j) {
-            const float a = score[j] * inv;
-            const float* v = val(j) + h * hs;
-            for (int i = 0; i < hs; ++i) o[i] += a * v[i];
-          }
-        }
-      }
-    });
+    attention_decode_forward(atty.data(), cache.k_at(l, 0, 0), cache.v_at(l, 0, 0), P ? cache.prefix->k_at(l, 0, 0) : nullptr,
+                             P ? cache.prefix->v_at(l, 0, 0) : nullptr, qkv.data(), R, Tn, C, NH, P, cache.length,
+                             cache.capacity);
     matmul_forward(proj.data(), atty.data(), w.attprojw + (long)l * C * C, w.attprojb + l * C, (int)N, C, C);
     residual_forward(x.data(), x.data(), proj.data(), N * C);
     layernorm_forward(ln.data(), (float*)nullptr, (float*)nullptr, x.data(), w.ln2w + l * C, w.ln2b + l * C, (int)N, C,

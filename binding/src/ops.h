@@ -261,6 +261,51 @@ void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* att, int 
   });
 }
 
+// ---- attention of Tn new positions against a KV cache (decoding) ----
+// kcache/vcache: one layer's keys/values [R, cap, C] of each row, positions [0, len) filled; the new positions' k
+// and v (from qkv [R,Tn,3C], q | k | v) are first appended at [len, len + Tn). A shared one-row prefix pk/pv [P, C]
+// (P = 0: none) precedes every row, read in place: new position t of a row sits at absolute position P + len + t
+// and attends to every position up to it. out [R,Tn,C].
+inline void attention_decode_forward(float* out, float* kcache, float* vcache, const float* pk, const float* pv,
+                                     const float* qkv, int R, int Tn, int C, int NH, int P, int len, int cap) {
+  const int hs = C / NH, pos_base = P + len;
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < Tn; ++t) {
+      const float* src = qkv + ((long)r * Tn + t) * 3 * C;
+      std::memcpy(kcache + ((long)r * cap + len + t) * C, src + C, C * sizeof(float));
+      std::memcpy(vcache + ((long)r * cap + len + t) * C, src + 2 * C, C * sizeof(float));
+    }
+  const float scale = 1.f / std::sqrt((float)hs);
+  parallel_for((long)R * NH, [&](long i0, long i1) {
+    std::vector<float> score(pos_base + Tn);
+    for (long rh = i0; rh < i1; ++rh) {
+      const int r = (int)(rh / NH), h = (int)(rh % NH);
+      auto key = [&](int j) { return j < P ? pk + (long)j * C : kcache + ((long)r * cap + j - P) * C; };
+      auto val = [&](int j) { return j < P ? pv + (long)j * C : vcache + ((long)r * cap + j - P) * C; };
+      for (int t = 0; t < Tn; ++t) {
+        const int p = pos_base + t;  // attends to positions 0..p
+        const float* q = qkv + ((long)r * Tn + t) * 3 * C + h * hs;
+        float maxv = -INFINITY;
+        for (int j = 0; j <= p; ++j) {
+          const float s = dot_lanes(q, key(j) + h * hs, hs) * scale;
+          score[j] = s;
+          maxv = std::max(maxv, s);
+        }
+        float sum = 0;
+        for (int j = 0; j <= p; ++j) sum += (score[j] = exp_op(score[j] - maxv));
+        const float inv = 1.f / sum;
+        float* o = out + ((long)r * Tn + t) * C + h * hs;
+        for (int i = 0; i < hs; ++i) o[i] = 0;
+        for (int j = 0; j <= p; ++j) {
+          const float a = score[j] * inv;
+          const float* v = val(j) + h * hs;
+          for (int i = 0; i < hs; ++i) o[i] += a * v[i];
+        }
+      }
+    }
+  });
+}
+
 // ---- GELU, tanh approximation (GPT-2's "gelu_new") ----
 template <typename F>
 inline F gelu_scalar(F x) {

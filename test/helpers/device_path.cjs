@@ -1,4 +1,4 @@
-// Runs the method's native inner-loop calls (initCandidates, matchLoss, xUpdate) on the tiny GPT-2 fixture and prints every result
+// Runs the method's native inner-loop calls (buildTarget, initCandidates, matchLoss, xUpdate, project) on the tiny GPT-2 fixture and prints every result
 // as JSON. test/device_path.test.ts runs it under GRADMM_BACKEND=cpu (the CPU engine) and GRADMM_BACKEND=cpu-table
 // (the backend-table executor that CUDA uses, here with CPU ops) and compares the two.
 const path = require("node:path");
@@ -41,6 +41,16 @@ const { native } = require(path.join(root, "dist", "ts", "native.js"));
   out.x3 = await step(t1); // and back
   out.X = Array.from(X);
   out.adam = [Array.from(adamM), Array.from(adamV), adamStep[0]];
+  // the projection: KV-cached decoding continuing a shared prompt, top-k by cosine, the LM's choice
+  const prompt = Int32Array.from({ length: 6 }, () => Math.floor(rng() * V));
+  const prefix = model.createKVCache(1, prompt.length);
+  const prefixLogits = await model.decode(prefix, { tokens: prompt, T: prompt.length });
+  const allowed = Uint8Array.from({ length: V }, (_, v) => (v % 5 === 0 ? 0 : 1));
+  const outTokens = new Int32Array(B * free);
+  for (const topk of [1, 7, V]) {
+    await nat.project({ U: X, B, L, freeLen: free, allowed, topk, prefix: prefix.handle, prefixLogits, outTokens });
+    out[`project${topk}`] = Array.from(outTokens);
+  }
   // weights written from JavaScript: the device copy must follow
   const w = model.tensor("h.0.mlp.c_fc.weight");
   for (let i = 0; i < w.length; i += 3) w[i] *= 1.5;

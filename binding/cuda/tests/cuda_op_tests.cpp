@@ -210,6 +210,26 @@ static void check_attention(const Backend* be, Rng& r, int B, int T, int C, int 
   report("attention_backward dqkv " + s, nmse(down(be, dgq), rq), tol);
 }
 
+// Decoding attention: Tn new positions appended to a cache holding `len` of `cap`, after a P-position shared prefix.
+static void check_attention_decode(const Backend* be, Rng& r, int R, int Tn, int C, int NH, int P, int len, int cap,
+                                   double tol) {
+  const std::string s = "(R=" + std::to_string(R) + ",Tn=" + std::to_string(Tn) + ",C=" + std::to_string(C) +
+                        ",NH=" + std::to_string(NH) + ",P=" + std::to_string(P) + ",len=" + std::to_string(len) + ")";
+  auto qkv = randn(r, (size_t)R * Tn * 3 * C);
+  auto pk = randn(r, (size_t)std::max(P, 1) * C), pv = randn(r, (size_t)std::max(P, 1) * C);
+  auto kc = randn(r, (size_t)R * cap * C), vc = randn(r, (size_t)R * cap * C);
+  std::vector<float> out((size_t)R * Tn * C);
+  auto dkc = up(be, kc), dvc = up(be, vc), dpk = up(be, pk), dpv = up(be, pv), dq = up(be, qkv);
+  attention_decode_forward(out.data(), kc.data(), vc.data(), P ? pk.data() : nullptr, P ? pv.data() : nullptr,
+                           qkv.data(), R, Tn, C, NH, P, len, cap);
+  BackendBuffer<float> dout(be, out.size());
+  be->attention_decode_forward(dout.data(), dkc.data(), dvc.data(), P ? dpk.data() : nullptr, P ? dpv.data() : nullptr,
+                               dq.data(), R, Tn, C, NH, P, len, cap);
+  report("attention_decode_forward out " + s, nmse(down(be, dout), out), tol);
+  report("attention_decode_forward k cache " + s, nmse(down(be, dkc), kc), kTolExact);
+  report("attention_decode_forward v cache " + s, nmse(down(be, dvc), vc), kTolExact);
+}
+
 static void check_elementwise(const Backend* be, Rng& r, long N) {
   const std::string s = "(" + std::to_string(N) + ")";
   auto x = randn(r, N, 2.f), y = randn(r, N), g = randn(r, N);
@@ -511,6 +531,22 @@ static void check_model(const Backend* be, Rng& r, double tol) {
   be->to_host(grads.data(), ex.grads(), sizeof(float) * grads.size());
   report("GPT2 backward parameter grads (tokens) " + s,
          nmse(grads, std::vector<float>(ref.grads(), ref.grads() + ref.num_params())), tol);
+
+  // KV-cached decoding continuing a shared 5-token prefix: 2 new positions, then 1, then 1
+  KVCache prefix(ref.dims(), 1, 5);
+  auto ptok = randint(r, 5, V);
+  std::vector<float> plog(V), lref((size_t)B * V);
+  ref.decode(prefix, ptok.data(), nullptr, 5, plog.data(), nullptr);
+  KVCache rows(ref.dims(), B, 4, &prefix);
+  ExecKVCache erows(be, cfg, B, 4, &prefix);
+  BackendBuffer<float> dec_logits(be, (size_t)B * V);
+  for (int Tn : {2, 1, 1}) {
+    auto toks = randint(r, (size_t)B * Tn, V);
+    ref.decode(rows, toks.data(), nullptr, Tn, lref.data(), nullptr);
+    auto dt = up(be, toks);
+    ex.decode(erows, dt.data(), Tn, dec_logits.data());
+    report("GPT2 decode logits (prefix 5, " + std::to_string(erows.length) + " decoded) " + s, nmse(down(be, dec_logits), lref), tol);
+  }
 }
 
 static void check_admm(const Backend* be, Rng& r, double tol_f, double tol_x) {
@@ -587,6 +623,10 @@ static void run_op_checks(const Backend* be, double gemm_tol_f32) {
   check_attention(be, r, 2, 7, 24, 3, gemm_tol_f32);
   check_attention(be, r, 3, 37, 64, 4, gemm_tol_f32);
   check_attention(be, r, 1, 70, 48, 2, gemm_tol_f32);
+  check_attention_decode(be, r, 1, 1, 4, 1, 0, 0, 1, gemm_tol_f32);
+  check_attention_decode(be, r, 5, 1, 24, 3, 9, 4, 11, gemm_tol_f32);
+  check_attention_decode(be, r, 3, 4, 64, 4, 17, 0, 6, gemm_tol_f32);
+  check_attention_decode(be, r, 2, 2, 48, 2, 0, 30, 40, gemm_tol_f32);
   check_elementwise(be, r, 1);
   check_elementwise(be, r, 1001);
   check_elementwise(be, r, 300007);
