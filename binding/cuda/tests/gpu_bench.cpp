@@ -1,6 +1,8 @@
-// GPU benchmark of the method's x-update (bench/gpu/run.sh): a random GPT-2-shaped model on the CUDA backend, a
-// random gradient-matching target of n examples, and `steps` Adam steps of admm.cpp's x_update on B synthetic
-// sequences of L positions. Prints one JSON line: milliseconds per x-update step and per f(X) evaluation.
+// GPU benchmark of the method (bench/gpu/run.sh): a random GPT-2-shaped model on the CUDA backend, a random
+// gradient-matching target of n examples, `steps` Adam steps of admm.cpp's x_update on B synthetic sequences of L
+// positions, and projections (top-k 200 over the vocabulary, KV-cached decoding after a 16-token prompt). Prints
+// one JSON line: milliseconds per x-update step, per f(X) evaluation and per projection, and the estimated seconds
+// of one paper-settings batch (500 init candidates, 30 × (50 steps + 1 projection)) and per synthetic sample.
 //   gpu_bench [--model gpt2|gpt2-medium|gpt2-large|gpt2-xl] [--B 16] [--L 32] [--free 24] [--n 64] [--steps 10]
 //             [--gemm auto|f32|tf32|cublas|cublas-f32]
 #include <chrono>
@@ -134,13 +136,30 @@ int main(int argc, char** argv) {
     double fe = 0;
     for (int i = 0; i < evals; ++i) fe = em.match_loss(X.data(), B, L, 123, nullptr);
     const double ms_eval = (now_ms() - t1) / evals;
+    // projection: u = x (λ = 0), every token allowed, top-k 200, after a 16-token prompt decoded on the host
+    KVCache prefix(host.dims(), 1, 16);
+    std::vector<int> prompt(16);
+    for (int i = 0; i < 16; ++i) prompt[i] = (i * 104729 + 7) % V;
+    std::vector<float> prefix_logits(V);
+    host.decode(prefix, prompt.data(), nullptr, 16, prefix_logits.data(), nullptr);
+    std::vector<uint8_t> allowed(V, 1);
+    std::vector<int> out_tokens((size_t)B * free_len);
+    be->to_host(hx.data(), X.data(), xs * 4);
+    exec_project(ex, host.input_embeddings(), hx.data(), B, L, free_len, allowed.data(), 200, prefix, prefix_logits.data(), out_tokens.data());  // warm-up
+    const int projections = 2;
+    t1 = now_ms();
+    for (int i = 0; i < projections; ++i)
+      exec_project(ex, host.input_embeddings(), hx.data(), B, L, free_len, allowed.data(), 200, prefix, prefix_logits.data(), out_tokens.data());
+    const double ms_project = (now_ms() - t1) / projections;
+    const double batch_s = (500 * ms_eval + 30 * (50 * ms_step + ms_project) + ms_project) / 1000;
     const cuda::Probe& pr = cuda::probe();
     std::printf(
         "{\"engine\": \"gradmm-cuda\", \"model\": \"%s\", \"params\": %zu, \"B\": %d, \"L\": %d, \"free\": %d, "
         "\"n\": %d, \"steps\": %d, \"gemm\": \"%s\", \"device\": \"%s\", \"ms_per_step\": %.3f, \"ms_f_eval\": %.3f, "
-        "\"setup_ms\": %.0f, \"f_first\": %.6f, \"f_last\": %.6f, \"f_eval\": %.6f}\n",
+        "\"ms_project\": %.3f, \"paper_batch_s\": %.2f, \"s_per_sample\": %.3f, \"setup_ms\": %.0f, \"f_first\": %.6f, "
+        "\"f_last\": %.6f, \"f_eval\": %.6f}\n",
         model.c_str(), ex.num_params(), B, L, free_len, n, steps, cuda::gemm_mode_name(cuda::resolved_gemm_mode()),
-        pr.devices[0].name.c_str(), ms_step, ms_eval, t_upload, losses[0], f, fe);
+        pr.devices[0].name.c_str(), ms_step, ms_eval, ms_project, batch_s, batch_s / B, t_upload, losses[0], f, fe);
   } catch (const std::exception& e) {
     std::printf("{\"error\": \"%s\"}\n", e.what());
     return 1;
