@@ -14,18 +14,20 @@ interface CountTable {
   counts: Float64Array;
 }
 
-function countSorted(keys: Float64Array): CountTable {
-  keys.sort();
+/** Unique keys of a sorted array with, per key, the sum of `weights` over its run (or the run's length). */
+function runs(sorted: Float64Array, weights: Float64Array | null): CountTable {
   let unique = 0;
-  for (let i = 0; i < keys.length; i++) if (i === 0 || keys[i] !== keys[i - 1]) unique++;
+  for (let i = 0; i < sorted.length; i++) if (i === 0 || sorted[i] !== sorted[i - 1]) unique++;
   const out: CountTable = { keys: new Float64Array(unique), counts: new Float64Array(unique) };
   let j = -1;
-  for (let i = 0; i < keys.length; i++) {
-    if (i === 0 || keys[i] !== keys[i - 1]) out.keys[++j] = keys[i];
-    out.counts[j]++;
+  for (let i = 0; i < sorted.length; i++) {
+    if (i === 0 || sorted[i] !== sorted[i - 1]) out.keys[++j] = sorted[i];
+    out.counts[j] += weights ? weights[i] : 1;
   }
   return out;
 }
+
+const countSorted = (keys: Float64Array): CountTable => runs(keys.sort(), null);
 
 function find(table: CountTable, key: number): number {
   let lo = 0;
@@ -49,15 +51,7 @@ const countOf = (table: CountTable, key: number) => {
 function groupByPrefix(table: CountTable, V: number, distinct: boolean): CountTable {
   const prefixes = new Float64Array(table.keys.length);
   for (let i = 0; i < prefixes.length; i++) prefixes[i] = Math.floor(table.keys[i] / V);
-  let unique = 0;
-  for (let i = 0; i < prefixes.length; i++) if (i === 0 || prefixes[i] !== prefixes[i - 1]) unique++;
-  const out: CountTable = { keys: new Float64Array(unique), counts: new Float64Array(unique) };
-  let j = -1;
-  for (let i = 0; i < prefixes.length; i++) {
-    if (i === 0 || prefixes[i] !== prefixes[i - 1]) out.keys[++j] = prefixes[i];
-    out.counts[j] += distinct ? 1 : table.counts[i];
-  }
-  return out;
+  return runs(prefixes, distinct ? null : table.counts);
 }
 
 /** D = n1 / (n1 + 2·n2) from the count-of-counts (0.5 when undefined). */
