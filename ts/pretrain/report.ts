@@ -119,7 +119,10 @@ export function modelCard(s: RunSummary, opts: { lossPlot: string | null; evalua
     "```",
     "",
     "The corpus, tokenizer and data order are deterministic given the seed and the pinned package versions. With a",
-    "time budget the number of steps depends on the machine's speed, so the weights are not bit-identical across machines.",
+    "time budget the learning-rate decay follows the wall clock, so the number of steps and the exact learning rates depend",
+    "on the machine's speed and load: a rerun is close but not bit-identical. Without one (`train.max_minutes: null`) a run",
+    "is a deterministic function of its config on a given CPU kernel (avx2 / avx512 / scalar): test/pretrain_recipe.test.ts",
+    "checks that two runs, and a run interrupted and resumed from its checkpoint, end with byte-identical weights.",
     "",
   );
   return L.filter((line, i, a) => !(line === "" && a[i - 1] === "")).join("\n");
