@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AbortError } from "../ts/errors";
 import { loadModel, mulberry32 } from "../ts/model";
 import { loadPretrainConfig } from "../ts/pretrain/config";
-import { readDocs } from "../ts/pretrain/corpus";
+import { packageCacheDir, readDocs } from "../ts/pretrain/corpus";
 import { generate } from "../ts/pretrain/sample";
 import { SOURCES, type SourceId } from "../ts/pretrain/sources";
 import { pretrain, type PretrainEvent } from "../ts/pretrain/train";
@@ -27,7 +27,7 @@ function sentence(rng: () => number, n: number): string {
 /** A package folder as fetchPackage leaves it (so the recipe never calls npm). */
 function fakePackage(id: SourceId, files: Record<string, string>): void {
   const spec = SOURCES[id].spec;
-  const dir = path.join(cache(), "packages", spec.replace(/^@/, "").replace(/[/@]/g, "-"));
+  const dir = packageCacheDir(spec, cache());
   for (const [name, text] of Object.entries(files)) {
     fs.mkdirSync(path.dirname(path.join(dir, "package", name)), { recursive: true });
     fs.writeFileSync(path.join(dir, "package", name), text);

@@ -3,7 +3,7 @@
  * is run first (`npm run pretrain -- <recipe>`); this reads their run summaries and tabulates them side by side.
  */
 import * as fs from "node:fs";
-import { loadPretrainConfig } from "../../ts/pretrain/config";
+import { loadPretrainConfig, mlpWidth } from "../../ts/pretrain/config";
 import type { RunSummary } from "../../ts/pretrain/export";
 import { summaryFile } from "../../ts/pretrain/train";
 
@@ -17,7 +17,7 @@ export function compareRuns(configFiles: string[]): { summaries: RunSummary[]; m
   const rows = summaries.map((s) => {
     const m = s.config.model;
     const trainSeconds = s.sessions.reduce((a, x) => a + x.seconds, 0);
-    const shape = m.architecture === "llama" ? `Llama ${m.n_embd}d × ${m.n_layer}L, SwiGLU ${m.intermediate_size ?? Math.ceil((8 * m.n_embd) / 3 / 32) * 32}, RoPE, RMSNorm` : `GPT-2 ${m.n_embd}d × ${m.n_layer}L, MLP ${4 * m.n_embd}, learned positions, LayerNorm`;
+    const shape = m.architecture === "llama" ? `Llama ${m.n_embd}d × ${m.n_layer}L, SwiGLU ${mlpWidth(m)}, RoPE, RMSNorm` : `GPT-2 ${m.n_embd}d × ${m.n_layer}L, MLP ${mlpWidth(m)}, learned positions, LayerNorm`;
     return `| ${shape} | ${n(s.numParams)} | ${n(s.steps)} | ${n(s.tokensSeen)} | ${n(s.tokensSeen / trainSeconds)} | ${s.valLoss.toFixed(4)} | ${s.imdb.bitsPerByte.toFixed(4)} |`;
   });
   const markdown = [

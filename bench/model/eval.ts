@@ -149,7 +149,8 @@ export async function evaluateModel(o: ModelEvalOptions = {}): Promise<ModelEval
     let trainCount = 0;
     for (const seed of seeds) {
       const { taken: devItems, rest } = takeStratified(trainItems, classLabels.length, o.quick ? 8 : devPerClass, mulberry32(1000 + seed), "dev slice");
-      const trainSet = (o.quick ? rest.slice(0, 32) : rest).map(seq);
+      const trainPart = o.quick ? rest.slice(0, 32) : rest;
+      const trainSet = trainPart.map(seq);
       const dev = devItems.map(seq);
       trainCount = trainSet.length;
       // zero-shot, calibrated on the dev slice's texts (their labels unused)
@@ -177,8 +178,8 @@ export async function evaluateModel(o: ModelEvalOptions = {}): Promise<ModelEval
         tuned.dispose();
       }
       // bag-of-words baseline, λ chosen on the same dev slice
-      const trainTexts = (o.quick ? rest.slice(0, 32) : rest).map((x) => x.text);
-      const trainLabels = (o.quick ? rest.slice(0, 32) : rest).map((x) => x.cls);
+      const trainTexts = trainPart.map((x) => x.text);
+      const trainLabels = trainPart.map((x) => x.cls);
       let best = { lambda: 0, dev: -1 };
       for (const lambda of [1e-4, 1e-3, 1e-2]) {
         const bow = trainBow(trainTexts, trainLabels, 2, { lambda, iterations: o.quick ? 20 : 300 });

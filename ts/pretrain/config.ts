@@ -70,6 +70,12 @@ export const pretrainSchema = z.object({
     .prefault({}),
 });
 
+/** The MLP width of the recipe's model: as configured, else 4·n_embd (GPT-2) or 8/3·n_embd rounded up to 32 (Llama). */
+export function mlpWidth(m: z.infer<typeof pretrainSchema>["model"]): number {
+  if (m.intermediate_size !== null) return m.intermediate_size;
+  return m.architecture === "llama" ? Math.ceil((8 * m.n_embd) / 3 / 32) * 32 : 4 * m.n_embd;
+}
+
 export type PretrainConfig = z.infer<typeof pretrainSchema> & {
   resolved: { configFile: string; outDir: string; cacheDir: string; excludeJsonl: string[]; runName: string };
 };

@@ -69,10 +69,14 @@ function sha256(s: string): string {
   return createHash("sha256").update(s).digest("base64");
 }
 
+/** Where fetchPackage keeps `spec` (its `package/` folder and the `.fetched.json` marker). */
+export function packageCacheDir(spec: string, cacheDir: string): string {
+  return path.join(cacheDir, "packages", spec.replace(/^@/, "").replace(/[/@]/g, "-"));
+}
+
 /** Fetches `spec` with npm pack into `<cache>/packages/` and extracts it; returns the package folder. */
 export function fetchPackage(spec: string, cacheDir: string, log: Log): { dir: string; integrity: string } {
-  const name = spec.replace(/^@/, "").replace(/[/@]/g, "-");
-  const dir = path.join(cacheDir, "packages", name);
+  const dir = packageCacheDir(spec, cacheDir);
   const marker = path.join(dir, ".fetched.json");
   if (fs.existsSync(marker)) return { dir: path.join(dir, "package"), integrity: JSON.parse(fs.readFileSync(marker, "utf8")).integrity };
   log(`fetching ${spec} with npm pack`);

@@ -1,4 +1,5 @@
 /** The model card (README.md) of the exported folder, written from the run's numbers. */
+import { mlpWidth } from "./config";
 import type { RunSummary } from "./export";
 import { SOURCES, type SourceId } from "./sources";
 
@@ -18,7 +19,7 @@ export function modelCard(s: RunSummary, opts: { lossPlot: string | null; evalua
   const firstVal = s.log.find((r) => r.kind === "val");
   const llama = m.architecture === "llama";
   const arch = llama ? "Llama" : "GPT-2";
-  const mlp = llama ? `SwiGLU MLP ${m.intermediate_size ?? Math.ceil((8 * m.n_embd) / 3 / 32) * 32}, RMSNorm, RoPE` : `MLP ${4 * m.n_embd}, GELU tanh, learned positions`;
+  const mlp = llama ? `SwiGLU MLP ${mlpWidth(m)}, RMSNorm, RoPE` : `MLP ${mlpWidth(m)}, GELU tanh, learned positions`;
   const L: string[] = [];
   L.push(
     "# gradmm default model",

@@ -15,7 +15,7 @@ import { writeFileAtomic, writeJsonlAtomic } from "../io";
 import { GPT2Model, type ModelConfigInput } from "../model";
 import { openSafetensors, writeSafetensors } from "../safetensors";
 import { getThreads, setThreads, sgemmKernel } from "../threads";
-import { loadPretrainConfig, type PretrainConfig } from "./config";
+import { loadPretrainConfig, mlpWidth, type PretrainConfig } from "./config";
 import { packageRoot } from "../native";
 import { prepareCorpus, type Corpus } from "./corpus";
 import { prepareData, runDir, sequenceWindows, streamWindows, WindowSampler, type EvalWindow, type TokenData } from "./data";
@@ -182,8 +182,7 @@ export function modelConfigOf(cfg: PretrainConfig, vocabSize: number): ModelConf
     if (m.intermediate_size !== null && m.intermediate_size !== 4 * m.n_embd) throw new InvalidFileError(cfg.resolved.configFile, `model.intermediate_size: GPT-2 uses 4·n_embd (${4 * m.n_embd})`);
     return shared;
   }
-  const intermediateSize = m.intermediate_size ?? Math.ceil((8 * m.n_embd) / 3 / 32) * 32;
-  return { ...shared, architecture: "llama", intermediateSize, tieWordEmbeddings: true, ropeTheta: 10000, rmsNormEps: 1e-5 };
+  return { ...shared, architecture: "llama", intermediateSize: mlpWidth(m), tieWordEmbeddings: true, ropeTheta: 10000, rmsNormEps: 1e-5 };
 }
 
 /** Where the last run's summary is kept (the model card can be rewritten from it: `--card-only`). */
