@@ -41,57 +41,6 @@ float* scratch(std::unique_ptr<float, AlignedFree>& buf, size_t& cap, size_t flo
   return buf.get();
 }
 
-// Packs op(A)[i0:i0+mc, p0:p0+kc] into mr-row panels (panel layout: for each k, mr values), zero-padding the last.
-// Loops run along the storage order of A so reads are contiguous; the scattered writes stay inside one small panel.
-void pack_a(int mr, bool transA, const float* A, int lda, int i0, int mc, int p0, int kc, float* dst) {
-  if (transA) {  // element (i,k) at A[k*lda + i]: each k gives mc contiguous values, spread over the panels
-    for (int k = 0; k < kc; ++k) {
-      const float* src = A + (long)(p0 + k) * lda + i0;
-      for (int ip = 0; ip < mc; ip += mr) {
-        const int rows = std::min(mr, mc - ip);
-        float* d = dst + (long)ip * kc + (long)k * mr;
-        for (int i = 0; i < rows; ++i) d[i] = src[ip + i];
-        for (int i = rows; i < mr; ++i) d[i] = 0.f;
-      }
-    }
-    return;
-  }
-  for (int ip = 0; ip < mc; ip += mr, dst += (long)mr * kc) {  // element (i,k) at A[i*lda + k]: rows contiguous
-    const int rows = std::min(mr, mc - ip);
-    for (int i = 0; i < rows; ++i) {
-      const float* src = A + (long)(i0 + ip + i) * lda + p0;
-      for (int k = 0; k < kc; ++k) dst[(long)k * mr + i] = src[k];
-    }
-    for (int i = rows; i < mr; ++i)
-      for (int k = 0; k < kc; ++k) dst[(long)k * mr + i] = 0.f;
-  }
-}
-
-// Packs op(B)[p0:p0+kc, j0:j0+nc] into nr-column panels (for each k, nr values), zero-padding the last one.
-void pack_b(int nr, bool transB, const float* B, int ldb, int p0, int kc, int j0, int nc, float* dst) {
-  for (int jp = 0; jp < nc; jp += nr, dst += (long)nr * kc) {
-    const int cols = std::min(nr, nc - jp);
-    if (!transB) {  // element (k,j) at B[k*ldb + j]: each k gives `cols` contiguous values
-      for (int k = 0; k < kc; ++k) {
-        const float* src = B + (long)(p0 + k) * ldb + j0 + jp;
-        float* d = dst + (long)k * nr;
-        if (cols == nr) std::memcpy(d, src, sizeof(float) * nr);
-        else {
-          for (int j = 0; j < cols; ++j) d[j] = src[j];
-          for (int j = cols; j < nr; ++j) d[j] = 0.f;
-        }
-      }
-    } else {  // element (k,j) at B[j*ldb + k]: each column is contiguous along k
-      for (int j = 0; j < cols; ++j) {
-        const float* src = B + (long)(j0 + jp + j) * ldb + p0;
-        for (int k = 0; k < kc; ++k) dst[(long)k * nr + j] = src[k];
-      }
-      for (int j = cols; j < nr; ++j)
-        for (int k = 0; k < kc; ++k) dst[(long)k * nr + j] = 0.f;
-    }
-  }
-}
-
 // C[m0:m1, n0:n1] (+)= op(A)[m0:m1, :] · op(B)[:, n0:n1] with the BLIS loop nest.
 void gemm_block(const GemmMicroKernel& kern, bool transA, bool transB, int m0, int m1, int n0, int n1, int K,
                 const float* A, int lda, const float* B, int ldb, float* C, int ldc, bool accumulate) {
@@ -107,10 +56,10 @@ void gemm_block(const GemmMicroKernel& kern, bool transA, bool transB, int m0, i
     for (int pc = 0; pc < K; pc += KC) {
       int kc = std::min(KC, K - pc);
       bool acc = accumulate || pc > 0;
-      pack_b(nr, transB, B, ldb, pc, kc, jc, nc, b_pack);
+      kern.pack_b(transB, B, ldb, pc, kc, jc, nc, b_pack);
       for (int ic = m0; ic < m1; ic += mc_max) {
         int mc = std::min(mc_max, m1 - ic);
-        pack_a(mr, transA, A, lda, ic, mc, pc, kc, a_pack);
+        kern.pack_a(transA, A, lda, ic, mc, pc, kc, a_pack);
         for (int jr = 0; jr < nc; jr += nr)
           for (int ir = 0; ir < mc; ir += mr)
             kern.run(kc, a_pack + (long)ir * kc, b_pack + (long)jr * kc, C + (long)(ic + ir) * ldc + jc + jr, ldc,

@@ -23,6 +23,10 @@ struct GemmMicroKernel {
   const char* name;
   int mr, nr;
   void (*run)(int kc, const float* a_panel, const float* b_panel, float* c, long ldc, int m, int n, bool accumulate);
+  // Packing into those panels: op(A)[i0:i0+mc, p0:p0+kc] into mr-row panels, op(B)[p0:p0+kc, j0:j0+nc] into nr-column
+  // panels, the last panel of each zero-padded (built per ISA: the tile widths are compile-time constants there).
+  void (*pack_a)(bool transA, const float* A, int lda, int i0, int mc, int p0, int kc, float* dst);
+  void (*pack_b)(bool transB, const float* B, int ldb, int p0, int kc, int j0, int nc, float* dst);
   // Unpacked paths for a few rows of A (decoding: M = rows being decoded), where packing B would cost as much as
   // the product. Columns [j0, j1) of C; K summed in order, one pass over B.
   //   small_nn: C[M,N] (+)= A[M,K] · B[K,N]      small_nt: C[M,N] (+)= A[M,K] · B[N,K]ᵀ

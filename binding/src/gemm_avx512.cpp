@@ -155,7 +155,7 @@ void small_nt(int M, int j0, int j1, int K, const float* A, int lda, const float
   }
 }
 
-const GemmMicroKernel kernel = {"avx512", MR, NR, micro_avx512, small_nn, small_nt};
+const GemmMicroKernel kernel = {"avx512", MR, NR, micro_avx512, pack_a_panels<MR>, pack_b_panels<NR>, small_nn, small_nt};
 }  // namespace
 
 const GemmMicroKernel* gemm_kernel_avx512() { return &kernel; }

@@ -14,7 +14,7 @@ void micro_scalar(int kc, const float* a, const float* b, float* c, long ldc, in
   store_partial_tile(acc, NR, c, ldc, m, n, accumulate);
 }
 
-const GemmMicroKernel kernel = {"scalar", MR, NR, micro_scalar, small_nn_ref, small_nt_ref};
+const GemmMicroKernel kernel = {"scalar", MR, NR, micro_scalar, pack_a_panels<MR>, pack_b_panels<NR>, small_nn_ref, small_nt_ref};
 }  // namespace
 
 const GemmMicroKernel* gemm_kernel_scalar() { return &kernel; }
