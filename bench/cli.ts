@@ -14,8 +14,9 @@ program
   .option("--json", "print one JSON object instead of a table")
   .option("--quick", "small model and few repetitions (smoke test)")
   .option("--threads <n>", "threads for both sides (default: all cores)", (v) => Number.parseInt(v, 10))
-  .action(async (o: { json?: boolean; quick?: boolean; threads?: number }) => {
-    const r = await benchEngine({ threads: o.threads, quick: o.quick });
+  .option("--rounds <n>", "alternating rounds of ours and PyTorch; each side's best is reported (default 3, --quick 1)", (v) => Number.parseInt(v, 10))
+  .action(async (o: { json?: boolean; quick?: boolean; threads?: number; rounds?: number }) => {
+    const r = await benchEngine({ threads: o.threads, quick: o.quick, rounds: o.rounds });
     process.stdout.write(o.json ? JSON.stringify(r) + "\n" : formatEngineTable(r) + "\n");
   });
 

@@ -13,6 +13,8 @@ export interface EngineBenchResult {
   machine: string;
   threads: number;
   sgemm_kernel: string;
+  /** Rounds run: each runs our three measurements, then PyTorch's; the figures below are each side's best round. */
+  rounds: number;
   sgemm_gflops: number;
   torch_sgemm_gflops: number | null;
   fwd_bwd_inputs_tok_s: number;
@@ -21,6 +23,18 @@ export interface EngineBenchResult {
   torch_train_step_tok_s: number | null;
   torch_version: string | null;
   torch_blas: string | null;
+  /** Every round's figures, ours and PyTorch's, in the order they ran. */
+  per_round: RoundFigures[];
+}
+
+interface Figures {
+  sgemm_gflops: number;
+  fwd_bwd_inputs_tok_s: number;
+  train_step_tok_s: number;
+}
+export interface RoundFigures {
+  ours: Figures;
+  torch: Figures | null;
 }
 
 async function medianTime(fn: () => Promise<void> | void, reps: number): Promise<number> {
@@ -35,23 +49,25 @@ async function medianTime(fn: () => Promise<void> | void, reps: number): Promise
   return times[Math.floor(times.length / 2)];
 }
 
-export async function benchEngine(opts: { threads?: number; quick?: boolean; log?: (s: string) => void } = {}): Promise<EngineBenchResult> {
+/**
+ * Ours and PyTorch's, alternating for `rounds` rounds (default 3). A shared machine's speed drifts over minutes
+ * (here: the same binary between 110 and 170 tokens/s), so one pass of each side can compare a fast minute with a
+ * slow one; alternating and keeping each side's best round compares both at their least disturbed.
+ */
+export async function benchEngine(opts: { threads?: number; quick?: boolean; rounds?: number; log?: (s: string) => void } = {}): Promise<EngineBenchResult> {
   const log = opts.log ?? ((s: string) => process.stderr.write(s + "\n"));
   const threads = opts.threads ?? os.cpus().length;
   setThreads(threads);
   const reps = opts.quick ? 2 : 5;
+  const rounds = Math.max(1, opts.rounds ?? (opts.quick ? 1 : 3));
   const n = 1024;
   const modelCfg = opts.quick
     ? { vocabSize: 8192, maxSeqLen: 128, channels: 256, numLayers: 4, numHeads: 4 }
     : { vocabSize: 50257, maxSeqLen: 1024, channels: 768, numLayers: 12, numHeads: 12 };
   const B = 4, T = 64;
 
-  log(`sgemm ${n}³ (ours)…`);
   const a = new Float32Array(n * n).map((_, i) => Math.sin(i)), bm = new Float32Array(n * n).map((_, i) => Math.cos(i));
   const c = new Float32Array(n * n);
-  const sgemmS = await medianTime(() => native().sgemm(false, false, n, n, n, a, n, bm, n, c, n, false), reps * 2);
-
-  log(`GPT-2 ${modelCfg.channels}d × ${modelCfg.numLayers} layers, V=${modelCfg.vocabSize}, B=${B}, T=${T} (ours)…`);
   const model = GPT2Model.create(modelCfg);
   model.initRandom(0);
   const tokens = new Int32Array(B * T).map((_, i) => (i * 7919) % modelCfg.vocabSize);
@@ -60,51 +76,80 @@ export async function benchEngine(opts: { threads?: number; quick?: boolean; log
   const embeds = new Float32Array(B * T * modelCfg.channels);
   for (let i = 0; i < B * T; i++) embeds.set(wte.subarray(tokens[i] * modelCfg.channels, (tokens[i] + 1) * modelCfg.channels), i * modelCfg.channels);
   const dEmbeds = new Float32Array(embeds.length);
-  const fwdBwdS = await medianTime(async () => {
-    await model.forward({ embeds, targets, B, T });
-    await model.backward({ paramGrads: false, dEmbeds });
-  }, reps);
   let step = 0;
-  const trainS = await medianTime(async () => {
-    await model.forward({ tokens, targets, B, T });
-    model.zeroGrads();
-    await model.backward();
-    await model.adamwStep({ lr: 1e-4, maxGradNorm: 1, step: ++step });
-  }, reps);
-  model.dispose();
-
-  let torch: { torch_version: string; torch_blas: string; sgemm_gflops: number; fwd_bwd_inputs_tok_s: number; train_step_tok_s: number } | null = null;
   const avail = torchAvailable();
-  if (avail) {
-    log(`PyTorch ${avail.version}, same shapes…`);
-    torch = runTorchScript(path.join(__dirname, "..", "..", "bench", "torch", "engine_bench.py"), { threads, reps, sgemm_n: n, model: modelCfg, B, T }, threads);
-  } else log("PyTorch not found at /usr/bin/python3: ours alone (apt-get install python3-torch libopenblas0-pthread)");
+  if (!avail) log("PyTorch not found at /usr/bin/python3: ours alone (apt-get install python3-torch libopenblas0-pthread)");
 
+  const perRound: RoundFigures[] = [];
+  let torchInfo: { torch_version: string; torch_blas: string } | null = null;
+  try {
+    for (let r = 1; r <= rounds; r++) {
+      log(`round ${r}/${rounds}: sgemm ${n}³, GPT-2 ${modelCfg.channels}d × ${modelCfg.numLayers} layers, V=${modelCfg.vocabSize}, B=${B}, T=${T} (ours)…`);
+      const sgemmS = await medianTime(() => native().sgemm(false, false, n, n, n, a, n, bm, n, c, n, false), reps * 2);
+      const fwdBwdS = await medianTime(async () => {
+        await model.forward({ embeds, targets, B, T });
+        await model.backward({ paramGrads: false, dEmbeds });
+      }, reps);
+      const trainS = await medianTime(async () => {
+        await model.forward({ tokens, targets, B, T });
+        model.zeroGrads();
+        await model.backward();
+        await model.adamwStep({ lr: 1e-4, maxGradNorm: 1, step: ++step });
+      }, reps);
+      const ours = { sgemm_gflops: (2 * n ** 3) / sgemmS / 1e9, fwd_bwd_inputs_tok_s: (B * T) / fwdBwdS, train_step_tok_s: (B * T) / trainS };
+      let torch: Figures | null = null;
+      if (avail) {
+        log(`round ${r}/${rounds}: PyTorch ${avail.version}, same shapes…`);
+        const t = runTorchScript<Figures & { torch_version: string; torch_blas: string }>(
+          path.join(__dirname, "..", "..", "bench", "torch", "engine_bench.py"), { threads, reps, sgemm_n: n, model: modelCfg, B, T }, threads);
+        torchInfo = { torch_version: t.torch_version, torch_blas: t.torch_blas };
+        torch = { sgemm_gflops: t.sgemm_gflops, fwd_bwd_inputs_tok_s: t.fwd_bwd_inputs_tok_s, train_step_tok_s: t.train_step_tok_s };
+      }
+      perRound.push({ ours, torch });
+    }
+  } finally {
+    model.dispose();
+  }
+
+  const best = (side: "ours" | "torch", key: keyof Figures): number | null => {
+    const vals = perRound.map((r) => r[side]?.[key]).filter((v): v is number => v !== undefined);
+    return vals.length ? Math.max(...vals) : null;
+  };
   return {
     machine: `${os.cpus()[0]?.model ?? "cpu"} × ${os.cpus().length}`,
     threads: getThreads(),
     sgemm_kernel: sgemmKernel(),
-    sgemm_gflops: (2 * n ** 3) / sgemmS / 1e9,
-    torch_sgemm_gflops: torch?.sgemm_gflops ?? null,
-    fwd_bwd_inputs_tok_s: (B * T) / fwdBwdS,
-    torch_fwd_bwd_inputs_tok_s: torch?.fwd_bwd_inputs_tok_s ?? null,
-    train_step_tok_s: (B * T) / trainS,
-    torch_train_step_tok_s: torch?.train_step_tok_s ?? null,
-    torch_version: torch?.torch_version ?? null,
-    torch_blas: torch?.torch_blas ?? null,
+    rounds,
+    sgemm_gflops: best("ours", "sgemm_gflops")!,
+    torch_sgemm_gflops: best("torch", "sgemm_gflops"),
+    fwd_bwd_inputs_tok_s: best("ours", "fwd_bwd_inputs_tok_s")!,
+    torch_fwd_bwd_inputs_tok_s: best("torch", "fwd_bwd_inputs_tok_s"),
+    train_step_tok_s: best("ours", "train_step_tok_s")!,
+    torch_train_step_tok_s: best("torch", "train_step_tok_s"),
+    torch_version: torchInfo?.torch_version ?? null,
+    torch_blas: torchInfo?.torch_blas ?? null,
+    per_round: perRound,
   };
 }
 
 export function formatEngineTable(r: EngineBenchResult): string {
-  const row = (name: string, ours: number, theirs: number | null, unit: string) =>
-    `| ${name} | ${ours.toFixed(1)} ${unit} | ${theirs === null ? "–" : theirs.toFixed(1) + " " + unit} | ${theirs === null ? "–" : (ours / theirs).toFixed(2) + "×"} |`;
+  // Each round's own ratio too (ours and PyTorch measured minutes apart at most): their range shows the drift.
+  const roundRatios = (key: keyof Figures): string => {
+    const ratios = r.per_round.filter((x) => x.torch).map((x) => x.ours[key] / x.torch![key]);
+    return ratios.length > 1 ? `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}×` : "–";
+  };
+  const row = (name: string, key: keyof Figures, unit: string) => {
+    const ours = r[key], theirs = r[`torch_${key}` as const];
+    return `| ${name} | ${ours.toFixed(1)} ${unit} | ${theirs === null ? "–" : theirs.toFixed(1) + " " + unit} | ${theirs === null ? "–" : (ours / theirs).toFixed(2) + "×"} | ${roundRatios(key)} |`;
+  };
   return [
     `machine: ${r.machine}, threads: ${r.threads}, sgemm kernel: ${r.sgemm_kernel}, PyTorch: ${r.torch_version ?? "absent"} (BLAS: ${r.torch_blas ?? "–"})`,
+    `best of ${r.rounds} alternating round${r.rounds > 1 ? "s" : ""} per side`,
     "",
-    "| benchmark | ours | PyTorch | ours / PyTorch |",
-    "| --- | --- | --- | --- |",
-    row("SGEMM 1024³", r.sgemm_gflops, r.torch_sgemm_gflops, "GFLOP/s"),
-    row("fwd+bwd to inputs", r.fwd_bwd_inputs_tok_s, r.torch_fwd_bwd_inputs_tok_s, "tok/s"),
-    row("train step (AdamW)", r.train_step_tok_s, r.torch_train_step_tok_s, "tok/s"),
+    "| benchmark | ours | PyTorch | ours / PyTorch | per-round ratios |",
+    "| --- | --- | --- | --- | --- |",
+    row("SGEMM 1024³", "sgemm_gflops", "GFLOP/s"),
+    row("fwd+bwd to inputs", "fwd_bwd_inputs_tok_s", "tok/s"),
+    row("train step (AdamW)", "train_step_tok_s", "tok/s"),
   ].join("\n");
 }

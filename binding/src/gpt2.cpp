@@ -231,10 +231,8 @@ double GPT2::adamw_step(float lr, float beta1, float beta2, float eps, float wei
   float* g = grads();
   const long n = (long)params_.size();
   ensure_adam_state();
-  double norm = grad_norm(g, n);
-  if (max_norm > 0 && norm > max_norm) scale_inplace(g, n, (float)(max_norm / (norm + 1e-6)));
-  adamw_update(params_.data(), g, adam_m_.data(), adam_v_.data(), n, lr, beta1, beta2, eps, weight_decay, t);
-  return norm;
+  return clip_and_adamw(params_.data(), g, adam_m_.data(), adam_v_.data(), n, lr, beta1, beta2, eps, weight_decay,
+                        max_norm, t);
 }
 
 KVCache::KVCache(const ModelDims& dims, int rows_, int capacity_, const KVCache* prefix_)

@@ -276,10 +276,8 @@ double Llama::adamw_step(float lr, float beta1, float beta2, float eps, float we
   float* g = grads();
   const long n = (long)params_.size();
   ensure_adam_state();
-  double norm = grad_norm(g, n);
-  if (max_norm > 0 && norm > max_norm) scale_inplace(g, n, (float)(max_norm / (norm + 1e-6)));
-  adamw_update(params_.data(), g, adam_m_.data(), adam_v_.data(), n, lr, beta1, beta2, eps, weight_decay, t);
-  return norm;
+  return clip_and_adamw(params_.data(), g, adam_m_.data(), adam_v_.data(), n, lr, beta1, beta2, eps, weight_decay,
+                        max_norm, t);
 }
 
 void Llama::decode(KVCache& cache, const int* tokens, const float* embeds, int Tn, float* logits_out,

@@ -41,7 +41,8 @@ float LMHeadLoss::forward(const CausalLM::ForwardArgs& args, const float* h, lon
 void LMHeadLoss::backward(const CausalLM::BackwardArgs& args, int C, int V, const float* W, float* dh, float* dW) const {
   if (!args.from_loss && !args.d_logits) return;
   const int R = (int)rows_.size();
-  std::vector<float> dlogits((size_t)R * V, 0.f);
+  std::vector<float>& dlogits = dlogits_;
+  dlogits.assign((size_t)R * V, 0.f);
   if (args.from_loss) {
     double wsum = 0;
     for (float m : mask_) wsum += m;
@@ -51,7 +52,8 @@ void LMHeadLoss::backward(const CausalLM::BackwardArgs& args, int C, int V, cons
   }
   if (args.d_logits)
     for (size_t i = 0; i < dlogits.size(); ++i) dlogits[i] += args.d_logits[i];
-  std::vector<float> dh_rows((size_t)R * C, 0.f);
+  std::vector<float>& dh_rows = dh_rows_;
+  dh_rows.resize((size_t)R * C);
   gemm<float>(false, false, R, C, V, dlogits.data(), V, W, C, dh_rows.data(), C, false);  // dh = dlogits · W
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) dh[(size_t)rows_[r] * C + c] += dh_rows[(size_t)r * C + c];

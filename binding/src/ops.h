@@ -63,6 +63,29 @@ inline float dot_lanes(const float* a, const float* b, int n) {
   return s;
 }
 
+// Sum and maximum of x[0, n) with 8 independent lanes in a fixed order (vectorisable without reassociation).
+template <typename F>
+inline F sum_lanes(const F* x, int n) {
+  F acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += x[i + l];
+  F s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; i < n; ++i) s += x[i];
+  return s;
+}
+template <typename F>
+inline F max_lanes(const F* x, int n) {
+  F acc[8] = {x[0], x[0], x[0], x[0], x[0], x[0], x[0], x[0]};
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) acc[l] = x[i + l] > acc[l] ? x[i + l] : acc[l];
+  F m = acc[0];
+  for (int l = 1; l < 8; ++l) m = acc[l] > m ? acc[l] : m;
+  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
 // ---- matrix multiply: float uses the packed SIMD kernel, double a plain triple loop (tests only) ----
 template <typename F>
 inline void gemm(bool transA, bool transB, int M, int N, int K, const F* A, int lda, const F* B, int ldb, F* C,
@@ -428,10 +451,9 @@ void softmax_crossentropy_forward(F* losses, F* probs, const F* logits, const in
       }
       const F* x = logits + r * V;
       F* p = probs + r * V;
-      F maxv = x[0];
-      for (int v = 1; v < V; ++v) maxv = x[v] > maxv ? x[v] : maxv;
-      F sum = 0;
-      for (int v = 0; v < V; ++v) sum += (p[v] = exp_op(x[v] - maxv));
+      const F maxv = max_lanes(x, V);
+      for (int v = 0; v < V; ++v) p[v] = exp_op(x[v] - maxv);
+      const F sum = sum_lanes(p, V);
       F inv = F(1) / sum;
       for (int v = 0; v < V; ++v) p[v] *= inv;
       losses[r] = -(x[targets[r]] - maxv - std::log(sum));
@@ -459,5 +481,10 @@ void adamw_update(float* params, const float* grads, float* m, float* v, long n,
 double grad_norm(const float* grads, long n);
 // Multiplies grads by scale.
 void scale_inplace(float* x, long n, float scale);
+// A model's whole optimizer step: the global gradient norm, clipping to max_norm (max_norm <= 0: none; the clipped
+// gradients are written back, as torch.nn.utils.clip_grad_norm_ leaves them) and the AdamW update, the last two in
+// one pass over memory (same bits as scale_inplace followed by adamw_update). Returns the norm before clipping.
+double clip_and_adamw(float* params, float* grads, float* m, float* v, long n, float lr, float beta1, float beta2,
+                      float eps, float weight_decay, float max_norm, int t);
 
 }  // namespace gradmm
