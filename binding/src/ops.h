@@ -474,6 +474,35 @@ void softmax_crossentropy_backward(F* dlogits, const F* dlosses, const F* probs,
   });
 }
 
+// p[v] = exp(x[v] − shift), 4 lanes at a time (bit-identical to exp_fast per element).
+inline void exp_shifted(float* p, const float* x, float shift, int n) {
+  const __m128 sh = _mm_set1_ps(shift);
+  int v = 0;
+  for (; v + 4 <= n; v += 4) _mm_storeu_ps(p + v, sse::exp_fast4(_mm_sub_ps(_mm_loadu_ps(x + v), sh)));
+  for (; v < n; ++v) p[v] = exp_fast(x[v] - shift);
+}
+template <>
+inline void softmax_crossentropy_forward<float>(float* losses, float* probs, const float* logits, const int* targets,
+                                                const float* mask, int N, int V) {
+  // the generic version's arithmetic, with the exponentials vectorised (its exp loop stays scalar: see sse above)
+  parallel_for(N, [&](long r0, long r1) {
+    for (long r = r0; r < r1; ++r) {
+      if (mask && mask[r] == 0) {
+        losses[r] = 0;
+        continue;
+      }
+      const float* x = logits + r * V;
+      float* p = probs + r * V;
+      const float maxv = max_lanes(x, V);
+      exp_shifted(p, x, maxv, V);
+      const float sum = sum_lanes(p, V);
+      const float inv = 1.0f / sum;
+      for (int v = 0; v < V; ++v) p[v] *= inv;
+      losses[r] = -(x[targets[r]] - maxv - std::log(sum));
+    }
+  });
+}
+
 // ---- AdamW (decoupled weight decay, PyTorch semantics) with bias correction; step t counts from 1 ----
 void adamw_update(float* params, const float* grads, float* m, float* v, long n, float lr, float beta1, float beta2,
                   float eps, float weight_decay, int t);
