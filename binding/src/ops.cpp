@@ -6,6 +6,14 @@
 
 namespace gradmm {
 
+bool simd_avx2() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") != 0;
+  }();
+  return yes;
+}
+
 namespace {
 
 struct AdamWConstants {

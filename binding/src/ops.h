@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gemm.h"
+#include "ops_simd.h"
 #include "threadpool.h"
 
 namespace gradmm {
@@ -356,7 +357,7 @@ void gelu_backward(F* dinp, const F* inp, const F* dout, long N) {
   });
 }
 
-// float GELU over 4 lanes with SSE2 (the x86-64 baseline): the same operations in the same order as gelu_scalar /
+// float GELU over 8 lanes with AVX2 where the CPU has it (ops_avx2.cpp), else 4 lanes with SSE2 (the x86-64 baseline): the same operations in the same order as gelu_scalar /
 // gelu_backward's scalar body and exp_fast, so every element is bit-identical to the scalar code, but vectorised
 // (the compiler cannot vectorise exp_fast's clamps itself without -ffinite-math-only).
 namespace sse {
@@ -391,6 +392,7 @@ inline void gelu_forward<float>(float* out, const float* inp, long N) {
   parallel_for((N + 3) / 4, [&](long b0, long b1) {
     long i = b0 * 4;
     const long end = std::min(N, b1 * 4);
+    if (simd_avx2()) i += gelu_forward_avx2(out + i, inp + i, end - i);
     for (; i + 4 <= end; i += 4) {
       const __m128 x = _mm_loadu_ps(inp + i);
       const __m128 th = sse::tanh4(sse::gelu_inner4(x));
@@ -406,6 +408,7 @@ inline void gelu_backward<float>(float* dinp, const float* inp, const float* dou
     long i = b0 * 4;
     const long end = std::min(N, b1 * 4);
     const __m128 half = _mm_set1_ps(0.5f), one = _mm_set1_ps(1.0f), s = _mm_set1_ps(0.7978845608028654f);
+    if (simd_avx2()) i += gelu_backward_avx2(dinp + i, inp + i, dout + i, end - i);
     for (; i + 4 <= end; i += 4) {
       const __m128 x = _mm_loadu_ps(inp + i);
       const __m128 th = sse::tanh4(sse::gelu_inner4(x));
@@ -474,10 +477,10 @@ void softmax_crossentropy_backward(F* dlogits, const F* dlosses, const F* probs,
   });
 }
 
-// p[v] = exp(x[v] − shift), 4 lanes at a time (bit-identical to exp_fast per element).
+// p[v] = exp(x[v] − shift), 8 or 4 lanes at a time (bit-identical to exp_fast per element).
 inline void exp_shifted(float* p, const float* x, float shift, int n) {
   const __m128 sh = _mm_set1_ps(shift);
-  int v = 0;
+  int v = simd_avx2() ? (int)exp_shifted_avx2(p, x, shift, n) : 0;
   for (; v + 4 <= n; v += 4) _mm_storeu_ps(p + v, sse::exp_fast4(_mm_sub_ps(_mm_loadu_ps(x + v), sh)));
   for (; v < n; ++v) p[v] = exp_fast(x[v] - shift);
 }
