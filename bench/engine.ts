@@ -2,6 +2,7 @@
  * `npm run bench -- engine`: SGEMM GFLOP/s and GPT-2 124M-shaped step throughput, ours and PyTorch's side by side
  * in one run on the same machine and thread count.
  */
+import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { GPT2Model } from "../ts/model";
@@ -35,6 +36,27 @@ interface Figures {
 export interface RoundFigures {
   ours: Figures;
   torch: Figures | null;
+  /** Share of CPU time the hypervisor took from this VM (/proc/stat "steal") while each side ran; null off Linux. */
+  ours_steal: number | null;
+  torch_steal: number | null;
+}
+
+/** Runs fn and returns the fraction of all CPU time in that window that was stolen by the hypervisor. */
+async function withSteal<T>(fn: () => Promise<T> | T): Promise<{ value: T; steal: number | null }> {
+  const read = (): number[] | null => {
+    try {
+      return fs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+    } catch {
+      return null;
+    }
+  };
+  const before = read();
+  const value = await fn();
+  const after = read();
+  if (!before || !after || before.length < 8) return { value, steal: null };
+  const d = after.map((v, i) => v - (before[i] ?? 0));
+  const total = d.slice(0, 8).reduce((a, b) => a + b, 0);  // user nice system idle iowait irq softirq steal
+  return { value, steal: total > 0 ? d[7] / total : null };
 }
 
 async function medianTime(fn: () => Promise<void> | void, reps: number): Promise<number> {
@@ -85,27 +107,33 @@ export async function benchEngine(opts: { threads?: number; quick?: boolean; rou
   try {
     for (let r = 1; r <= rounds; r++) {
       log(`round ${r}/${rounds}: sgemm ${n}³, GPT-2 ${modelCfg.channels}d × ${modelCfg.numLayers} layers, V=${modelCfg.vocabSize}, B=${B}, T=${T} (ours)…`);
-      const sgemmS = await medianTime(() => native().sgemm(false, false, n, n, n, a, n, bm, n, c, n, false), reps * 2);
-      const fwdBwdS = await medianTime(async () => {
-        await model.forward({ embeds, targets, B, T });
-        await model.backward({ paramGrads: false, dEmbeds });
-      }, reps);
-      const trainS = await medianTime(async () => {
-        await model.forward({ tokens, targets, B, T });
-        model.zeroGrads();
-        await model.backward();
-        await model.adamwStep({ lr: 1e-4, maxGradNorm: 1, step: ++step });
-      }, reps);
-      const ours = { sgemm_gflops: (2 * n ** 3) / sgemmS / 1e9, fwd_bwd_inputs_tok_s: (B * T) / fwdBwdS, train_step_tok_s: (B * T) / trainS };
+      const oursRun = await withSteal(async () => {
+        const sgemmS = await medianTime(() => native().sgemm(false, false, n, n, n, a, n, bm, n, c, n, false), reps * 2);
+        const fwdBwdS = await medianTime(async () => {
+          await model.forward({ embeds, targets, B, T });
+          await model.backward({ paramGrads: false, dEmbeds });
+        }, reps);
+        const trainS = await medianTime(async () => {
+          await model.forward({ tokens, targets, B, T });
+          model.zeroGrads();
+          await model.backward();
+          await model.adamwStep({ lr: 1e-4, maxGradNorm: 1, step: ++step });
+        }, reps);
+        return { sgemm_gflops: (2 * n ** 3) / sgemmS / 1e9, fwd_bwd_inputs_tok_s: (B * T) / fwdBwdS, train_step_tok_s: (B * T) / trainS };
+      });
+      const ours = oursRun.value;
       let torch: Figures | null = null;
+      let torchSteal: number | null = null;
       if (avail) {
         log(`round ${r}/${rounds}: PyTorch ${avail.version}, same shapes…`);
-        const t = runTorchScript<Figures & { torch_version: string; torch_blas: string }>(
-          path.join(__dirname, "..", "..", "bench", "torch", "engine_bench.py"), { threads, reps, sgemm_n: n, model: modelCfg, B, T }, threads);
+        const torchRun = await withSteal(() => runTorchScript<Figures & { torch_version: string; torch_blas: string }>(
+          path.join(__dirname, "..", "..", "bench", "torch", "engine_bench.py"), { threads, reps, sgemm_n: n, model: modelCfg, B, T }, threads));
+        const t = torchRun.value;
+        torchSteal = torchRun.steal;
         torchInfo = { torch_version: t.torch_version, torch_blas: t.torch_blas };
         torch = { sgemm_gflops: t.sgemm_gflops, fwd_bwd_inputs_tok_s: t.fwd_bwd_inputs_tok_s, train_step_tok_s: t.train_step_tok_s };
       }
-      perRound.push({ ours, torch });
+      perRound.push({ ours, torch, ours_steal: oursRun.steal, torch_steal: torchSteal });
     }
   } finally {
     model.dispose();
@@ -132,6 +160,8 @@ export async function benchEngine(opts: { threads?: number; quick?: boolean; rou
   };
 }
 
+const pct = (x: number | null): string => (x === null ? "–" : `${(100 * x).toFixed(0)}%`);
+
 export function formatEngineTable(r: EngineBenchResult): string {
   // Each round's own ratio too (ours and PyTorch measured minutes apart at most): their range shows the drift.
   const roundRatios = (key: keyof Figures): string => {
@@ -151,5 +181,9 @@ export function formatEngineTable(r: EngineBenchResult): string {
     row("SGEMM 1024³", "sgemm_gflops", "GFLOP/s"),
     row("fwd+bwd to inputs", "fwd_bwd_inputs_tok_s", "tok/s"),
     row("train step (AdamW)", "train_step_tok_s", "tok/s"),
+    "",
+    `CPU time stolen by the hypervisor while each side ran, per round (ours / PyTorch): ${r.per_round
+      .map((x) => `${pct(x.ours_steal)} / ${pct(x.torch_steal)}`)
+      .join(", ")}`,
   ].join("\n");
 }
