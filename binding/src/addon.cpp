@@ -17,7 +17,7 @@
 #include "threadpool.h"
 #ifdef GRADMM_HAVE_CUDA
 #include "cuda_ops.h"    // binding/cuda: the CUDA backend, linked when CMake found nvcc
-#include "model_exec.h"  // GPT-2 and the x-update written against the backend table
+#include "model_exec.h"  // GPT-2, the Llama family and the x-update written against the backend table
 #endif
 #include <cctype>
 #include <cstring>
@@ -142,13 +142,15 @@ Napi::Promise run_async(Napi::Env env, std::function<void()> work, std::function
 const Backend* exec_backend();  // the table matchLoss/xUpdate run on, or nullptr for the CPU engine (below)
 
 #ifdef GRADMM_HAVE_CUDA
-// A GPT-2 model's copy on a backend table (CUDA, or the CPU table under GRADMM_BACKEND=cpu-table), used by
-// buildTarget, initCandidates, matchLoss, xUpdate and project: weights uploaded once (again only when params_version moves), the current target's
-// factors uploaded once per target, X/z/λ/Adam state copied in and out once per call.
+// A model's copy on a backend table (CUDA, or the CPU table under GRADMM_BACKEND=cpu-table), used by buildTarget,
+// initCandidates, matchLoss, xUpdate and project: weights uploaded once (again only when params_version moves), the
+// current target's factors uploaded once per target, X/z/λ/Adam state copied in and out once per call. Every family
+// with an executor (model_exec.h: GPT-2 and the Llama family).
 struct DeviceExec {
-  DeviceExec(const Backend* b, GPT2& m) : be(b), model(b, m.config(), m.params()) {}
+  DeviceExec(const Backend* b, std::unique_ptr<CausalExec> m) : be(b), model_ptr(std::move(m)), model(*model_ptr) {}
   const Backend* be;
-  GPT2Exec model;
+  std::unique_ptr<CausalExec> model_ptr;
+  CausalExec& model;
   uint64_t params_version = 0;
   std::shared_ptr<MatchTarget> target_host;  // the target the matcher was built for (kept alive)
   std::unique_ptr<ExecTarget> target;
@@ -169,7 +171,7 @@ struct DeviceExec {
   // build_target's factors on the backend: rows are grouped by their last position and each group runs a forward of
   // exactly that length with logits at its last position (causal: the right padding never matters).
   MatchTarget target_factors(const int* tokens, int n, int T, const int* last_pos, const int* label_ids) {
-    const int V = model.config().vocab_size, C = model.config().channels;
+    const int V = model.dims().vocab_size, C = model.dims().channels;
     MatchTarget t;
     t.n = n, t.V = V, t.C = C;
     t.A.resize((size_t)n * V);
@@ -192,7 +194,7 @@ struct DeviceExec {
       labels.ensure(be, g);
       be->to_device(ids.data(), group_tokens.data(), sizeof(int) * group_tokens.size());
       be->to_device(labels.data(), group_labels.data(), sizeof(int) * g);
-      GPT2Exec::Forward f;
+      CausalExec::Forward f;
       f.tokens = ids.data();
       f.B = g;
       f.T = len;
@@ -233,15 +235,19 @@ struct ModelState {
   uint64_t params_version = 1;
   std::unique_ptr<DeviceExec> device;
 
-  // The model on the exec backend, or nullptr to run on the CPU engine (no such backend, or not a GPT-2).
+  // The model on the exec backend, or nullptr to run on the CPU engine (no such backend, or a family without an
+  // executor).
   DeviceExec* device_exec() {
 #ifdef GRADMM_HAVE_CUDA
     const Backend* be = exec_backend();
-    auto* gpt2 = dynamic_cast<GPT2*>(&model);
-    if (!be || !gpt2) return nullptr;
-    if (!device) device = std::make_unique<DeviceExec>(be, *gpt2);
-    else if (device->params_version != params_version)
-      be->to_device(device->model.params(), gpt2->params(), gpt2->num_params() * sizeof(float));
+    if (!be) return nullptr;
+    if (!device) {
+      std::unique_ptr<CausalExec> exec = make_exec(be, model);
+      if (!exec) return nullptr;
+      device = std::make_unique<DeviceExec>(be, std::move(exec));
+    } else if (device->params_version != params_version) {
+      be->to_device(device->model.params(), model.params(), model.num_params() * sizeof(float));
+    }
     device->params_version = params_version;
     return device.get();
 #else
@@ -933,8 +939,8 @@ const BackendChoice& backend_choice() {
       c.chosen = "cuda";
       c.reason = prefix + (want == "cuda" ? "forced by GRADMM_BACKEND=cuda" : "CUDA device found") + " (" +
                  p.devices[0].name + ")";
-      c.note = "on CUDA: buildTarget, initCandidates, matchLoss, xUpdate and project of GPT-2 models; forward, "
-               "backward and decode called directly, and every Llama model, run on the CPU engine";
+      c.note = "on CUDA: buildTarget, initCandidates, matchLoss, xUpdate and project of GPT-2 and Llama-family models; "
+               "forward, backward and decode called directly run on the CPU engine";
     } else {
       c.reason = prefix + (want == "cuda" ? "GRADMM_BACKEND=cuda, but CUDA is unavailable: " : "CUDA unavailable: ") + p.error;
       std::fprintf(stderr, "gradmm: CUDA backend unavailable (%s); using the CPU engine\n", p.error.c_str());

@@ -538,7 +538,7 @@ static void check_model(const Backend* be, Rng& r, double tol) {
   std::vector<float> plog(V), lref((size_t)B * V);
   ref.decode(prefix, ptok.data(), nullptr, 5, plog.data(), nullptr);
   KVCache rows(ref.dims(), B, 4, &prefix);
-  ExecKVCache erows(be, cfg, B, 4, &prefix);
+  ExecKVCache erows(be, ref.dims(), B, 4, &prefix);
   BackendBuffer<float> dec_logits(be, (size_t)B * V);
   for (int Tn : {2, 1, 1}) {
     auto toks = randint(r, (size_t)B * Tn, V);
