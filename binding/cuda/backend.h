@@ -24,6 +24,7 @@ enum class Op : int {
   SoftmaxCrossentropyBackward, AdamW, GradNorm, Scale,
   // gradient matching (binding/src/gradmatch.cpp) and the x-update (binding/src/admm.cpp)
   GatherRows, ScatterRows, OnehotSub, RowDot, GmCombine, ScaleBy, AxpyBy, SoftmaxJvpRows, XAdamStep, Fill,
+  GatherRowsAt, ScatterRowsAt,
   // the Llama family (binding/src/llama_ops.h)
   RmsnormForward, RmsnormBackward, RopeForward, RopeBackward, SwigluForward, SwigluBackward, LinearForward,
   LinearBackward, GqaAttentionForward, GqaAttentionBackward, GqaAttentionDecodeForward,
@@ -95,6 +96,10 @@ struct Backend {
   // dst[r,:] (+)= src[(r·stride + offset), :]  /  dst[(r·stride + offset), :] (+)= src[r,:]   (rows of C floats)
   void (*gather_rows)(float* dst, const float* src, int R, int C, long stride, long offset);
   void (*scatter_rows)(float* dst, const float* src, int R, int C, long stride, long offset, bool accumulate);
+  // the same with the rows listed: dst[r,:] = src[idx[r], :]  /  dst[idx[r], :] (+)= src[r,:]   (idx: backend
+  // memory [R], distinct rows for the scatter)
+  void (*gather_rows_at)(float* dst, const float* src, const int* idx, int R, int C);
+  void (*scatter_rows_at)(float* dst, const float* src, const int* idx, int R, int C, bool accumulate);
   // A[r,:] = P[r,:] − e_{labels[r]}   (a = p − e_y)
   void (*onehot_sub)(float* A, const float* P, const int* labels, int R, int V);
   // out[r] = Σ_v a[r,v]·b[r,v] in double

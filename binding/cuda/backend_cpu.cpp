@@ -20,9 +20,9 @@ const char* op_name(Op op) {
       "attention_backward", "attention_decode_forward", "gelu_forward", "gelu_backward", "residual_forward", "residual_backward",
       "softmax_crossentropy_forward", "softmax_crossentropy_backward", "adamw", "grad_norm", "scale",
       "gather_rows", "scatter_rows", "onehot_sub", "row_dot", "gm_combine", "scale_by", "axpy_by",
-      "softmax_jvp_rows", "x_adam_step", "fill", "rmsnorm_forward", "rmsnorm_backward", "rope_forward",
-      "rope_backward", "swiglu_forward", "swiglu_backward", "linear_forward", "linear_backward",
-      "gqa_attention_forward", "gqa_attention_backward", "gqa_attention_decode_forward"};
+      "softmax_jvp_rows", "x_adam_step", "fill", "gather_rows_at", "scatter_rows_at", "rmsnorm_forward",
+      "rmsnorm_backward", "rope_forward", "rope_backward", "swiglu_forward", "swiglu_backward", "linear_forward",
+      "linear_backward", "gqa_attention_forward", "gqa_attention_backward", "gqa_attention_decode_forward"};
   static_assert(sizeof(names) / sizeof(names[0]) == (size_t)Op::Count, "op_name table out of date");
   const int i = (int)op;
   return i >= 0 && i < (int)Op::Count ? names[i] : "?";
@@ -77,6 +77,16 @@ void gather_rows(float* dst, const float* src, int R, int C, long stride, long o
 void scatter_rows(float* dst, const float* src, int R, int C, long stride, long offset, bool accumulate) {
   for (long r = 0; r < R; ++r) {
     float* d = dst + (r * stride + offset) * C;
+    const float* s = src + r * C;
+    for (int c = 0; c < C; ++c) d[c] = accumulate ? d[c] + s[c] : s[c];
+  }
+}
+void gather_rows_at(float* dst, const float* src, const int* idx, int R, int C) {
+  for (long r = 0; r < R; ++r) std::memcpy(dst + r * C, src + (long)idx[r] * C, sizeof(float) * C);
+}
+void scatter_rows_at(float* dst, const float* src, const int* idx, int R, int C, bool accumulate) {
+  for (long r = 0; r < R; ++r) {
+    float* d = dst + (long)idx[r] * C;
     const float* s = src + r * C;
     for (int c = 0; c < C; ++c) d[c] = accumulate ? d[c] + s[c] : s[c];
   }
@@ -209,6 +219,8 @@ Backend make_table() {
   b.softmax_jvp_rows = softmax_jvp_rows;
   b.x_adam_step = x_adam_step;
   b.fill = fill;
+  b.gather_rows_at = gather_rows_at;
+  b.scatter_rows_at = scatter_rows_at;
   b.rmsnorm_forward = rmsnorm_forward<float>;
   b.rmsnorm_backward = rmsnorm_backward<float>;
   b.rope_forward = rope_forward<float>;

@@ -177,6 +177,8 @@ Backend make_table() {
   b.softmax_jvp_rows = softmax_jvp_rows;
   b.x_adam_step = x_adam_step;
   b.fill = fill;
+  b.gather_rows_at = gather_rows_at;
+  b.scatter_rows_at = scatter_rows_at;
   b.rmsnorm_forward = rmsnorm_forward;
   b.rmsnorm_backward = rmsnorm_backward;
   b.rope_forward = rope_forward;

@@ -101,6 +101,8 @@ void scale(float* x, long n, float s);
 void fill(float* x, long n, float value);
 void gather_rows(float* dst, const float* src, int R, int C, long stride, long offset);
 void scatter_rows(float* dst, const float* src, int R, int C, long stride, long offset, bool accumulate);
+void gather_rows_at(float* dst, const float* src, const int* idx, int R, int C);
+void scatter_rows_at(float* dst, const float* src, const int* idx, int R, int C, bool accumulate);
 void onehot_sub(float* A, const float* P, const int* labels, int R, int V);
 void row_dot(double* out, const float* a, const float* b, int R, int V);
 void gm_combine(GmScalars* out, float* per_sample, float* loss_out, const float* RA, const float* RH, const float* SA,

@@ -32,7 +32,8 @@ int CausalExec::begin_forward(const Forward& f) {
   if (f.B <= 0 || f.T <= 0) throw std::invalid_argument("model executor forward: empty batch");
   if (f.T > dims_.max_seq_len) throw std::invalid_argument("model executor forward: sequence length exceeds max_seq_len");
   const long BT = (long)f.B * f.T;
-  const int R = f.last_only ? f.B : (int)BT;
+  if (f.rows && (f.n_rows <= 0 || f.n_rows > BT)) throw std::invalid_argument("model executor forward: bad n_rows");
+  const int R = f.rows ? f.n_rows : f.last_only ? f.B : (int)BT;
   const size_t C = dims_.channels, V = dims_.vocab_size;
   if (R != R_ || logits_.size() != (size_t)R * V) {
     h_rows_.reset(be_, (size_t)R * C);
@@ -49,6 +50,11 @@ int CausalExec::begin_forward(const Forward& f) {
   R_ = R;
   used_embeds_ = f.embeds != nullptr;
   last_only_ = f.last_only;
+  listed_rows_ = f.rows != nullptr;
+  if (f.rows) {
+    rows_.ensure(be_, R);
+    be_->copy(rows_.data(), f.rows, sizeof(int) * R);
+  }
   if (f.tokens) {
     tokens_.ensure(be_, BT);
     be_->copy(tokens_.data(), f.tokens, sizeof(int) * BT);
@@ -61,7 +67,8 @@ void CausalExec::head_forward(const float* h, const Forward& f) {
   const int R = R_, C = dims_.channels, V = dims_.vocab_size;
   hidden_ = h;
   // lm_head on the selected rows only
-  be.gather_rows(h_rows_.data(), h, R, C, f.last_only ? f.T : 1, f.last_only ? f.T - 1 : 0);
+  if (listed_rows_) be.gather_rows_at(h_rows_.data(), h, rows_.data(), R, C);
+  else be.gather_rows(h_rows_.data(), h, R, C, f.last_only ? f.T : 1, f.last_only ? f.T - 1 : 0);
   be.gemm(false, true, R, V, C, h_rows_.data(), C, lm_head_weight(), C, logits_.data(), V, false);
   have_targets_ = f.targets != nullptr;
   if (f.targets) {
@@ -100,7 +107,8 @@ void CausalExec::head_backward(const Backward& a, float* d_h, float* dW) {
     }
     if (a.d_logits) be.residual_backward(dlogits_.data(), nullptr, a.d_logits, (long)R * V);
     be.gemm(false, false, R, C, V, dlogits_.data(), V, lm_head_weight(), C, dh_rows_.data(), C, false);
-    be.scatter_rows(d_h, dh_rows_.data(), R, C, stride, offset, true);
+    if (listed_rows_) be.scatter_rows_at(d_h, dh_rows_.data(), rows_.data(), R, C, true);
+    else be.scatter_rows(d_h, dh_rows_.data(), R, C, stride, offset, true);
     if (dW)  // dW += dlogitsᵀ · h_rows
       be.gemm(true, false, V, C, R, dlogits_.data(), V, h_rows_.data(), C, dW, C, true);
   }

@@ -49,6 +49,8 @@ class CausalExec {
     const float* embeds = nullptr;  // backend memory [B,T,C]
     int B = 0, T = 0;
     bool last_only = true;          // logits at position T−1 of each row (R = B) or at every position (R = B·T)
+    const int* rows = nullptr;      // or, if given, at the listed positions b·T + t (backend memory [n_rows],
+    int n_rows = 0;                 // ascending; R = n_rows), as a loss mask selects them on the CPU
     const int* targets = nullptr;   // backend memory [R]; with targets, probabilities and losses are computed
   };
   virtual void forward(const Forward& f) = 0;
@@ -91,7 +93,8 @@ class CausalExec {
   BackendBuffer<float> params_, grads_;
   int B_ = 0, T_ = 0, R_ = 0;  // the last forward's shape
   bool last_only_ = true, used_embeds_ = false, have_targets_ = false;
-  BackendBuffer<int> tokens_, targets_;
+  bool listed_rows_ = false;  // the last forward's logits rows were listed (rows_)
+  BackendBuffer<int> tokens_, targets_, rows_;
   BackendBuffer<float> h_rows_, logits_, probs_, losses_, dlogits_, dlosses_, dh_rows_;
   const float* hidden_ = nullptr;
 };

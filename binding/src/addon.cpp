@@ -166,52 +166,36 @@ struct DeviceExec {
     }
     return *matcher;
   }
-  BackendBuffer<int> ids, labels;
+  BackendBuffer<int> ids, labels, rows;
 
-  // build_target's factors on the backend: rows are grouped by their last position and each group runs a forward of
-  // exactly that length with logits at its last position (causal: the right padding never matters).
+  // build_target's factors on the backend: the same forward as the CPU engine's (all n rows right-padded to T, logits
+  // at each row's last position only), so the CPU table gives the same bits (the CPU GEMM's rounding depends on how
+  // many rows a product has, so a forward per row length would not, for every shape).
   MatchTarget target_factors(const int* tokens, int n, int T, const int* last_pos, const int* label_ids) {
     const int V = model.dims().vocab_size, C = model.dims().channels;
     MatchTarget t;
     t.n = n, t.V = V, t.C = C;
+    std::vector<int> rows_host(n);
+    for (int i = 0; i < n; ++i) rows_host[i] = i * T + last_pos[i];
+    ids.ensure(be, (size_t)n * T);
+    labels.ensure(be, n);
+    rows.ensure(be, n);
+    be->to_device(ids.data(), tokens, sizeof(int) * n * T);
+    be->to_device(labels.data(), label_ids, sizeof(int) * n);
+    be->to_device(rows.data(), rows_host.data(), sizeof(int) * n);
+    CausalExec::Forward f;
+    f.tokens = ids.data();
+    f.B = n;
+    f.T = T;
+    f.rows = rows.data();
+    f.n_rows = n;
+    f.targets = labels.data();
+    model.forward(f);
     t.A.resize((size_t)n * V);
     t.H.resize((size_t)n * C);
-    std::vector<int> group, group_tokens, group_labels;
-    std::vector<float> probs, hidden;
-    for (int len = 1; len <= T; ++len) {
-      group.clear();
-      for (int i = 0; i < n; ++i)
-        if (last_pos[i] + 1 == len) group.push_back(i);
-      if (group.empty()) continue;
-      const int g = (int)group.size();
-      group_tokens.resize((size_t)g * len);
-      group_labels.resize(g);
-      for (int j = 0; j < g; ++j) {
-        std::memcpy(&group_tokens[(size_t)j * len], tokens + (size_t)group[j] * T, sizeof(int) * len);
-        group_labels[j] = label_ids[group[j]];
-      }
-      ids.ensure(be, group_tokens.size());
-      labels.ensure(be, g);
-      be->to_device(ids.data(), group_tokens.data(), sizeof(int) * group_tokens.size());
-      be->to_device(labels.data(), group_labels.data(), sizeof(int) * g);
-      CausalExec::Forward f;
-      f.tokens = ids.data();
-      f.B = g;
-      f.T = len;
-      f.last_only = true;
-      f.targets = labels.data();
-      model.forward(f);
-      probs.resize((size_t)g * V);
-      hidden.resize((size_t)g * C);
-      be->to_host(probs.data(), model.probs(), sizeof(float) * probs.size());
-      be->to_host(hidden.data(), model.hidden_rows(), sizeof(float) * hidden.size());
-      for (int j = 0; j < g; ++j) {
-        float* a = &t.A[(size_t)group[j] * V];
-        std::memcpy(a, &probs[(size_t)j * V], sizeof(float) * V);
-        a[group_labels[j]] -= 1.f;  // a = p − e_y, as gradmatch.cpp's take_factors
-        std::memcpy(&t.H[(size_t)group[j] * C], &hidden[(size_t)j * C], sizeof(float) * C);
-      }
-    }
+    be->to_host(t.A.data(), model.probs(), sizeof(float) * t.A.size());
+    be->to_host(t.H.data(), model.hidden_rows(), sizeof(float) * t.H.size());
+    for (int i = 0; i < n; ++i) t.A[(size_t)i * V + label_ids[i]] -= 1.f;  // a = p − e_y, as gradmatch.cpp's take_factors
     return t;
   }
 

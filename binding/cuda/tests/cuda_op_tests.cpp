@@ -502,6 +502,25 @@ static void check_gradmatch_ops(const Backend* be, Rng& r, int n, int B, int V, 
       });
       report(std::string("scatter_rows") + (acc ? " acc " : " ") + s, nmse(res2.first, res2.second), kTolExact);
     }
+    std::vector<int> idx(B);  // distinct rows, one per sequence, at varying positions
+    for (int b = 0; b < B; ++b) idx[b] = b * L + r.below(L);
+    auto res3 = run2([&](const Backend* k) {
+      auto dsrc = up(k, src);
+      auto didx = up(k, idx);
+      BackendBuffer<float> dst(k, (size_t)B * C);
+      k->gather_rows_at(dst.data(), dsrc.data(), didx.data(), B, C);
+      return down(k, dst);
+    });
+    report("gather_rows_at " + s, nmse(res3.first, res3.second), kTolExact);
+    for (int acc = 0; acc < 2; ++acc) {
+      auto res4 = run2([&](const Backend* k) {
+        auto drows = up(k, rows), dbase = up(k, base);
+        auto didx = up(k, idx);
+        k->scatter_rows_at(dbase.data(), drows.data(), didx.data(), B, C, acc);
+        return down(k, dbase);
+      });
+      report(std::string("scatter_rows_at") + (acc ? " acc " : " ") + s, nmse(res4.first, res4.second), kTolExact);
+    }
   }
   auto P = randn(r, (size_t)B * V);
   for (auto& x : P) x = std::fabs(x) / V;
@@ -753,6 +772,49 @@ static void check_model(const Backend* be, Rng& r, CausalLM& ref, const std::str
   ex->backward(eb2);
   be->to_host(grads.data(), ex->grads(), sizeof(float) * grads.size());
   report(s + " backward parameter grads (tokens)",
+         nmse(grads, std::vector<float>(ref.grads(), ref.grads() + ref.num_params())), tol);
+
+  // logits at listed positions (buildTarget's forward: each row's last real token; a loss mask on the CPU), then
+  // the loss gradient into the parameters through them
+  std::vector<int> listed(B), tg3((size_t)B * T, 0);
+  std::vector<float> mask3((size_t)B * T, 0.f);
+  for (int b = 0; b < B; ++b) {
+    listed[b] = b * T + T - 1 - 2 * b;
+    mask3[listed[b]] = 1.f;
+    tg3[listed[b]] = labels[b];
+  }
+  CausalLM::ForwardArgs fc;
+  fc.tokens = tokens.data();
+  fc.B = B;
+  fc.T = T;
+  fc.targets = tg3.data();
+  fc.loss_mask = mask3.data();
+  const float loss3 = ref.forward(fc);
+  auto dlisted = up(be, listed);
+  CausalExec::Forward ef3;
+  ef3.tokens = dtok.data();
+  ef3.B = B;
+  ef3.T = T;
+  ef3.rows = dlisted.data();
+  ef3.n_rows = B;
+  ef3.targets = dlab.data();
+  ex->forward(ef3);
+  be->to_host(probs.data(), ex->probs(), sizeof(float) * probs.size());
+  report(s + " forward probs (tokens, listed positions)",
+         nmse(probs, std::vector<float>(ref.probs(), ref.probs() + probs.size())), tol);
+  std::vector<float> hrows((size_t)B * C), hrows_ref((size_t)B * C);
+  be->to_host(hrows.data(), ex->hidden_rows(), sizeof(float) * hrows.size());
+  for (int b = 0; b < B; ++b)
+    std::memcpy(&hrows_ref[(size_t)b * C], ref.hidden() + (size_t)listed[b] * C, sizeof(float) * C);
+  report(s + " forward hidden rows (listed positions)", nmse(hrows, hrows_ref), tol);
+  const double l3 = ex->mean_loss();
+  report(s + " forward loss (listed positions)", (l3 - loss3) * (l3 - loss3) / (loss3 * loss3), tol);
+  ref.zero_grads();
+  ref.backward(bb);
+  ex->zero_grads();
+  ex->backward(eb2);
+  be->to_host(grads.data(), ex->grads(), sizeof(float) * grads.size());
+  report(s + " backward parameter grads (listed positions)",
          nmse(grads, std::vector<float>(ref.grads(), ref.grads() + ref.num_params())), tol);
 
   // KV-cached decoding continuing a shared 5-token prefix: 2 new positions, then 1, then 1
