@@ -6,8 +6,8 @@
 //   cuda_backend()  every op launches the CUDA kernel of binding/cuda/*.cuh on the device; memory is device memory.
 //                   nullptr when no usable CUDA device exists (see backend_select.h for the runtime choice).
 //
-// Semantics are those of ops.h: explicit shapes, row-major, backward ops ACCUMULATE (+=) into gradient buffers and
-// skip a null gradient pointer. All pointers passed to an op are the backend's memory (alloc() of the same table).
+// Semantics are those of ops.h / llama_ops.h: explicit shapes, row-major, backward ops ACCUMULATE (+=) into gradient
+// buffers (rope_backward's accumulate = false is the one exception) and skip a null gradient pointer. All pointers passed to an op are the backend's memory (alloc() of the same table).
 // Calls are ordered (one stream); results are visible to to_host() and to later ops without explicit syncs.
 // No CUDA header is needed to use this file.
 #pragma once

@@ -914,7 +914,7 @@ const BackendChoice& backend_choice() {
     }
     if (want == "cpu-table") {
       c.chosen = "cpu-table";
-      c.reason = prefix + "GRADMM_BACKEND=cpu-table: matchLoss/xUpdate run through the backend-table executor on the CPU (a test of the device path)";
+      c.reason = prefix + "GRADMM_BACKEND=cpu-table: buildTarget/initCandidates/matchLoss/xUpdate/project run through the backend-table executor on the CPU (a test of the device path)";
       return;
     }
     const cuda::Probe& p = cuda::probe();

@@ -649,20 +649,18 @@ static LlamaConfig qwen2_like(int V) {
   cfg.attention_bias = true;
   return cfg;
 }
-// Llama with one kv head (multi-query), head_dim 14 (q width ≠ channels), every bias, tied lm_head
+// Llama with one kv head (multi-query), head_dim 14 (q width ≠ channels), every bias, tied lm_head, plain RoPE
 static LlamaConfig llama_mqa_tied(int V) {
-  LlamaConfig cfg;
-  cfg.vocab_size = V;
+  LlamaConfig cfg = qwen2_like(V);
   cfg.hidden_size = 40;
   cfg.intermediate_size = 72;
-  cfg.num_layers = 2;
   cfg.num_heads = 4;
   cfg.num_kv_heads = 1;
   cfg.head_dim = 14;
-  cfg.max_seq_len = 16;
   cfg.rope_theta = 500000.0;
+  cfg.rope_scaling = RopeScaling();
   cfg.tie_word_embeddings = true;
-  cfg.attention_bias = cfg.o_proj_bias = cfg.mlp_bias = true;
+  cfg.o_proj_bias = cfg.mlp_bias = true;
   return cfg;
 }
 
