@@ -1,6 +1,6 @@
-// The CPU backend table: every op is the CPU op of binding/src/ops.h or llama_ops.h (float), and the gradient-matching pieces are
-// the loops of gradmatch.cpp / admm.cpp in the same arithmetic order, so model and method code written against the
-// table gives the CPU engine's numbers on this backend.
+// The CPU backend table: every op is the CPU op of binding/src/ops.h or llama_ops.h (float), and the
+// gradient-matching pieces are the loops of gradmatch.cpp / admm.cpp in the same arithmetic order, so model and
+// method code written against the table gives the CPU engine's numbers on this backend.
 #include <cmath>
 #include <cstdlib>
 #include <cstring>

@@ -30,7 +30,8 @@ int CausalExec::begin_forward(const Forward& f) {
   if ((f.tokens == nullptr) == (f.embeds == nullptr))
     throw std::invalid_argument("model executor forward: give exactly one of tokens or embeds");
   if (f.B <= 0 || f.T <= 0) throw std::invalid_argument("model executor forward: empty batch");
-  if (f.T > dims_.max_seq_len) throw std::invalid_argument("model executor forward: sequence length exceeds max_seq_len");
+  if (f.T > dims_.max_seq_len)
+    throw std::invalid_argument("model executor forward: sequence length exceeds max_seq_len");
   const long BT = (long)f.B * f.T;
   if (f.rows && (f.n_rows <= 0 || f.n_rows > BT)) throw std::invalid_argument("model executor forward: bad n_rows");
   const int R = f.rows ? f.n_rows : f.last_only ? f.B : (int)BT;
