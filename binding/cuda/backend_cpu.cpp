@@ -1,6 +1,6 @@
-// The CPU backend table: every op is the CPU op of binding/src/ops.h (float), and the gradient-matching pieces are
-// the loops of gradmatch.cpp / admm.cpp in the same arithmetic order, so model and method code written against the
-// table gives the CPU engine's numbers on this backend.
+// The CPU backend table: every op is the CPU op of binding/src/ops.h or llama_ops.h (float), and the
+// gradient-matching pieces are the loops of gradmatch.cpp / admm.cpp in the same arithmetic order, so model and
+// method code written against the table gives the CPU engine's numbers on this backend.
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "backend.h"
+#include "llama_ops.h"
 #include "ops.h"
 
 namespace gradmm {
@@ -19,7 +20,9 @@ const char* op_name(Op op) {
       "attention_backward", "attention_decode_forward", "gelu_forward", "gelu_backward", "residual_forward", "residual_backward",
       "softmax_crossentropy_forward", "softmax_crossentropy_backward", "adamw", "grad_norm", "scale",
       "gather_rows", "scatter_rows", "onehot_sub", "row_dot", "gm_combine", "scale_by", "axpy_by",
-      "softmax_jvp_rows", "x_adam_step", "fill"};
+      "softmax_jvp_rows", "x_adam_step", "fill", "gather_rows_at", "scatter_rows_at", "rmsnorm_forward",
+      "rmsnorm_backward", "rope_forward", "rope_backward", "swiglu_forward", "swiglu_backward", "linear_forward",
+      "linear_backward", "gqa_attention_forward", "gqa_attention_backward", "gqa_attention_decode_forward"};
   static_assert(sizeof(names) / sizeof(names[0]) == (size_t)Op::Count, "op_name table out of date");
   const int i = (int)op;
   return i >= 0 && i < (int)Op::Count ? names[i] : "?";
@@ -43,11 +46,24 @@ void zero(void* p, size_t bytes) {
 }
 void synchronize() {}
 
+// wpe == nullptr: the token lookup alone (llama.cpp's forward and decode copy the rows)
+void embedding_fwd(float* out, const int* tokens, const float* wte, const float* wpe, int B, int T, int C, int pos0) {
+  if (wpe) return embedding_forward(out, tokens, wte, wpe, B, T, C, pos0);
+  for (long i = 0; i < (long)B * T; ++i) std::memcpy(out + i * C, wte + (long)tokens[i] * C, C * sizeof(float));
+}
 void gelu_fwd(float* out, const float* inp, long N) { gelu_forward(out, inp, N); }
 void gelu_bwd(float* dinp, const float* inp, const float* dout, long N) { gelu_backward(dinp, inp, dout, N); }
 void attention_bwd(float* dqkv, float*, const float* dout, const float* qkv, const float* att, int B, int T, int C,
                    int NH) {
   attention_backward(dqkv, dout, qkv, att, B, T, C, NH);
+}
+void gqa_attention_bwd(float* dqkv, float*, const float* dout, const float* qkv, const float* att, int B, int T, int NH,
+                       int NKV, int hd) {
+  gqa_attention_backward(dqkv, dout, qkv, att, B, T, NH, NKV, hd);
+}
+void rope_bwd(float* dinp, const float* dout, int N, int T, int ld, int n_heads, int hd, const float* cos,
+              const float* sin, int pos0, bool accumulate) {
+  rope_apply(dinp, dout, N, T, ld, n_heads, hd, cos, sin, pos0, true, accumulate);
 }
 void gemm_f(bool ta, bool tb, int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
             bool accumulate) {
@@ -61,6 +77,16 @@ void gather_rows(float* dst, const float* src, int R, int C, long stride, long o
 void scatter_rows(float* dst, const float* src, int R, int C, long stride, long offset, bool accumulate) {
   for (long r = 0; r < R; ++r) {
     float* d = dst + (r * stride + offset) * C;
+    const float* s = src + r * C;
+    for (int c = 0; c < C; ++c) d[c] = accumulate ? d[c] + s[c] : s[c];
+  }
+}
+void gather_rows_at(float* dst, const float* src, const int* idx, int R, int C) {
+  for (long r = 0; r < R; ++r) std::memcpy(dst + r * C, src + (long)idx[r] * C, sizeof(float) * C);
+}
+void scatter_rows_at(float* dst, const float* src, const int* idx, int R, int C, bool accumulate) {
+  for (long r = 0; r < R; ++r) {
+    float* d = dst + (long)idx[r] * C;
     const float* s = src + r * C;
     for (int c = 0; c < C; ++c) d[c] = accumulate ? d[c] + s[c] : s[c];
   }
@@ -162,7 +188,7 @@ Backend make_table() {
   b.copy = copy;
   b.zero = zero;
   b.synchronize = synchronize;
-  b.embedding_forward = embedding_forward<float>;
+  b.embedding_forward = embedding_fwd;
   b.embedding_backward = embedding_backward<float>;
   b.input_embedding_forward = input_embedding_forward<float>;
   b.input_embedding_backward = input_embedding_backward<float>;
@@ -193,6 +219,19 @@ Backend make_table() {
   b.softmax_jvp_rows = softmax_jvp_rows;
   b.x_adam_step = x_adam_step;
   b.fill = fill;
+  b.gather_rows_at = gather_rows_at;
+  b.scatter_rows_at = scatter_rows_at;
+  b.rmsnorm_forward = rmsnorm_forward<float>;
+  b.rmsnorm_backward = rmsnorm_backward<float>;
+  b.rope_forward = rope_forward<float>;
+  b.rope_backward = rope_bwd;
+  b.swiglu_forward = swiglu_forward<float>;
+  b.swiglu_backward = swiglu_backward<float>;
+  b.linear_forward = linear_forward<float>;
+  b.linear_backward = linear_backward<float>;
+  b.gqa_attention_forward = gqa_attention_forward<float>;
+  b.gqa_attention_backward = gqa_attention_bwd;
+  b.gqa_attention_decode_forward = gqa_attention_decode_forward;
   return b;
 }
 

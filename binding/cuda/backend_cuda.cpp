@@ -177,6 +177,19 @@ Backend make_table() {
   b.softmax_jvp_rows = softmax_jvp_rows;
   b.x_adam_step = x_adam_step;
   b.fill = fill;
+  b.gather_rows_at = gather_rows_at;
+  b.scatter_rows_at = scatter_rows_at;
+  b.rmsnorm_forward = rmsnorm_forward;
+  b.rmsnorm_backward = rmsnorm_backward;
+  b.rope_forward = rope_forward;
+  b.rope_backward = rope_backward;
+  b.swiglu_forward = swiglu_forward;
+  b.swiglu_backward = swiglu_backward;
+  b.linear_forward = linear_forward;
+  b.linear_backward = linear_backward;
+  b.gqa_attention_forward = gqa_attention_forward;
+  b.gqa_attention_backward = gqa_attention_backward;
+  b.gqa_attention_decode_forward = gqa_attention_decode_forward;
   return b;
 }
 

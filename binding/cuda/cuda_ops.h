@@ -1,7 +1,8 @@
 // Host-callable launchers of the CUDA kernels (binding/cuda/*.cuh, compiled in ops.cu and matmul.cu) and the CUDA
 // runtime facts the addon reports. Plain C++: no CUDA header needed to include this file.
 // Every launcher takes device pointers, uses the default stream, checks the launch and throws std::runtime_error
-// on a CUDA error. Semantics are exactly those of the same-named op in binding/src/ops.h (the specification).
+// on a CUDA error. Semantics are exactly those of the same-named op in binding/src/ops.h or llama_ops.h (the
+// specification).
 #pragma once
 #include <cstddef>
 #include <string>
@@ -65,6 +66,11 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
                      const float* weight, int N, int C, int OC);
 // out[c] += Σ_r in[r·ld + c] for c < C (rows in order per column: deterministic)
 void column_sum(float* out, const float* in, int N, int C, int ld);
+// llama_ops.h linear_* (nn.Linear layout, strided rows)
+void linear_forward(float* out, int ldo, const float* inp, int ldi, const float* weight, const float* bias, int N,
+                    int C, int OC);
+void linear_backward(float* dinp, int lddi, float* dweight, float* dbias, const float* dout, int ldd,
+                     const float* inp, int ldi, const float* weight, int N, int C, int OC);
 
 // ---- the other ops (ops.cu) ----
 void embedding_forward(float* out, const int* tokens, const float* wte, const float* wpe, int B, int T, int C, int pos0);
@@ -95,6 +101,8 @@ void scale(float* x, long n, float s);
 void fill(float* x, long n, float value);
 void gather_rows(float* dst, const float* src, int R, int C, long stride, long offset);
 void scatter_rows(float* dst, const float* src, int R, int C, long stride, long offset, bool accumulate);
+void gather_rows_at(float* dst, const float* src, const int* idx, int R, int C);
+void scatter_rows_at(float* dst, const float* src, const int* idx, int R, int C, bool accumulate);
 void onehot_sub(float* A, const float* P, const int* labels, int R, int V);
 void row_dot(double* out, const float* a, const float* b, int R, int V);
 void gm_combine(GmScalars* out, float* per_sample, float* loss_out, const float* RA, const float* RH, const float* SA,
@@ -105,6 +113,22 @@ void softmax_jvp_rows(float* dlogits, const float* P, const float* G, int R, int
 void x_adam_step(float* X, float* m, float* v, const float* dX, const float* z, const float* lam, float* g_scratch,
                  double* norm_scratch, int B, long row_n, long free_n, float rho, float max_norm, float beta1,
                  float beta2, float eps, float step_size, float bc2_sqrt);
+
+// ---- the Llama family (ops.cu: rmsnorm.cuh, rope.cuh, swiglu.cuh, attention.cuh; llama_ops.h is the spec) ----
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C, float eps);
+void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                      const float* rstd, int N, int C);
+void rope_forward(float* out, const float* inp, int N, int T, int ld, int n_heads, int hd, const float* cos,
+                  const float* sin, int pos0);
+void rope_backward(float* dinp, const float* dout, int N, int T, int ld, int n_heads, int hd, const float* cos,
+                   const float* sin, int pos0, bool accumulate);
+void swiglu_forward(float* out, const float* gate, const float* up, long N);
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, long N);
+void gqa_attention_forward(float* out, float* att, const float* qkv, int B, int T, int NH, int NKV, int hd);
+void gqa_attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att, int B,
+                            int T, int NH, int NKV, int hd);
+void gqa_attention_decode_forward(float* out, float* kcache, float* vcache, const float* pk, const float* pv,
+                                  const float* qkv, int R, int Tn, int NH, int NKV, int hd, int P, int len, int cap);
 
 }  // namespace cuda
 }  // namespace gradmm

@@ -1,4 +1,5 @@
-// Embedding ops (ops.h: embedding_*, input_embedding_*). Forward: one thread per output element. Backward: the
+// Embedding ops (ops.h: embedding_*, input_embedding_*). Forward: one thread per output element; a null wpe gives
+// the token lookup alone (the Llama family has no learned positions). Backward: the
 // position gradient sums the batch in order per (t, c) (deterministic, same order as the CPU); the token gradient
 // uses atomicAdd because token ids repeat.
 #pragma once
@@ -12,7 +13,8 @@ __global__ void embedding_forward_kernel(float* out, const int* tokens, const fl
   GRADMM_GRID_LOOP(i, BT * C) {
     const long bt = i / C;
     const int c = (int)(i % C);
-    out[i] = wte[(long)tokens[bt] * C + c] + wpe[(long)(pos0 + bt % T) * C + c];
+    const float te = wte[(long)tokens[bt] * C + c];
+    out[i] = wpe ? te + wpe[(long)(pos0 + bt % T) * C + c] : te;  // no wpe: the token lookup alone (Llama)
   }
 }
 __global__ void input_embedding_forward_kernel(float* out, const float* inp, const float* wpe, long BT, int T, int C,

@@ -8,16 +8,19 @@
 namespace gradmm {
 namespace cuda {
 
-__global__ void gather_rows_kernel(float* dst, const float* src, int R, int C, long stride, long offset) {
+// row r of the compact side is row idx[r] of the strided side, or row r·stride + offset without idx
+__global__ void gather_rows_kernel(float* dst, const float* src, const int* idx, int R, int C, long stride,
+                                   long offset) {
   GRADMM_GRID_LOOP(i, (long)R * C) {
     const long r = i / C, c = i % C;
-    dst[i] = src[(r * stride + offset) * C + c];
+    dst[i] = src[(idx ? (long)idx[r] : r * stride + offset) * C + c];
   }
 }
-__global__ void scatter_rows_kernel(float* dst, const float* src, int R, int C, long stride, long offset, bool acc) {
+__global__ void scatter_rows_kernel(float* dst, const float* src, const int* idx, int R, int C, long stride,
+                                    long offset, bool acc) {
   GRADMM_GRID_LOOP(i, (long)R * C) {
     const long r = i / C, c = i % C;
-    float* d = dst + (r * stride + offset) * C + c;
+    float* d = dst + (idx ? (long)idx[r] : r * stride + offset) * C + c;
     *d = acc ? *d + src[i] : src[i];
   }
 }
@@ -140,13 +143,23 @@ __global__ void fill_kernel(float* x, long n, float value) {
 
 void gather_rows(float* dst, const float* src, int R, int C, long stride, long offset) {
   if (R <= 0 || C <= 0) return;
-  gather_rows_kernel<<<grid_for((long)R * C, 256), 256>>>(dst, src, R, C, stride, offset);
+  gather_rows_kernel<<<grid_for((long)R * C, 256), 256>>>(dst, src, nullptr, R, C, stride, offset);
   check_launch("gather_rows");
 }
 void scatter_rows(float* dst, const float* src, int R, int C, long stride, long offset, bool accumulate) {
   if (R <= 0 || C <= 0) return;
-  scatter_rows_kernel<<<grid_for((long)R * C, 256), 256>>>(dst, src, R, C, stride, offset, accumulate);
+  scatter_rows_kernel<<<grid_for((long)R * C, 256), 256>>>(dst, src, nullptr, R, C, stride, offset, accumulate);
   check_launch("scatter_rows");
+}
+void gather_rows_at(float* dst, const float* src, const int* idx, int R, int C) {
+  if (R <= 0 || C <= 0) return;
+  gather_rows_kernel<<<grid_for((long)R * C, 256), 256>>>(dst, src, idx, R, C, 0, 0);
+  check_launch("gather_rows_at");
+}
+void scatter_rows_at(float* dst, const float* src, const int* idx, int R, int C, bool accumulate) {
+  if (R <= 0 || C <= 0) return;
+  scatter_rows_kernel<<<grid_for((long)R * C, 256), 256>>>(dst, src, idx, R, C, 0, 0, accumulate);
+  check_launch("scatter_rows_at");
 }
 void onehot_sub(float* A, const float* P, const int* labels, int R, int V) {
   if (R <= 0 || V <= 0) return;

@@ -55,6 +55,7 @@ __global__ void layernorm_backward_input_kernel(float* dinp, const float* dout, 
 }
 
 // block (32, 8): column blockIdx.x·32 + threadIdx.x, rows threadIdx.y, threadIdx.y + 8, ...
+// mean == nullptr: no centring (RMSNorm's weight gradient, rmsnorm.cuh); dweight or dbias may be nullptr
 __global__ void layernorm_backward_params_kernel(float* dweight, float* dbias, const float* dout, const float* inp,
                                                  const float* mean, const float* rstd, int N, int C) {
   __shared__ float sw[8][33], sb[8][33];
@@ -64,7 +65,7 @@ __global__ void layernorm_backward_params_kernel(float* dweight, float* dbias, c
   if (c < C)
     for (long r = ty; r < N; r += 8) {
       const float d = dout[r * C + c];
-      aw += (inp[r * C + c] - mean[r]) * rstd[r] * d;
+      aw += (mean ? inp[r * C + c] - mean[r] : inp[r * C + c]) * rstd[r] * d;
       ab += d;
     }
   sw[ty][tx] = aw;

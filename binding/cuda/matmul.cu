@@ -216,8 +216,9 @@ __global__ void __launch_bounds__(T_THREADS) gemm_tf32_kernel(GemmArgs g, int z0
 __global__ void zero_matrix_kernel(float* C, int M, int N, int ldc) {
   GRADMM_GRID_LOOP(e, (long)M * N) C[(e / N) * ldc + e % N] = 0.f;
 }
-__global__ void add_bias_kernel(float* out, const float* bias, long N, int OC) {
-  GRADMM_GRID_LOOP(i, N * OC) out[i] += bias[i % OC];
+// out[r·ld + o] += bias[o] for r < N, o < OC
+__global__ void add_bias_kernel(float* out, const float* bias, long N, int OC, int ld) {
+  GRADMM_GRID_LOOP(i, N * OC) out[(i / OC) * ld + i % OC] += bias[i % OC];
 }
 // block (32, 8): out[c] += Σ_r in[r·ld + c]
 __global__ void column_sum_kernel(float* out, const float* in, int N, int C, int ld) {
@@ -427,7 +428,7 @@ void column_sum(float* out, const float* in, int N, int C, int ld) {
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC) {
   gemm(false, false, N, OC, C, inp, C, weight, OC, out, OC, false);
   if (bias && N > 0 && OC > 0) {
-    add_bias_kernel<<<grid_for((long)N * OC, 256), 256>>>(out, bias, N, OC);
+    add_bias_kernel<<<grid_for((long)N * OC, 256), 256>>>(out, bias, N, OC, OC);
     check_launch("matmul_forward (bias)");
   }
 }
@@ -437,6 +438,22 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
   if (dinp) gemm(false, true, N, C, OC, dout, OC, weight, OC, dinp, C, true);     // dinp += dout · Wᵀ
   if (dweight) gemm(true, false, C, OC, N, inp, C, dout, OC, dweight, OC, true);  // dW += inpᵀ · dout
   if (dbias) column_sum(dbias, dout, N, OC, OC);
+}
+
+// llama_ops.h linear_*: nn.Linear layout (W [OC, C]), strided rows; the same products as the CPU op
+void linear_forward(float* out, int ldo, const float* inp, int ldi, const float* weight, const float* bias, int N,
+                    int C, int OC) {
+  gemm(false, true, N, OC, C, inp, ldi, weight, C, out, ldo, false);
+  if (bias && N > 0 && OC > 0) {
+    add_bias_kernel<<<grid_for((long)N * OC, 256), 256>>>(out, bias, N, OC, ldo);
+    check_launch("linear_forward (bias)");
+  }
+}
+void linear_backward(float* dinp, int lddi, float* dweight, float* dbias, const float* dout, int ldd,
+                     const float* inp, int ldi, const float* weight, int N, int C, int OC) {
+  if (dinp) gemm(false, false, N, C, OC, dout, ldd, weight, C, dinp, lddi, true);     // dinp += dout · W
+  if (dweight) gemm(true, false, OC, C, N, dout, ldd, inp, ldi, dweight, C, true);    // dW += doutᵀ · inp
+  if (dbias) column_sum(dbias, dout, N, OC, ldd);
 }
 
 }  // namespace cuda

@@ -17,7 +17,7 @@
 #include "threadpool.h"
 #ifdef GRADMM_HAVE_CUDA
 #include "cuda_ops.h"    // binding/cuda: the CUDA backend, linked when CMake found nvcc
-#include "model_exec.h"  // GPT-2 and the x-update written against the backend table
+#include "model_exec.h"  // GPT-2, the Llama family and the x-update written against the backend table
 #endif
 #include <cctype>
 #include <cstring>
@@ -142,13 +142,15 @@ Napi::Promise run_async(Napi::Env env, std::function<void()> work, std::function
 const Backend* exec_backend();  // the table matchLoss/xUpdate run on, or nullptr for the CPU engine (below)
 
 #ifdef GRADMM_HAVE_CUDA
-// A GPT-2 model's copy on a backend table (CUDA, or the CPU table under GRADMM_BACKEND=cpu-table), used by
-// buildTarget, initCandidates, matchLoss, xUpdate and project: weights uploaded once (again only when params_version moves), the current target's
-// factors uploaded once per target, X/z/λ/Adam state copied in and out once per call.
+// A model's copy on a backend table (CUDA, or the CPU table under GRADMM_BACKEND=cpu-table), used by buildTarget,
+// initCandidates, matchLoss, xUpdate and project: weights uploaded once (again only when params_version moves), the
+// current target's factors uploaded once per target, X/z/λ/Adam state copied in and out once per call. Every family
+// with an executor (model_exec.h: GPT-2 and the Llama family).
 struct DeviceExec {
-  DeviceExec(const Backend* b, GPT2& m) : be(b), model(b, m.config(), m.params()) {}
+  DeviceExec(const Backend* b, std::unique_ptr<CausalExec> m) : be(b), model_ptr(std::move(m)), model(*model_ptr) {}
   const Backend* be;
-  GPT2Exec model;
+  std::unique_ptr<CausalExec> model_ptr;
+  CausalExec& model;
   uint64_t params_version = 0;
   std::shared_ptr<MatchTarget> target_host;  // the target the matcher was built for (kept alive)
   std::unique_ptr<ExecTarget> target;
@@ -164,52 +166,36 @@ struct DeviceExec {
     }
     return *matcher;
   }
-  BackendBuffer<int> ids, labels;
+  BackendBuffer<int> ids, labels, rows;
 
-  // build_target's factors on the backend: rows are grouped by their last position and each group runs a forward of
-  // exactly that length with logits at its last position (causal: the right padding never matters).
+  // build_target's factors on the backend: the same forward as the CPU engine's (all n rows right-padded to T, logits
+  // at each row's last position only), so the CPU table gives the same bits (the CPU GEMM's rounding depends on how
+  // many rows a product has, so a forward per row length would not, for every shape).
   MatchTarget target_factors(const int* tokens, int n, int T, const int* last_pos, const int* label_ids) {
-    const int V = model.config().vocab_size, C = model.config().channels;
+    const int V = model.dims().vocab_size, C = model.dims().channels;
     MatchTarget t;
     t.n = n, t.V = V, t.C = C;
+    std::vector<int> rows_host(n);
+    for (int i = 0; i < n; ++i) rows_host[i] = i * T + last_pos[i];
+    ids.ensure(be, (size_t)n * T);
+    labels.ensure(be, n);
+    rows.ensure(be, n);
+    be->to_device(ids.data(), tokens, sizeof(int) * n * T);
+    be->to_device(labels.data(), label_ids, sizeof(int) * n);
+    be->to_device(rows.data(), rows_host.data(), sizeof(int) * n);
+    CausalExec::Forward f;
+    f.tokens = ids.data();
+    f.B = n;
+    f.T = T;
+    f.rows = rows.data();
+    f.n_rows = n;
+    f.targets = labels.data();
+    model.forward(f);
     t.A.resize((size_t)n * V);
     t.H.resize((size_t)n * C);
-    std::vector<int> group, group_tokens, group_labels;
-    std::vector<float> probs, hidden;
-    for (int len = 1; len <= T; ++len) {
-      group.clear();
-      for (int i = 0; i < n; ++i)
-        if (last_pos[i] + 1 == len) group.push_back(i);
-      if (group.empty()) continue;
-      const int g = (int)group.size();
-      group_tokens.resize((size_t)g * len);
-      group_labels.resize(g);
-      for (int j = 0; j < g; ++j) {
-        std::memcpy(&group_tokens[(size_t)j * len], tokens + (size_t)group[j] * T, sizeof(int) * len);
-        group_labels[j] = label_ids[group[j]];
-      }
-      ids.ensure(be, group_tokens.size());
-      labels.ensure(be, g);
-      be->to_device(ids.data(), group_tokens.data(), sizeof(int) * group_tokens.size());
-      be->to_device(labels.data(), group_labels.data(), sizeof(int) * g);
-      GPT2Exec::Forward f;
-      f.tokens = ids.data();
-      f.B = g;
-      f.T = len;
-      f.last_only = true;
-      f.targets = labels.data();
-      model.forward(f);
-      probs.resize((size_t)g * V);
-      hidden.resize((size_t)g * C);
-      be->to_host(probs.data(), model.probs(), sizeof(float) * probs.size());
-      be->to_host(hidden.data(), model.hidden_rows(), sizeof(float) * hidden.size());
-      for (int j = 0; j < g; ++j) {
-        float* a = &t.A[(size_t)group[j] * V];
-        std::memcpy(a, &probs[(size_t)j * V], sizeof(float) * V);
-        a[group_labels[j]] -= 1.f;  // a = p − e_y, as gradmatch.cpp's take_factors
-        std::memcpy(&t.H[(size_t)group[j] * C], &hidden[(size_t)j * C], sizeof(float) * C);
-      }
-    }
+    be->to_host(t.A.data(), model.probs(), sizeof(float) * t.A.size());
+    be->to_host(t.H.data(), model.hidden_rows(), sizeof(float) * t.H.size());
+    for (int i = 0; i < n; ++i) t.A[(size_t)i * V + label_ids[i]] -= 1.f;  // a = p − e_y, as gradmatch.cpp's take_factors
     return t;
   }
 
@@ -233,15 +219,19 @@ struct ModelState {
   uint64_t params_version = 1;
   std::unique_ptr<DeviceExec> device;
 
-  // The model on the exec backend, or nullptr to run on the CPU engine (no such backend, or not a GPT-2).
+  // The model on the exec backend, or nullptr to run on the CPU engine (no such backend, or a family without an
+  // executor).
   DeviceExec* device_exec() {
 #ifdef GRADMM_HAVE_CUDA
     const Backend* be = exec_backend();
-    auto* gpt2 = dynamic_cast<GPT2*>(&model);
-    if (!be || !gpt2) return nullptr;
-    if (!device) device = std::make_unique<DeviceExec>(be, *gpt2);
-    else if (device->params_version != params_version)
-      be->to_device(device->model.params(), gpt2->params(), gpt2->num_params() * sizeof(float));
+    if (!be) return nullptr;
+    if (!device) {
+      std::unique_ptr<CausalExec> exec = make_exec(be, model);
+      if (!exec) return nullptr;
+      device = std::make_unique<DeviceExec>(be, std::move(exec));
+    } else if (device->params_version != params_version) {
+      be->to_device(device->model.params(), model.params(), model.num_params() * sizeof(float));
+    }
     device->params_version = params_version;
     return device.get();
 #else
@@ -924,7 +914,7 @@ const BackendChoice& backend_choice() {
     }
     if (want == "cpu-table") {
       c.chosen = "cpu-table";
-      c.reason = prefix + "GRADMM_BACKEND=cpu-table: matchLoss/xUpdate run through the backend-table executor on the CPU (a test of the device path)";
+      c.reason = prefix + "GRADMM_BACKEND=cpu-table: buildTarget/initCandidates/matchLoss/xUpdate/project run through the backend-table executor on the CPU (a test of the device path)";
       return;
     }
     const cuda::Probe& p = cuda::probe();
@@ -933,8 +923,8 @@ const BackendChoice& backend_choice() {
       c.chosen = "cuda";
       c.reason = prefix + (want == "cuda" ? "forced by GRADMM_BACKEND=cuda" : "CUDA device found") + " (" +
                  p.devices[0].name + ")";
-      c.note = "on CUDA: buildTarget, initCandidates, matchLoss, xUpdate and project of GPT-2 models; forward, "
-               "backward and decode called directly, and every Llama model, run on the CPU engine";
+      c.note = "on CUDA: buildTarget, initCandidates, matchLoss, xUpdate and project of GPT-2 and Llama-family models; "
+               "forward, backward and decode called directly run on the CPU engine";
     } else {
       c.reason = prefix + (want == "cuda" ? "GRADMM_BACKEND=cuda, but CUDA is unavailable: " : "CUDA unavailable: ") + p.error;
       std::fprintf(stderr, "gradmm: CUDA backend unavailable (%s); using the CPU engine\n", p.error.c_str());

@@ -283,7 +283,6 @@ double Llama::adamw_step(float lr, float beta1, float beta2, float eps, float we
 void Llama::decode(KVCache& cache, const int* tokens, const float* embeds, int Tn, float* logits_out,
                    float* hidden_out, const std::atomic<bool>* cancel) {
   const int R = cache.rows, C = C_, V = cfg_.vocab_size, NH = NH_, hd = HD_, Q = NH_ * HD_, KV = NKV_ * HD_;
-  const int rep = NH_ / NKV_;
   const int P = cache.prefix_len(), pos_base = P + cache.length;
   const long N = (long)R * Tn;
   const float eps = cfg_.rms_norm_eps;
@@ -302,7 +301,6 @@ void Llama::decode(KVCache& cache, const int* tokens, const float* embeds, int T
   } else {
     std::memcpy(x.data(), embeds, N * C * sizeof(float));
   }
-  const float scale = 1.f / std::sqrt((float)hd);
   for (int l = 0; l < cfg_.num_layers; ++l) {
     check_cancel(cancel);
     const LayerWeights& lw = w.layers[l];
@@ -311,43 +309,9 @@ void Llama::decode(KVCache& cache, const int* tokens, const float* embeds, int T
     linear_forward(qkv.data() + Q, QKV_, ln.data(), C, lw.wk, lw.bk, (int)N, C, KV);
     linear_forward(qkv.data() + Q + KV, QKV_, ln.data(), C, lw.wv, lw.bv, (int)N, C, KV);
     rope_forward(qkv.data(), qkv.data(), (int)N, Tn, QKV_, NH_ + NKV_, hd, rope_cos_.data(), rope_sin_.data(), pos_base);
-    for (int r = 0; r < R; ++r)
-      for (int t = 0; t < Tn; ++t) {
-        const float* src = qkv.data() + ((long)r * Tn + t) * QKV_;
-        std::memcpy(cache.k_at(l, r, cache.length + t), src + Q, KV * sizeof(float));
-        std::memcpy(cache.v_at(l, r, cache.length + t), src + Q + KV, KV * sizeof(float));
-      }
-    parallel_for((long)R * NH, [&](long i0, long i1) {
-      std::vector<float> score(pos_base + Tn);
-      for (long rh = i0; rh < i1; ++rh) {
-        const int r = (int)(rh / NH), h = (int)(rh % NH), kvh = h / rep;
-        for (int t = 0; t < Tn; ++t) {
-          const int p = pos_base + t;  // attends to positions 0..p
-          const float* q = qkv.data() + ((long)r * Tn + t) * QKV_ + (long)h * hd;
-          auto key = [&](int j) { return j < P ? cache.prefix->k_at(l, 0, j) : cache.k_at(l, r, j - P); };
-          auto val = [&](int j) { return j < P ? cache.prefix->v_at(l, 0, j) : cache.v_at(l, r, j - P); };
-          float maxv = -INFINITY;
-          for (int j = 0; j <= p; ++j) {
-            const float* k = key(j) + (long)kvh * hd;
-            float s = 0;
-            for (int i = 0; i < hd; ++i) s += q[i] * k[i];
-            s *= scale;
-            score[j] = s;
-            maxv = std::max(maxv, s);
-          }
-          float sum = 0;
-          for (int j = 0; j <= p; ++j) sum += (score[j] = exp_op(score[j] - maxv));
-          const float inv = 1.f / sum;
-          float* o = atty.data() + ((long)r * Tn + t) * Q + (long)h * hd;
-          for (int i = 0; i < hd; ++i) o[i] = 0;
-          for (int j = 0; j <= p; ++j) {
-            const float aw = score[j] * inv;
-            const float* v = val(j) + (long)kvh * hd;
-            for (int i = 0; i < hd; ++i) o[i] += aw * v[i];
-          }
-        }
-      }
-    });
+    gqa_attention_decode_forward(atty.data(), cache.k_at(l, 0, 0), cache.v_at(l, 0, 0),
+                                 P ? cache.prefix->k_at(l, 0, 0) : nullptr, P ? cache.prefix->v_at(l, 0, 0) : nullptr,
+                                 qkv.data(), R, Tn, NH, NKV_, hd, P, cache.length, cache.capacity);
     linear_forward(proj.data(), C, atty.data(), Q, lw.wo, lw.bo, (int)N, Q, C);
     residual_forward(x.data(), x.data(), proj.data(), N * C);
     rmsnorm_forward(ln.data(), (float*)nullptr, x.data(), lw.ln2, (int)N, C, eps);

@@ -264,4 +264,55 @@ void gqa_attention_backward(F* dqkv, const F* dout, const F* qkv, const F* att, 
   });
 }
 
+// ---- attention of Tn new positions against a grouped-query KV cache (decoding) ----
+// kcache/vcache: one layer's keys/values [R, cap, KV] (KV = NKV·hd) of each row, positions [0, len) filled; the new
+// positions' k and v (from the packed qkv [R, Tn, (NH+2·NKV)·hd], RoPE applied) are first appended at
+// [len, len + Tn). A shared one-row prefix pk/pv [P, KV] (P = 0: none) precedes every row, read in place: new
+// position t of a row sits at absolute position P + len + t and attends to every position up to it.
+// out [R, Tn, NH·hd]. (Single-accumulator dot products, unlike ops.h attention_decode_forward's 8 lanes: this is
+// the arithmetic of llama.cpp's decode.)
+inline void gqa_attention_decode_forward(float* out, float* kcache, float* vcache, const float* pk, const float* pv,
+                                         const float* qkv, int R, int Tn, int NH, int NKV, int hd, int P, int len,
+                                         int cap) {
+  const int ld = (NH + 2 * NKV) * hd, KV = NKV * hd, QC = NH * hd, rep = NH / NKV, pos_base = P + len;
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < Tn; ++t) {
+      const float* src = qkv + ((long)r * Tn + t) * ld;
+      std::memcpy(kcache + ((long)r * cap + len + t) * KV, src + QC, KV * sizeof(float));
+      std::memcpy(vcache + ((long)r * cap + len + t) * KV, src + QC + KV, KV * sizeof(float));
+    }
+  const float scale = 1.f / std::sqrt((float)hd);
+  parallel_for((long)R * NH, [&](long i0, long i1) {
+    std::vector<float> score(pos_base + Tn);
+    for (long rh = i0; rh < i1; ++rh) {
+      const int r = (int)(rh / NH), h = (int)(rh % NH), kvh = h / rep;
+      auto key = [&](int j) { return j < P ? pk + (long)j * KV : kcache + ((long)r * cap + j - P) * KV; };
+      auto val = [&](int j) { return j < P ? pv + (long)j * KV : vcache + ((long)r * cap + j - P) * KV; };
+      for (int t = 0; t < Tn; ++t) {
+        const int p = pos_base + t;  // attends to positions 0..p
+        const float* q = qkv + ((long)r * Tn + t) * ld + (long)h * hd;
+        float maxv = -INFINITY;
+        for (int j = 0; j <= p; ++j) {
+          const float* k = key(j) + (long)kvh * hd;
+          float s = 0;
+          for (int i = 0; i < hd; ++i) s += q[i] * k[i];
+          s *= scale;
+          score[j] = s;
+          maxv = std::max(maxv, s);
+        }
+        float sum = 0;
+        for (int j = 0; j <= p; ++j) sum += (score[j] = exp_op(score[j] - maxv));
+        const float inv = 1.f / sum;
+        float* o = out + ((long)r * Tn + t) * QC + (long)h * hd;
+        for (int i = 0; i < hd; ++i) o[i] = 0;
+        for (int j = 0; j <= p; ++j) {
+          const float aw = score[j] * inv;
+          const float* v = val(j) + (long)kvh * hd;
+          for (int i = 0; i < hd; ++i) o[i] += aw * v[i];
+        }
+      }
+    }
+  });
+}
+
 }  // namespace gradmm

@@ -1,17 +1,51 @@
-// Runs the method's native inner-loop calls (buildTarget, initCandidates, matchLoss, xUpdate, project) on the tiny GPT-2 fixture and prints every result
+// Runs the method's native inner-loop calls (buildTarget, initCandidates, matchLoss, xUpdate, project) on a tiny model and prints every result
 // as JSON. test/device_path.test.ts runs it under GRADMM_BACKEND=cpu (the CPU engine) and GRADMM_BACKEND=cpu-table
 // (the backend-table executor that CUDA uses, here with CPU ops) and compares the two.
+// argv[2] picks the model: "gpt2" (the tiny GPT-2 fixture), "qwen2" (a random tiny Llama-family model: grouped-query
+// attention, biases on q/k/v, untied lm_head, llama3 RoPE) or "llama-tied" (one kv head, head_dim ≠ C/NH, biases on
+// every projection, tied lm_head).
 const path = require("node:path");
 const root = path.join(__dirname, "..", "..");
 const { CausalLMModel, mulberry32 } = require(path.join(root, "dist", "ts", "model.js"));
 const { native } = require(path.join(root, "dist", "ts", "native.js"));
 
+const llamaConfigs = {
+  qwen2: {
+    architecture: "llama", modelType: "qwen2", vocabSize: 173, maxSeqLen: 32, channels: 48, intermediateSize: 88, numLayers: 2,
+    numHeads: 6, numKvHeads: 2, rmsNormEps: 1e-6, ropeTheta: 10000,
+    ropeScaling: { type: "llama3", factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 16 },
+    tieWordEmbeddings: false, attentionBias: true, oProjBias: false, mlpBias: false,
+  },
+  "llama-tied": {
+    architecture: "llama", modelType: "llama", vocabSize: 131, maxSeqLen: 32, channels: 40, intermediateSize: 72, numLayers: 2,
+    numHeads: 4, numKvHeads: 1, headDim: 14, rmsNormEps: 1e-5, ropeTheta: 500000, ropeScaling: null,
+    tieWordEmbeddings: true, attentionBias: true, oProjBias: true, mlpBias: true,
+  },
+};
+
+/** The model under test; `changed` names a tensor the weight-change step scales. */
+function makeModel(kind) {
+  if (kind === "gpt2") return { model: CausalLMModel.load(path.join(root, "test", "fixtures", "gpt2_tiny")), changed: "h.0.mlp.c_fc.weight" };
+  const model = CausalLMModel.create(llamaConfigs[kind]);
+  model.initRandom(21);
+  // initRandom zeroes biases and sets norm weights to 1: give both random values so every term counts
+  const rng = mulberry32(22);
+  for (const p of model.paramTable) {
+    if (!p.name.endsWith(".bias") && !p.name.endsWith("norm.weight")) continue;
+    const t = model.tensor(p.name);
+    for (let i = 0; i < t.length; i++) t[i] = p.name.endsWith(".bias") ? (rng() - 0.5) * 0.2 : 1 + (rng() - 0.5) * 0.4;
+  }
+  model.markParamsChanged();
+  return { model, changed: "model.layers.0.mlp.gate_proj.weight" };
+}
+
 (async () => {
-  const model = CausalLMModel.load(path.join(root, "test", "fixtures", "gpt2_tiny"));
+  const kind = process.argv[2] || "gpt2";
+  const { model, changed } = makeModel(kind);
   const nat = model.native;
   const V = model.config.vocabSize, C = model.config.channels;
   const rng = mulberry32(11);
-  const out = { backend: native().backendInfo().chosen };
+  const out = { backend: native().backendInfo().chosen, model: kind };
   const n = 5, T = 9, B = 3, L = 7, free = 5;
   const target = async (noiseStd) => {
     const tokens = Int32Array.from({ length: n * T }, () => Math.floor(rng() * V));
@@ -47,12 +81,12 @@ const { native } = require(path.join(root, "dist", "ts", "native.js"));
   const prefixLogits = await model.decode(prefix, { tokens: prompt, T: prompt.length });
   const allowed = Uint8Array.from({ length: V }, (_, v) => (v % 5 === 0 ? 0 : 1));
   const outTokens = new Int32Array(B * free);
-  for (const topk of [1, 7, V]) {
+  for (const [key, topk] of [["project1", 1], ["project7", 7], ["projectAll", V]]) {
     await nat.project({ U: X, B, L, freeLen: free, allowed, topk, prefix: prefix.handle, prefixLogits, outTokens });
-    out[`project${topk}`] = Array.from(outTokens);
+    out[key] = Array.from(outTokens);
   }
   // weights written from JavaScript: the device copy must follow
-  const w = model.tensor("h.0.mlp.c_fc.weight");
+  const w = model.tensor(changed);
   for (let i = 0; i < w.length; i += 3) w[i] *= 1.5;
   model.markParamsChanged();
   out.f2 = await nat.matchLoss(t1, { X, B, L, label: 7, dX, perSample });

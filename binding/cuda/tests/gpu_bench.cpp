@@ -1,16 +1,22 @@
-// GPU benchmark of the method (bench/gpu/run.sh): a random GPT-2-shaped model on the CUDA backend, a random
+// GPU benchmark of the method (bench/gpu/run.sh): a random GPT-2- or Llama-shaped model on the CUDA backend, a random
 // gradient-matching target of n examples, `steps` Adam steps of admm.cpp's x_update on B synthetic sequences of L
 // positions, and projections (top-k 200 over the vocabulary, KV-cached decoding after a 16-token prompt). Prints
 // one JSON line: milliseconds per x-update step, per f(X) evaluation and per projection, and the estimated seconds
 // of one paper-settings batch (500 init candidates, 30 × (50 steps + 1 projection)) and per synthetic sample.
-//   gpu_bench [--model gpt2|gpt2-medium|gpt2-large|gpt2-xl] [--B 16] [--L 32] [--free 24] [--n 64] [--steps 10]
-//             [--gemm auto|f32|tf32|cublas|cublas-f32]
+//   gpu_bench [--model gpt2|gpt2-medium|gpt2-large|gpt2-xl|llama-1b] [--B 16] [--L 32] [--free 24] [--n 64]
+//             [--steps 10] [--gemm auto|f32|tf32|cublas|cublas-f32] [--layers N] [--backend cuda|cpu-table]
+// --layers keeps the model's other sizes with N layers; --backend cpu-table runs the same code on the CPU backend
+// table (a check of the benchmark itself on a machine without a GPU, at small sizes).
+// llama-1b: Llama-3.2-1B's shape (C 2048, 16 layers, 32 heads / 8 kv heads of 64, MLP 8192, V 128256, tied
+// embeddings, rope_theta 500000 with llama3 scaling), 1.24B parameters.
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -33,6 +39,41 @@ struct Xorshift {
   }
 };
 
+// The benchmark's model shapes (parameters zero; main() fills them).
+std::unique_ptr<CausalLM> make_host(const std::string& model, int layers) {
+  if (model == "llama-1b") {
+    LlamaConfig c;
+    c.vocab_size = 128256;
+    c.hidden_size = 2048;
+    c.intermediate_size = 8192;
+    c.num_layers = 16;
+    c.num_heads = 32;
+    c.num_kv_heads = 8;
+    c.head_dim = 64;
+    c.max_seq_len = 131072;
+    c.rms_norm_eps = 1e-5f;
+    c.rope_theta = 500000.0;
+    c.rope_scaling.llama3 = true;
+    c.rope_scaling.factor = 32;
+    c.rope_scaling.low_freq_factor = 1;
+    c.rope_scaling.high_freq_factor = 4;
+    c.rope_scaling.original_max_position_embeddings = 8192;
+    c.tie_word_embeddings = true;
+    if (layers > 0) c.num_layers = layers;
+    return std::make_unique<Llama>(c);
+  }
+  GPT2Config cfg;
+  cfg.vocab_size = 50257;
+  cfg.max_seq_len = 1024;
+  if (model == "gpt2") cfg.channels = 768, cfg.num_layers = 12, cfg.num_heads = 12;
+  else if (model == "gpt2-medium") cfg.channels = 1024, cfg.num_layers = 24, cfg.num_heads = 16;
+  else if (model == "gpt2-large") cfg.channels = 1280, cfg.num_layers = 36, cfg.num_heads = 20;
+  else if (model == "gpt2-xl") cfg.channels = 1600, cfg.num_layers = 48, cfg.num_heads = 25;
+  else throw std::invalid_argument("unknown model " + model);
+  if (layers > 0) cfg.num_layers = layers;
+  return std::make_unique<GPT2>(cfg);
+}
+
 double now_ms() {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -40,8 +81,8 @@ double now_ms() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model = "gpt2", gemm = "auto";
-  int B = 16, L = 32, free_len = 24, n = 64, steps = 10;
+  std::string model = "gpt2", gemm = "auto", backend = "cuda";
+  int B = 16, L = 32, free_len = 24, n = 64, steps = 10, layers = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--model") model = v;
@@ -51,12 +92,15 @@ int main(int argc, char** argv) {
     else if (k == "--free") free_len = std::atoi(v.c_str());
     else if (k == "--n") n = std::atoi(v.c_str());
     else if (k == "--steps") steps = std::atoi(v.c_str());
+    else if (k == "--layers") layers = std::atoi(v.c_str());
+    else if (k == "--backend") backend = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
     }
   }
-  const Backend* be = cuda_backend();
+  const bool on_cpu = backend == "cpu-table";
+  const Backend* be = on_cpu ? cpu_backend() : cuda_backend();
   if (!be) {
     std::printf("{\"skipped\": \"no CUDA device: %s\"}\n", cuda::probe().error.c_str());
     return 0;
@@ -67,32 +111,28 @@ int main(int argc, char** argv) {
   else if (gemm == "cublas-f32") cuda::set_gemm_mode(cuda::GemmMode::CublasF32);
   else cuda::set_gemm_mode(cuda::GemmMode::Auto);
 
-  GPT2Config cfg;
-  cfg.vocab_size = 50257;
-  cfg.max_seq_len = 1024;
-  if (model == "gpt2") cfg.channels = 768, cfg.num_layers = 12, cfg.num_heads = 12;
-  else if (model == "gpt2-medium") cfg.channels = 1024, cfg.num_layers = 24, cfg.num_heads = 16;
-  else if (model == "gpt2-large") cfg.channels = 1280, cfg.num_layers = 36, cfg.num_heads = 20;
-  else if (model == "gpt2-xl") cfg.channels = 1600, cfg.num_layers = 48, cfg.num_heads = 25;
-  else {
-    std::fprintf(stderr, "unknown model %s\n", model.c_str());
+  std::unique_ptr<CausalLM> host_model;
+  try {
+    host_model = make_host(model, layers);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
     return 2;
   }
-  const int C = cfg.channels, V = cfg.vocab_size;
+  CausalLM& host = *host_model;
+  const int C = host.dims().channels, V = host.dims().vocab_size;
   try {
     double t0 = now_ms();
-    // random parameters: N-ish(0, 0.02) weights, layernorm weights 1, biases 0 (GPT2's layout)
-    GPT2 host(cfg);
+    // random parameters: uniform weights of std 0.02, norm weights 1, biases 0 (the host model's layout)
     float* p = host.params();
     Xorshift rng(1);
     const float a = 0.02f * std::sqrt(3.f);
     for (const auto& t : host.param_table()) {
-      const bool is_ln = t.name.find("ln_") != std::string::npos;
+      const bool is_norm = t.name.find("ln_") != std::string::npos || t.name.find("norm") != std::string::npos;
       const bool is_bias = t.name.find(".bias") != std::string::npos;
       for (size_t i = 0; i < t.numel(); ++i)
-        p[t.offset + i] = is_ln && !is_bias ? 1.f : is_bias ? 0.f : a * rng.uniform();
+        p[t.offset + i] = is_norm && !is_bias ? 1.f : is_bias ? 0.f : a * rng.uniform();
     }
-    GPT2Exec ex(be, cfg, host.params());
+    std::unique_ptr<CausalExec> ex = make_exec(be, host);
     const double t_upload = now_ms() - t0;
     // random target factors a_i = p_i − e_y (p ≈ uniform) and h_i, and its norm from the Gram matrices
     MatchTarget t;
@@ -111,7 +151,7 @@ int main(int argc, char** argv) {
       }
     t.norm = std::sqrt(g2) / n;
     ExecTarget et(be, t);
-    ExecMatcher em(ex, et);
+    ExecMatcher em(*ex, et);
     const size_t xs = (size_t)B * L * C;
     std::vector<float> hx(xs), hz(xs), zeros(xs, 0.f);
     for (auto& x : hx) x = 0.5f * rng.uniform();
@@ -145,21 +185,23 @@ int main(int argc, char** argv) {
     std::vector<uint8_t> allowed(V, 1);
     std::vector<int> out_tokens((size_t)B * free_len);
     be->to_host(hx.data(), X.data(), xs * 4);
-    exec_project(ex, host.input_embeddings(), hx.data(), B, L, free_len, allowed.data(), 200, prefix, prefix_logits.data(), out_tokens.data());  // warm-up
+    exec_project(*ex, host.input_embeddings(), hx.data(), B, L, free_len, allowed.data(), 200, prefix, prefix_logits.data(), out_tokens.data());  // warm-up
     const int projections = 2;
     t1 = now_ms();
     for (int i = 0; i < projections; ++i)
-      exec_project(ex, host.input_embeddings(), hx.data(), B, L, free_len, allowed.data(), 200, prefix, prefix_logits.data(), out_tokens.data());
+      exec_project(*ex, host.input_embeddings(), hx.data(), B, L, free_len, allowed.data(), 200, prefix, prefix_logits.data(), out_tokens.data());
     const double ms_project = (now_ms() - t1) / projections;
     const double batch_s = (500 * ms_eval + 30 * (50 * ms_step + ms_project) + ms_project) / 1000;
-    const cuda::Probe& pr = cuda::probe();
+    const std::string device = on_cpu ? "cpu-table" : cuda::probe().devices[0].name;
+    const std::string label = layers > 0 ? model + "-" + std::to_string(layers) + "layers" : model;
+    const char* gemm_name = on_cpu ? "cpu" : cuda::gemm_mode_name(cuda::resolved_gemm_mode());
     std::printf(
-        "{\"engine\": \"gradmm-cuda\", \"model\": \"%s\", \"params\": %zu, \"B\": %d, \"L\": %d, \"free\": %d, "
+        "{\"engine\": \"%s\", \"model\": \"%s\", \"params\": %zu, \"B\": %d, \"L\": %d, \"free\": %d, "
         "\"n\": %d, \"steps\": %d, \"gemm\": \"%s\", \"device\": \"%s\", \"ms_per_step\": %.3f, \"ms_f_eval\": %.3f, "
         "\"ms_project\": %.3f, \"paper_batch_s\": %.2f, \"s_per_sample\": %.3f, \"setup_ms\": %.0f, \"f_first\": %.6f, "
         "\"f_last\": %.6f, \"f_eval\": %.6f}\n",
-        model.c_str(), ex.num_params(), B, L, free_len, n, steps, cuda::gemm_mode_name(cuda::resolved_gemm_mode()),
-        pr.devices[0].name.c_str(), ms_step, ms_eval, ms_project, batch_s, batch_s / B, t_upload, losses[0], f, fe);
+        on_cpu ? "gradmm-cpu-table" : "gradmm-cuda", label.c_str(), ex->num_params(), B, L, free_len, n, steps, gemm_name,
+        device.c_str(), ms_step, ms_eval, ms_project, batch_s, batch_s / B, t_upload, losses[0], f, fe);
   } catch (const std::exception& e) {
     std::printf("{\"error\": \"%s\"}\n", e.what());
     return 1;
