@@ -29,6 +29,22 @@ describe("native engine checks (binding/tests/engine_tests.cpp)", () => {
   });
 });
 
+// The AVX-512 kernel on SIMDe's emulation (built only where libsimde-dev is installed: not in CI). Here it is the
+// default kernel, so every check above runs on it too.
+const emulated = path.join(__dirname, "..", "build", "engine_tests_avx512_emulated");
+describe.skipIf(!fs.existsSync(emulated))("native engine checks with the AVX-512 kernel emulated (SIMDe)", () => {
+  it("passes every check with the AVX-512 kernel chosen", () => {
+    const run = spawnSync(emulated, { encoding: "utf8", timeout: 300_000 });
+    const out = run.stdout ?? "";
+    expect(out).toMatch(/^sgemm kernel: avx512/m);
+    expect(out.split("\n").filter((l) => l.startsWith("FAIL")), out).toEqual([]);
+    expect(out).toMatch(/^PASS sgemm avx512 37x300x513 At Bt \+=/m);
+    expect(out).toMatch(/^PASS model forward\+backward bit-identical/m);
+    expect(/^(\d+) passed, 0 failed$/m.test(out), out).toBe(true);
+    expect(run.status).toBe(0);
+  });
+});
+
 describe("native Llama checks (binding/tests/llama_tests.cpp)", () => {
   it("every Llama op and the model pass their gradient and reference checks", () => {
     const run = spawnSync(path.join(__dirname, "..", "build", "llama_tests"), { encoding: "utf8", timeout: 120_000 });

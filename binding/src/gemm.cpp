@@ -15,9 +15,16 @@ constexpr int MC_ROWS = 96;  // rows of A packed at once (rounded to the kernel'
 constexpr int NC = 2048;  // columns of B packed at once: lives in L2/L3
 constexpr int kSmallM = 16;  // at most this many rows of A: the unpacked path (packing B would dominate)
 
+// Tests only (binding/tests/gemm_emulated.cpp): the AVX-512 kernel runs on SIMDe's emulation, whatever the CPU.
+#ifdef GRADMM_AVX512_EMULATED
+bool cpu_has_avx512f() { return true; }
+#else
+bool cpu_has_avx512f() { return __builtin_cpu_supports("avx512f"); }
+#endif
+
 const GemmMicroKernel* detect_best_kernel() {
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && gemm_kernel_avx512()) return gemm_kernel_avx512();
+  if (cpu_has_avx512f() && gemm_kernel_avx512()) return gemm_kernel_avx512();
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && gemm_kernel_avx2()) return gemm_kernel_avx2();
   return gemm_kernel_scalar();
 }
@@ -78,7 +85,7 @@ bool sgemm_force_kernel(const char* name) {
   if (!std::strcmp(name, "auto")) k = detect_best_kernel();
   else if (!std::strcmp(name, "scalar")) k = gemm_kernel_scalar();
   else if (!std::strcmp(name, "avx2") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) k = gemm_kernel_avx2();
-  else if (!std::strcmp(name, "avx512") && __builtin_cpu_supports("avx512f")) k = gemm_kernel_avx512();
+  else if (!std::strcmp(name, "avx512") && cpu_has_avx512f()) k = gemm_kernel_avx512();
   if (!k) return false;
   active_kernel() = k;
   return true;

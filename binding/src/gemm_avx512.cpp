@@ -1,6 +1,13 @@
 // Compiled with -mavx512f (+vl/bw/dq); only called after CPUID says the CPU has AVX-512F.
 // Generated shape (one line per accumulator row) kept explicit on purpose: see the comment in the kernel.
+// GRADMM_AVX512_EMULATED (binding/tests/gemm_avx512_emulated.cpp): the same source on SIMDe's portable AVX-512, so
+// the kernel's logic is tested on machines without AVX-512 (built where libsimde-dev is installed).
+#ifdef GRADMM_AVX512_EMULATED
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+#else
 #include <immintrin.h>
+#endif
 
 #include "gemm.h"
 
@@ -26,6 +33,12 @@ void micro_avx512(int kc, const float* a, const float* b, float* c, long ldc, in
   __m512 c90 = _mm512_setzero_ps(), c91 = _mm512_setzero_ps();
   __m512 c100 = _mm512_setzero_ps(), c101 = _mm512_setzero_ps();
   __m512 c110 = _mm512_setzero_ps(), c111 = _mm512_setzero_ps();
+  // The C tile is needed only after the k loop: start fetching its lines now (a row of 32 floats spans 2–3 lines).
+  for (int i = 0; i < m; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
+  }
 #pragma GCC unroll 4
   for (int k = 0; k < kc; ++k, a += MR, b += NR) {
     const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
