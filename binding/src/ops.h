@@ -442,6 +442,19 @@ void residual_backward(F* da, F* db, const F* dout, long N) {
   }
 }
 
+// p[v] = exp(x[v] − shift): one element at a time in general; float runs 8 or 4 lanes at a time (the compiler does not
+// vectorise exp_fast's clamps itself), bit-identical to exp_fast per element.
+template <typename F>
+inline void exp_shifted(F* p, const F* x, F shift, int n) {
+  for (int v = 0; v < n; ++v) p[v] = exp_op(x[v] - shift);
+}
+inline void exp_shifted(float* p, const float* x, float shift, int n) {
+  const __m128 sh = _mm_set1_ps(shift);
+  int v = simd_avx2() ? (int)exp_shifted_avx2(p, x, shift, n) : 0;
+  for (; v + 4 <= n; v += 4) _mm_storeu_ps(p + v, sse::exp_fast4(_mm_sub_ps(_mm_loadu_ps(x + v), sh)));
+  for (; v < n; ++v) p[v] = exp_fast(x[v] - shift);
+}
+
 // ---- softmax + cross-entropy per row of logits[N,V]; rows whose mask is 0 are skipped (loss 0, no gradient) ----
 template <typename F>
 void softmax_crossentropy_forward(F* losses, F* probs, const F* logits, const int* targets, const F* mask, int N,
@@ -455,7 +468,7 @@ void softmax_crossentropy_forward(F* losses, F* probs, const F* logits, const in
       const F* x = logits + r * V;
       F* p = probs + r * V;
       const F maxv = max_lanes(x, V);
-      for (int v = 0; v < V; ++v) p[v] = exp_op(x[v] - maxv);
+      exp_shifted(p, x, maxv, V);
       const F sum = sum_lanes(p, V);
       F inv = F(1) / sum;
       for (int v = 0; v < V; ++v) p[v] *= inv;
@@ -473,35 +486,6 @@ void softmax_crossentropy_backward(F* dlogits, const F* dlosses, const F* probs,
       F* d = dlogits + r * V;
       F dl = dlosses[r];
       for (int v = 0; v < V; ++v) d[v] += (p[v] - (v == targets[r] ? F(1) : F(0))) * dl;
-    }
-  });
-}
-
-// p[v] = exp(x[v] − shift), 8 or 4 lanes at a time (bit-identical to exp_fast per element).
-inline void exp_shifted(float* p, const float* x, float shift, int n) {
-  const __m128 sh = _mm_set1_ps(shift);
-  int v = simd_avx2() ? (int)exp_shifted_avx2(p, x, shift, n) : 0;
-  for (; v + 4 <= n; v += 4) _mm_storeu_ps(p + v, sse::exp_fast4(_mm_sub_ps(_mm_loadu_ps(x + v), sh)));
-  for (; v < n; ++v) p[v] = exp_fast(x[v] - shift);
-}
-template <>
-inline void softmax_crossentropy_forward<float>(float* losses, float* probs, const float* logits, const int* targets,
-                                                const float* mask, int N, int V) {
-  // the generic version's arithmetic, with the exponentials vectorised (its exp loop stays scalar: see sse above)
-  parallel_for(N, [&](long r0, long r1) {
-    for (long r = r0; r < r1; ++r) {
-      if (mask && mask[r] == 0) {
-        losses[r] = 0;
-        continue;
-      }
-      const float* x = logits + r * V;
-      float* p = probs + r * V;
-      const float maxv = max_lanes(x, V);
-      exp_shifted(p, x, maxv, V);
-      const float sum = sum_lanes(p, V);
-      const float inv = 1.0f / sum;
-      for (int v = 0; v < V; ++v) p[v] *= inv;
-      losses[r] = -(x[targets[r]] - maxv - std::log(sum));
     }
   });
 }
