@@ -31,7 +31,7 @@ static double dot(const std::vector<double>& a, const std::vector<double>& b) {
 static void test_sgemm() {
   Rng rng(1);
   const char* kernels[] = {"scalar", "avx2", "avx512"};
-  int shapes[][3] = {{1, 1, 1}, {7, 13, 5}, {6, 16, 256}, {37, 300, 513}, {130, 45, 70}, {3, 1000, 17}};
+  int shapes[][3] = {{1, 1, 1}, {7, 13, 5}, {6, 16, 256}, {37, 300, 513}, {130, 45, 70}, {3, 1000, 17}, {10, 197, 300}, {16, 64, 33}};
   for (const char* kname : kernels) {
     if (!sgemm_force_kernel(kname)) {
       std::printf("SKIP sgemm kernel %s (not supported by this CPU)\n", kname);
