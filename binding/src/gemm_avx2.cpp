@@ -2,6 +2,7 @@
 // Generated shape (one line per accumulator row) kept explicit on purpose: see the comment in the kernel.
 #include <immintrin.h>
 
+
 #include <vector>
 
 #include "gemm.h"
@@ -125,131 +126,76 @@ void pack_b_avx2(bool transB, const float* B, int ldb, int p0, int kc, int j0, i
   }
 }
 
-// Small-M products. nn: R ≤ 6 rows × 16 columns per register tile (up to 12 accumulators, the packed kernel's
-// shape), so a strip of B is read once per 6 rows of A. The k dimension is walked in blocks of kSmallKB rows of B
-// across all columns: going down one 16-column strip for all k touched a new page of a wide B at every k (TLB and
-// prefetch misses: ~8 GFLOP/s on a decoding step's products); within a block the rows are consumed left to right.
-// Partial sums go through a per-thread buffer between blocks (a float stored and reloaded is exact), so each element
-// is still one FMA chain over k, added to C at the end.
-constexpr int kSmallKB = 128;
-
-template <int R>
-inline void small_nn_tile(int kn, const float* A, int lda, const float* B, int ldb, float* P, int ldp, bool first) {
-  __m256 c0[R], c1[R];
-#pragma GCC unroll 6
-  for (int r = 0; r < R; ++r) {
-    c0[r] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(P + (long)r * ldp);
-    c1[r] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(P + (long)r * ldp + 8);
-  }
-  for (int k = 0; k < kn; ++k) {
-    const float* b = B + (long)k * ldb;
-    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+// Small-M products (drivers in gemm_tile.inc). nn tile: R ≤ 6 rows × 16 columns (up to 12 accumulators, the packed
+// kernel's shape), so a strip of B is read once per 6 rows of A.
+struct SmallNNTile {
+  static constexpr int W = 16;
+  template <int R>
+  static void run(int kn, const float* A, int lda, const float* B, int ldb, float* P, int ldp, bool first) {
+    __m256 c0[R], c1[R];
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
-      const __m256 a = _mm256_broadcast_ss(A + (long)r * lda + k);
-      c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);
-      c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);
+      c0[r] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(P + (long)r * ldp);
+      c1[r] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(P + (long)r * ldp + 8);
     }
-  }
+    for (int k = 0; k < kn; ++k) {
+      const float* b = B + (long)k * ldb;
+      const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
 #pragma GCC unroll 6
-  for (int r = 0; r < R; ++r) {
-    _mm256_storeu_ps(P + (long)r * ldp, c0[r]);
-    _mm256_storeu_ps(P + (long)r * ldp + 8, c1[r]);
-  }
-}
-
-void small_nn(int M, int j0, int j1, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, bool accumulate) {
-  const int jn = (j1 - j0) / 16 * 16;
-  if (jn > 0) {
-    thread_local std::vector<float> partial;
-    partial.resize((size_t)M * jn);
-    float* P = partial.data();
-    for (int k0 = 0; k0 < K; k0 += kSmallKB) {
-      const int kn = K - k0 < kSmallKB ? K - k0 : kSmallKB;
-      const bool first = k0 == 0;
-      for (int j = 0; j < jn; j += 16)
-        for (int i = 0; i < M;) {
-          const float* a = A + (long)i * lda + k0;
-          const float* b = B + (long)k0 * ldb + j0 + j;
-          float* p = P + (long)i * jn + j;
-          switch (M - i < 6 ? M - i : 6) {
-            case 6: small_nn_tile<6>(kn, a, lda, b, ldb, p, jn, first); i += 6; break;
-            case 5: small_nn_tile<5>(kn, a, lda, b, ldb, p, jn, first); i += 5; break;
-            case 4: small_nn_tile<4>(kn, a, lda, b, ldb, p, jn, first); i += 4; break;
-            case 3: small_nn_tile<3>(kn, a, lda, b, ldb, p, jn, first); i += 3; break;
-            case 2: small_nn_tile<2>(kn, a, lda, b, ldb, p, jn, first); i += 2; break;
-            default: small_nn_tile<1>(kn, a, lda, b, ldb, p, jn, first); i += 1; break;
-          }
-        }
+      for (int r = 0; r < R; ++r) {
+        const __m256 a = _mm256_broadcast_ss(A + (long)r * lda + k);
+        c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);
+        c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);
+      }
     }
-    for (int i = 0; i < M; ++i) {
-      float* c = C + (long)i * ldc + j0;
-      const float* p = P + (long)i * jn;
-      for (int j = 0; j < jn; ++j) c[j] = accumulate ? c[j] + p[j] : p[j];
-    }
-  }
-  if (j0 + jn < j1) small_nn_ref(M, j0 + jn, j1, K, A, lda, B, ldb, C, ldc, accumulate);
-}
-
-// nt: dot products of A rows with B rows (the columns of C), R ≤ 6 rows × NC ≤ 2 columns per register tile (12
-// accumulators: 8 loads per 12 FMAs, where one column × 4 rows needed 5 per 4). Per element the arithmetic is fixed:
-// 8 lanes accumulated by FMA over k, summed lane 0 to 7, then the k tail one product at a time.
-template <int R, int NC>
-inline void small_nt_tile(int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, bool accumulate) {
-  const int K8 = K / 8 * 8;
-  __m256 acc[R][NC];
-#pragma GCC unroll 6
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 2
-    for (int q = 0; q < NC; ++q) acc[r][q] = _mm256_setzero_ps();
-  for (int k = 0; k < K8; k += 8) {
-    __m256 bv[NC];
-#pragma GCC unroll 2
-    for (int q = 0; q < NC; ++q) bv[q] = _mm256_loadu_ps(B + (long)q * ldb + k);
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
-      const __m256 av = _mm256_loadu_ps(A + (long)r * lda + k);
+      _mm256_storeu_ps(P + (long)r * ldp, c0[r]);
+      _mm256_storeu_ps(P + (long)r * ldp + 8, c1[r]);
+    }
+  }
+};
+
+// nt tile: R ≤ 6 rows × NC ≤ 2 columns (12 accumulators: 8 loads per 12 FMAs, where one column × 4 rows needed 5
+// per 4). Per element the arithmetic is fixed: 8 lanes accumulated by FMA over k, summed lane 0 to 7, then the k
+// tail one product at a time.
+struct SmallNTTile {
+  template <int R, int NC>
+  static void run(int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, bool accumulate) {
+    const int K8 = K / 8 * 8;
+    __m256 acc[R][NC];
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r)
 #pragma GCC unroll 2
-      for (int q = 0; q < NC; ++q) acc[r][q] = _mm256_fmadd_ps(av, bv[q], acc[r][q]);
+      for (int q = 0; q < NC; ++q) acc[r][q] = _mm256_setzero_ps();
+    for (int k = 0; k < K8; k += 8) {
+      __m256 bv[NC];
+#pragma GCC unroll 2
+      for (int q = 0; q < NC; ++q) bv[q] = _mm256_loadu_ps(B + (long)q * ldb + k);
+#pragma GCC unroll 6
+      for (int r = 0; r < R; ++r) {
+        const __m256 av = _mm256_loadu_ps(A + (long)r * lda + k);
+#pragma GCC unroll 2
+        for (int q = 0; q < NC; ++q) acc[r][q] = _mm256_fmadd_ps(av, bv[q], acc[r][q]);
+      }
     }
+    for (int r = 0; r < R; ++r)
+      for (int q = 0; q < NC; ++q) {
+        alignas(32) float lanes[8];
+        _mm256_store_ps(lanes, acc[r][q]);
+        float s = 0;
+        for (int l = 0; l < 8; ++l) s += lanes[l];
+        const float* a = A + (long)r * lda;
+        const float* b = B + (long)q * ldb;
+        for (int k = K8; k < K; ++k) s += a[k] * b[k];
+        float* cp = C + (long)r * ldc + q;
+        *cp = accumulate ? *cp + s : s;
+      }
   }
-  for (int r = 0; r < R; ++r)
-    for (int q = 0; q < NC; ++q) {
-      alignas(32) float lanes[8];
-      _mm256_store_ps(lanes, acc[r][q]);
-      float s = 0;
-      for (int l = 0; l < 8; ++l) s += lanes[l];
-      const float* a = A + (long)r * lda;
-      const float* b = B + (long)q * ldb;
-      for (int k = K8; k < K; ++k) s += a[k] * b[k];
-      float* cp = C + (long)r * ldc + q;
-      *cp = accumulate ? *cp + s : s;
-    }
-}
+};
 
-template <int NC>
-inline void small_nt_cols(int M, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, bool accumulate) {
-  for (int i = 0; i < M;) {
-    const float* a = A + (long)i * lda;
-    float* c = C + (long)i * ldc;
-    switch (M - i < 6 ? M - i : 6) {
-      case 6: small_nt_tile<6, NC>(K, a, lda, B, ldb, c, ldc, accumulate); i += 6; break;
-      case 5: small_nt_tile<5, NC>(K, a, lda, B, ldb, c, ldc, accumulate); i += 5; break;
-      case 4: small_nt_tile<4, NC>(K, a, lda, B, ldb, c, ldc, accumulate); i += 4; break;
-      case 3: small_nt_tile<3, NC>(K, a, lda, B, ldb, c, ldc, accumulate); i += 3; break;
-      case 2: small_nt_tile<2, NC>(K, a, lda, B, ldb, c, ldc, accumulate); i += 2; break;
-      default: small_nt_tile<1, NC>(K, a, lda, B, ldb, c, ldc, accumulate); i += 1; break;
-    }
-  }
-}
-
-void small_nt(int M, int j0, int j1, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, bool accumulate) {
-  int j = j0;
-  for (; j + 2 <= j1; j += 2) small_nt_cols<2>(M, K, A, lda, B + (long)j * ldb, ldb, C + j, ldc, accumulate);
-  if (j < j1) small_nt_cols<1>(M, K, A, lda, B + (long)j * ldb, ldb, C + j, ldc, accumulate);
-}
-
-const GemmMicroKernel kernel = {"avx2", MR, NR, micro_avx2, pack_a_avx2, pack_b_avx2, small_nn, small_nt};
+const GemmMicroKernel kernel = {"avx2", MR, NR, micro_avx2, pack_a_avx2, pack_b_avx2, small_nn_blocked<SmallNNTile>,
+                                small_nt_pairs<SmallNTTile>};
 }  // namespace
 
 const GemmMicroKernel* gemm_kernel_avx2() { return &kernel; }

@@ -9,6 +9,8 @@
 #include <immintrin.h>
 #endif
 
+#include <vector>
+
 #include "gemm.h"
 
 namespace gradmm {
@@ -102,73 +104,74 @@ void micro_avx512(int kc, const float* a, const float* b, float* c, long ldc, in
 }
 // clang-format on
 
-// Small-M products. nn: 3 rows × 64 columns per register tile (12 named accumulators, so they stay in
-// registers), B streamed once per row triple.
-void small_nn(int M, int j0, int j1, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, bool accumulate) {
-  constexpr int NW = 4 * 16;
-  int j = j0;
-  for (; j + NW <= j1; j += NW) {
-    int i = 0;
-    for (; i + 3 <= M; i += 3) {
-      __m512 c00 = _mm512_setzero_ps(); __m512 c01 = _mm512_setzero_ps(); __m512 c02 = _mm512_setzero_ps(); __m512 c03 = _mm512_setzero_ps(); __m512 c10 = _mm512_setzero_ps(); __m512 c11 = _mm512_setzero_ps(); __m512 c12 = _mm512_setzero_ps(); __m512 c13 = _mm512_setzero_ps(); __m512 c20 = _mm512_setzero_ps(); __m512 c21 = _mm512_setzero_ps(); __m512 c22 = _mm512_setzero_ps(); __m512 c23 = _mm512_setzero_ps();
-      const float *a0 = A + (long)i * lda, *a1 = a0 + lda, *a2 = a1 + lda;
-      for (int k = 0; k < K; ++k) {
-        const float* b = B + (long)k * ldb + j;
-        const __m512 b0 = _mm512_loadu_ps(b + 0), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32), b3 = _mm512_loadu_ps(b + 48);
-        { const __m512 a = _mm512_set1_ps(a0[k]); c00 = _mm512_fmadd_ps(a, b0, c00); c01 = _mm512_fmadd_ps(a, b1, c01); c02 = _mm512_fmadd_ps(a, b2, c02); c03 = _mm512_fmadd_ps(a, b3, c03); }
-        { const __m512 a = _mm512_set1_ps(a1[k]); c10 = _mm512_fmadd_ps(a, b0, c10); c11 = _mm512_fmadd_ps(a, b1, c11); c12 = _mm512_fmadd_ps(a, b2, c12); c13 = _mm512_fmadd_ps(a, b3, c13); }
-        { const __m512 a = _mm512_set1_ps(a2[k]); c20 = _mm512_fmadd_ps(a, b0, c20); c21 = _mm512_fmadd_ps(a, b1, c21); c22 = _mm512_fmadd_ps(a, b2, c22); c23 = _mm512_fmadd_ps(a, b3, c23); }
-      }
-      __m512* tiles[3][4] = {{&c00, &c01, &c02, &c03}, {&c10, &c11, &c12, &c13}, {&c20, &c21, &c22, &c23}};
-      for (int r = 0; r < 3; ++r)
-        for (int q = 0; q < 4; ++q) {
-          float* cp = C + (long)(i + r) * ldc + j + q * 16;
-          _mm512_storeu_ps(cp, accumulate ? _mm512_add_ps(_mm512_loadu_ps(cp), *tiles[r][q]) : *tiles[r][q]);
-        }
+// Small-M products (drivers in gemm_tile.inc). nn tile: R ≤ 6 rows × 32 columns (up to 12 accumulators).
+struct SmallNNTile {
+  static constexpr int W = 32;
+  template <int R>
+  static void run(int kn, const float* A, int lda, const float* B, int ldb, float* P, int ldp, bool first) {
+    __m512 c0[R], c1[R];
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      c0[r] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(P + (long)r * ldp);
+      c1[r] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(P + (long)r * ldp + 16);
     }
-    for (; i < M; ++i) {
-      __m512 c0 = _mm512_setzero_ps(), c1 = _mm512_setzero_ps(), c2 = _mm512_setzero_ps(), c3 = _mm512_setzero_ps();
-      for (int k = 0; k < K; ++k) {
-        const float* b = B + (long)k * ldb + j;
-        const __m512 a = _mm512_set1_ps(A[(long)i * lda + k]);
-        c0 = _mm512_fmadd_ps(a, _mm512_loadu_ps(b + 0), c0); c1 = _mm512_fmadd_ps(a, _mm512_loadu_ps(b + 16), c1); c2 = _mm512_fmadd_ps(a, _mm512_loadu_ps(b + 32), c2); c3 = _mm512_fmadd_ps(a, _mm512_loadu_ps(b + 48), c3);
+    for (int k = 0; k < kn; ++k) {
+      const float* b = B + (long)k * ldb;
+      const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 6
+      for (int r = 0; r < R; ++r) {
+        const __m512 a = _mm512_set1_ps(A[(long)r * lda + k]);
+        c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
+        c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
       }
-      float* cp = C + (long)i * ldc + j;
-      _mm512_storeu_ps(cp + 0, accumulate ? _mm512_add_ps(_mm512_loadu_ps(cp + 0), c0) : c0);
-      _mm512_storeu_ps(cp + 16, accumulate ? _mm512_add_ps(_mm512_loadu_ps(cp + 16), c1) : c1);
-      _mm512_storeu_ps(cp + 32, accumulate ? _mm512_add_ps(_mm512_loadu_ps(cp + 32), c2) : c2);
-      _mm512_storeu_ps(cp + 48, accumulate ? _mm512_add_ps(_mm512_loadu_ps(cp + 48), c3) : c3);
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      _mm512_storeu_ps(P + (long)r * ldp, c0[r]);
+      _mm512_storeu_ps(P + (long)r * ldp + 16, c1[r]);
     }
   }
-  if (j < j1) small_nn_ref(M, j, j1, K, A, lda, B, ldb, C, ldc, accumulate);
-}
+};
 
-// nt: each B row (a column of C) is read once and dotted with up to 4 rows of A.
-void small_nt(int M, int j0, int j1, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, bool accumulate) {
-  const int K8 = K / 16 * 16;
-  for (int j = j0; j < j1; ++j) {
-    const float* b = B + (long)j * ldb;
-    for (int i = 0; i < M; i += 4) {
-      const int rows = M - i < 4 ? M - i : 4;
-      __m512 c[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-      for (int k = 0; k < K8; k += 16) {
-        __m512 bv = _mm512_loadu_ps(b + k);
-        for (int r = 0; r < rows; ++r) c[r] = _mm512_fmadd_ps(_mm512_loadu_ps(A + (long)(i + r) * lda + k), bv, c[r]);
+// nt tile: R ≤ 6 rows × NC ≤ 2 columns; per element: 16 lanes accumulated by FMA over k, summed lane 0 to 15, then
+// the k tail one product at a time.
+struct SmallNTTile {
+  template <int R, int NC>
+  static void run(int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, bool accumulate) {
+    const int K16 = K / 16 * 16;
+    __m512 acc[R][NC];
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+      for (int q = 0; q < NC; ++q) acc[r][q] = _mm512_setzero_ps();
+    for (int k = 0; k < K16; k += 16) {
+      __m512 bv[NC];
+#pragma GCC unroll 2
+      for (int q = 0; q < NC; ++q) bv[q] = _mm512_loadu_ps(B + (long)q * ldb + k);
+#pragma GCC unroll 6
+      for (int r = 0; r < R; ++r) {
+        const __m512 av = _mm512_loadu_ps(A + (long)r * lda + k);
+#pragma GCC unroll 2
+        for (int q = 0; q < NC; ++q) acc[r][q] = _mm512_fmadd_ps(av, bv[q], acc[r][q]);
       }
-      for (int r = 0; r < rows; ++r) {
+    }
+    for (int r = 0; r < R; ++r)
+      for (int q = 0; q < NC; ++q) {
         alignas(64) float lanes[16];
-        _mm512_store_ps(lanes, c[r]);
+        _mm512_store_ps(lanes, acc[r][q]);
         float s = 0;
-        for (int q = 0; q < 16; ++q) s += lanes[q];
-        for (int k = K8; k < K; ++k) s += A[(long)(i + r) * lda + k] * b[k];
-        float* cp = C + (long)(i + r) * ldc + j;
+        for (int l = 0; l < 16; ++l) s += lanes[l];
+        const float* a = A + (long)r * lda;
+        const float* b = B + (long)q * ldb;
+        for (int k = K16; k < K; ++k) s += a[k] * b[k];
+        float* cp = C + (long)r * ldc + q;
         *cp = accumulate ? *cp + s : s;
       }
-    }
   }
-}
+};
 
-const GemmMicroKernel kernel = {"avx512", MR, NR, micro_avx512, pack_a_panels<MR>, pack_b_panels<NR>, small_nn, small_nt};
+const GemmMicroKernel kernel = {"avx512", MR, NR, micro_avx512, pack_a_panels<MR>, pack_b_panels<NR>,
+                                small_nn_blocked<SmallNNTile>, small_nt_pairs<SmallNTTile>};
 }  // namespace
 
 const GemmMicroKernel* gemm_kernel_avx512() { return &kernel; }

@@ -1,3 +1,5 @@
+#include <vector>
+
 #include "gemm.h"
 
 namespace gradmm {
