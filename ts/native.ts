@@ -118,6 +118,8 @@ export interface NativeBuildTargetArgs {
   clipNorm?: number;
   noiseStd?: number;
   noiseSeed?: number;
+  /** Tokens (rows × T) per forward while building the target (default 4096): bounds the activations held at once. */
+  chunkTokens?: number;
 }
 
 export interface NativeMatchLossArgs {

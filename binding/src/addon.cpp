@@ -168,33 +168,37 @@ struct DeviceExec {
   }
   BackendBuffer<int> ids, labels, rows;
 
-  // build_target's factors on the backend: the same forward as the CPU engine's (all n rows right-padded to T, logits
-  // at each row's last position only), so the CPU table gives the same bits (the CPU GEMM's rounding depends on how
-  // many rows a product has, so a forward per row length would not, for every shape).
-  MatchTarget target_factors(const int* tokens, int n, int T, const int* last_pos, const int* label_ids) {
+  // build_target's factors on the backend: the same forwards as the CPU engine's (the rows in target_chunks' ranges,
+  // right-padded to T, logits at each row's last position only), so the CPU table gives the same bits (the CPU GEMM's
+  // rounding depends on how many rows a product has).
+  MatchTarget target_factors(const int* tokens, int n, int T, const int* last_pos, const int* label_ids, int chunk_tokens) {
     const int V = model.dims().vocab_size, C = model.dims().channels;
     MatchTarget t;
     t.n = n, t.V = V, t.C = C;
-    std::vector<int> rows_host(n);
-    for (int i = 0; i < n; ++i) rows_host[i] = i * T + last_pos[i];
-    ids.ensure(be, (size_t)n * T);
-    labels.ensure(be, n);
-    rows.ensure(be, n);
-    be->to_device(ids.data(), tokens, sizeof(int) * n * T);
-    be->to_device(labels.data(), label_ids, sizeof(int) * n);
-    be->to_device(rows.data(), rows_host.data(), sizeof(int) * n);
-    CausalExec::Forward f;
-    f.tokens = ids.data();
-    f.B = n;
-    f.T = T;
-    f.rows = rows.data();
-    f.n_rows = n;
-    f.targets = labels.data();
-    model.forward(f);
     t.A.resize((size_t)n * V);
     t.H.resize((size_t)n * C);
-    be->to_host(t.A.data(), model.probs(), sizeof(float) * t.A.size());
-    be->to_host(t.H.data(), model.hidden_rows(), sizeof(float) * t.H.size());
+    std::vector<int> rows_host;
+    for (const auto& [i0, i1] : target_chunks(n, T, chunk_tokens)) {
+      const int rn = i1 - i0;
+      rows_host.resize(rn);
+      for (int i = i0; i < i1; ++i) rows_host[i - i0] = (i - i0) * T + last_pos[i];
+      ids.ensure(be, (size_t)rn * T);
+      labels.ensure(be, rn);
+      rows.ensure(be, rn);
+      be->to_device(ids.data(), tokens + (size_t)i0 * T, sizeof(int) * rn * T);
+      be->to_device(labels.data(), label_ids + i0, sizeof(int) * rn);
+      be->to_device(rows.data(), rows_host.data(), sizeof(int) * rn);
+      CausalExec::Forward f;
+      f.tokens = ids.data();
+      f.B = rn;
+      f.T = T;
+      f.rows = rows.data();
+      f.n_rows = rn;
+      f.targets = labels.data();
+      model.forward(f);
+      be->to_host(t.A.data() + (size_t)i0 * V, model.probs(), sizeof(float) * rn * V);
+      be->to_host(t.H.data() + (size_t)i0 * C, model.hidden_rows(), sizeof(float) * rn * C);
+    }
     for (int i = 0; i < n; ++i) t.A[(size_t)i * V + label_ids[i]] -= 1.f;  // a = p − e_y, as gradmatch.cpp's take_factors
     return t;
   }
@@ -633,7 +637,7 @@ double num_field(const Napi::Object& o, const char* name, double dflt) {
   return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : dflt;
 }
 
-// buildTarget({tokens [n*T], n, T, lastPos [n], labels [n], clipNorm?, noiseStd?, noiseSeed?}, cancel?) -> Promise<MatchTarget>
+// buildTarget({tokens [n*T], n, T, lastPos [n], labels [n], clipNorm?, noiseStd?, noiseSeed?, chunkTokens?}, cancel?) -> Promise<MatchTarget>
 Napi::Value ModelWrap::BuildTarget(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = state(env);
@@ -646,6 +650,8 @@ Napi::Value ModelWrap::BuildTarget(const Napi::CallbackInfo& info) {
   opts.clip_norm = (float)num_field(a, "clipNorm", 0);
   opts.noise_std = (float)num_field(a, "noiseStd", 0);
   opts.noise_seed = (uint64_t)num_field(a, "noiseSeed", 0);
+  opts.chunk_tokens = (int)num_field(a, "chunkTokens", opts.chunk_tokens);
+  if (opts.chunk_tokens < 1) throw Napi::RangeError::New(env, "buildTarget: chunkTokens must be at least 1");
   auto cancel = cancel_flag(info[1]);
   auto result = std::make_shared<std::shared_ptr<MatchTarget>>();
   const int *tk = tokens.Data(), *lp = last.Data(), *lb = labels.Data();
@@ -662,7 +668,7 @@ Napi::Value ModelWrap::BuildTarget(const Napi::CallbackInfo& info) {
             if (tk[i] < 0 || tk[i] >= V) throw std::invalid_argument("build_target: token id out of range");
           for (int i = 0; i < n; ++i)
             if (lb[i] < 0 || lb[i] >= V) throw std::invalid_argument("build_target: label token out of range");
-          auto t = std::make_shared<MatchTarget>(d->target_factors(tk, n, T, lp, lb));
+          auto t = std::make_shared<MatchTarget>(d->target_factors(tk, n, T, lp, lb, opts.chunk_tokens));
           finish_target(*t, opts);
           *result = t;
           return;

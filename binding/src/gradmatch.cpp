@@ -45,30 +45,46 @@ void fill_normal(float* out, long n, uint64_t seed, float std) {
   }
 }
 
+std::vector<std::pair<int, int>> target_chunks(int n, int T, int chunk_tokens) {
+  const int rows = std::max(1, chunk_tokens / std::max(T, 1));
+  std::vector<std::pair<int, int>> out;
+  for (int i0 = 0; i0 < n; i0 += rows) out.emplace_back(i0, std::min(n, i0 + rows));
+  return out;
+}
+
 MatchTarget build_target(CausalLM& model, const int* tokens, int n, int T, const int* last_pos, const int* labels,
                          const TargetOptions& opts, const std::atomic<bool>* cancel) {
   const int V = model.dims().vocab_size, C = model.dims().channels;
   if (n <= 0) throw std::invalid_argument("build_target: no real examples");
-  std::vector<float> mask((size_t)n * T, 0.f);
-  std::vector<int> targets((size_t)n * T, 0);
-  for (int i = 0; i < n; ++i) {
+  for (int i = 0; i < n; ++i)
     if (last_pos[i] < 0 || last_pos[i] >= T) throw std::invalid_argument("build_target: last position out of range");
-    mask[(size_t)i * T + last_pos[i]] = 1.f;
-    targets[(size_t)i * T + last_pos[i]] = labels[i];
-  }
-  CausalLM::ForwardArgs fa;
-  fa.tokens = tokens;
-  fa.B = n;
-  fa.T = T;
-  fa.targets = targets.data();
-  fa.loss_mask = mask.data();
-  model.forward(fa, cancel);
-
   MatchTarget t;
   t.n = n;
   t.V = V;
   t.C = C;
-  take_factors(model, n, V, C, labels, t.A, t.H);
+  t.A.resize((size_t)n * V);
+  t.H.resize((size_t)n * C);
+  std::vector<float> mask, A, H;
+  std::vector<int> targets;
+  for (const auto& [i0, i1] : target_chunks(n, T, opts.chunk_tokens)) {
+    const int rows = i1 - i0;
+    mask.assign((size_t)rows * T, 0.f);
+    targets.assign((size_t)rows * T, 0);
+    for (int i = i0; i < i1; ++i) {
+      mask[(size_t)(i - i0) * T + last_pos[i]] = 1.f;
+      targets[(size_t)(i - i0) * T + last_pos[i]] = labels[i];
+    }
+    CausalLM::ForwardArgs fa;
+    fa.tokens = tokens + (size_t)i0 * T;
+    fa.B = rows;
+    fa.T = T;
+    fa.targets = targets.data();
+    fa.loss_mask = mask.data();
+    model.forward(fa, cancel);
+    take_factors(model, rows, V, C, labels + i0, A, H);
+    std::copy(A.begin(), A.end(), t.A.begin() + (size_t)i0 * V);
+    std::copy(H.begin(), H.end(), t.H.begin() + (size_t)i0 * C);
+  }
   finish_target(t, opts);
   return t;
 }

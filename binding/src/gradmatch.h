@@ -10,6 +10,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "causal_lm.h"
@@ -29,12 +30,19 @@ struct TargetOptions {
   float clip_norm = 0;      // per-example clipping C (0 = off)
   float noise_std = 0;      // σ of each entry of N (0 = no noise); the caller computes it from ε, δ, C, n
   uint64_t noise_seed = 0;
+  int chunk_tokens = 4096;  // tokens per forward while building the target (memory vs. per-call overhead)
 };
 
 // Forward only over n real sequences (right-padded to T; last_pos[i] = index of the last real token), labels[i] =
-// the label word's first token. Builds the target factors.
+// the label word's first token. Builds the target factors. The rows run in chunks (target_chunks,
+// opts.chunk_tokens), so the activations held at once stay bounded however many examples there are and however long.
 MatchTarget build_target(CausalLM& model, const int* tokens, int n, int T, const int* last_pos, const int* labels,
                          const TargetOptions& opts, const std::atomic<bool>* cancel = nullptr);
+
+// The row ranges [i0, i1) build_target runs one forward each: at most chunk_tokens tokens (rows × T) per forward,
+// at least one row. The device path's target uses the same ranges, so its CPU-table run gives the same bits (a
+// product's rounding depends on its row count on the CPU).
+std::vector<std::pair<int, int>> target_chunks(int n, int T, int chunk_tokens);
 
 // build_target's second half, for factors computed elsewhere (a GPU copy of the model): t.n, t.V, t.C, t.A = p − e_y
 // and t.H filled; applies the per-example clipping and the DP noise and sets t.norm and t.example_norms.

@@ -390,6 +390,18 @@ static void test_gradient_matching() {
   for (auto& t : tok) t = rng.below(V);
   for (int i = 0; i < n; ++i) last[i] = 4 + i % 5, labels[i] = i % 2 ? label : 7;
   auto X = to_f(randn(rng, (size_t)B * L * C, 0.5));
+  {  // the rows in chunks (one forward per 1 or 2 rows) give the factors of one forward over all rows
+    TargetOptions whole, one_row, two_rows;
+    one_row.chunk_tokens = T;
+    two_rows.chunk_tokens = 2 * T + 3;
+    MatchTarget a = build_target(m, tok.data(), n, T, last.data(), labels.data(), whole);
+    MatchTarget b = build_target(m, tok.data(), n, T, last.data(), labels.data(), one_row);
+    MatchTarget c = build_target(m, tok.data(), n, T, last.data(), labels.data(), two_rows);
+    report("build_target in chunks of 1 / 2 rows = one forward (A, H)",
+           std::max({rel_err(b.A, a.A), rel_err(b.H, a.H), rel_err(c.A, a.A), rel_err(c.H, a.H)}), 1e-5);
+    report("target_chunks: 5 rows of 9 tokens at 20 tokens per forward = [0,2) [2,4) [4,5)",
+           target_chunks(5, 9, 20) == std::vector<std::pair<int, int>>{{0, 2}, {2, 4}, {4, 5}} ? 0 : 1, 0);
+  }
   for (int dp = 0; dp < 2; ++dp) {
     TargetOptions opts;
     if (dp) opts.clip_norm = 0.05f, opts.noise_std = 0.01f, opts.noise_seed = 99;

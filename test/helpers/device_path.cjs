@@ -51,7 +51,8 @@ function makeModel(kind) {
     const tokens = Int32Array.from({ length: n * T }, () => Math.floor(rng() * V));
     const lastPos = Int32Array.from({ length: n }, (_, i) => T - 1 - (i % 3));
     const labels = Int32Array.from({ length: n }, (_, i) => 7 + (i % 2));
-    return nat.buildTarget({ tokens, n, T, lastPos, labels, clipNorm: noiseStd ? 1 : 0, noiseStd, noiseSeed: 5 });
+    // the noisy target also runs its rows in chunks of 2 (chunkTokens 2·T): several forwards on both paths
+    return nat.buildTarget({ tokens, n, T, lastPos, labels, clipNorm: noiseStd ? 1 : 0, noiseStd, noiseSeed: 5, chunkTokens: noiseStd ? 2 * T : undefined });
   };
   const randn = (len, s) => Float32Array.from({ length: len }, () => (rng() - 0.5) * s);
   const t1 = await target(0), t2 = await target(0.01);
