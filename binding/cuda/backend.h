@@ -1,8 +1,8 @@
 // The backend table (ggml style): memory management plus one function pointer per engine op, so model and method
 // code is written once against it and runs on whichever backend holds its buffers.
 //
-//   cpu_backend()   every op calls the CPU op of binding/src/ops.h or binding/src/llama_ops.h (the specification);
-//                   "memory" is host memory.
+//   cpu_backend()   every op calls the CPU op of binding/src/ops.h or binding/src/llama_ops.h (the specification;
+//                   the projection's choice: admm.h choose_tokens); "memory" is host memory.
 //   cuda_backend()  every op launches the CUDA kernel of binding/cuda/*.cuh on the device; memory is device memory.
 //                   nullptr when no usable CUDA device exists (see backend_select.h for the runtime choice).
 //
@@ -28,6 +28,8 @@ enum class Op : int {
   // the Llama family (binding/src/llama_ops.h)
   RmsnormForward, RmsnormBackward, RopeForward, RopeBackward, SwigluForward, SwigluBackward, LinearForward,
   LinearBackward, GqaAttentionForward, GqaAttentionBackward, GqaAttentionDecodeForward,
+  // the projection's choice (admm.cpp choose_tokens)
+  ProjectChoose,
   Count
 };
 const char* op_name(Op op);
@@ -121,6 +123,16 @@ struct Backend {
                       float* g_scratch, double* norm_scratch, int B, long row_n, long free_n, float rho,
                       float max_norm, float beta1, float beta2, float eps, float step_size, float bc2_sqrt);
   void (*fill)(float* x, long n, float value);
+
+  // ---- the projection (admm.cpp project(): the z-update) ----
+  // admm.h choose_tokens on backend memory: for each row b < B, among the allowed ids (allowed_ids [n_allowed],
+  // distinct, in [0, V)) the k with the smallest (−sims[b,v]·inv_norm[v], v), and of those the highest logits[b,v]
+  // (ties: the smaller id) to chosen[b]. sims, logits [B,V], inv_norm [V], chosen [B]. Exactly choose_tokens' ids,
+  // ties included, on every backend (the CUDA kernel: radix select on a 64-bit (key, id) composite, binding/cuda/
+  // project.cuh), so exec_project downloads only the B chosen ids per position. Throws std::invalid_argument unless
+  // 1 ≤ n_allowed ≤ V and 1 ≤ k ≤ n_allowed.
+  void (*project_choose)(int* chosen, const float* sims, const float* logits, const float* inv_norm,
+                         const int* allowed_ids, int n_allowed, int B, int V, int k);
 
   // ---- the Llama family (llama_ops.h; NH query heads, NKV key/value heads of hd channels) ----
   void (*rmsnorm_forward)(float* out, float* rstd, const float* inp, const float* weight, int N, int C, float eps);

@@ -1,12 +1,14 @@
-// The CPU backend table: every op is the CPU op of binding/src/ops.h or llama_ops.h (float), and the
-// gradient-matching pieces are the loops of gradmatch.cpp / admm.cpp in the same arithmetic order, so model and
-// method code written against the table gives the CPU engine's numbers on this backend.
+// The CPU backend table: every op is the CPU op of binding/src/ops.h or llama_ops.h (float), the gradient-matching
+// pieces are the loops of gradmatch.cpp / admm.cpp in the same arithmetic order and the projection's choice is
+// admm.cpp's choose_tokens itself, so model and method code written against the table gives the CPU engine's
+// numbers on this backend.
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <stdexcept>
 
+#include "admm.h"
 #include "backend.h"
 #include "llama_ops.h"
 #include "ops.h"
@@ -22,7 +24,8 @@ const char* op_name(Op op) {
       "gather_rows", "scatter_rows", "onehot_sub", "row_dot", "gm_combine", "scale_by", "axpy_by",
       "softmax_jvp_rows", "x_adam_step", "fill", "gather_rows_at", "scatter_rows_at", "rmsnorm_forward",
       "rmsnorm_backward", "rope_forward", "rope_backward", "swiglu_forward", "swiglu_backward", "linear_forward",
-      "linear_backward", "gqa_attention_forward", "gqa_attention_backward", "gqa_attention_decode_forward"};
+      "linear_backward", "gqa_attention_forward", "gqa_attention_backward", "gqa_attention_decode_forward",
+      "project_choose"};
   static_assert(sizeof(names) / sizeof(names[0]) == (size_t)Op::Count, "op_name table out of date");
   const int i = (int)op;
   return i >= 0 && i < (int)Op::Count ? names[i] : "?";
@@ -232,6 +235,7 @@ Backend make_table() {
   b.gqa_attention_forward = gqa_attention_forward<float>;
   b.gqa_attention_backward = gqa_attention_bwd;
   b.gqa_attention_decode_forward = gqa_attention_decode_forward;
+  b.project_choose = choose_tokens;
   return b;
 }
 

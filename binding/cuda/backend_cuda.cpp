@@ -190,6 +190,7 @@ Backend make_table() {
   b.gqa_attention_forward = gqa_attention_forward;
   b.gqa_attention_backward = gqa_attention_backward;
   b.gqa_attention_decode_forward = gqa_attention_decode_forward;
+  b.project_choose = project_choose;
   return b;
 }
 

@@ -130,5 +130,9 @@ void gqa_attention_backward(float* dqkv, float* scratch, const float* dout, cons
 void gqa_attention_decode_forward(float* out, float* kcache, float* vcache, const float* pk, const float* pv,
                                   const float* qkv, int R, int Tn, int NH, int NKV, int hd, int P, int len, int cap);
 
+// ---- the projection's choice (ops.cu: project.cuh; admm.cpp choose_tokens is the spec) ----
+void project_choose(int* chosen, const float* sims, const float* logits, const float* inv_norm, const int* allowed_ids,
+                    int n_allowed, int B, int V, int k);
+
 }  // namespace cuda
 }  // namespace gradmm

@@ -571,22 +571,33 @@ void exec_project(CausalExec& model, const float* host_wte, const float* U, int 
   const Backend* be = model.backend();
   const int V = model.dims().vocab_size, C = model.dims().channels;
   if (prefix.rows != 1 || prefix.length <= 0) throw std::invalid_argument("project: prefix must be a filled one-row cache");
-  ExecKVCache rows(be, model.dims(), B, std::max(free_len, 1), &prefix);
-  BackendBuffer<float> ui(be, (size_t)B * C), sims(be, (size_t)B * V), logits(be, (size_t)B * V);
-  BackendBuffer<int> chosen(be, (size_t)B);
+  // the CPU path's tables and checks (admm.cpp project), computed once per call on the host
+  std::vector<float> inv_norm_host;
+  std::vector<int> allowed_host;
+  projection_tables(host_wte, V, C, allowed, inv_norm_host, allowed_host);
+  if (topk < 1) throw std::invalid_argument("project: topk must be at least 1");
+  const int n_allowed = (int)allowed_host.size(), k = std::min(topk, n_allowed);
+  if (free_len <= 0 || B <= 0) return;
+  ExecKVCache rows(be, model.dims(), B, free_len, &prefix);
+  // uploaded once: U, the norms, the allowed ids, the prefix logits into every row
+  BackendBuffer<float> u(be, (size_t)B * L * C), ui(be, (size_t)B * C), sims(be, (size_t)B * V),
+      logits(be, (size_t)B * V), inv_norm(be, V);
+  BackendBuffer<int> ids(be, n_allowed), chosen(be, B);
+  be->to_device(u.data(), U, sizeof(float) * u.size());
+  be->to_device(inv_norm.data(), inv_norm_host.data(), sizeof(float) * V);
+  be->to_device(ids.data(), allowed_host.data(), sizeof(int) * n_allowed);
+  for (int b = 0; b < B; ++b) be->to_device(logits.data() + (size_t)b * V, prefix_logits, sizeof(float) * V);
   const float* wte = model.input_embeddings();
-  ProjectionSteps steps;
-  steps.similarities = [&](const float* host_ui, float* host_sims) {
-    be->to_device(ui.data(), host_ui, sizeof(float) * B * C);
-    be->gemm(false, true, B, V, C, ui.data(), C, wte, C, sims.data(), V, false);
-    be->to_host(host_sims, sims.data(), sizeof(float) * B * V);
-  };
-  steps.decode_next = [&](const int* host_chosen, float* host_logits) {
-    be->to_device(chosen.data(), host_chosen, sizeof(int) * B);
-    model.decode(rows, chosen.data(), 1, logits.data());
-    be->to_host(host_logits, logits.data(), sizeof(float) * B * V);
-  };
-  project(steps, host_wte, V, C, U, B, L, free_len, allowed, topk, prefix_logits, out_tokens, cancel);
+  std::vector<int> chosen_host(B);
+  for (int i = 0; i < free_len; ++i) {
+    if (cancel && cancel->load(std::memory_order_relaxed)) throw Cancelled();
+    be->gather_rows(ui.data(), u.data(), B, C, L, i);  // ui[b] = U[b, i]
+    be->gemm(false, true, B, V, C, ui.data(), C, wte, C, sims.data(), V, false);  // u_i · e_v
+    be->project_choose(chosen.data(), sims.data(), logits.data(), inv_norm.data(), ids.data(), n_allowed, B, V, k);
+    be->to_host(chosen_host.data(), chosen.data(), sizeof(int) * B);  // the only download: B ids
+    for (int b = 0; b < B; ++b) out_tokens[(long)b * free_len + i] = chosen_host[b];
+    if (i + 1 < free_len) model.decode(rows, chosen.data(), 1, logits.data());
+  }
 }
 
 ExecTarget::ExecTarget(const Backend* be, const MatchTarget& t) : n(t.n), V(t.V), C(t.C), norm(t.norm) {

@@ -1,7 +1,8 @@
 // The model families and the method's inner loop written once against the backend table (backend.h): with
 // cpu_backend() they reproduce binding/src/gpt2.cpp, llama.cpp, gradmatch.cpp and admm.cpp bit for bit; with
 // cuda_backend() the weights are uploaded once and activations, the target's factors and the ADMM x-update state
-// live on the device, so an inner step reads back only scalars (the losses, once per x_update call).
+// live on the device, so an inner step reads back only scalars (the losses, once per x_update call) and a
+// projection only the chosen token ids (B per position).
 //
 // Families: GPT-2 (GPT2Exec) and the Llama family (LlamaExec: Llama, Qwen2, Mistral without sliding windows; RMSNorm,
 // RoPE with llama3 scaling, SwiGLU, grouped-query attention, optional q/k/v/o/MLP biases, tied or untied lm_head),
@@ -160,8 +161,11 @@ class LlamaExec : public CausalExec {
   BackendBuffer<float> d_res_, d_tmp_, d_qkv_, d_atty_, d_act_, d_gate_, d_up_, d_att_scratch_;
 };
 
-// admm.cpp's project() with the model on the backend: the similarities u_i·e_v and each decoding step run there; the
-// top-k choice runs on the host (the same code as the CPU path), so B·V similarities and logits cross per position.
+// admm.cpp's project() with the model on the backend: U, the vocabulary norms, the allowed ids and the prefix logits
+// (into every row) are uploaded once per call; per position the similarities u_i·e_v, the top-k/LM choice (the
+// table's project_choose: admm.cpp choose_tokens, the same ids on every backend) and the decoding step run there,
+// so similarities and logits stay on the backend and only the B chosen ids come back (they are also the decode's
+// input, read from backend memory). The norms are computed on the host as the CPU path does (projection_tables).
 // host_wte: the host model's input embeddings (CausalLM::input_embeddings(), for the vocabulary norms).
 void exec_project(CausalExec& model, const float* host_wte, const float* U, int B, int L, int free_len,
                   const uint8_t* allowed, int topk, const KVCache& prefix, const float* prefix_logits, int* out_tokens,

@@ -15,3 +15,4 @@
 #include "crossentropy.cuh"
 #include "adamw.cuh"
 #include "gradmatch.cuh"
+#include "project.cuh"

@@ -43,11 +43,10 @@ double x_update(CausalLM& model, const MatchTarget& target, float* X, const floa
   return match_loss(model, target, X, a.B, a.L, a.label, nullptr, nullptr, cancel);
 }
 
-void project(const ProjectionSteps& steps, const float* wte, int V, int C, const float* U, int B, int L, int free_len,
-             const uint8_t* allowed, int topk, const float* prefix_logits, int* out_tokens,
-             const std::atomic<bool>* cancel) {
-  std::vector<float> inv_norm(V);
-  std::vector<int> allowed_ids;
+void projection_tables(const float* wte, int V, int C, const uint8_t* allowed, std::vector<float>& inv_norm,
+                       std::vector<int>& allowed_ids) {
+  inv_norm.assign(V, 0.f);
+  allowed_ids.clear();
   for (int v = 0; v < V; ++v) {
     double s = 0;
     for (int c = 0; c < C; ++c) s += (double)wte[(long)v * C + c] * wte[(long)v * C + c];
@@ -55,7 +54,41 @@ void project(const ProjectionSteps& steps, const float* wte, int V, int C, const
     if (allowed[v]) allowed_ids.push_back(v);
   }
   if (allowed_ids.empty()) throw std::invalid_argument("project: no token is allowed");
-  const int k = std::min<int>(topk, (int)allowed_ids.size());
+}
+
+void choose_tokens(int* chosen, const float* sims, const float* logits, const float* inv_norm, const int* allowed_ids,
+                   int n_allowed, int B, int V, int k) {
+  if (n_allowed < 1 || n_allowed > V) throw std::invalid_argument("choose_tokens: n_allowed must be in [1, V]");
+  if (k < 1 || k > n_allowed) throw std::invalid_argument("choose_tokens: k must be in [1, n_allowed]");
+  if (B <= 0) return;
+  parallel_for(B, [&](long b0, long b1) {
+    std::vector<std::pair<float, int>> cand(n_allowed);
+    for (long b = b0; b < b1; ++b) {
+      const float* s = sims + (size_t)b * V;
+      for (int j = 0; j < n_allowed; ++j) {
+        const int v = allowed_ids[j];
+        cand[j] = {-s[v] * inv_norm[v], v};  // ascending = most similar first; ties by token id
+      }
+      std::nth_element(cand.begin(), cand.begin() + (k - 1), cand.end());
+      const float* lg = logits + (size_t)b * V;
+      int best = -1;
+      for (int j = 0; j < k; ++j) {
+        const int v = cand[j].second;
+        if (best < 0 || lg[v] > lg[best] || (lg[v] == lg[best] && v < best)) best = v;
+      }
+      chosen[b] = best;
+    }
+  });
+}
+
+void project(const ProjectionSteps& steps, const float* wte, int V, int C, const float* U, int B, int L, int free_len,
+             const uint8_t* allowed, int topk, const float* prefix_logits, int* out_tokens,
+             const std::atomic<bool>* cancel) {
+  std::vector<float> inv_norm;
+  std::vector<int> allowed_ids;
+  projection_tables(wte, V, C, allowed, inv_norm, allowed_ids);
+  if (topk < 1) throw std::invalid_argument("project: topk must be at least 1");
+  const int n_allowed = (int)allowed_ids.size(), k = std::min(topk, n_allowed);
   std::vector<float> logits((size_t)B * V), ui((size_t)B * C), sims((size_t)B * V);
   for (int b = 0; b < B; ++b) std::memcpy(&logits[(size_t)b * V], prefix_logits, V * sizeof(float));
   std::vector<int> chosen(B);
@@ -63,25 +96,8 @@ void project(const ProjectionSteps& steps, const float* wte, int V, int C, const
     if (cancel && cancel->load(std::memory_order_relaxed)) throw Cancelled();
     for (int b = 0; b < B; ++b) std::memcpy(&ui[(size_t)b * C], U + ((long)b * L + i) * C, C * sizeof(float));
     steps.similarities(ui.data(), sims.data());  // u_i · e_v
-    parallel_for(B, [&](long b0, long b1) {
-      std::vector<std::pair<float, int>> cand(allowed_ids.size());
-      for (long b = b0; b < b1; ++b) {
-        const float* s = &sims[(size_t)b * V];
-        for (size_t j = 0; j < allowed_ids.size(); ++j) {
-          int v = allowed_ids[j];
-          cand[j] = {-s[v] * inv_norm[v], v};  // ascending = most similar first; ties by token id
-        }
-        std::nth_element(cand.begin(), cand.begin() + (k - 1), cand.end());
-        const float* lg = &logits[(size_t)b * V];
-        int best = -1;
-        for (int j = 0; j < k; ++j) {
-          int v = cand[j].second;
-          if (best < 0 || lg[v] > lg[best] || (lg[v] == lg[best] && v < best)) best = v;
-        }
-        chosen[b] = best;
-        out_tokens[(long)b * free_len + i] = best;
-      }
-    });
+    choose_tokens(chosen.data(), sims.data(), logits.data(), inv_norm.data(), allowed_ids.data(), n_allowed, B, V, k);
+    for (int b = 0; b < B; ++b) out_tokens[(long)b * free_len + i] = chosen[b];
     if (i + 1 < free_len) steps.decode_next(chosen.data(), logits.data());
   }
 }

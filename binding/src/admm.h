@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "causal_lm.h"
 #include "gradmatch.h"
@@ -32,7 +33,24 @@ void project(CausalLM& model, const float* U, int B, int L, int free_len, const 
              const KVCache& prefix, const float* prefix_logits, int* out_tokens,
              const std::atomic<bool>* cancel = nullptr);
 
-// project()'s choice loop, written once for every executor of the model (all pointers host memory):
+// project()'s per-call tables: inv_norm [V] = 1/‖e_v‖ of the rows of wte [V,C] (the norm summed in double; 0 for a
+// zero row) and allowed_ids, the ids v with allowed[v] ≠ 0 in ascending order. Throws std::invalid_argument when no
+// token is allowed.
+void projection_tables(const float* wte, int V, int C, const uint8_t* allowed, std::vector<float>& inv_norm,
+                       std::vector<int>& allowed_ids);
+
+// project()'s choice at one position, for every row b < B (the specification of the backend op project_choose):
+// among the n_allowed ids of allowed_ids (distinct, in [0, V)), the k with the smallest key (−sims[b,v]·inv_norm[v],
+// float, then the token id: ascending = most similar first, ties by the smaller id; the float comparison makes −0
+// and +0 equal), and of those the one with the highest logits[b,v] (ties: the smaller id) goes to chosen[b].
+// sims, logits [B,V]. Throws std::invalid_argument unless 1 ≤ n_allowed ≤ V and 1 ≤ k ≤ n_allowed.
+// With finite sims and inv_norm the keys are never NaN; NaN logits are unsupported (the scan's result would then
+// depend on the order nth_element leaves the candidates in).
+void choose_tokens(int* chosen, const float* sims, const float* logits, const float* inv_norm, const int* allowed_ids,
+                   int n_allowed, int B, int V, int k);
+
+// project()'s choice loop on the host, as the CPU engine runs it (all pointers host memory; the device path,
+// exec_project in binding/cuda/model_exec.h, keeps similarities and logits on its backend instead):
 // similarities(ui [B,C], sims [B,V]) computes u_i·e_v; decode_next(chosen [B], logits [B,V]) decodes the chosen
 // tokens of every row and gives each row's logits for the next position. wte [V,C] gives the vocabulary norms.
 struct ProjectionSteps {

@@ -2,17 +2,20 @@
 // of binding/src/ops.h or llama_ops.h (the specification), forward and backward, on random shapes including odd
 // sizes, compared by normalised MSE  Σ(got − ref)² / Σ ref²  under a per-op tolerance; then the executors (GPT-2 and
 // two Llama-family shapes: forward, backward, decode) and the ADMM inner step (build_target, match_loss, x_update,
-// project) end to end against gpt2.cpp / llama.cpp / gradmatch.cpp / admm.cpp.
+// project) end to end against gpt2.cpp / llama.cpp / gradmatch.cpp / admm.cpp. The projection's choice
+// (project_choose) must give admm.cpp choose_tokens' ids exactly, ties included, on every backend.
 //
 // The same harness first runs with the CPU backend table in place of the device (no GPU needed): that checks the
 // harness itself, the table wiring and the model/method code written against the table (model_exec.cpp), which
 // must reproduce the CPU engine exactly (tolerance 0). Without a usable CUDA device the device part prints
 // "SKIP: no CUDA device (...)". Last line: "N passed, M failed"; exit status 1 on any failure.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -930,6 +933,81 @@ static void check_admms(const Backend* be, Rng& r, double tol_f, double tol_x, d
   }
 }
 
+// The projection's choice: the table's project_choose against admm.cpp choose_tokens (exact ids), and choose_tokens
+// itself against a full sort of the (key, id) pairs. Modes: 0 random values; 1 heavy ties (similarities and logits
+// from a handful of values, a quarter of the tokens of norm zero so their keys are −0 or +0, some ±inf similarities
+// and logits, +0 and −0 logits); 2 every key and every logit equal (the choice falls to the ids alone).
+static void check_project_choose(const Backend* be, Rng& r, int B, int V, int n_allowed, int k, int mode) {
+  const std::string s = "(B=" + std::to_string(B) + ",V=" + std::to_string(V) + ",allowed=" +
+                        std::to_string(n_allowed) + ",k=" + std::to_string(k) +
+                        (mode == 1 ? ",ties" : mode == 2 ? ",all equal" : "") + ")";
+  std::vector<int> ids(V);
+  for (int v = 0; v < V; ++v) ids[v] = v;
+  std::shuffle(ids.begin(), ids.end(), r.gen);
+  ids.resize(n_allowed);
+  std::sort(ids.begin(), ids.end());
+  std::vector<float> sims((size_t)B * V), logits((size_t)B * V), inv_norm(V);
+  for (int v = 0; v < V; ++v)
+    inv_norm[v] = mode == 2 ? 1.f : mode == 1 ? (r.below(4) == 0 ? 0.f : r.below(2) ? 1.f : 0.5f)
+                                              : 1.f / (0.1f + std::fabs(r.normal()));
+  for (size_t i = 0; i < sims.size(); ++i) {
+    const int v = (int)(i % V);
+    if (mode == 2) {
+      sims[i] = 0.25f, logits[i] = -1.5f;
+    } else if (mode == 1) {
+      sims[i] = 0.5f * (float)(r.below(5) - 2);  // −1 … 1, zero included (keys −0 for +0 and 0 similarities)
+      if (inv_norm[v] > 0 && r.below(61) == 0) sims[i] = r.below(2) ? INFINITY : -INFINITY;  // never inf·0
+      const int l = r.below(9);
+      logits[i] = l == 0 ? -0.f : l == 1 ? 0.f : l == 2 ? 2.f : l == 3 ? -2.f : l == 4 ? 1.f
+                : l == 5 ? -INFINITY : l == 6 && r.below(8) == 0 ? INFINITY : 1.5f;
+    } else {
+      sims[i] = r.normal();
+      logits[i] = 3.f * r.normal();
+    }
+  }
+  std::vector<int> ref(B, -1), brute(B, -1);
+  choose_tokens(ref.data(), sims.data(), logits.data(), inv_norm.data(), ids.data(), n_allowed, B, V, k);
+  for (int b = 0; b < B; ++b) {
+    std::vector<std::pair<float, int>> cand(n_allowed);
+    for (int j = 0; j < n_allowed; ++j) cand[j] = {-sims[(size_t)b * V + ids[j]] * inv_norm[ids[j]], ids[j]};
+    std::sort(cand.begin(), cand.end());
+    int best = cand[0].second;
+    for (int j = 1; j < k; ++j) {
+      const int v = cand[j].second;
+      const float lv = logits[(size_t)b * V + v], lb = logits[(size_t)b * V + best];
+      if (lv > lb || (lv == lb && v < best)) best = v;
+    }
+    brute[b] = best;
+  }
+  auto differing = [&](const std::vector<int>& got) {
+    int d = 0;
+    for (int b = 0; b < B; ++b) d += got[b] != ref[b];
+    return (double)d / B;
+  };
+  report("choose_tokens = full sort " + s, differing(brute), 0.0);
+  auto dsims = up(be, sims), dlogits = up(be, logits), dinv = up(be, inv_norm);
+  auto dids = up(be, ids);
+  BackendBuffer<int> dchosen(be, B);
+  be->project_choose(dchosen.data(), dsims.data(), dlogits.data(), dinv.data(), dids.data(), n_allowed, B, V, k);
+  report("project_choose " + s, differing(down(be, dchosen)), 0.0);
+}
+
+// project_choose's argument checks: k outside [1, n_allowed], no token allowed.
+static void check_project_choose_args(const Backend* be) {
+  BackendBuffer<float> f(be, 8);
+  BackendBuffer<int> ids(be, 4), chosen(be, 2);
+  auto throws = [&](int n_allowed, int k) {
+    try {
+      be->project_choose(chosen.data(), f.data(), f.data(), f.data(), ids.data(), n_allowed, 2, 4, k);
+    } catch (const std::invalid_argument&) {
+      return true;
+    }
+    return false;
+  };
+  report("project_choose rejects k = 0, k > n_allowed, n_allowed = 0",
+         throws(4, 0) && throws(3, 4) && throws(0, 1) ? 0.0 : 1.0, 0.0);
+}
+
 // =================================================================================================================
 
 static void run_op_checks(const Backend* be, double gemm_tol_f32) {
@@ -990,6 +1068,24 @@ static void run_op_checks(const Backend* be, double gemm_tol_f32) {
   check_gqa_decode(be, r, 5, 1, 6, 2, 10, 9, 4, 11, gemm_tol_f32);
   check_gqa_decode(be, r, 3, 4, 4, 1, 18, 17, 0, 6, gemm_tol_f32);
   check_gqa_decode(be, r, 2, 2, 8, 2, 64, 0, 30, 40, gemm_tol_f32);
+  // the projection's choice: k = 1, k = n_allowed, n_allowed < V, heavy ties, GPT-2 and Llama-3 vocabularies
+  check_project_choose(be, r, 1, 1, 1, 1, 0);
+  check_project_choose(be, r, 3, 50, 50, 1, 1);
+  check_project_choose(be, r, 3, 50, 50, 50, 1);
+  check_project_choose(be, r, 5, 1009, 700, 6, 1);
+  check_project_choose(be, r, 5, 1009, 700, 700, 1);
+  check_project_choose(be, r, 5, 1009, 700, 350, 1);  // the k-th key among the ±0 keys
+  check_project_choose(be, r, 6, 1009, 1, 1, 1);
+  check_project_choose(be, r, 2, 1009, 300, 37, 0);
+  check_project_choose(be, r, 3, 1000, 999, 10, 2);
+  check_project_choose(be, r, 2, 1000, 999, 999, 2);
+  check_project_choose(be, r, 7, 4099, 4099, 4099, 0);
+  check_project_choose(be, r, 4, 50257, 50257, 200, 0);
+  check_project_choose(be, r, 4, 50257, 40000, 200, 1);
+  check_project_choose(be, r, 4, 50257, 40000, 20000, 1);
+  check_project_choose(be, r, 2, 128256, 100000, 1000, 1);
+  check_project_choose(be, r, 9, 128256, 128256, 200, 0);
+  check_project_choose_args(be);
 }
 
 int main() {
