@@ -148,7 +148,9 @@ static void check_layernorm(const Backend* be, Rng& r, int N, int C) {
   auto dg = up(be, g), dgin = up(be, gin), dgw = up(be, gw), dgb = up(be, gb);
   be->layernorm_backward(dgin.data(), dgw.data(), dgb.data(), dg.data(), dx.data(), dw.data(), dmean.data(),
                          drstd.data(), N, C);
-  report("layernorm_backward dinp " + s, nmse(down(be, dgin), rin), kTolExact);
+  // With C = 1 the normalised value is exactly 0 and the true dinp is 0: what the op adds is rounding noise of
+  // w·d − mean(w·d) scaled by rstd = 1/√eps ≈ 316 (the CPU's order cancels exactly, a GPU reduction need not).
+  report("layernorm_backward dinp " + s, nmse(down(be, dgin), rin), C == 1 ? 1e-8 : kTolExact);
   report("layernorm_backward dweight " + s, nmse(down(be, dgw), rw), kTolExact);
   report("layernorm_backward dbias " + s, nmse(down(be, dgb), rb), kTolExact);
 }
