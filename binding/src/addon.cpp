@@ -18,6 +18,10 @@
 #ifdef GRADMM_HAVE_CUDA
 #include "cuda_ops.h"    // binding/cuda: the CUDA backend, linked when CMake found nvcc
 #include "model_exec.h"  // GPT-2, the Llama family and the x-update written against the backend table
+#else
+namespace gradmm {
+struct Backend;  // without CUDA there are no backend tables: exec_backend() is always nullptr
+}
 #endif
 #include <cctype>
 #include <cstring>
