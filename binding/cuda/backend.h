@@ -129,7 +129,7 @@ struct Backend {
   // distinct, in [0, V)) the k with the smallest (−sims[b,v]·inv_norm[v], v), and of those the highest logits[b,v]
   // (ties: the smaller id) to chosen[b]. sims, logits [B,V], inv_norm [V], chosen [B]. Exactly choose_tokens' ids,
   // ties included, on every backend (the CUDA kernel: radix select on a 64-bit (key, id) composite, binding/cuda/
-  // project.cuh), so exec_project downloads only the B chosen ids per position. Throws std::invalid_argument unless
+  // project.cuh), so exec_project reads back nothing but the chosen ids, once per call. Throws std::invalid_argument unless
   // 1 ≤ n_allowed ≤ V and 1 ≤ k ≤ n_allowed.
   void (*project_choose)(int* chosen, const float* sims, const float* logits, const float* inv_norm,
                          const int* allowed_ids, int n_allowed, int B, int V, int k);

@@ -582,22 +582,26 @@ void exec_project(CausalExec& model, const float* host_wte, const float* U, int 
   // uploaded once: U, the norms, the allowed ids, the prefix logits into every row
   BackendBuffer<float> u(be, (size_t)B * L * C), ui(be, (size_t)B * C), sims(be, (size_t)B * V),
       logits(be, (size_t)B * V), inv_norm(be, V);
-  BackendBuffer<int> ids(be, n_allowed), chosen(be, B);
+  BackendBuffer<int> ids(be, n_allowed), chosen(be, (size_t)free_len * B);  // [free_len, B]: position i at i·B
   be->to_device(u.data(), U, sizeof(float) * u.size());
   be->to_device(inv_norm.data(), inv_norm_host.data(), sizeof(float) * V);
   be->to_device(ids.data(), allowed_host.data(), sizeof(int) * n_allowed);
   for (int b = 0; b < B; ++b) be->to_device(logits.data() + (size_t)b * V, prefix_logits, sizeof(float) * V);
   const float* wte = model.input_embeddings();
-  std::vector<int> chosen_host(B);
+  // Nothing is read back until the end: each position's ids stay on the backend for the next decoding step, so the
+  // host only queues work (no wait per position: on a GPU the decoding steps are launch-bound).
   for (int i = 0; i < free_len; ++i) {
     if (cancel && cancel->load(std::memory_order_relaxed)) throw Cancelled();
+    int* chosen_i = chosen.data() + (size_t)i * B;
     be->gather_rows(ui.data(), u.data(), B, C, L, i);  // ui[b] = U[b, i]
     be->gemm(false, true, B, V, C, ui.data(), C, wte, C, sims.data(), V, false);  // u_i · e_v
-    be->project_choose(chosen.data(), sims.data(), logits.data(), inv_norm.data(), ids.data(), n_allowed, B, V, k);
-    be->to_host(chosen_host.data(), chosen.data(), sizeof(int) * B);  // the only download: B ids
-    for (int b = 0; b < B; ++b) out_tokens[(long)b * free_len + i] = chosen_host[b];
-    if (i + 1 < free_len) model.decode(rows, chosen.data(), 1, logits.data());
+    be->project_choose(chosen_i, sims.data(), logits.data(), inv_norm.data(), ids.data(), n_allowed, B, V, k);
+    if (i + 1 < free_len) model.decode(rows, chosen_i, 1, logits.data());
   }
+  std::vector<int> chosen_host((size_t)free_len * B);
+  be->to_host(chosen_host.data(), chosen.data(), sizeof(int) * chosen_host.size());  // the one download
+  for (int i = 0; i < free_len; ++i)
+    for (int b = 0; b < B; ++b) out_tokens[(long)b * free_len + i] = chosen_host[(size_t)i * B + b];
 }
 
 ExecTarget::ExecTarget(const Backend* be, const MatchTarget& t) : n(t.n), V(t.V), C(t.C), norm(t.norm) {

@@ -164,8 +164,9 @@ class LlamaExec : public CausalExec {
 // admm.cpp's project() with the model on the backend: U, the vocabulary norms, the allowed ids and the prefix logits
 // (into every row) are uploaded once per call; per position the similarities u_i·e_v, the top-k/LM choice (the
 // table's project_choose: admm.cpp choose_tokens, the same ids on every backend) and the decoding step run there,
-// so similarities and logits stay on the backend and only the B chosen ids come back (they are also the decode's
-// input, read from backend memory). The norms are computed on the host as the CPU path does (projection_tables).
+// so similarities and logits stay on the backend; the chosen ids are the next decode's input in backend memory and
+// come back once, all positions together, at the end (no wait per position). The norms are computed on the host as
+// the CPU path does (projection_tables).
 // host_wte: the host model's input embeddings (CausalLM::input_embeddings(), for the vocabulary norms).
 void exec_project(CausalExec& model, const float* host_wte, const float* U, int B, int L, int free_len,
                   const uint8_t* allowed, int topk, const KVCache& prefix, const float* prefix_logits, int* out_tokens,
