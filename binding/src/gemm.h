@@ -28,7 +28,8 @@ struct GemmMicroKernel {
   void (*pack_a)(bool transA, const float* A, int lda, int i0, int mc, int p0, int kc, float* dst);
   void (*pack_b)(bool transB, const float* B, int ldb, int p0, int kc, int j0, int nc, float* dst);
   // Unpacked paths for a few rows of A (decoding: M = rows being decoded), where packing B would cost as much as
-  // the product. Columns [j0, j1) of C; K summed in order, one pass over B.
+  // the product. Columns [j0, j1) of C; K summed in order; B read from memory once per tile of up to 6 rows of A
+  // (the drivers in gemm_tile.inc).
   //   small_nn: C[M,N] (+)= A[M,K] · B[K,N]      small_nt: C[M,N] (+)= A[M,K] · B[N,K]ᵀ
   void (*small_nn)(int M, int j0, int j1, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, bool accumulate);
   void (*small_nt)(int M, int j0, int j1, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, bool accumulate);

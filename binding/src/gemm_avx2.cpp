@@ -2,7 +2,7 @@
 // Generated shape (one line per accumulator row) kept explicit on purpose: see the comment in the kernel.
 #include <immintrin.h>
 
-
+#include <type_traits>
 #include <vector>
 
 #include "gemm.h"

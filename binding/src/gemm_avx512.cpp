@@ -9,6 +9,7 @@
 #include <immintrin.h>
 #endif
 
+#include <type_traits>
 #include <vector>
 
 #include "gemm.h"

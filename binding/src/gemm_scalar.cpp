@@ -1,3 +1,4 @@
+#include <type_traits>
 #include <vector>
 
 #include "gemm.h"

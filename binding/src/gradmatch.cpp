@@ -23,13 +23,13 @@ double dot(const float* a, const float* b, long n) {
   return s;
 }
 
-// The gradient-matching factors of the last forward: a_j = p_j − e_y (rows the forward selected) and h_j.
-void take_factors(CausalLM& model, int rows, int V, int C, const int* labels, std::vector<float>& A, std::vector<float>& H) {
-  A.assign(model.probs(), model.probs() + (size_t)rows * V);
+// The gradient-matching factors of the last forward into A [rows,V] and H [rows,C]: a_j = p_j − e_y (rows the
+// forward selected) and h_j.
+void take_factors(CausalLM& model, int rows, int V, int C, const int* labels, float* A, float* H) {
+  std::memcpy(A, model.probs(), sizeof(float) * rows * V);
   for (int j = 0; j < rows; ++j) A[(size_t)j * V + labels[j]] -= 1.f;
-  H.resize((size_t)rows * C);
   const auto& sel = model.selected_rows();
-  for (int j = 0; j < rows; ++j) std::memcpy(&H[(size_t)j * C], model.hidden() + (size_t)sel[j] * C, C * sizeof(float));
+  for (int j = 0; j < rows; ++j) std::memcpy(H + (size_t)j * C, model.hidden() + (size_t)sel[j] * C, C * sizeof(float));
 }
 
 }  // namespace
@@ -64,7 +64,7 @@ MatchTarget build_target(CausalLM& model, const int* tokens, int n, int T, const
   t.C = C;
   t.A.resize((size_t)n * V);
   t.H.resize((size_t)n * C);
-  std::vector<float> mask, A, H;
+  std::vector<float> mask;
   std::vector<int> targets;
   for (const auto& [i0, i1] : target_chunks(n, T, opts.chunk_tokens)) {
     const int rows = i1 - i0;
@@ -81,9 +81,7 @@ MatchTarget build_target(CausalLM& model, const int* tokens, int n, int T, const
     fa.targets = targets.data();
     fa.loss_mask = mask.data();
     model.forward(fa, cancel);
-    take_factors(model, rows, V, C, labels + i0, A, H);
-    std::copy(A.begin(), A.end(), t.A.begin() + (size_t)i0 * V);
-    std::copy(H.begin(), H.end(), t.H.begin() + (size_t)i0 * C);
+    take_factors(model, rows, V, C, labels + i0, t.A.data() + (size_t)i0 * V, t.H.data() + (size_t)i0 * C);
   }
   finish_target(t, opts);
   return t;
@@ -139,8 +137,8 @@ double match_loss(CausalLM& model, const MatchTarget& t, const float* X, int B, 
   fa.targets = targets.data();
   fa.loss_mask = mask.data();
   model.forward(fa, cancel);
-  std::vector<float> A, H;
-  take_factors(model, B, V, C, labels.data(), A, H);
+  std::vector<float> A((size_t)B * V), H((size_t)B * C);
+  take_factors(model, B, V, C, labels.data(), A.data(), H.data());
 
   // Gram matrices against the target (n×B) and within the batch (B×B)
   std::vector<float> RA((size_t)n * B), RH((size_t)n * B), SA((size_t)B * B), SH((size_t)B * B);

@@ -357,9 +357,10 @@ void gelu_backward(F* dinp, const F* inp, const F* dout, long N) {
   });
 }
 
-// float GELU over 8 lanes with AVX2 where the CPU has it (ops_avx2.cpp), else 4 lanes with SSE2 (the x86-64 baseline): the same operations in the same order as gelu_scalar /
-// gelu_backward's scalar body and exp_fast, so every element is bit-identical to the scalar code, but vectorised
-// (the compiler cannot vectorise exp_fast's clamps itself without -ffinite-math-only).
+// float GELU over 8 lanes with AVX2 where the CPU has it (ops_avx2.cpp), else 4 lanes with SSE2 (the x86-64
+// baseline): the same operations in the same order as gelu_scalar / gelu_backward's scalar body and exp_fast, so
+// every element is bit-identical to the scalar code, but vectorised (the compiler cannot vectorise exp_fast's clamps
+// itself without -ffinite-math-only).
 namespace sse {
 inline __m128 exp_fast4(__m128 x) {
   x = _mm_min_ps(_mm_max_ps(x, _mm_set1_ps(-87.0f)), _mm_set1_ps(88.0f));
