@@ -1,8 +1,10 @@
 /**
- * The device path of the method's inner loop: with a CUDA device, model.native.buildTarget/initCandidates/matchLoss/xUpdate/project of a GPT-2 or
- * Llama-family model run through the backend-table executor (binding/cuda/model_exec.h) with weights, target and ADMM state on the GPU.
- * GRADMM_BACKEND=cpu-table routes them through the same executor with the CPU table, so the wiring (uploads,
- * downloads, target switches, stale-weight refresh) is tested here without a GPU: results must equal the CPU engine's.
+ * The device path: with a CUDA device, every model call of a GPT-2 or Llama-family model (forward, backward,
+ * adamwStep, decode, and the method's buildTarget/initCandidates/matchLoss/xUpdate/project) runs through the
+ * backend-table executor (binding/cuda/model_exec.h) with weights, activations, KV caches, gradients, Adam moments,
+ * the target and the ADMM state on the GPU. GRADMM_BACKEND=cpu-table routes them through the same executor with the
+ * CPU table, so the wiring (uploads, downloads, which copy is newer, target switches, stale-weight refresh) is tested
+ * here without a GPU: results must equal the CPU engine's.
  */
 import { spawnSync } from "node:child_process";
 import * as path from "node:path";
@@ -11,14 +13,16 @@ import { native } from "../ts/native";
 
 const script = path.join(__dirname, "helpers", "device_path.cjs");
 const run = (backend: string, model: string) => {
-  const r = spawnSync(process.execPath, [script, model], { encoding: "utf8", env: { ...process.env, GRADMM_BACKEND: backend }, timeout: 120_000 });
+  const r = spawnSync(process.execPath, [script, model], { encoding: "utf8", env: { ...process.env, GRADMM_BACKEND: backend }, timeout: 120_000, maxBuffer: 64 << 20 });
   if (r.status !== 0) throw new Error(`device_path.cjs ${model} under GRADMM_BACKEND=${backend} failed:\n${r.stderr}`);
   return JSON.parse(r.stdout) as Record<string, unknown>;
 };
 
 const keys = ["targetNorms", "exampleNorms", "init", "Xinit", "f1", "dX1", "perSample1", "x1", "losses1", "x2", "losses2", "x3", "X", "adam", "project1", "project7", "projectAll", "f2", "dX2"];
+// forward / backward / adamwStep / decode called directly (device_path.cjs direct()), then the method on the trained weights
+const directKeys = ["fwdMask", "fwdMaskRows", "fwdMaskLogits", "fwdMaskHidden", "grads1", "grads2", "fwdAll", "fwdAllRows", "fwdAllLogits", "fwdNone", "fwdEmb", "dEmbeds", "fwdEmbHidden", "train", "trainedParams", "clippedGrads", "moments", "resumedParams", "dec", "f3", "dX3", "project7Trained"];
 
-describe.skipIf(!native().backendInfo().compiled)("buildTarget / initCandidates / matchLoss / xUpdate / project through the backend-table executor", () => {
+describe.skipIf(!native().backendInfo().compiled)("every model call through the backend-table executor", () => {
   // gpt2: the tiny GPT-2 fixture. qwen2: grouped-query attention (6 heads, 2 kv heads), q/k/v biases, untied lm_head,
   // llama3 RoPE. llama-tied: one kv head, head_dim ≠ channels / heads, biases on every projection, tied lm_head.
   it.each(["gpt2", "qwen2", "llama-tied"])("%s: equals the CPU engine bit for bit, across target switches and weight changes", (model) => {
@@ -26,11 +30,19 @@ describe.skipIf(!native().backendInfo().compiled)("buildTarget / initCandidates 
     const table = run("cpu-table", model);
     expect(cpu.backend).toBe("cpu");
     expect(table.backend).toBe("cpu-table");
-    for (const key of keys) expect(table[key], key).toEqual(cpu[key]);
+    for (const key of [...keys, ...directKeys]) expect(table[key], key).toEqual(cpu[key]);
     expect(cpu.f2).not.toEqual(cpu.f1); // the weight change mattered, so the refresh was tested
     expect(cpu.project1).not.toEqual(cpu.projectAll); // the LM's choice among the top-k mattered
     const norms = cpu.targetNorms as number[];
     expect(norms[0]).not.toEqual(norms[1]); // with and without DP noise
     expect((cpu.losses1 as number[]).every(Number.isFinite)).toBe(true);
+    // the direct calls: training ran on the executor's copy (the host's lagged until read), and each case mattered
+    expect(table.hostCopyBehind).toBe(true);
+    expect(cpu.hostCopyBehind).toBe(false);
+    expect(cpu.grads2).not.toEqual(cpu.grads1);
+    expect(cpu.resumedParams).not.toEqual(cpu.trainedParams);
+    expect(cpu.fwdNone).toBeNull(); // NaN: no row selected
+    expect(cpu.f3).not.toEqual(cpu.f2);
+    expect((cpu.train as number[]).every(Number.isFinite)).toBe(true);
   });
 });

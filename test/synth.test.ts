@@ -9,6 +9,7 @@ import { InvalidFileError } from "../ts/errors";
 import { loadConfigFile, parseConfig } from "../ts/gradmm/config";
 import { analyticGaussianSigma, classicGaussianSigma, dpParameters } from "../ts/gradmm/dp";
 import { OutputExistsError, synthesize } from "../ts/gradmm/synthesize";
+import { native } from "../ts/native";
 import { makeTinyLM } from "./fixtures/make_tiny_lm";
 
 const root = path.join(__dirname, "..");
@@ -141,6 +142,24 @@ describe("synthesize (tiny model)", () => {
     const everything = fs.readdirSync(out).map((f) => fs.readFileSync(path.join(out, f), "utf8")).join("\n");
     const privateTexts = fs.readFileSync(path.join(root, "examples", "data", "imdb", "train.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l).text as string);
     for (const t of privateTexts) expect(everything.includes(t.slice(0, 40))).toBe(false);
+  });
+
+  // The whole pipeline (target, init, x-updates, projections, the prompt's decode, the filter's forwards) through the
+  // backend-table executor that a GPU runs, here with CPU ops: the same bytes as the CPU engine.
+  it.skipIf(!native().backendInfo().compiled)("gives the same bytes through the device path (GRADMM_BACKEND=cpu-table)", () => {
+    const cli = path.join(root, "dist", "ts", "cli.js");
+    const outputs: Record<string, string> = {};
+    for (const backend of ["cpu", "cpu-table"]) {
+      outputs[backend] = path.join(tmp, `backend-${backend}`);
+      writeYaml(path.join(tmp, `backend-${backend}.yaml`), tinyConfig(outputs[backend]));
+      const r = spawnSync(process.execPath, [cli, "synth", path.join(tmp, `backend-${backend}.yaml`), "--no-progress"], {
+        encoding: "utf8",
+        env: { ...process.env, GRADMM_BACKEND: backend },
+      });
+      expect(r.status, r.stderr).toBe(0);
+    }
+    for (const f of ["synthetic.jsonl", "filtered.jsonl"])
+      expect(fs.readFileSync(path.join(outputs["cpu-table"], f)).equals(fs.readFileSync(path.join(outputs.cpu, f))), f).toBe(true);
   });
 
   it("resumes a killed CLI run to the same bytes as an uninterrupted run", async () => {

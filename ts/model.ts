@@ -172,14 +172,19 @@ export class CausalLMModel {
   /**
    * All parameters, one contiguous Float32Array over native memory (no copy). After writing into it (or into a
    * `tensor()` view) yourself, call `markParamsChanged()` so a GPU copy of the weights is refreshed before its next
-   * use; `loadWeights`, `initRandom` and `adamwStep` do this themselves.
+   * use; `loadWeights` and `initRandom` do this themselves. On a GPU, training steps (`adamwStep`) update the
+   * device's copy; reading `params` (or `tensor()`) first copies it back, so get the view again after training
+   * rather than keeping an old one.
    */
   get params(): Float32Array {
-    this.handle;
+    this.handle.syncHost();
     return this.#params;
   }
 
-  /** Announces that the parameters were written from JavaScript (see `params`). Cheap: nothing is copied now. */
+  /**
+   * Announces that the parameters (or gradients / Adam moments, written through the views `grads()` and
+   * `adamMoments()` return) were written from JavaScript. Cheap: nothing is copied now.
+   */
   markParamsChanged(): void {
     this.handle.paramsChanged();
   }
@@ -202,12 +207,16 @@ export class CausalLMModel {
     return base.subarray(info.offset, info.offset + n);
   }
 
-  /** Gradient buffer (same layout as params), allocated on first use. */
+  /** Gradient buffer (same layout as params), allocated on first use; on a GPU, copied from the device when called. */
   grads(): Float32Array {
     return this.handle.grads();
   }
 
-  /** AdamW's first and second moments (views over native memory, zeros before the first step), for checkpoints. */
+  /**
+   * AdamW's first and second moments (views over native memory, zeros before the first step), for checkpoints. On a
+   * GPU they are copied from the device when called, and back before the next step (so a checkpoint can be
+   * restored by writing into them).
+   */
   adamMoments(): { m: Float32Array; v: Float32Array } {
     return this.handle.adamMoments();
   }

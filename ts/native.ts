@@ -198,8 +198,13 @@ export interface NativeGPT2Model {
   xUpdate(target: NativeMatchTarget, args: NativeXUpdateArgs, cancel?: NativeCancelToken): Promise<number>;
   project(args: NativeProjectArgs, cancel?: NativeCancelToken): Promise<void>;
   initCandidates(target: NativeMatchTarget, args: NativeInitArgs, cancel?: NativeCancelToken): Promise<number>;
-  /** The parameters were written from JavaScript: a device copy re-uploads them before its next use. */
+  /**
+   * The parameters (or gradients / Adam moments, through their views) were written from JavaScript: a device copy
+   * re-uploads them before its next use.
+   */
   paramsChanged(): void;
+  /** Copies to the host whatever a device copy has newer (parameters after device training steps, gradients, moments). */
+  syncHost(): void;
 }
 
 /** The native model handle is the same for every architecture (binding/src/causal_lm.h). */

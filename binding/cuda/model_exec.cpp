@@ -60,7 +60,22 @@ int CausalExec::begin_forward(const Forward& f) {
     tokens_.ensure(be_, BT);
     be_->copy(tokens_.data(), f.tokens, sizeof(int) * BT);
   }
+  if (f.row_weights) {
+    weights_host_.assign(f.row_weights, f.row_weights + R);
+    weights_.ensure(be_, R);
+    be_->to_device(weights_.data(), f.row_weights, sizeof(float) * R);
+  } else {
+    weights_host_.clear();
+  }
   return R;
+}
+
+std::vector<int> CausalExec::selected_rows() const {
+  std::vector<int> rows(R_);
+  if (listed_rows_) be_->to_host(rows.data(), rows_.data(), sizeof(int) * R_);
+  else
+    for (int r = 0; r < R_; ++r) rows[r] = last_only_ ? r * T_ + T_ - 1 : r;
+  return rows;
 }
 
 void CausalExec::head_forward(const float* h, const Forward& f) {
@@ -74,7 +89,8 @@ void CausalExec::head_forward(const float* h, const Forward& f) {
   have_targets_ = f.targets != nullptr;
   if (f.targets) {
     be.copy(targets_.data(), f.targets, sizeof(int) * R);
-    be.softmax_crossentropy_forward(losses_.data(), probs_.data(), logits_.data(), targets_.data(), nullptr, R, V);
+    be.softmax_crossentropy_forward(losses_.data(), probs_.data(), logits_.data(), targets_.data(),
+                                    weights_host_.empty() ? nullptr : weights_.data(), R, V);
   }
 }
 
@@ -82,16 +98,21 @@ double CausalExec::mean_loss() {
   if (!have_targets_) return NAN;
   std::vector<float> l(R_);
   be_->to_host(l.data(), losses_.data(), sizeof(float) * R_);
-  double s = 0;
-  for (float x : l) s += x;
-  return (float)(s / R_);
+  // lm_head.cpp's sums, in its order
+  double s = 0, wsum = 0;
+  for (int r = 0; r < R_; ++r) {
+    const float w = weights_host_.empty() ? 1.f : weights_host_[r];
+    s += (double)w * l[r];
+    wsum += w;
+  }
+  return wsum > 0 ? (float)(s / wsum) : NAN;
 }
 
 void CausalExec::begin_backward(const Backward& a) const {
-  if (B_ == 0) throw std::logic_error("model executor backward called before forward");
-  if (a.from_loss && !have_targets_) throw std::logic_error("model executor backward from loss needs targets");
-  if (a.d_embeds && !used_embeds_)
-    throw std::logic_error("model executor backward: d_embeds but the forward took tokens");
+  // the CPU engine's checks and messages (gpt2.cpp, llama.cpp)
+  if (B_ == 0) throw std::logic_error("backward called before forward");
+  if (a.from_loss && !have_targets_) throw std::logic_error("backward from loss needs a forward with targets");
+  if (a.d_embeds && !used_embeds_) throw std::logic_error("d_embeds requested but the forward took tokens");
 }
 
 void CausalExec::head_backward(const Backward& a, float* d_h, float* dW) {
@@ -103,8 +124,17 @@ void CausalExec::head_backward(const Backward& a, float* d_h, float* dW) {
   if (a.from_loss || a.d_logits) {
     dlogits_.zero();
     if (a.from_loss) {
-      be.fill(dlosses_.data(), R, (float)(1.0 / R));  // mask / Σ mask with every selected row counting
-      be.softmax_crossentropy_backward(dlogits_.data(), dlosses_.data(), probs_.data(), targets_.data(), nullptr, R, V);
+      if (weights_host_.empty()) {
+        be.fill(dlosses_.data(), R, (float)(1.0 / R));  // w / Σ w with every selected row counting 1
+      } else {
+        double wsum = 0;
+        for (float w : weights_host_) wsum += w;
+        std::vector<float> dl(R);
+        for (int r = 0; r < R; ++r) dl[r] = wsum > 0 ? (float)(weights_host_[r] / wsum) : 0.f;
+        be.to_device(dlosses_.data(), dl.data(), sizeof(float) * R);
+      }
+      be.softmax_crossentropy_backward(dlogits_.data(), dlosses_.data(), probs_.data(), targets_.data(),
+                                       weights_host_.empty() ? nullptr : weights_.data(), R, V);
     }
     if (a.d_logits) be.residual_backward(dlogits_.data(), nullptr, a.d_logits, (long)R * V);
     be.gemm(false, false, R, C, V, dlogits_.data(), V, lm_head_weight(), C, dh_rows_.data(), C, false);
@@ -186,6 +216,7 @@ void GPT2Exec::forward(const Forward& f) {
   else be.input_embedding_forward(encoded_.data(), f.embeds, w.wpe, B, T, C, 0);
   const float* residual = encoded_.data();
   for (int l = 0; l < cfg_.num_layers; ++l) {
+    check_cancel(f.cancel);
     const long oC = l * BT * C;
     float* ln1 = ln1_.data() + oC;
     float* qkv = qkv_.data() + 3 * oC;
@@ -233,6 +264,7 @@ void GPT2Exec::backward(const Backward& a) {
   be.layernorm_backward(d_res_.data(), g.lnfw, g.lnfb, d_tmp_.data(), last_residual, w.lnfw, lnf_mean_.data(),
                         lnf_rstd_.data(), (int)BT, C);
   for (int l = cfg_.num_layers - 1; l >= 0; --l) {
+    check_cancel(a.cancel);
     const long oC = l * BT * C;
     const float* residual = l == 0 ? encoded_.data() : res3_.data() + (l - 1) * BT * C;
     d_fch_gelu_.zero();
@@ -358,6 +390,7 @@ void LlamaExec::forward(const Forward& f) {
   if (f.tokens) be.embedding_forward(resid_.data(), tokens_.data(), w.embed, nullptr, B, T, C, 0);
   else be.copy(resid_.data(), f.embeds, sizeof(float) * BT * C);
   for (int l = 0; l < cfg_.num_layers; ++l) {
+    check_cancel(f.cancel);
     const Llama::LayerWeights& lw = w.layers[l];
     const float* x = resid_.data() + l * BT * C;
     float* ln1 = ln1_.data() + l * BT * C;
@@ -406,6 +439,7 @@ void LlamaExec::backward(const Backward& a) {
   be.rmsnorm_backward(d_res_.data(), g.norm, d_tmp_.data(), resid_.data() + (long)cfg_.num_layers * BT * C, w.norm,
                       normf_rstd_.data(), (int)BT, C);
   for (int l = cfg_.num_layers - 1; l >= 0; --l) {
+    check_cancel(a.cancel);
     const Llama::LayerWeights& lw = w.layers[l];
     const Llama::LayerWeights& lg = g.layers[l];
     const float* x = resid_.data() + l * BT * C;
@@ -475,8 +509,9 @@ ExecKVCache::ExecKVCache(const Backend* be, const ModelDims& dims, int rows_, in
 
 namespace {
 // The checks every family's decode makes; returns the absolute position of the first new position.
-int begin_decode(const ExecKVCache& cache, const ModelDims& dims, int Tn) {
+int begin_decode(const ExecKVCache& cache, const ModelDims& dims, const int* tokens, const float* embeds, int Tn) {
   const int pos_base = cache.prefix_len + cache.length;
+  if ((tokens == nullptr) == (embeds == nullptr)) throw std::invalid_argument("decode: give exactly one of tokens or embeds");
   if (Tn <= 0) throw std::invalid_argument("decode: need at least one new position");
   if (cache.length + Tn > cache.capacity) throw std::invalid_argument("decode: KV cache capacity exceeded");
   if (pos_base + Tn > dims.max_seq_len) throw std::invalid_argument("decode: sequence exceeds max_seq_len");
@@ -484,9 +519,9 @@ int begin_decode(const ExecKVCache& cache, const ModelDims& dims, int Tn) {
 }
 }  // namespace
 
-void GPT2Exec::decode(ExecKVCache& cache, const int* tokens, int Tn, float* logits_out) {
+void GPT2Exec::decode(ExecKVCache& cache, const int* tokens, const float* embeds, int Tn, float* logits_out) {
   const int R = cache.rows, C = cfg_.channels, V = cfg_.vocab_size, NH = cfg_.num_heads;
-  const int P = cache.prefix_len, pos_base = begin_decode(cache, dims_, Tn);
+  const int P = cache.prefix_len, pos_base = begin_decode(cache, dims_, tokens, embeds, Tn);
   const long N = (long)R * Tn;
   const Backend& be = *be_;
   for (auto* b : {&dec_x_, &dec_ln_, &dec_atty_, &dec_proj_}) b->ensure(be_, N * C);
@@ -497,7 +532,8 @@ void GPT2Exec::decode(ExecKVCache& cache, const int* tokens, int Tn, float* logi
   dec_h_.ensure(be_, (size_t)R * C);
   W w = weights(params_.data());
   float *x = dec_x_.data(), *ln = dec_ln_.data(), *qkv = dec_qkv_.data(), *atty = dec_atty_.data(), *proj = dec_proj_.data();
-  be.embedding_forward(x, tokens, w.wte, w.wpe, R, Tn, C, pos_base);
+  if (tokens) be.embedding_forward(x, tokens, w.wte, w.wpe, R, Tn, C, pos_base);
+  else be.input_embedding_forward(x, embeds, w.wpe, R, Tn, C, pos_base);
   const size_t layer_kv = (size_t)R * cache.capacity * C, layer_prefix = (size_t)P * C;
   for (int l = 0; l < cfg_.num_layers; ++l) {
     be.layernorm_forward(ln, nullptr, nullptr, x, w.ln1w + l * C, w.ln1b + l * C, (int)N, C, cfg_.layer_norm_eps);
@@ -521,9 +557,9 @@ void GPT2Exec::decode(ExecKVCache& cache, const int* tokens, int Tn, float* logi
   if (logits_out) be.gemm(false, true, R, V, C, dec_h_.data(), C, w.wte, C, logits_out, V, false);
 }
 
-void LlamaExec::decode(ExecKVCache& cache, const int* tokens, int Tn, float* logits_out) {
+void LlamaExec::decode(ExecKVCache& cache, const int* tokens, const float* embeds, int Tn, float* logits_out) {
   const int R = cache.rows, C = C_, V = cfg_.vocab_size, Q = NH_ * HD_, KV = NKV_ * HD_;
-  const int P = cache.prefix_len, pos_base = begin_decode(cache, dims_, Tn);
+  const int P = cache.prefix_len, pos_base = begin_decode(cache, dims_, tokens, embeds, Tn);
   const long N = (long)R * Tn;
   const float eps = cfg_.rms_norm_eps;
   ensure_rope(pos_base + Tn);
@@ -536,7 +572,8 @@ void LlamaExec::decode(ExecKVCache& cache, const int* tokens, int Tn, float* log
   dec_h_.ensure(be_, (size_t)R * C);
   const Llama::Weights& w = w_;
   float *x = dec_x_.data(), *ln = dec_ln_.data(), *qkv = dec_qkv_.data(), *atty = dec_atty_.data(), *proj = dec_proj_.data();
-  be.embedding_forward(x, tokens, w.embed, nullptr, R, Tn, C, 0);
+  if (tokens) be.embedding_forward(x, tokens, w.embed, nullptr, R, Tn, C, 0);
+  else be.copy(x, embeds, sizeof(float) * N * C);
   const size_t layer_kv = (size_t)R * cache.capacity * KV, layer_prefix = (size_t)P * KV;
   for (int l = 0; l < cfg_.num_layers; ++l) {
     const Llama::LayerWeights& lw = w.layers[l];
@@ -596,7 +633,7 @@ void exec_project(CausalExec& model, const float* host_wte, const float* U, int 
     be->gather_rows(ui.data(), u.data(), B, C, L, i);  // ui[b] = U[b, i]
     be->gemm(false, true, B, V, C, ui.data(), C, wte, C, sims.data(), V, false);  // u_i · e_v
     be->project_choose(chosen_i, sims.data(), logits.data(), inv_norm.data(), ids.data(), n_allowed, B, V, k);
-    if (i + 1 < free_len) model.decode(rows, chosen_i, 1, logits.data());
+    if (i + 1 < free_len) model.decode(rows, chosen_i, nullptr, 1, logits.data());
   }
   std::vector<int> chosen_host((size_t)free_len * B);
   be->to_host(chosen_host.data(), chosen.data(), sizeof(int) * chosen_host.size());  // the one download

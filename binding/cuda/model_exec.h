@@ -40,6 +40,7 @@ class CausalExec {
   size_t num_params() const { return nparams_; }
   float* params() { return params_.data(); }  // the host model's layout (CausalLM::params())
   float* grads();  // allocated and zeroed on first use
+  bool has_grads() const { return grads_.size() == nparams_; }
   void zero_grads();
   // Backend memory: the token embedding matrix [V,C] (the projection's similarities) and the lm_head weight [V,C].
   virtual const float* input_embeddings() const = 0;
@@ -53,6 +54,10 @@ class CausalExec {
     const int* rows = nullptr;      // or, if given, at the listed positions b·T + t (backend memory [n_rows],
     int n_rows = 0;                 // ascending; R = n_rows), as a loss mask selects them on the CPU
     const int* targets = nullptr;   // backend memory [R]; with targets, probabilities and losses are computed
+    // host memory [R], optional: each row's weight in the loss (the CPU engine's loss_mask values at the selected
+    // rows): the loss is Σ w·ce / Σ w and rows of weight 0 are skipped (their targets are not read). Null: 1 each.
+    const float* row_weights = nullptr;
+    const std::atomic<bool>* cancel = nullptr;  // checked between layers (throws Cancelled), as the CPU engine does
   };
   virtual void forward(const Forward& f) = 0;
   int rows() const { return R_; }
@@ -60,7 +65,11 @@ class CausalExec {
   const float* probs() const { return probs_.data(); }        // [R,V]
   const float* hidden() const { return hidden_; }             // [B,T,C] final-norm output
   const float* hidden_rows() const { return h_rows_.data(); } // [R,C] the lm_head's input rows
-  double mean_loss();  // mean cross-entropy over the R rows of the last forward with targets (waits)
+  double mean_loss();  // Σ w·ce / Σ w over the R rows of the last forward with targets, as a float (waits)
+  // The last forward's logits rows as positions b·T + t (lm_head.cpp's rows()), on the host.
+  std::vector<int> selected_rows() const;
+  int forward_B() const { return B_; }
+  int forward_T() const { return T_; }
 
   struct Backward {
     bool from_loss = false;           // gradient of the mean cross-entropy over the R rows
@@ -68,12 +77,15 @@ class CausalExec {
     const float* d_hidden = nullptr;  // [B,T,C] backend memory, added at the final-norm output
     bool param_grads = false;         // false: only what the input gradient needs
     float* d_embeds = nullptr;        // [B,T,C] backend memory, += (the forward must have taken embeds)
+    const std::atomic<bool>* cancel = nullptr;  // checked between layers
   };
   virtual void backward(const Backward& b) = 0;
 
   // The family's decode (gpt2.cpp / llama.cpp): Tn new positions of every row of `cache` (tokens: backend memory
-  // [rows·Tn]); logits of each row's last new position to logits_out (backend memory [rows, V]), if given.
-  virtual void decode(ExecKVCache& cache, const int* tokens, int Tn, float* logits_out) = 0;
+  // [rows·Tn], or embeds: backend memory [rows·Tn, C]); logits of each row's last new position to logits_out (backend
+  // memory [rows, V]), if given; that position's final hidden state stays in decode_hidden() [rows, C].
+  virtual void decode(ExecKVCache& cache, const int* tokens, const float* embeds, int Tn, float* logits_out) = 0;
+  const float* decode_hidden() const { return dec_h_.data(); }
 
  protected:
   // Uploads nparams floats of host parameters.
@@ -96,8 +108,10 @@ class CausalExec {
   bool last_only_ = true, used_embeds_ = false, have_targets_ = false;
   bool listed_rows_ = false;  // the last forward's logits rows were listed (rows_)
   BackendBuffer<int> tokens_, targets_, rows_;
-  BackendBuffer<float> h_rows_, logits_, probs_, losses_, dlogits_, dlosses_, dh_rows_;
+  BackendBuffer<float> h_rows_, logits_, probs_, losses_, dlogits_, dlosses_, dh_rows_, weights_;
+  std::vector<float> weights_host_;  // the last forward's row_weights (empty: none given)
   const float* hidden_ = nullptr;
+  BackendBuffer<float> dec_h_;  // the last decode's final hidden states [rows, C]
 };
 
 // The executor of a host model's family on `be` (weights uploaded from host.params(); the host model is not
@@ -114,7 +128,7 @@ class GPT2Exec : public CausalExec {
   const float* lm_head_weight() const override { return weights(params_.data()).wte; }  // tied
   void forward(const Forward& f) override;
   void backward(const Backward& b) override;
-  void decode(ExecKVCache& cache, const int* tokens, int Tn, float* logits_out) override;
+  void decode(ExecKVCache& cache, const int* tokens, const float* embeds, int Tn, float* logits_out) override;
 
  private:
   using W = GPT2::Weights;  // the same layout as GPT2's parameter block
@@ -125,7 +139,7 @@ class GPT2Exec : public CausalExec {
   int act_B_ = 0, act_T_ = 0;
   BackendBuffer<float> encoded_, ln1_, ln1_mean_, ln1_rstd_, qkv_, atty_, att_, attproj_, res2_, ln2_, ln2_mean_,
       ln2_rstd_, fch_, fch_gelu_, fcproj_, res3_, lnf_, lnf_mean_, lnf_rstd_;
-  BackendBuffer<float> dec_x_, dec_ln_, dec_qkv_, dec_atty_, dec_proj_, dec_fch_, dec_fchg_, dec_last_, dec_h_;
+  BackendBuffer<float> dec_x_, dec_ln_, dec_qkv_, dec_atty_, dec_proj_, dec_fch_, dec_fchg_, dec_last_;
   BackendBuffer<float> d_res_, d_tmp_, d_qkv_, d_atty_, d_fch_, d_fch_gelu_, d_att_scratch_;
 };
 
@@ -141,7 +155,7 @@ class LlamaExec : public CausalExec {
   const float* lm_head_weight() const override { return w_.lm_head; }  // == input_embeddings() when tied
   void forward(const Forward& f) override;
   void backward(const Backward& b) override;
-  void decode(ExecKVCache& cache, const int* tokens, int Tn, float* logits_out) override;
+  void decode(ExecKVCache& cache, const int* tokens, const float* embeds, int Tn, float* logits_out) override;
 
  private:
   void ensure(int B, int T);
@@ -156,8 +170,7 @@ class LlamaExec : public CausalExec {
   int act_B_ = 0, act_T_ = 0;
   BackendBuffer<float> resid_, resid_mid_, ln1_, ln1_rstd_, qkv_, att_, atty_, ln2_, ln2_rstd_, gate_, up_, act_,
       normf_, normf_rstd_, tmp_;
-  BackendBuffer<float> dec_x_, dec_ln_, dec_qkv_, dec_atty_, dec_proj_, dec_gate_, dec_up_, dec_act_, dec_last_,
-      dec_h_;
+  BackendBuffer<float> dec_x_, dec_ln_, dec_qkv_, dec_atty_, dec_proj_, dec_gate_, dec_up_, dec_act_, dec_last_;
   BackendBuffer<float> d_res_, d_tmp_, d_qkv_, d_atty_, d_act_, d_gate_, d_up_, d_att_scratch_;
 };
 

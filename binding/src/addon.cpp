@@ -160,6 +160,10 @@ struct DeviceExec {
   std::unique_ptr<ExecTarget> target;
   std::unique_ptr<ExecMatcher> matcher;
   BackendBuffer<float> X, z, lam, m, v, dX;
+  // forward / backward / decode / adamwStep called directly: inputs and results passing through, and the AdamW
+  // moments of the parameters (allocated at the first device step)
+  BackendBuffer<float> embeds, d_logits, d_hidden, d_embeds, dec_logits, opt_m, opt_v;
+  BackendBuffer<int> targets;
 
   ExecMatcher& matcher_for(const std::shared_ptr<MatchTarget>& t) {
     if (t != target_host) {
@@ -217,8 +221,16 @@ struct DeviceExec {
 struct DeviceExec {};
 #endif
 
+// Which copy of a piece of state is newer, once the model has a device copy.
+enum class Newer { Same, Host, Device };
+
 // The native model plus a lock: one operation at a time touches its activations. params_version counts changes
 // to the parameters made through the engine or announced by paramsChanged(), so a device copy knows it is stale.
+//
+// On the device path every call runs on the device copy (DeviceExec), and training changes it there: after a device
+// AdamW step the device's parameters are newer, and gradients and Adam moments may be newer on either side. The
+// host copies are brought up to date only when they are read (pull_host: the params/grads/adamMoments views, the
+// CPU engine), the device's only when it runs (device_grads / device_moments, params_version).
 struct ModelState {
   explicit ModelState(std::unique_ptr<CausalLM> m) : model_ptr(std::move(m)), model(*model_ptr) {}
   std::unique_ptr<CausalLM> model_ptr;
@@ -226,6 +238,10 @@ struct ModelState {
   std::mutex mutex;
   uint64_t params_version = 1;
   std::unique_ptr<DeviceExec> device;
+  bool device_params_newer = false;
+  Newer grads_newer = Newer::Same, moments_newer = Newer::Same;
+  bool host_grads = false, host_moments = false;  // the host's buffers exist (handed out, or written by the CPU engine)
+  bool forward_on_device = false;  // the last forward (forward(), or a method call's) ran on the device copy
 
   // The model on the exec backend, or nullptr to run on the CPU engine (no such backend, or a family without an
   // executor).
@@ -237,14 +253,146 @@ struct ModelState {
       std::unique_ptr<CausalExec> exec = make_exec(be, model);
       if (!exec) return nullptr;
       device = std::make_unique<DeviceExec>(be, std::move(exec));
+      grads_newer = host_grads ? Newer::Host : Newer::Same;
+      moments_newer = host_moments ? Newer::Host : Newer::Same;
     } else if (device->params_version != params_version) {
       be->to_device(device->model.params(), model.params(), model.num_params() * sizeof(float));
+      device_params_newer = false;
     }
     device->params_version = params_version;
     return device.get();
 #else
     return nullptr;
 #endif
+  }
+
+  // Copies to the host whatever the device copy has newer (parameters, gradients, Adam moments).
+  void pull_host() {
+#ifdef GRADMM_HAVE_CUDA
+    if (!device) return;
+    const Backend* be = device->be;
+    CausalExec& ex = device->model;
+    const size_t bytes = model.num_params() * sizeof(float);
+    if (device_params_newer) be->to_host(model.params(), ex.params(), bytes);
+    device_params_newer = false;
+    if (grads_newer == Newer::Device) {
+      be->to_host(model.grads(), ex.grads(), bytes);
+      host_grads = true;
+      grads_newer = Newer::Same;
+    }
+    if (moments_newer == Newer::Device) {
+      model.ensure_adam_state();
+      be->to_host(model.adam_m(), device->opt_m.data(), bytes);
+      be->to_host(model.adam_v(), device->opt_v.data(), bytes);
+      host_moments = true;
+      moments_newer = Newer::Same;
+    }
+#endif
+  }
+
+#ifdef GRADMM_HAVE_CUDA
+  // The device's gradient buffer, brought up to date first (device exists).
+  float* device_grads() {
+    float* g = device->model.grads();
+    if (grads_newer == Newer::Host) {
+      device->be->to_device(g, model.grads(), model.num_params() * sizeof(float));
+      grads_newer = Newer::Same;
+    }
+    return g;
+  }
+  // The device's AdamW moments (allocated, zero, at the first use), brought up to date first (device exists).
+  void device_moments() {
+    const size_t n = model.num_params();
+    DeviceExec& d = *device;
+    if (d.opt_m.size() != n) {
+      d.opt_m.reset(d.be, n);
+      d.opt_v.reset(d.be, n);
+      d.opt_m.zero();
+      d.opt_v.zero();
+    }
+    if (moments_newer == Newer::Host) {
+      d.be->to_device(d.opt_m.data(), model.adam_m(), n * sizeof(float));
+      d.be->to_device(d.opt_v.data(), model.adam_v(), n * sizeof(float));
+      moments_newer = Newer::Same;
+    }
+  }
+#endif
+
+  // The last forward's selected-row count and hidden-state size, wherever it ran.
+  size_t rows_selected() const {
+#ifdef GRADMM_HAVE_CUDA
+    if (forward_on_device) return device->model.rows();
+#endif
+    return model.selected_rows().size();
+  }
+  size_t hidden_floats() const {
+#ifdef GRADMM_HAVE_CUDA
+    if (forward_on_device)
+      return (size_t)device->model.forward_B() * device->model.forward_T() * device->model.dims().channels;
+#endif
+    return model.hidden_size();
+  }
+};
+
+// A KV cache as the addon keeps it: the host cache (the CPU engine's, and what a prefix is uploaded from) and, on
+// the device path, its copy on the backend. Each copy is brought up to date only when the other side needs it.
+// version counts changes (decodes, resets), so a cache continuing this one as its prefix knows when to re-upload it.
+struct CacheState {
+  CacheState(const ModelDims& dims, int rows, int capacity, std::shared_ptr<CacheState> prefix_state)
+      : host(dims, rows, capacity, prefix_state ? &prefix_state->host : nullptr), prefix(std::move(prefix_state)) {}
+  KVCache host;
+  std::shared_ptr<CacheState> prefix;
+  uint64_t version = 0;
+#ifdef GRADMM_HAVE_CUDA
+  std::unique_ptr<ExecKVCache> dev;
+  uint64_t dev_prefix_version = 0;
+  bool host_newer = false, dev_newer = false;
+
+  // The host copy, brought up to date (this cache's positions; a prefix is synced by whoever reads it).
+  void sync_host() {
+    if (!dev_newer) return;
+    const Backend* be = dev_backend;
+    be->to_host(host.k.data(), dev->k.data(), host.k.size() * sizeof(float));
+    be->to_host(host.v.data(), dev->v.data(), host.v.size() * sizeof(float));
+    dev_newer = false;
+  }
+  // The device copy on `be`, brought up to date (the prefix's host copy is synced and uploaded when it changed).
+  ExecKVCache& device_copy(const Backend* be, const ModelDims& dims) {
+    if (prefix) prefix->sync_host();
+    const uint64_t pv = prefix ? prefix->version : 0;
+    if (!dev || dev_backend != be || dev_prefix_version != pv) {
+      sync_host();
+      dev = std::make_unique<ExecKVCache>(be, dims, host.rows, host.capacity, prefix ? &prefix->host : nullptr);
+      dev_backend = be;
+      dev_prefix_version = pv;
+      host_newer = host.length > 0;
+    }
+    if (host_newer) {
+      be->to_device(dev->k.data(), host.k.data(), host.k.size() * sizeof(float));
+      be->to_device(dev->v.data(), host.v.data(), host.v.size() * sizeof(float));
+      host_newer = false;
+    }
+    dev->length = host.length;
+    return *dev;
+  }
+  const Backend* dev_backend = nullptr;
+#else
+  void sync_host() {}
+#endif
+  // After the CPU engine wrote the host copy.
+  void host_written() {
+#ifdef GRADMM_HAVE_CUDA
+    if (dev) host_newer = true;
+#endif
+    ++version;
+  }
+  void reset() {
+    host.length = 0;
+#ifdef GRADMM_HAVE_CUDA
+    if (dev) dev->length = 0;
+    host_newer = dev_newer = false;
+#endif
+    ++version;
   }
 };
 
@@ -261,6 +409,142 @@ Napi::Float32Array copy_out(Napi::Env env, const float* data, size_t n) {
   std::memcpy(a.Data(), data, n * sizeof(float));
   return a;
 }
+
+#ifdef GRADMM_HAVE_CUDA
+Napi::Float32Array copy_from_device(Napi::Env env, const Backend* be, const float* data, size_t n) {
+  Napi::Float32Array a = Napi::Float32Array::New(env, n);
+  be->to_host(a.Data(), data, n * sizeof(float));
+  return a;
+}
+
+// forward() on the device copy with the CPU engine's row selection, checks and loss (lm_head.cpp: logits at the rows
+// with loss_mask != 0, or all; loss Σ mask·ce / Σ mask). Returns false, doing nothing, when no row is selected (the
+// CPU engine runs that call).
+bool device_forward(ModelState& s, DeviceExec& d, const CausalLM::ForwardArgs& fa, float* loss,
+                    const std::atomic<bool>* cancel) {
+  const int V = s.model.dims().vocab_size, C = s.model.dims().channels;
+  const long BT = (long)fa.B * fa.T;
+  if ((fa.tokens == nullptr) == (fa.embeds == nullptr))
+    throw std::invalid_argument("forward: give exactly one of tokens or embeds");
+  std::vector<int> rows;
+  for (long i = 0; i < BT; ++i)
+    if (fa.all_logits || !fa.loss_mask || fa.loss_mask[i] != 0) rows.push_back((int)i);
+  const int R = (int)rows.size();
+  if (R == 0) return false;
+  if (fa.tokens)
+    for (long i = 0; i < BT; ++i)
+      if (fa.tokens[i] < 0 || fa.tokens[i] >= V) throw std::invalid_argument("forward: token id out of range");
+  std::vector<int> targets;
+  std::vector<float> weights;
+  if (fa.targets) {
+    targets.resize(R);
+    weights.resize(R);
+    for (int r = 0; r < R; ++r) {
+      weights[r] = fa.loss_mask ? fa.loss_mask[rows[r]] : 1.f;
+      targets[r] = fa.targets[rows[r]];
+      if (weights[r] == 0) targets[r] = 0;  // not read
+      else if (targets[r] < 0 || targets[r] >= V) throw std::invalid_argument("forward: target out of range");
+    }
+  }
+  const Backend* be = d.be;
+  CausalExec::Forward f;
+  f.B = fa.B;
+  f.T = fa.T;
+  f.last_only = false;  // every position, or the listed ones
+  f.cancel = cancel;
+  if (fa.tokens) {
+    d.ids.ensure(be, BT);
+    be->to_device(d.ids.data(), fa.tokens, sizeof(int) * BT);
+    f.tokens = d.ids.data();
+  } else {
+    f.embeds = d.upload(d.embeds, fa.embeds, (size_t)BT * C);
+  }
+  if (R < BT) {
+    d.rows.ensure(be, R);
+    be->to_device(d.rows.data(), rows.data(), sizeof(int) * R);
+    f.rows = d.rows.data();
+    f.n_rows = R;
+  }
+  if (fa.targets) {
+    d.targets.ensure(be, R);
+    be->to_device(d.targets.data(), targets.data(), sizeof(int) * R);
+    f.targets = d.targets.data();
+    if (fa.loss_mask) f.row_weights = weights.data();
+  }
+  d.model.forward(f);
+  s.forward_on_device = true;
+  *loss = fa.targets ? (float)d.model.mean_loss() : NAN;
+  return true;
+}
+
+// backward() from a forward that ran on the device copy (host arrays in and out; parameter gradients stay there).
+void device_backward(ModelState& s, const CausalLM::BackwardArgs& ba, const std::atomic<bool>* cancel) {
+  DeviceExec& d = *s.device;
+  const size_t BTC = s.hidden_floats(), RV = (size_t)d.model.rows() * s.model.dims().vocab_size;
+  CausalExec::Backward b;
+  b.from_loss = ba.from_loss;
+  b.param_grads = ba.param_grads;
+  b.cancel = cancel;
+  if (ba.d_logits) b.d_logits = d.upload(d.d_logits, ba.d_logits, RV);
+  if (ba.d_hidden) b.d_hidden = d.upload(d.d_hidden, ba.d_hidden, BTC);
+  if (ba.d_embeds) b.d_embeds = d.upload(d.d_embeds, ba.d_embeds, BTC);  // += on the device, as on the host
+  if (ba.param_grads) s.device_grads();
+  d.model.backward(b);
+  if (ba.param_grads) s.grads_newer = Newer::Device;
+  if (ba.d_embeds) d.be->to_host(ba.d_embeds, b.d_embeds, BTC * sizeof(float));
+}
+
+// adamwStep() on the device copy: the CPU engine's clip_and_adamw through the table (its global norm, clipping
+// written back into the gradients, then AdamW: the same bits on the CPU table).
+double device_adamw(ModelState& s, float lr, float beta1, float beta2, float eps, float weight_decay, float max_norm,
+                    int t) {
+  DeviceExec& d = *s.device;
+  const Backend* be = d.be;
+  const long n = (long)s.model.num_params();
+  float* g = s.device_grads();
+  s.device_moments();
+  const double norm = be->grad_norm(g, n);
+  const float grad_scale = max_norm > 0 && norm > max_norm ? (float)(max_norm / (norm + 1e-6)) : 1.f;
+  if (grad_scale != 1.f) {
+    be->scale(g, n, grad_scale);
+    s.grads_newer = Newer::Device;
+  }
+  be->adamw_update(d.model.params(), g, d.opt_m.data(), d.opt_v.data(), n, lr, beta1, beta2, eps, weight_decay, t);
+  s.device_params_newer = true;
+  s.moments_newer = Newer::Device;
+  return norm;
+}
+
+// decode() on the device copy of the cache; the host copy of its keys and values follows only when read.
+void device_decode(ModelState& s, DeviceExec& d, CacheState& c, const int* tokens, const float* embeds, int Tn,
+                   float* logits, float* hidden, const std::atomic<bool>* cancel) {
+  const int R = c.host.rows, V = s.model.dims().vocab_size, C = s.model.dims().channels;
+  const long N = (long)R * Tn;
+  const Backend* be = d.be;
+  if ((tokens == nullptr) == (embeds == nullptr)) throw std::invalid_argument("decode: give exactly one of tokens or embeds");
+  if (tokens)
+    for (long i = 0; i < N; ++i)
+      if (tokens[i] < 0 || tokens[i] >= V) throw std::invalid_argument("decode: token id out of range");
+  check_cancel(cancel);  // a decoding step is short: checked once, before it starts
+  ExecKVCache& dc = c.device_copy(be, s.model.dims());
+  const int* tk = nullptr;
+  const float* em = nullptr;
+  if (tokens) {
+    d.ids.ensure(be, N);
+    be->to_device(d.ids.data(), tokens, sizeof(int) * N);
+    tk = d.ids.data();
+  } else {
+    em = d.upload(d.embeds, embeds, (size_t)N * C);
+  }
+  float* lo = logits ? d.upload(d.dec_logits, nullptr, (size_t)R * V) : nullptr;
+  d.model.decode(dc, tk, em, Tn, lo);
+  c.host.length = dc.length;
+  c.dev_newer = true;
+  ++c.version;
+  if (logits) be->to_host(logits, lo, sizeof(float) * R * V);
+  if (hidden) be->to_host(hidden, d.model.decode_hidden(), sizeof(float) * R * C);
+}
+#endif
 
 // ---------------------------------------------------------------------------------------------------------------
 class KVCacheWrap;
@@ -279,7 +563,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("buildTarget", &ModelWrap::BuildTarget), InstanceMethod("matchLoss", &ModelWrap::MatchLoss),
                         InstanceMethod("xUpdate", &ModelWrap::XUpdate), InstanceMethod("project", &ModelWrap::Project),
                         InstanceMethod("initCandidates", &ModelWrap::InitCandidates),
-                        InstanceMethod("paramsChanged", &ModelWrap::ParamsChanged)});
+                        InstanceMethod("paramsChanged", &ModelWrap::ParamsChanged),
+                        InstanceMethod("syncHost", &ModelWrap::SyncHost)});
   }
 
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
@@ -388,16 +673,31 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     auto s = state(info.Env());
     return view(info.Env(), s, s->model.params(), s->model.num_params());
   }
+  // syncHost(): brings the host parameters (and gradients, Adam moments) up to date with a device copy that trained.
+  Napi::Value SyncHost(const Napi::CallbackInfo& info) {
+    auto s = state(info.Env());
+    std::lock_guard<std::mutex> lk(s->mutex);
+    s->pull_host();
+    return info.Env().Undefined();
+  }
+  // A view of the gradients, current when called (on the device path: copied from the device if newer there).
   Napi::Value Grads(const Napi::CallbackInfo& info) {
     auto s = state(info.Env());
     std::lock_guard<std::mutex> lk(s->mutex);
+    s->pull_host();
+    s->host_grads = true;
     return view(info.Env(), s, s->model.grads(), s->model.num_params());
   }
-  // {m, v}: views of the AdamW moments (zeros before the first step), for checkpoints.
+  // {m, v}: views of the AdamW moments (zeros before the first step), for checkpoints. On the device path they are
+  // copied from the device if newer there, and copied back before the next device step (a checkpoint may be
+  // restored into them).
   Napi::Value AdamMoments(const Napi::CallbackInfo& info) {
     auto s = state(info.Env());
     std::lock_guard<std::mutex> lk(s->mutex);
+    s->pull_host();
     s->model.ensure_adam_state();
+    s->host_moments = true;
+    if (s->device) s->moments_newer = Newer::Host;
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("m", view(info.Env(), s, s->model.adam_m(), s->model.num_params()));
     o.Set("v", view(info.Env(), s, s->model.adam_v(), s->model.num_params()));
@@ -406,8 +706,19 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value ZeroGrads(const Napi::CallbackInfo& info) {
     auto s = state(info.Env());
     std::lock_guard<std::mutex> lk(s->mutex);
-    s->model.grads();
-    s->model.zero_grads();
+    if (!s->device && !exec_backend()) {  // the CPU engine only
+      s->model.grads();
+      s->model.zero_grads();
+      s->host_grads = true;
+      return info.Env().Undefined();
+    }
+    if (s->host_grads) s->model.zero_grads();
+#ifdef GRADMM_HAVE_CUDA
+    if (s->device) {
+      if (s->device->model.has_grads()) s->device->model.zero_grads();
+      s->grads_newer = Newer::Same;
+    }
+#endif
     return info.Env().Undefined();
   }
 
@@ -438,7 +749,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         env,
         [s, fa, cancel, loss] {
           std::lock_guard<std::mutex> lk(s->mutex);
+#ifdef GRADMM_HAVE_CUDA
+          if (DeviceExec* d = s->device_exec())
+            if (device_forward(*s, *d, fa, loss.get(), cancel.get())) return;
+#endif
+          s->pull_host();
           *loss = s->model.forward(fa, cancel.get());
+          s->forward_on_device = false;
         },
         [loss](Napi::Env e) { return Napi::Number::New(e, *loss); }, {a});
   }
@@ -448,8 +765,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Env env = info.Env();
     auto s = state(env);
     Napi::Object a = info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
-    const size_t BTC = (size_t)s->model.hidden_size();
-    auto d_logits = typed_field<Napi::Float32Array>(a, "dLogits", s->model.selected_rows().size() * (size_t)s->model.dims().vocab_size, false);
+    size_t BTC, R;
+    {
+      std::lock_guard<std::mutex> lk(s->mutex);
+      BTC = s->hidden_floats();
+      R = s->rows_selected();
+    }
+    auto d_logits = typed_field<Napi::Float32Array>(a, "dLogits", R * (size_t)s->model.dims().vocab_size, false);
     auto d_hidden = typed_field<Napi::Float32Array>(a, "dHidden", BTC, false);
     auto d_embeds = typed_field<Napi::Float32Array>(a, "dEmbeds", BTC, false);
     CausalLM::BackwardArgs ba;
@@ -463,7 +785,18 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         env,
         [s, ba, cancel] {
           std::lock_guard<std::mutex> lk(s->mutex);
+#ifdef GRADMM_HAVE_CUDA
+          if (s->forward_on_device) {
+            device_backward(*s, ba, cancel.get());
+            return;
+          }
+#endif
+          s->pull_host();
           s->model.backward(ba, cancel.get());
+          if (ba.param_grads) {
+            s->host_grads = true;
+            if (s->device) s->grads_newer = Newer::Host;
+          }
         },
         nullptr, {a});
   }
@@ -471,12 +804,21 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Logits(const Napi::CallbackInfo& info) {
     auto s = state(info.Env());
     std::lock_guard<std::mutex> lk(s->mutex);
-    return copy_out(info.Env(), s->model.logits(), s->model.selected_rows().size() * (size_t)s->model.dims().vocab_size);
+    const size_t n = s->rows_selected() * (size_t)s->model.dims().vocab_size;
+#ifdef GRADMM_HAVE_CUDA
+    if (s->forward_on_device) return copy_from_device(info.Env(), s->device->be, s->device->model.logits(), n);
+#endif
+    return copy_out(info.Env(), s->model.logits(), n);
   }
   Napi::Value SelectedRows(const Napi::CallbackInfo& info) {
     auto s = state(info.Env());
     std::lock_guard<std::mutex> lk(s->mutex);
-    const auto& r = s->model.selected_rows();
+    std::vector<int> r;
+#ifdef GRADMM_HAVE_CUDA
+    if (s->forward_on_device) r = s->device->model.selected_rows();
+    else
+#endif
+      r = s->model.selected_rows();
     Napi::Int32Array a = Napi::Int32Array::New(info.Env(), r.size());
     std::memcpy(a.Data(), r.data(), r.size() * sizeof(int));
     return a;
@@ -484,6 +826,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Hidden(const Napi::CallbackInfo& info) {
     auto s = state(info.Env());
     std::lock_guard<std::mutex> lk(s->mutex);
+#ifdef GRADMM_HAVE_CUDA
+    if (s->forward_on_device) return copy_from_device(info.Env(), s->device->be, s->device->model.hidden(), s->hidden_floats());
+#endif
     return copy_out(info.Env(), s->model.hidden(), s->model.hidden_size());
   }
 
@@ -501,7 +846,15 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         env,
         [s, lr, b1, b2, eps, wd, clip, t, norm] {
           std::lock_guard<std::mutex> lk(s->mutex);
+#ifdef GRADMM_HAVE_CUDA
+          if (s->device_exec()) {
+            *norm = device_adamw(*s, lr, b1, b2, eps, wd, clip, t);
+            return;
+          }
+#endif
+          s->pull_host();
           *norm = s->model.adamw_step(lr, b1, b2, eps, wd, clip, t);
+          s->host_grads = s->host_moments = true;
           ++s->params_version;
         },
         [norm](Napi::Env e) { return Napi::Number::New(e, *norm); }, {});
@@ -512,10 +865,17 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value MatchLoss(const Napi::CallbackInfo& info);
   Napi::Value XUpdate(const Napi::CallbackInfo& info);
   // paramsChanged(): the parameters were written from JavaScript; a device copy re-uploads them before its next use.
+  // Gradients or Adam moments written through their views are copied to the device too (unless the device has
+  // newer ones, which those views cannot have held).
   Napi::Value ParamsChanged(const Napi::CallbackInfo& info) {
     auto s = state(info.Env());
     std::lock_guard<std::mutex> lk(s->mutex);
     ++s->params_version;
+    s->device_params_newer = false;
+    if (s->device) {
+      if (s->host_grads && s->grads_newer == Newer::Same) s->grads_newer = Newer::Host;
+      if (s->host_moments && s->moments_newer == Newer::Same) s->moments_newer = Newer::Host;
+    }
     return info.Env().Undefined();
   }
   Napi::Value Project(const Napi::CallbackInfo& info);
@@ -539,29 +899,28 @@ class KVCacheWrap : public Napi::ObjectWrap<KVCacheWrap> {
     ModelWrap* m = ModelWrap::Unwrap(info[0].As<Napi::Object>());
     model_ = m->state(env);
     int rows = info[1].As<Napi::Number>().Int32Value(), cap = info[2].As<Napi::Number>().Int32Value();
-    const KVCache* prefix = nullptr;
+    std::shared_ptr<CacheState> prefix;
     if (info.Length() > 3 && info[3].IsObject()) {
       KVCacheWrap* p = KVCacheWrap::Unwrap(info[3].As<Napi::Object>());
       if (p->model_ != model_) throw Napi::Error::New(env, "KVCache: prefix cache belongs to another model");
-      prefix_ = p->cache_;
-      prefix = prefix_.get();
+      prefix = p->cache_;
     }
     try {
-      cache_ = std::make_shared<KVCache>(model_->model.dims(), rows, cap, prefix);
+      cache_ = std::make_shared<CacheState>(model_->model.dims(), rows, cap, prefix);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
   }
   std::shared_ptr<ModelState> model_;
-  std::shared_ptr<KVCache> cache_, prefix_;
+  std::shared_ptr<CacheState> cache_;
 
  private:
-  Napi::Value Length(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cache_->length); }
-  Napi::Value Rows(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cache_->rows); }
-  Napi::Value Capacity(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cache_->capacity); }
+  Napi::Value Length(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cache_->host.length); }
+  Napi::Value Rows(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cache_->host.rows); }
+  Napi::Value Capacity(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cache_->host.capacity); }
   Napi::Value Reset(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lk(model_->mutex);
-    cache_->length = 0;
+    cache_->reset();
     return info.Env().Undefined();
   }
 };
@@ -576,7 +935,7 @@ Napi::Value ModelWrap::Decode(const Napi::CallbackInfo& info) {
   KVCacheWrap* cw = KVCacheWrap::Unwrap(info[0].As<Napi::Object>());
   if (cw->model_ != s) throw Napi::Error::New(env, "decode: the cache belongs to another model");
   Napi::Object a = info[1].As<Napi::Object>();
-  const int Tn = int_field(a, "T", 1), R = cw->cache_->rows, C = s->model.dims().channels, V = s->model.dims().vocab_size;
+  const int Tn = int_field(a, "T", 1), R = cw->cache_->host.rows, C = s->model.dims().channels, V = s->model.dims().vocab_size;
   auto tokens = typed_field<Napi::Int32Array>(a, "tokens", (size_t)R * Tn, false);
   auto embeds = typed_field<Napi::Float32Array>(a, "embeds", (size_t)R * Tn * C, false);
   if (tokens.IsEmpty() == embeds.IsEmpty()) throw Napi::TypeError::New(env, "decode: give exactly one of tokens or embeds");
@@ -598,7 +957,17 @@ Napi::Value ModelWrap::Decode(const Napi::CallbackInfo& info) {
       env,
       [s, cache, tk, em, Tn, lo, hi, cancel] {
         std::lock_guard<std::mutex> lk(s->mutex);
-        s->model.decode(*cache, tk, em, Tn, lo, hi, cancel.get());
+#ifdef GRADMM_HAVE_CUDA
+        if (DeviceExec* d = s->device_exec()) {
+          device_decode(*s, *d, *cache, tk, em, Tn, lo, hi, cancel.get());
+          return;
+        }
+#endif
+        s->pull_host();
+        cache->sync_host();
+        if (cache->prefix) cache->prefix->sync_host();
+        s->model.decode(cache->host, tk, em, Tn, lo, hi, cancel.get());
+        cache->host_written();
       },
       nullptr, keep);
 }
@@ -665,6 +1034,7 @@ Napi::Value ModelWrap::BuildTarget(const Napi::CallbackInfo& info) {
         std::lock_guard<std::mutex> lk(s->mutex);
 #ifdef GRADMM_HAVE_CUDA
         if (DeviceExec* d = s->device_exec()) {
+          s->forward_on_device = true;  // its forwards replace the last forward's activations, as on the CPU
           const int V = s->model.dims().vocab_size;
           for (int i = 0; i < n; ++i)
             if (lp[i] < 0 || lp[i] >= T) throw std::invalid_argument("build_target: last position out of range");
@@ -713,6 +1083,7 @@ Napi::Value ModelWrap::MatchLoss(const Napi::CallbackInfo& info) {
         std::lock_guard<std::mutex> lk(s->mutex);
 #ifdef GRADMM_HAVE_CUDA
         if (DeviceExec* d = s->device_exec()) {
+          s->forward_on_device = true;  // its forwards replace the last forward's activations, as on the CPU
           const size_t n = (size_t)B * L * s->model.dims().channels;
           float* dev_dx = dx ? d->upload(d->dX, nullptr, n) : nullptr;
           *f = d->matcher_for(target).match_loss(d->upload(d->X, x, n), B, L, label, dev_dx, ps);
@@ -762,6 +1133,7 @@ Napi::Value ModelWrap::XUpdate(const Napi::CallbackInfo& info) {
         std::lock_guard<std::mutex> lk(s->mutex);
 #ifdef GRADMM_HAVE_CUDA
         if (DeviceExec* d = s->device_exec()) {
+          s->forward_on_device = true;  // its forwards replace the last forward's activations, as on the CPU
           const size_t n = (size_t)xa.B * xa.L * s->model.dims().channels;
           float *dx = d->upload(d->X, x, n), *dm = d->upload(d->m, mm, n), *dv = d->upload(d->v, vv, n);
           *f = d->matcher_for(target).x_update(dx, d->upload(d->z, zz, n), d->upload(d->lam, ll, n), xa, dm, dv, tt, ls);
@@ -805,11 +1177,13 @@ Napi::Value ModelWrap::Project(const Napi::CallbackInfo& info) {
         std::lock_guard<std::mutex> lk(s->mutex);
 #ifdef GRADMM_HAVE_CUDA
         if (DeviceExec* d = s->device_exec()) {
-          exec_project(d->model, s->model.input_embeddings(), u, B, L, free_len, al, topk, *cache, pl, o, cancel.get());
+          cache->sync_host();
+          s->pull_host();  // the vocabulary norms are computed from the host's embeddings
+          exec_project(d->model, s->model.input_embeddings(), u, B, L, free_len, al, topk, cache->host, pl, o, cancel.get());
           return;
         }
 #endif
-        project(s->model, u, B, L, free_len, al, topk, *cache, pl, o, cancel.get());
+        project(s->model, u, B, L, free_len, al, topk, cache->host, pl, o, cancel.get());
       },
       nullptr, {a});
 }
@@ -840,6 +1214,7 @@ Napi::Value ModelWrap::InitCandidates(const Napi::CallbackInfo& info) {
         std::lock_guard<std::mutex> lk(s->mutex);
 #ifdef GRADMM_HAVE_CUDA
         if (DeviceExec* d = s->device_exec()) {
+          s->forward_on_device = true;
           const int C = s->model.dims().channels;
           const size_t n = (size_t)B * L * C;
           ExecMatcher& matcher = d->matcher_for(target);
@@ -924,7 +1299,7 @@ const BackendChoice& backend_choice() {
     }
     if (want == "cpu-table") {
       c.chosen = "cpu-table";
-      c.reason = prefix + "GRADMM_BACKEND=cpu-table: buildTarget/initCandidates/matchLoss/xUpdate/project run through the backend-table executor on the CPU (a test of the device path)";
+      c.reason = prefix + "GRADMM_BACKEND=cpu-table: every model call runs through the backend-table executor on the CPU (a test of the device path)";
       return;
     }
     const cuda::Probe& p = cuda::probe();
@@ -933,8 +1308,9 @@ const BackendChoice& backend_choice() {
       c.chosen = "cuda";
       c.reason = prefix + (want == "cuda" ? "forced by GRADMM_BACKEND=cuda" : "CUDA device found") + " (" +
                  p.devices[0].name + ")";
-      c.note = "on CUDA: buildTarget, initCandidates, matchLoss, xUpdate and project of GPT-2 and Llama-family models; "
-               "forward, backward and decode called directly run on the CPU engine";
+      c.note = "on CUDA: every model call of GPT-2 and Llama-family models (forward, backward, adamwStep, decode, "
+               "buildTarget, initCandidates, matchLoss, xUpdate, project); parameters, gradients and Adam moments are "
+               "copied back to the host when read";
     } else {
       c.reason = prefix + (want == "cuda" ? "GRADMM_BACKEND=cuda, but CUDA is unavailable: " : "CUDA unavailable: ") + p.error;
       std::fprintf(stderr, "gradmm: CUDA backend unavailable (%s); using the CPU engine\n", p.error.c_str());

@@ -31,6 +31,9 @@ struct ParamInfo {
 struct Cancelled : std::runtime_error {
   Cancelled() : std::runtime_error("cancelled") {}
 };
+inline void check_cancel(const std::atomic<bool>* cancel) {
+  if (cancel && cancel->load(std::memory_order_relaxed)) throw Cancelled();
+}
 
 // Keys and values of every layer for `rows` sequences decoded in lockstep. A cache may continue a shared
 // one-row `prefix` cache (e.g. a prompt computed once): its positions are read, never copied.

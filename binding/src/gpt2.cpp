@@ -10,10 +10,6 @@
 namespace gradmm {
 namespace {
 
-void check_cancel(const std::atomic<bool>* cancel) {
-  if (cancel && cancel->load(std::memory_order_relaxed)) throw Cancelled();
-}
-
 void zero(std::vector<float>& v) { std::fill(v.begin(), v.end(), 0.f); }
 
 // Per-layer tensors in storage order; each is stored for all layers back to back.

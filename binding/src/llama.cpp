@@ -11,10 +11,6 @@
 namespace gradmm {
 namespace {
 
-void check_cancel(const std::atomic<bool>* cancel) {
-  if (cancel && cancel->load(std::memory_order_relaxed)) throw Cancelled();
-}
-
 void zero(std::vector<float>& v) { std::fill(v.begin(), v.end(), 0.f); }
 
 constexpr size_t kAbsent = SIZE_MAX;

@@ -1,10 +1,12 @@
-// Runs the method's native inner-loop calls (buildTarget, initCandidates, matchLoss, xUpdate, project) on a tiny model and prints every result
-// as JSON. test/device_path.test.ts runs it under GRADMM_BACKEND=cpu (the CPU engine) and GRADMM_BACKEND=cpu-table
+// Runs every native model call (the method's buildTarget, initCandidates, matchLoss, xUpdate, project; then forward,
+// backward, adamwStep and decode called directly, and the method again on the trained weights) on a tiny model and
+// prints every result as JSON. test/device_path.test.ts runs it under GRADMM_BACKEND=cpu (the CPU engine) and GRADMM_BACKEND=cpu-table
 // (the backend-table executor that CUDA uses, here with CPU ops) and compares the two.
 // argv[2] picks the model: "gpt2" (the tiny GPT-2 fixture), "qwen2" (a random tiny Llama-family model: grouped-query
 // attention, biases on q/k/v, untied lm_head, llama3 RoPE) or "llama-tied" (one kv head, head_dim ≠ C/NH, biases on
 // every projection, tied lm_head).
 const path = require("node:path");
+const { createHash } = require("node:crypto");
 const root = path.join(__dirname, "..", "..");
 const { CausalLMModel, mulberry32 } = require(path.join(root, "dist", "ts", "model.js"));
 const { native } = require(path.join(root, "dist", "ts", "native.js"));
@@ -37,6 +39,84 @@ function makeModel(kind) {
   }
   model.markParamsChanged();
   return { model, changed: "model.layers.0.mlp.gate_proj.weight" };
+}
+
+/**
+ * forward / backward / logits / hidden / adamwStep / decode called directly (on the device path they run on the
+ * device copy, with parameters, gradients and moments copied back when read), with every option: weighted and
+ * all-logits masks (masked rows with invalid targets), embeddings in, input gradients out, gradients written from
+ * JavaScript, clipped steps, a restored checkpoint, KV caches continuing a prefix that grows, resets.
+ */
+async function direct(model, rng, out) {
+  const V = model.config.vocabSize, C = model.config.channels;
+  // large arrays are compared by a digest of their bytes (bit for bit), with their sum for a reader; whole under
+  // GRADMM_DEVICE_PATH_FULL=1 (bench/gpu/addon_check.sh computes errors against the CPU engine from them)
+  const big = (a) => {
+    if (process.env.GRADMM_DEVICE_PATH_FULL === "1") return Array.from(a);
+    const f = Float32Array.from(a);
+    return { sha256: createHash("sha256").update(Buffer.from(f.buffer)).digest("hex"), n: f.length, sum: f.reduce((s, x) => s + x, 0) };
+  };
+  const B = 2, T = 6, BT = B * T;
+  const ints = (n) => Int32Array.from({ length: n }, () => Math.floor(rng() * V));
+  const randn = (len, s) => Float32Array.from({ length: len }, () => (rng() - 0.5) * s);
+  const tokens = ints(BT), targets = ints(BT);
+  const mask = Float32Array.from({ length: BT }, (_, i) => [0, 1, 0.5][i % 3]);
+  out.fwdMask = await model.forward({ tokens, targets, lossMask: mask, B, T });
+  out.fwdMaskRows = Array.from(model.selectedRows());
+  out.fwdMaskLogits = big(model.logits());
+  out.fwdMaskHidden = Array.from(model.hidden());
+  model.zeroGrads();
+  const R = out.fwdMaskRows.length;
+  await model.backward({ dLogits: randn(R * V, 0.01), dHidden: randn(BT * C, 0.01) });
+  out.grads1 = big(model.grads());
+  // gradients written from JavaScript are accumulated into
+  const g = model.grads();
+  for (let i = 0; i < g.length; i += 7) g[i] = 0.25;
+  model.markParamsChanged();
+  await model.forward({ tokens, targets, B, T });
+  await model.backward();
+  out.grads2 = big(model.grads());
+  // every position's logits; the masked rows' targets are invalid and must not be read
+  const badTargets = Int32Array.from(targets, (t, i) => (mask[i] === 0 ? -100 : t));
+  out.fwdAll = await model.forward({ tokens, targets: badTargets, lossMask: mask, allLogits: true, B, T });
+  out.fwdAllRows = Array.from(model.selectedRows());
+  out.fwdAllLogits = big(model.logits());
+  // no row selected (the CPU engine answers), then embeddings in, no targets, the input gradient out (+=)
+  out.fwdNone = await model.forward({ tokens, targets, lossMask: new Float32Array(BT), B, T });
+  out.fwdEmb = await model.forward({ embeds: randn(BT * C, 0.5), B, T });
+  const dEmbeds = randn(BT * C, 0.01);
+  await model.backward({ fromLoss: false, dLogits: randn(BT * V, 0.01), paramGrads: false, dEmbeds });
+  out.dEmbeds = Array.from(dEmbeds);
+  out.fwdEmbHidden = Array.from(model.hidden());
+  // training steps (the second one clipped), then a checkpoint restored into the moments and one more step
+  out.train = [];
+  const trainStep = async (step, maxGradNorm) => {
+    model.zeroGrads();
+    const loss = await model.forward({ tokens, targets, B, T });
+    await model.backward();
+    out.train.push(loss, await model.adamwStep({ lr: 1e-2, weightDecay: 0.1, maxGradNorm, step }));
+  };
+  for (const [step, clip] of [[1, 10], [2, 1e-3], [3, 0]]) await trainStep(step, clip);
+  const hostCopy = big(model.native.params()); // the host's view, before syncHost()
+  out.trainedParams = big(model.params);
+  out.hostCopyBehind = hostCopy.sha256 !== out.trainedParams.sha256; // true where the steps ran on a device copy
+  out.clippedGrads = big(model.grads());
+  const { m, v } = model.adamMoments();
+  out.moments = [big(m), big(v)];
+  for (let i = 0; i < m.length; i++) (m[i] *= 0.5), (v[i] *= 2);
+  await trainStep(4, 1);
+  out.resumedParams = big(model.params);
+  // decoding: a prefix, rows continuing it (tokens, embeddings, hidden states out), a reset, a prefix that grows
+  const prefix = model.createKVCache(1, 8);
+  out.dec = [Array.from(await model.decode(prefix, { tokens: ints(5), T: 5 }))];
+  const rows = model.createKVCache(3, 6, prefix);
+  const hidden = new Float32Array(3 * C);
+  out.dec.push(Array.from(await model.decode(rows, { tokens: ints(6), T: 2 }, { hidden })), Array.from(hidden));
+  out.dec.push(Array.from(await model.decode(rows, { embeds: randn(3 * C, 0.5), T: 1 })));
+  rows.reset();
+  out.dec.push(Array.from(await model.decode(rows, { tokens: ints(3), T: 1 })));
+  await model.decode(prefix, { tokens: ints(1), T: 1 });
+  out.dec.push(Array.from(await model.decode(rows, { tokens: ints(3), T: 1 })), rows.length, prefix.length);
 }
 
 (async () => {
@@ -92,6 +172,12 @@ function makeModel(kind) {
   model.markParamsChanged();
   out.f2 = await nat.matchLoss(t1, { X, B, L, label: 7, dX, perSample });
   out.dX2 = Array.from(dX);
+  await direct(model, rng, out);
+  // the method after training steps: the device's parameters are the trained ones, the projection's norms the host's
+  out.f3 = await nat.matchLoss(t1, { X, B, L, label: 7, dX, perSample });
+  out.dX3 = Array.from(dX);
+  await nat.project({ U: X, B, L, freeLen: free, allowed, topk: 7, prefix: prefix.handle, prefixLogits, outTokens });
+  out.project7Trained = Array.from(outTokens);
   process.stdout.write(JSON.stringify(out));
   model.dispose();
 })().catch((e) => {

@@ -832,7 +832,7 @@ static void check_model(const Backend* be, Rng& r, CausalLM& ref, const std::str
     auto toks = randint(r, (size_t)B * Tn, V);
     ref.decode(rows, toks.data(), nullptr, Tn, lref.data(), nullptr);
     auto dt = up(be, toks);
-    ex->decode(erows, dt.data(), Tn, dec_logits.data());
+    ex->decode(erows, dt.data(), nullptr, Tn, dec_logits.data());
     report(s + " decode logits (prefix 5, " + std::to_string(erows.length) + " decoded)", nmse(down(be, dec_logits), lref),
            tol);
   }
