@@ -5,6 +5,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
+import { backendInfo } from "../ts/index";
 import { native } from "../ts/native";
 
 const build = path.join(__dirname, "..", "build");
@@ -29,7 +30,8 @@ describe("CUDA backend", () => {
   });
 
   it("backendInfo() reports a consistent choice", () => {
-    const b = native().backendInfo();
+    const b = backendInfo(); // the public API's
+    expect(b).toEqual(native().backendInfo());
     // cpu-table only when asked for (GRADMM_BACKEND=cpu-table: the whole suite then runs the device path on the CPU)
     expect(process.env.GRADMM_BACKEND === "cpu-table" && b.compiled ? ["cpu-table"] : ["cpu", "cuda"]).toContain(b.chosen);
     expect(typeof b.reason).toBe("string");

@@ -1,9 +1,10 @@
 /**
- * gradmm: synthetic training text by gradient matching (GRADMM), on a native CPU engine.
+ * gradmm: synthetic training text by gradient matching (GRADMM), on a native CPU engine or, where the addon was built
+ * with CUDA and a GPU answers, on the GPU (`backendInfo()`).
  * This file is the public API; everything exported here is typed and documented.
  */
 export * from "./errors";
-export { setThreads, getThreads, sgemmKernel } from "./threads";
+export { setThreads, getThreads, sgemmKernel, backendInfo, type BackendInfo } from "./threads";
 export {
   CausalLMModel,
   GPT2Model,

@@ -218,7 +218,7 @@ export interface NativeBackendInfo {
   devices: { name: string; memory: number; computeCapability: string }[];
   chosen: "cuda" | "cpu" | "cpu-table";
   reason: string;
-  /** Present when CUDA is chosen: what of the engine runs on it so far. */
+  /** Present when CUDA is chosen: what of the engine runs on it. */
   note?: string;
   build: { cuda: boolean; cublas: boolean; archs: string; cudaRuntime: string | null };
 }
