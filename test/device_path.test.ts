@@ -44,5 +44,6 @@ describe.skipIf(!native().backendInfo().compiled)("every model call through the 
     expect(cpu.fwdNone).toBeNull(); // NaN: no row selected
     expect(cpu.f3).not.toEqual(cpu.f2);
     expect((cpu.train as number[]).every(Number.isFinite)).toBe(true);
+    for (const r of [cpu, table]) expect([r.xUpdateAborted, r.buildTargetAborted]).toEqual(["ABORTED", "ABORTED"]);
   });
 });

@@ -759,7 +759,7 @@ double ExecMatcher::match_loss(const float* X, int B, int L, int label, float* d
 }
 
 double ExecMatcher::x_update(float* X, const float* z, const float* lam, const XUpdateArgs& a, float* adam_m,
-                             float* adam_v, int* adam_t, float* losses_host) {
+                             float* adam_v, int* adam_t, float* losses_host, const std::atomic<bool>* cancel) {
   const int C = t_.C;
   if (a.free_len < 0 || a.free_len > a.L) throw std::invalid_argument("x_update: free_len out of range");
   const long row_n = (long)a.L * C, free_n = (long)a.free_len * C;
@@ -767,6 +767,7 @@ double ExecMatcher::x_update(float* X, const float* z, const float* lam, const X
   losses_.ensure(be_, (size_t)std::max(a.steps, 1));
   dX_.ensure(be_, (size_t)a.B * row_n);
   for (int s = 0; s < a.steps; ++s) {
+    check_cancel(cancel);
     evaluate(X, a.B, a.L, a.label, dX_.data(), nullptr, losses_.data() + s);
     const int t = ++*adam_t;  // bias corrections exactly as admm.cpp
     const float step_size = a.lr / (1.f - std::pow(a.beta1, (float)t));

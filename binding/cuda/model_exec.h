@@ -203,7 +203,7 @@ class ExecMatcher {
   // admm.cpp x_update: args.steps Adam steps on X in place; losses_host[s] = f before step s (optional); returns
   // f after the last step. Reads back only the losses, once.
   double x_update(float* X, const float* z, const float* lam, const XUpdateArgs& args, float* adam_m, float* adam_v,
-                  int* adam_t, float* losses_host);
+                  int* adam_t, float* losses_host, const std::atomic<bool>* cancel = nullptr);  // cancel: between steps
   // The last evaluation's scalars (backend memory).
   const GmScalars* scalars() const { return scalars_.data(); }
 

@@ -179,7 +179,8 @@ struct DeviceExec {
   // build_target's factors on the backend: the same forwards as the CPU engine's (the rows in target_chunks' ranges,
   // right-padded to T, logits at each row's last position only), so the CPU table gives the same bits (the CPU GEMM's
   // rounding depends on how many rows a product has).
-  MatchTarget target_factors(const int* tokens, int n, int T, const int* last_pos, const int* label_ids, int chunk_tokens) {
+  MatchTarget target_factors(const int* tokens, int n, int T, const int* last_pos, const int* label_ids, int chunk_tokens,
+                             const std::atomic<bool>* cancel) {
     const int V = model.dims().vocab_size, C = model.dims().channels;
     MatchTarget t;
     t.n = n, t.V = V, t.C = C;
@@ -187,6 +188,7 @@ struct DeviceExec {
     t.H.resize((size_t)n * C);
     std::vector<int> rows_host;
     for (const auto& [i0, i1] : target_chunks(n, T, chunk_tokens)) {
+      check_cancel(cancel);
       const int rn = i1 - i0;
       rows_host.resize(rn);
       for (int i = i0; i < i1; ++i) rows_host[i - i0] = (i - i0) * T + last_pos[i];
@@ -1042,7 +1044,7 @@ Napi::Value ModelWrap::BuildTarget(const Napi::CallbackInfo& info) {
             if (tk[i] < 0 || tk[i] >= V) throw std::invalid_argument("build_target: token id out of range");
           for (int i = 0; i < n; ++i)
             if (lb[i] < 0 || lb[i] >= V) throw std::invalid_argument("build_target: label token out of range");
-          auto t = std::make_shared<MatchTarget>(d->target_factors(tk, n, T, lp, lb, opts.chunk_tokens));
+          auto t = std::make_shared<MatchTarget>(d->target_factors(tk, n, T, lp, lb, opts.chunk_tokens, cancel.get()));
           finish_target(*t, opts);
           *result = t;
           return;
@@ -1136,7 +1138,8 @@ Napi::Value ModelWrap::XUpdate(const Napi::CallbackInfo& info) {
           s->forward_on_device = true;  // its forwards replace the last forward's activations, as on the CPU
           const size_t n = (size_t)xa.B * xa.L * s->model.dims().channels;
           float *dx = d->upload(d->X, x, n), *dm = d->upload(d->m, mm, n), *dv = d->upload(d->v, vv, n);
-          *f = d->matcher_for(target).x_update(dx, d->upload(d->z, zz, n), d->upload(d->lam, ll, n), xa, dm, dv, tt, ls);
+          *f = d->matcher_for(target).x_update(dx, d->upload(d->z, zz, n), d->upload(d->lam, ll, n), xa, dm, dv, tt, ls,
+                                               cancel.get());
           d->be->to_host(x, dx, n * sizeof(float));
           d->be->to_host(mm, dm, n * sizeof(float));
           d->be->to_host(vv, dv, n * sizeof(float));
