@@ -29,6 +29,7 @@ struct Backend;  // without CUDA there are no backend tables: exec_backend() is 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 using namespace gradmm;
@@ -192,19 +193,13 @@ struct DeviceExec {
       const int rn = i1 - i0;
       rows_host.resize(rn);
       for (int i = i0; i < i1; ++i) rows_host[i - i0] = (i - i0) * T + last_pos[i];
-      ids.ensure(be, (size_t)rn * T);
-      labels.ensure(be, rn);
-      rows.ensure(be, rn);
-      be->to_device(ids.data(), tokens + (size_t)i0 * T, sizeof(int) * rn * T);
-      be->to_device(labels.data(), label_ids + i0, sizeof(int) * rn);
-      be->to_device(rows.data(), rows_host.data(), sizeof(int) * rn);
       CausalExec::Forward f;
-      f.tokens = ids.data();
+      f.tokens = upload(ids, tokens + (size_t)i0 * T, (size_t)rn * T);
       f.B = rn;
       f.T = T;
-      f.rows = rows.data();
+      f.rows = upload(rows, rows_host.data(), rn);
       f.n_rows = rn;
-      f.targets = labels.data();
+      f.targets = upload(labels, label_ids + i0, rn);
       model.forward(f);
       be->to_host(t.A.data() + (size_t)i0 * V, model.probs(), sizeof(float) * rn * V);
       be->to_host(t.H.data() + (size_t)i0 * C, model.hidden_rows(), sizeof(float) * rn * C);
@@ -213,9 +208,12 @@ struct DeviceExec {
     return t;
   }
 
-  float* upload(BackendBuffer<float>& buf, const float* host, size_t n) {
+  // buf (grown to n elements) with n elements of host memory copied in, if host is given (T comes from buf alone,
+  // so host may be nullptr)
+  template <typename T>
+  T* upload(BackendBuffer<T>& buf, const std::common_type_t<T>* host, size_t n) {
     buf.ensure(be, n);
-    if (host) be->to_device(buf.data(), host, n * sizeof(float));
+    if (host) be->to_device(buf.data(), host, n * sizeof(T));
     return buf.data();
   }
 };
@@ -433,9 +431,7 @@ bool device_forward(ModelState& s, DeviceExec& d, const CausalLM::ForwardArgs& f
     if (fa.all_logits || !fa.loss_mask || fa.loss_mask[i] != 0) rows.push_back((int)i);
   const int R = (int)rows.size();
   if (R == 0) return false;
-  if (fa.tokens)
-    for (long i = 0; i < BT; ++i)
-      if (fa.tokens[i] < 0 || fa.tokens[i] >= V) throw std::invalid_argument("forward: token id out of range");
+  if (fa.tokens) check_ids(fa.tokens, BT, V, "forward: token id out of range");
   std::vector<int> targets;
   std::vector<float> weights;
   if (fa.targets) {
@@ -448,29 +444,19 @@ bool device_forward(ModelState& s, DeviceExec& d, const CausalLM::ForwardArgs& f
       else if (targets[r] < 0 || targets[r] >= V) throw std::invalid_argument("forward: target out of range");
     }
   }
-  const Backend* be = d.be;
   CausalExec::Forward f;
   f.B = fa.B;
   f.T = fa.T;
   f.last_only = false;  // every position, or the listed ones
   f.cancel = cancel;
-  if (fa.tokens) {
-    d.ids.ensure(be, BT);
-    be->to_device(d.ids.data(), fa.tokens, sizeof(int) * BT);
-    f.tokens = d.ids.data();
-  } else {
-    f.embeds = d.upload(d.embeds, fa.embeds, (size_t)BT * C);
-  }
+  if (fa.tokens) f.tokens = d.upload(d.ids, fa.tokens, BT);
+  else f.embeds = d.upload(d.embeds, fa.embeds, (size_t)BT * C);
   if (R < BT) {
-    d.rows.ensure(be, R);
-    be->to_device(d.rows.data(), rows.data(), sizeof(int) * R);
-    f.rows = d.rows.data();
+    f.rows = d.upload(d.rows, rows.data(), R);
     f.n_rows = R;
   }
   if (fa.targets) {
-    d.targets.ensure(be, R);
-    be->to_device(d.targets.data(), targets.data(), sizeof(int) * R);
-    f.targets = d.targets.data();
+    f.targets = d.upload(d.targets, targets.data(), R);
     if (fa.loss_mask) f.row_weights = weights.data();
   }
   d.model.forward(f);
@@ -524,20 +510,11 @@ void device_decode(ModelState& s, DeviceExec& d, CacheState& c, const int* token
   const long N = (long)R * Tn;
   const Backend* be = d.be;
   if ((tokens == nullptr) == (embeds == nullptr)) throw std::invalid_argument("decode: give exactly one of tokens or embeds");
-  if (tokens)
-    for (long i = 0; i < N; ++i)
-      if (tokens[i] < 0 || tokens[i] >= V) throw std::invalid_argument("decode: token id out of range");
+  if (tokens) check_ids(tokens, N, V, "decode: token id out of range");
   check_cancel(cancel);  // a decoding step is short: checked once, before it starts
   ExecKVCache& dc = c.device_copy(be, s.model.dims());
-  const int* tk = nullptr;
-  const float* em = nullptr;
-  if (tokens) {
-    d.ids.ensure(be, N);
-    be->to_device(d.ids.data(), tokens, sizeof(int) * N);
-    tk = d.ids.data();
-  } else {
-    em = d.upload(d.embeds, embeds, (size_t)N * C);
-  }
+  const int* tk = tokens ? d.upload(d.ids, tokens, N) : nullptr;
+  const float* em = embeds ? d.upload(d.embeds, embeds, (size_t)N * C) : nullptr;
   float* lo = logits ? d.upload(d.dec_logits, nullptr, (size_t)R * V) : nullptr;
   d.model.decode(dc, tk, em, Tn, lo);
   c.host.length = dc.length;
@@ -1038,12 +1015,9 @@ Napi::Value ModelWrap::BuildTarget(const Napi::CallbackInfo& info) {
         if (DeviceExec* d = s->device_exec()) {
           s->forward_on_device = true;  // its forwards replace the last forward's activations, as on the CPU
           const int V = s->model.dims().vocab_size;
-          for (int i = 0; i < n; ++i)
-            if (lp[i] < 0 || lp[i] >= T) throw std::invalid_argument("build_target: last position out of range");
-          for (size_t i = 0; i < (size_t)n * T; ++i)
-            if (tk[i] < 0 || tk[i] >= V) throw std::invalid_argument("build_target: token id out of range");
-          for (int i = 0; i < n; ++i)
-            if (lb[i] < 0 || lb[i] >= V) throw std::invalid_argument("build_target: label token out of range");
+          check_ids(lp, n, T, "build_target: last position out of range");
+          check_ids(tk, (long)n * T, V, "build_target: token id out of range");
+          check_ids(lb, n, V, "build_target: label token out of range");
           auto t = std::make_shared<MatchTarget>(d->target_factors(tk, n, T, lp, lb, opts.chunk_tokens, cancel.get()));
           finish_target(*t, opts);
           *result = t;

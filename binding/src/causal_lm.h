@@ -34,6 +34,11 @@ struct Cancelled : std::runtime_error {
 inline void check_cancel(const std::atomic<bool>* cancel) {
   if (cancel && cancel->load(std::memory_order_relaxed)) throw Cancelled();
 }
+// Throws std::invalid_argument(message) unless every one of the n ids lies in [0, bound).
+inline void check_ids(const int* ids, long n, int bound, const char* message) {
+  for (long i = 0; i < n; ++i)
+    if (ids[i] < 0 || ids[i] >= bound) throw std::invalid_argument(message);
+}
 
 // Keys and values of every layer for `rows` sequences decoded in lockstep. A cache may continue a shared
 // one-row `prefix` cache (e.g. a prompt computed once): its positions are read, never copied.

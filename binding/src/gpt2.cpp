@@ -121,8 +121,7 @@ float GPT2::forward(const ForwardArgs& args, const std::atomic<bool>* cancel) {
   Activations& a = acts_;
   used_embeds_ = args.embeds != nullptr;
   if (args.tokens) {
-    for (long i = 0; i < BT; ++i)
-      if (args.tokens[i] < 0 || args.tokens[i] >= V) throw std::invalid_argument("forward: token id out of range");
+    check_ids(args.tokens, BT, V, "forward: token id out of range");
     tokens_.assign(args.tokens, args.tokens + BT);
     embedding_forward(a.encoded.data(), args.tokens, w.wte, w.wpe, B, T, C, 0);
   } else {
@@ -254,8 +253,7 @@ void GPT2::decode(KVCache& cache, const int* tokens, const float* embeds, int Tn
   Weights w = weights(params_.data());
   std::vector<float> x(N * C), ln(N * C), qkv(N * 3 * C), atty(N * C), proj(N * C), fch(N * 4 * C), fchg(N * 4 * C);
   if (tokens) {
-    for (long i = 0; i < N; ++i)
-      if (tokens[i] < 0 || tokens[i] >= V) throw std::invalid_argument("decode: token id out of range");
+    check_ids(tokens, N, V, "decode: token id out of range");
     embedding_forward(x.data(), tokens, w.wte, w.wpe, R, Tn, C, pos_base);
   } else {
     input_embedding_forward(x.data(), embeds, w.wpe, R, Tn, C, pos_base);

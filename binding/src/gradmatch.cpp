@@ -56,8 +56,7 @@ MatchTarget build_target(CausalLM& model, const int* tokens, int n, int T, const
                          const TargetOptions& opts, const std::atomic<bool>* cancel) {
   const int V = model.dims().vocab_size, C = model.dims().channels;
   if (n <= 0) throw std::invalid_argument("build_target: no real examples");
-  for (int i = 0; i < n; ++i)
-    if (last_pos[i] < 0 || last_pos[i] >= T) throw std::invalid_argument("build_target: last position out of range");
+  check_ids(last_pos, n, T, "build_target: last position out of range");
   MatchTarget t;
   t.n = n;
   t.V = V;

@@ -148,8 +148,7 @@ float Llama::forward(const ForwardArgs& args, const std::atomic<bool>* cancel) {
   Activations& a = acts_;
   used_embeds_ = args.embeds != nullptr;
   if (args.tokens) {
-    for (long i = 0; i < BT; ++i)
-      if (args.tokens[i] < 0 || args.tokens[i] >= V) throw std::invalid_argument("forward: token id out of range");
+    check_ids(args.tokens, BT, V, "forward: token id out of range");
     tokens_.assign(args.tokens, args.tokens + BT);
     for (long i = 0; i < BT; ++i)
       std::memcpy(a.resid.data() + i * C, w.embed + (long)args.tokens[i] * C, C * sizeof(float));
@@ -291,8 +290,7 @@ void Llama::decode(KVCache& cache, const int* tokens, const float* embeds, int T
   Weights w = weights(params_.data());
   std::vector<float> x(N * C), ln(N * C), qkv(N * QKV_), atty(N * Q), proj(N * C), gate(N * I_), up(N * I_), act(N * I_);
   if (tokens) {
-    for (long i = 0; i < N; ++i)
-      if (tokens[i] < 0 || tokens[i] >= V) throw std::invalid_argument("decode: token id out of range");
+    check_ids(tokens, N, V, "decode: token id out of range");
     for (long i = 0; i < N; ++i) std::memcpy(x.data() + i * C, w.embed + (long)tokens[i] * C, C * sizeof(float));
   } else {
     std::memcpy(x.data(), embeds, N * C * sizeof(float));
