@@ -426,24 +426,12 @@ bool device_forward(ModelState& s, DeviceExec& d, const CausalLM::ForwardArgs& f
   const long BT = (long)fa.B * fa.T;
   if ((fa.tokens == nullptr) == (fa.embeds == nullptr))
     throw std::invalid_argument("forward: give exactly one of tokens or embeds");
-  std::vector<int> rows;
-  for (long i = 0; i < BT; ++i)
-    if (fa.all_logits || !fa.loss_mask || fa.loss_mask[i] != 0) rows.push_back((int)i);
+  if (fa.tokens) check_ids(fa.tokens, BT, V, "forward: token id out of range");
+  std::vector<int> rows, targets;  // the targets of rows of weight 0 are not read
+  std::vector<float> weights;
+  select_loss_rows(fa, BT, V, rows, targets, weights);
   const int R = (int)rows.size();
   if (R == 0) return false;
-  if (fa.tokens) check_ids(fa.tokens, BT, V, "forward: token id out of range");
-  std::vector<int> targets;
-  std::vector<float> weights;
-  if (fa.targets) {
-    targets.resize(R);
-    weights.resize(R);
-    for (int r = 0; r < R; ++r) {
-      weights[r] = fa.loss_mask ? fa.loss_mask[rows[r]] : 1.f;
-      targets[r] = fa.targets[rows[r]];
-      if (weights[r] == 0) targets[r] = 0;  // not read
-      else if (targets[r] < 0 || targets[r] >= V) throw std::invalid_argument("forward: target out of range");
-    }
-  }
   CausalExec::Forward f;
   f.B = fa.B;
   f.T = fa.T;

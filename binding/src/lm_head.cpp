@@ -8,28 +8,35 @@
 
 namespace gradmm {
 
-float LMHeadLoss::forward(const CausalLM::ForwardArgs& args, const float* h, long BT, int C, int V, const float* W) {
-  rows_.clear();
+double select_loss_rows(const CausalLM::ForwardArgs& args, long BT, int V, std::vector<int>& rows,
+                        std::vector<int>& targets, std::vector<float>& weights) {
+  rows.clear();
   for (long i = 0; i < BT; ++i)
-    if (args.all_logits || !args.loss_mask || args.loss_mask[i] != 0) rows_.push_back((int)i);
+    if (args.all_logits || !args.loss_mask || args.loss_mask[i] != 0) rows.push_back((int)i);
+  const int R = (int)rows.size();
+  weights.clear();
+  targets.clear();
+  if (!args.targets) return 0;
+  weights.resize(R);
+  targets.resize(R);
+  double wsum = 0;
+  for (int r = 0; r < R; ++r) {
+    weights[r] = args.loss_mask ? args.loss_mask[rows[r]] : 1.f;
+    targets[r] = args.targets[rows[r]];
+    if (weights[r] != 0 && (targets[r] < 0 || targets[r] >= V)) throw std::invalid_argument("forward: target out of range");
+    wsum += weights[r];
+  }
+  return wsum;
+}
+
+float LMHeadLoss::forward(const CausalLM::ForwardArgs& args, const float* h, long BT, int C, int V, const float* W) {
+  const double wsum = select_loss_rows(args, BT, V, rows_, targets_, mask_);
   const int R = (int)rows_.size();
   h_rows_.resize((size_t)R * C);
   for (int r = 0; r < R; ++r) std::memcpy(&h_rows_[(size_t)r * C], h + (long)rows_[r] * C, C * sizeof(float));
   logits_.resize((size_t)R * V);
   gemm<float>(false, true, R, V, C, h_rows_.data(), C, W, C, logits_.data(), V, false);
-
-  mask_.clear();
-  targets_.clear();
   if (!args.targets) return NAN;
-  mask_.resize(R);
-  targets_.resize(R);
-  double wsum = 0;
-  for (int r = 0; r < R; ++r) {
-    mask_[r] = args.loss_mask ? args.loss_mask[rows_[r]] : 1.f;
-    targets_[r] = args.targets[rows_[r]];
-    if (mask_[r] != 0 && (targets_[r] < 0 || targets_[r] >= V)) throw std::invalid_argument("forward: target out of range");
-    wsum += mask_[r];
-  }
   probs_.resize((size_t)R * V);
   losses_.resize(R);
   softmax_crossentropy_forward(losses_.data(), probs_.data(), logits_.data(), targets_.data(), mask_.data(), R, V);

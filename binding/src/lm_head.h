@@ -7,6 +7,12 @@
 
 namespace gradmm {
 
+// The rows a forward computes logits for (b·T + t with loss_mask != 0, all positions without a mask or with
+// all_logits) and, with targets, each row's target and loss weight (the mask's value, else 1), the target checked
+// to lie in [0, V) where the weight is not 0. Without targets, targets and weights are left empty. Returns Σ weights.
+double select_loss_rows(const CausalLM::ForwardArgs& args, long BT, int V, std::vector<int>& rows,
+                        std::vector<int>& targets, std::vector<float>& weights);
+
 class LMHeadLoss {
  public:
   // h: final hidden states [BT, C]; W: lm_head weight [V, C]. Returns Σ mask·ce / Σ mask, or NaN without targets.
