@@ -185,8 +185,8 @@ async function direct(model, rng, out) {
     token.cancel();
     return pending.then(() => "finished", (e) => e.code || String(e));
   };
-  const big = { X: X.slice(), z, lam, adamM: adamM.slice(), adamV: adamV.slice(), adamStep: new Int32Array(1), B, L, freeLen: free, label: 8, steps: 1000, rho: 0.1, lr: 0.01, maxGradNorm: 1 };
-  out.xUpdateAborted = await aborted((token) => nat.xUpdate(t1, big, token));
+  const longRun = { X: X.slice(), z, lam, adamM: adamM.slice(), adamV: adamV.slice(), adamStep: new Int32Array(1), B, L, freeLen: free, label: 8, steps: 1000, rho: 0.1, lr: 0.01, maxGradNorm: 1 };
+  out.xUpdateAborted = await aborted((token) => nat.xUpdate(t1, longRun, token));
   const many = 64;
   out.buildTargetAborted = await aborted((token) =>
     nat.buildTarget({ tokens: new Int32Array(many * T), n: many, T, lastPos: new Int32Array(many).fill(T - 1), labels: new Int32Array(many).fill(7), chunkTokens: T }, token),
