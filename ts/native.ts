@@ -237,6 +237,8 @@ export interface NativeModule {
   forceSgemmKernel(name: "auto" | "scalar" | "avx2" | "avx512"): boolean;
   /** Backend choice: GRADMM_BACKEND=cpu|cuda forces one; a fallback to the CPU prints one stderr line, once. */
   backendInfo(): NativeBackendInfo;
+  /** GGUF block data (ggml type id) to float32, bit-identical to gguf.quants.dequantize; throws RangeError on bad sizes. */
+  dequantize(type: number, src: Uint8Array, dst: Float32Array): void;
 }
 
 let cached: NativeModule | undefined;

@@ -12,6 +12,7 @@
 #include "admm.h"
 #include "gemm.h"
 #include "gradmatch.h"
+#include "gguf_quants.h"
 #include "gpt2.h"
 #include "llama.h"
 #include "threadpool.h"
@@ -1226,6 +1227,36 @@ Napi::Value ForceKernel(const Napi::CallbackInfo& info) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// dequantize(type, src: Uint8Array, dst: Float32Array) — GGUF block data to float32 (gguf_quants.h), synchronous.
+Napi::Value Dequantize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "dequantize(type, src, dst): type must be a number");
+  const double tnum = info[0].As<Napi::Number>().DoubleValue();
+  const int type = (tnum >= 0 && tnum <= 1e6 && tnum == (double)(int)tnum) ? (int)tnum : -1;
+  const char* tn = ggml_type_name(type);
+  const std::string tname = tn ? std::string(tn) + " (" + std::to_string(type) + ")" : "id " + info[0].ToString().Utf8Value();
+  if (!ggml_type_dequantizable(type))
+    throw Napi::RangeError::New(env, "dequantize: ggml type " + tname + " is not supported (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)");
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw Napi::TypeError::New(env, "dequantize: src must be a Uint8Array");
+  if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw Napi::TypeError::New(env, "dequantize: dst must be a Float32Array");
+  auto src = info[1].As<Napi::Uint8Array>();
+  auto dst = info[2].As<Napi::Float32Array>();
+  const int64_t bb = ggml_block_bytes(type), be = ggml_block_elems(type);
+  const int64_t bytes = (int64_t)src.ByteLength();
+  if (bytes % bb != 0)
+    throw Napi::RangeError::New(env, "dequantize " + tname + ": src has " + std::to_string(bytes) + " bytes, not a whole number of " +
+                                         std::to_string(bb) + "-byte blocks");
+  const int64_t n = bytes / bb * be;
+  if ((int64_t)dst.ElementLength() != n)
+    throw Napi::RangeError::New(env, "dequantize " + tname + ": dst has " + std::to_string(dst.ElementLength()) + " elements; " +
+                                         std::to_string(bytes / bb) + " blocks hold " + std::to_string(n));
+  dequantize(type, src.Data(), dst.Data(), n);
+  return env.Undefined();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // backendInfo() — which backend the engine would use and why: CUDA when compiled in and a device answers, the CPU
 // otherwise; GRADMM_BACKEND=cpu|cuda forces one. The CUDA probe (cudaGetDeviceCount, once, lazily) is skipped under
 // GRADMM_BACKEND=cpu. A fallback to the CPU prints one line on stderr, once, when CUDA was requested or compiled in.
@@ -1353,6 +1384,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sgemmKernel", Napi::Function::New(env, KernelName));
   exports.Set("forceSgemmKernel", Napi::Function::New(env, ForceKernel));
   exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
+  exports.Set("dequantize", Napi::Function::New(env, Dequantize));
   return exports;
 }
 
