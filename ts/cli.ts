@@ -1,16 +1,18 @@
 #!/usr/bin/env node
 /**
  * gradmm CLI. `gradmm synth config.yaml` (npm run synth -- config.yaml) writes synthetic data; `gradmm doctor`
- * prints what a bug report needs. Progress and logs go to stderr; stdout carries only results (--json).
+ * prints what a bug report needs; `gradmm fetch-model NAME` downloads a known model into the cache and `gradmm models`
+ * lists what the cache holds. Progress and logs go to stderr; stdout carries only results (--json).
  */
 import * as os from "node:os";
 import { Command } from "commander";
-import { MultiBar, Presets } from "cli-progress";
+import { MultiBar, Presets, SingleBar } from "cli-progress";
 import { AbortError, GradmmError } from "./errors";
 import { loadConfigFile } from "./gradmm/config";
 import { synthesize, type SynthProgress } from "./gradmm/synthesize";
 import { getThreads, sgemmKernel } from "./threads";
 import { native } from "./native";
+import { KNOWN_MODELS, fetchModel, knownModel, listCachedModels, modelCacheDir, type FetchProgress } from "./registry";
 
 const program = new Command("gradmm").description("synthetic training text by gradient matching (GRADMM)");
 
@@ -91,6 +93,121 @@ program
       platform: `${process.platform}-${process.arch}`,
     };
     process.stdout.write(JSON.stringify(info, null, 2) + "\n");
+  });
+
+program
+  .command("fetch-model")
+  .description("download a known model into the cache (verified by sha256) and print its path; see `gradmm models`")
+  .argument("<name>", `a known model (${Object.keys(KNOWN_MODELS).join(", ")})`)
+  .option("--json", "print one JSON object on stdout")
+  .option("--force", "download again even when a good copy is cached")
+  .option("--connect-timeout <seconds>", "how long to wait for the Hugging Face hub to answer", "10")
+  .option("--no-progress", "no progress bar (log lines only)")
+  .action(async (name: string, o: { json?: boolean; force?: boolean; connectTimeout: string; progress: boolean }) => {
+    const entry = knownModel(name);
+    const controller = new AbortController();
+    process.on("SIGINT", () => {
+      process.stderr.write("\nstopping (partial downloads are removed)…\n");
+      controller.abort();
+    });
+    const tty = o.progress && process.stderr.isTTY;
+    let bar: SingleBar | null = null;
+    let barPhase = "";
+    let lastLogged = -1;
+    const mb = (n: number) => (n / 1e6).toFixed(1);
+    const stopBar = () => {
+      bar?.stop();
+      bar = null;
+      barPhase = "";
+    };
+    const onProgress = (p: FetchProgress) => {
+      if (p.phase === "try") {
+        stopBar();
+        process.stderr.write(`fetching ${entry.name} from ${p.source}\n`);
+      } else if (p.phase === "failed") {
+        stopBar();
+        process.stderr.write(`  failed: ${p.message}\n`);
+      } else if (p.phase === "verify") {
+        stopBar();
+      } else if (tty) {
+        if (barPhase !== p.phase) {
+          stopBar();
+          barPhase = p.phase;
+          bar = new SingleBar({ format: `${p.phase.padEnd(8)} |{bar}| {percentage}% {done}/{all} MB`, hideCursor: true }, Presets.shades_grey);
+          bar.start(p.total ?? 0, 0, { done: "0.0", all: p.total ? mb(p.total) : "?" });
+        }
+        if (p.total && bar!.getTotal() !== p.total) bar!.setTotal(p.total);
+        bar!.update(Math.min(p.done, p.total ?? p.done), { done: mb(p.done), all: p.total ? mb(p.total) : "?" });
+      } else {
+        // Not a terminal: a line per 10% (or per 10 MB when the size is unknown).
+        const step = p.total ? Math.floor((10 * p.done) / p.total) : Math.floor(p.done / 10e6);
+        const key = (p.phase === "extract" ? 1000 : 0) + step;
+        if (key !== lastLogged) {
+          lastLogged = key;
+          process.stderr.write(`  ${p.phase}: ${mb(p.done)}${p.total ? `/${mb(p.total)}` : ""} MB\n`);
+        }
+      }
+    };
+    try {
+      const file = await fetchModel(entry.name, {
+        onProgress,
+        signal: controller.signal,
+        force: o.force,
+        connectTimeoutMs: Math.max(1, Number(o.connectTimeout) || 10) * 1000,
+      });
+      stopBar();
+      const rec = listCachedModels().find((m) => m.name === entry.name);
+      process.stderr.write(`${entry.name}: ${file} (${entry.bytes} bytes, sha256 ok${rec ? `, from ${rec.source}` : ""})\n`);
+      if (o.json) process.stdout.write(JSON.stringify({ name: entry.name, path: file, bytes: entry.bytes, sha256: entry.sha256, source: rec?.source ?? null }) + "\n");
+      else process.stdout.write(file + "\n");
+    } catch (e) {
+      stopBar();
+      if (e instanceof AbortError) process.exit(130);
+      throw e;
+    }
+  });
+
+program
+  .command("models")
+  .description("list the known models and what the cache holds (checks each cached file's sha256)")
+  .option("--json", "print JSON on stdout")
+  .option("--no-verify", "skip hashing the cached files")
+  .action((o: { json?: boolean; verify: boolean }) => {
+    const cached = listCachedModels({ verify: o.verify });
+    const rows = [
+      ...Object.values(KNOWN_MODELS).map((k) => ({ known: k, cached: cached.find((c) => c.name === k.name) ?? null })),
+      ...cached.filter((c) => !c.known).map((c) => ({ known: null, cached: c })),
+    ];
+    if (o.json) {
+      const out = rows.map(({ known: k, cached: c }) => ({
+        name: k?.name ?? c!.name,
+        known: k !== null,
+        title: k?.title ?? null,
+        architecture: k?.architecture ?? null,
+        license: k?.license ?? null,
+        file: k?.file ?? c!.file,
+        bytes: k?.bytes ?? c!.bytes,
+        sha256: k?.sha256 ?? c!.sha256,
+        cached: c ? { path: c.path, bytes: c.bytes, sha256Ok: c.sha256Ok ?? null, source: c.source, fetchedAt: c.fetchedAt, problem: c.problem ?? null } : null,
+      }));
+      process.stdout.write(JSON.stringify({ cache: modelCacheDir(), models: out }, null, 2) + "\n");
+      return;
+    }
+    const table = [["NAME", "FILE", "SIZE", "SHA256", "SOURCE"]];
+    for (const { known: k, cached: c } of rows) {
+      const sha = !c ? "-" : c.sha256Ok === undefined ? (c.problem ? "bad" : "unchecked") : c.sha256Ok ? "ok" : "BAD";
+      table.push([
+        (k?.name ?? c!.name) + (k ? "" : " (unknown)"),
+        k?.file ?? c!.file,
+        c ? `${((c.bytes) / 1e6).toFixed(1)} MB` : "not cached",
+        sha,
+        c ? c.source : `gradmm fetch-model ${k!.name}`,
+      ]);
+    }
+    const widths = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
+    process.stdout.write(`cache: ${modelCacheDir()}\n`);
+    for (const r of table) process.stdout.write(r.map((v, i) => (i === r.length - 1 ? v : v.padEnd(widths[i]))).join("  ") + "\n");
+    for (const { cached: c } of rows) if (c?.problem) process.stdout.write(`${c.name}: ${c.problem}\n`);
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {

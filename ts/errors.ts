@@ -44,3 +44,38 @@ export class AbortError extends GradmmError {
     super("ABORTED", message);
   }
 }
+
+/** A model name is not in the registry of known models (ts/registry.ts); `known` lists the names that are. */
+export class UnknownModelError extends GradmmError {
+  readonly model: string;
+  readonly known: string[];
+  constructor(model: string, known: string[]) {
+    super("UNKNOWN_MODEL", `unknown model "${model}" (known: ${known.join(", ") || "none"}; or give a path to a model file or folder)`);
+    this.model = model;
+    this.known = known;
+  }
+}
+
+/** A known model is not in the local cache yet; `gradmm fetch-model NAME` downloads it. */
+export class ModelNotCachedError extends GradmmError {
+  readonly model: string;
+  constructor(model: string, dir: string) {
+    super("MODEL_NOT_CACHED", `model "${model}" is not in the cache (${dir}); run \`gradmm fetch-model ${model}\` (or \`npm run fetch-model -- ${model}\`) first`);
+    this.model = model;
+  }
+}
+
+/**
+ * No source of a known model could deliver it. `attempts` says, for each source tried in order, why it failed; the
+ * message lists them and how to get the file by hand.
+ */
+export class ModelFetchError extends GradmmError {
+  readonly model: string;
+  readonly attempts: { source: string; reason: string }[];
+  constructor(model: string, attempts: { source: string; reason: string }[], manual: string) {
+    const tried = attempts.length ? attempts.map((a) => `  - ${a.source}: ${a.reason}`).join("\n") : "  (no sources)";
+    super("MODEL_FETCH", `could not fetch model "${model}"; tried:\n${tried}\n${manual}`);
+    this.model = model;
+    this.attempts = attempts;
+  }
+}
