@@ -17,6 +17,9 @@ import {
 } from "./native";
 import { gaussian, mulberry32 } from "./random";
 import { openSafetensorsDir } from "./safetensors";
+import { isGGUFFile, readGGUF, type GGUFFile } from "./gguf";
+import { ggufModelConfig, loadGGUFWeights } from "./gguf_model";
+import { tokenizerFromGGUF } from "./tokenizer/gguf";
 
 export { gaussian, mulberry32 };
 import { Tokenizer } from "./tokenizer";
@@ -130,10 +133,14 @@ export class CausalLMModel {
   }
 
   /**
-   * Loads config.json + model.safetensors (or a sharded index) from a Hugging Face folder: GPT2LMHeadModel,
-   * LlamaForCausalLM, Qwen2ForCausalLM or MistralForCausalLM (see readModelConfig for what is supported).
+   * Loads a model from a Hugging Face folder (config.json + model.safetensors or a sharded index: GPT2LMHeadModel,
+   * LlamaForCausalLM, Qwen2ForCausalLM or MistralForCausalLM; see readModelConfig), or from a GGUF file (or a
+   * folder holding one and no config.json): architectures llama, qwen2 and gpt2, weights of type F32, F16, BF16,
+   * Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K or Q6_K dequantized to float32 while they stream in.
    */
   static load(dir: string): CausalLMModel {
+    const gguf = findGGUF(dir);
+    if (gguf) return CausalLMModel.loadGGUF(readGGUF(gguf));
     const config = readModelConfig(dir);
     const model = CausalLMModel.create(config);
     try {
@@ -141,6 +148,25 @@ export class CausalLMModel {
     } catch (e) {
       model.dispose();
       throw e;
+    }
+    return model;
+  }
+
+  /** @internal A model from an already read GGUF header. */
+  static loadGGUF(g: GGUFFile): CausalLMModel {
+    const model = CausalLMModel.create(ggufModelConfig(g));
+    try {
+      loadGGUFWeights(g, {
+        config: model.config,
+        paramShape: (name) => model.#table.get(name)?.shape,
+        paramNames: () => [...model.#table.keys()],
+        tensor: (name) => model.tensor(name),
+      });
+    } catch (e) {
+      model.dispose();
+      throw e;
+    } finally {
+      if (!model.disposed) model.markParamsChanged();
     }
     return model;
   }
@@ -438,6 +464,8 @@ const LLAMA_FAMILY: Record<string, { arch: string; maxPositions: number }> = {
  * a malformed file is an InvalidFileError.
  */
 export function readModelConfig(dir: string): ModelConfig {
+  const gguf = findGGUF(dir);
+  if (gguf) return ggufModelConfig(readGGUF(gguf));
   const { file, raw } = readConfigJson(dir);
   const arch = Array.isArray(raw.architectures) && raw.architectures.length ? String(raw.architectures[0]) : undefined;
   if (raw.model_type === "gpt2" || (raw.model_type === undefined && arch === "GPT2LMHeadModel")) return parseGPT2Config(raw, file);
@@ -557,7 +585,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 /** What loadModel() returns; dispose() releases the native model. */
 export interface LoadedModel {
   model: CausalLMModel;
-  /** From tokenizer.json in the folder; null when the folder has none. */
+  /** From tokenizer.json in the folder, or from a GGUF file's metadata; null when a folder has no tokenizer.json. */
   tokenizer: Tokenizer | null;
   config: ModelConfig;
   dispose(): void;
@@ -565,10 +593,37 @@ export interface LoadedModel {
 }
 
 /**
- * Loads a Hugging Face model folder: config.json, model.safetensors (or model.safetensors.index.json + shards),
- * and tokenizer.json if present. Typed errors: UnsupportedModelError, InvalidFileError.
+ * The GGUF file that `source` names: the file itself (by its magic, whatever its extension), or the one .gguf file
+ * of a folder that has no config.json. null = not GGUF (a Hugging Face folder or safetensors file).
+ */
+export function findGGUF(source: string): string | null {
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(source);
+  } catch (e) {
+    throw new InvalidFileError(source, `cannot read: ${(e as Error).message}`, { cause: e });
+  }
+  if (stat.isFile()) return isGGUFFile(source) ? source : null;
+  if (!stat.isDirectory() || fs.existsSync(path.join(source, "config.json"))) return null;
+  const ggufs = fs.readdirSync(source).filter((f) => f.toLowerCase().endsWith(".gguf"));
+  if (ggufs.length > 1) throw new InvalidFileError(source, `holds ${ggufs.length} .gguf files (${ggufs.join(", ")}): name the one to load`);
+  return ggufs.length === 1 ? path.join(source, ggufs[0]) : null;
+}
+
+/**
+ * Loads a model with its tokenizer: a Hugging Face folder (config.json, model.safetensors or a sharded index, and
+ * tokenizer.json if present), or a GGUF file or a folder holding one (the tokenizer comes from its metadata).
+ * Typed errors: UnsupportedModelError, InvalidFileError.
  */
 export function loadModel(dir: string): LoadedModel {
+  const gguf = findGGUF(dir);
+  if (gguf) {
+    const g = readGGUF(gguf);
+    const tokenizer = tokenizerFromGGUF(g.metadata, gguf);
+    const model = CausalLMModel.loadGGUF(g);
+    const dispose = (): void => model.dispose();
+    return { model, tokenizer, config: model.config, dispose, [Symbol.dispose]: dispose };
+  }
   const tokFile = path.join(dir, "tokenizer.json");
   const tokenizer = fs.existsSync(tokFile) ? Tokenizer.fromFile(tokFile) : null;
   const model = CausalLMModel.load(dir);

@@ -7,10 +7,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { withCancel } from "../abort";
 import { GradmmError, InvalidFileError } from "../errors";
-import { CausalLMModel, mulberry32 } from "../model";
+import { findGGUF, loadModel, mulberry32 } from "../model";
 import type { NativeMatchTarget } from "../native";
 import { setThreads } from "../threads";
-import { alphabeticTokenMask, Tokenizer } from "../tokenizer";
+import { alphabeticTokenMask } from "../tokenizer";
 import { writeJsonAtomic, writeJsonlAtomic } from "../io";
 import type { SynthConfig } from "./config";
 import { readLabelledFile, shuffled, type Example } from "./data";
@@ -62,8 +62,9 @@ function fingerprint(config: SynthConfig): string {
   const h = createHash("sha256");
   const { output: _o, threads: _t, resolved, ...rest } = config;
   h.update(JSON.stringify(rest));
-  for (const f of [resolved.dataPath, path.join(resolved.modelDir, "model.safetensors"), path.join(resolved.modelDir, "tokenizer.json")])
-    h.update(fs.existsSync(f) ? fs.readFileSync(f) : Buffer.from("missing"));
+  const gguf = findGGUF(resolved.modelDir);
+  const files = gguf ? [resolved.dataPath, gguf] : [resolved.dataPath, path.join(resolved.modelDir, "model.safetensors"), path.join(resolved.modelDir, "tokenizer.json")];
+  for (const f of files) h.update(fs.existsSync(f) ? fs.readFileSync(f) : Buffer.from("missing"));
   return h.digest("hex");
 }
 
@@ -92,8 +93,13 @@ export async function synthesize(config: SynthConfig, opts: SynthOptions = {}): 
 
   const t0 = Date.now();
   log(`loading model ${config.resolved.modelDir}`);
-  const model = CausalLMModel.load(config.resolved.modelDir);
-  const tokenizer = Tokenizer.fromFile(path.join(config.resolved.modelDir, "tokenizer.json"));
+  const loaded = loadModel(config.resolved.modelDir);
+  const { model } = loaded;
+  if (!loaded.tokenizer) {
+    model.dispose();
+    throw new InvalidFileError(config.resolved.modelDir, "the model folder has no tokenizer.json (synth needs the model's tokenizer)");
+  }
+  const tokenizer = loaded.tokenizer;
   try {
     const C = model.config.channels, maxT = model.config.maxSeqLen;
     const examples = readLabelledFile(config.resolved.dataPath, {

@@ -1,0 +1,98 @@
+// Loading GGUF models: tiny GGUF files laid out as llama.cpp's converter writes them (test/fixtures/gen_gguf_models.py)
+// must give exactly the model that loading the Hugging Face folder gives: names, shapes, llama's Q/K permutation,
+// GPT-2's transposed Conv1D weights and duplicated head, Llama 3 RoPE factors, Qwen2 biases. And typed errors.
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { describe, expect, it } from "vitest";
+import { InvalidFileError, UnsupportedModelError } from "../ts/errors";
+import { parseGGUFBuffer, readGGUF } from "../ts/gguf";
+import { ggufModelConfig } from "../ts/gguf_model";
+import { CausalLMModel, findGGUF, readModelConfig } from "../ts/model";
+import { float16BitsToFloat32, float32ToFloat16Bits } from "../ts/safetensors";
+
+const fx = path.join(__dirname, "fixtures");
+const gg = (name: string) => path.join(fx, "gguf", name);
+
+function expectSameModel(a: CausalLMModel, b: CausalLMModel, f16Params: (name: string) => boolean = () => false): void {
+  const { modelType: _a, ...ca } = a.config as unknown as Record<string, unknown>;
+  const { modelType: _b, ...cb } = b.config as unknown as Record<string, unknown>;
+  expect(ca).toEqual(cb);
+  expect(a.paramTable.map((p) => p.name)).toEqual(b.paramTable.map((p) => p.name));
+  for (const p of b.paramTable) {
+    const want = b.tensor(p.name);
+    const expectVals = f16Params(p.name) ? want.map((v) => float16BitsToFloat32(float32ToFloat16Bits(v))) : want;
+    expect(a.tensor(p.name), p.name).toEqual(expectVals);
+  }
+}
+
+describe("GGUF models", () => {
+  it("llama: the same model as the HF folder (Q/K permutation undone, llama3 RoPE from rope_freqs, F16 MLP)", async () => {
+    const viaGGUF = CausalLMModel.load(gg("llama_tiny.gguf"));
+    const viaHF = CausalLMModel.load(path.join(fx, "llama_tiny"));
+    expectSameModel(viaGGUF, viaHF, (n) => n.includes(".mlp."));
+    expect(viaGGUF.config).toMatchObject({ modelType: "llama", ropeScaling: { type: "llama3", factor: 8, originalMaxPositionEmbeddings: 256 } });
+    viaGGUF.dispose();
+    viaHF.dispose();
+  });
+
+  it("qwen2: the same model as the HF folder (no permutation, q/k/v biases)", () => {
+    const viaGGUF = CausalLMModel.load(gg("qwen2_tiny.gguf"));
+    const viaHF = CausalLMModel.load(gg("qwen2_tiny"));
+    expectSameModel(viaGGUF, viaHF);
+    expect(viaGGUF.config).toMatchObject({ modelType: "qwen2", attentionBias: true, oProjBias: false });
+    viaGGUF.dispose();
+    viaHF.dispose();
+  });
+
+  it("gpt2: the same model as the HF folder (Conv1D weights transposed back, duplicated head checked)", () => {
+    const viaGGUF = CausalLMModel.load(gg("gpt2_tiny.gguf"));
+    const viaHF = CausalLMModel.load(path.join(fx, "gpt2_tiny"));
+    expectSameModel(viaGGUF, viaHF);
+    viaGGUF.dispose();
+    viaHF.dispose();
+  });
+
+  it("finds the GGUF file of a folder, and readModelConfig reads it", () => {
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), "gradmm-gguf-"));
+    expect(findGGUF(d)).toBeNull();
+    fs.copyFileSync(gg("qwen2_tiny.gguf"), path.join(d, "m.gguf"));
+    expect(findGGUF(d)).toBe(path.join(d, "m.gguf"));
+    expect(readModelConfig(d)).toMatchObject({ architecture: "llama", modelType: "qwen2", channels: 64 });
+    fs.copyFileSync(gg("llama_tiny.gguf"), path.join(d, "n.gguf"));
+    expect(() => findGGUF(d)).toThrow(/holds 2 \.gguf files \(.*\): name the one to load/);
+    fs.rmSync(d, { recursive: true });
+  });
+
+  it("gives typed errors for architectures, types and layouts it does not run", () => {
+    const g = readGGUF(gg("llama_tiny.gguf"));
+    const withMeta = (k: string, v: unknown) => {
+      const copy = { ...g, metadata: new Map(g.metadata) };
+      if (v === undefined) copy.metadata.delete(k);
+      else copy.metadata.set(k, v as never);
+      return copy;
+    };
+    expect(() => ggufModelConfig(withMeta("general.architecture", "mamba"))).toThrow(UnsupportedModelError);
+    expect(() => ggufModelConfig(withMeta("llama.rope.dimension_count", 8))).toThrow(/rope.dimension_count 8 \(partial rotary/);
+    expect(() => ggufModelConfig(withMeta("llama.rope.scaling.type", "yarn"))).toThrow(/rope.scaling.type 'yarn'/);
+    expect(() => ggufModelConfig(withMeta("llama.block_count", undefined))).toThrow(InvalidFileError);
+    expect(() => ggufModelConfig(withMeta("llama.block_count", undefined))).toThrow(/metadata 'llama.block_count' is missing/);
+    expect(() => ggufModelConfig(withMeta("llama.attention.head_count_kv", 3))).toThrow(/head_count 4 is not a multiple of head_count_kv 3/);
+    expect(() => ggufModelConfig(withMeta("llama.embedding_length", "64"))).toThrow(/must be a non-negative integer/);
+    // a tensor of a type the engine cannot dequantize: rewrite one F32 tensor's type id in the header to I32 (same size)
+    const bytes = Buffer.from(fs.readFileSync(gg("qwen2_tiny.gguf")));
+    const parsed = parseGGUFBuffer(bytes);
+    const t = parsed.tensors.get("blk.0.attn_v.bias")!;
+    expect(t.type).toBe(0);
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), "gradmm-gguf-"));
+    // find the tensor info: name string then n_dims, dims, type
+    const nameBytes = Buffer.from("blk.0.attn_v.bias");
+    const at = bytes.indexOf(nameBytes) + nameBytes.length;
+    const nDims = bytes.readUInt32LE(at);
+    bytes.writeUInt32LE(26, at + 4 + 8 * nDims); // I32: a known type of the same size, not a weight type
+    const bad = path.join(d, "bad.gguf");
+    fs.writeFileSync(bad, bytes);
+    expect(() => CausalLMModel.load(bad)).toThrow(/tensor 'blk.0.attn_v.bias' has type I32; supported: /);
+    fs.rmSync(d, { recursive: true });
+  });
+});
