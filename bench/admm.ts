@@ -4,7 +4,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { GPT2Model } from "../ts/model";
+import { loadModel } from "../ts/model";
 import { packageRoot } from "../ts/native";
 import { setThreads } from "../ts/threads";
 import { alphabeticTokenMask, Tokenizer } from "../ts/tokenizer";
@@ -46,9 +46,10 @@ export async function benchAdmm(opts: { modelDir?: string; quick?: boolean; thre
   const log = opts.log ?? ((s: string) => process.stderr.write(s + "\n"));
   if (opts.threads) setThreads(opts.threads);
   const dir = opts.modelDir ?? path.join(packageRoot(), "models", "default");
-  if (!fs.existsSync(path.join(dir, "config.json"))) throw new Error(`no model at ${dir}`);
-  const model = GPT2Model.load(dir);
-  const tok = Tokenizer.fromFile(path.join(dir, "tokenizer.json"));
+  const loaded = loadModel(dir); // a folder, a GGUF file or a known model name
+  const model = loaded.model;
+  if (!loaded.tokenizer) throw new Error(`${dir} has no tokenizer`);
+  const tok = loaded.tokenizer;
   const { channels: C, numLayers, vocabSize: V } = model.config;
   const B = 10, template = tok.encode(" It was");
   // the paper's ~100-token instruction prefix and L≈48, as far as the model's context allows

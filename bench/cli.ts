@@ -23,7 +23,7 @@ program
 program
   .command("admm")
   .description("GRADMM stage times on one model: inner x-update step, projection, full batch (paper settings), GFLOP/s")
-  .option("--model <dir>", "model folder (default: models/default)")
+  .option("--model <dir>", "model folder, GGUF file or known model name (default: models/default)")
   .option("--json", "print one JSON object")
   .option("--quick", "a short batch instead of the paper's 30 × 50 steps")
   .option("--threads <n>", "threads (default: all cores)", (v) => Number.parseInt(v, 10))

@@ -20,6 +20,7 @@ import { openSafetensorsDir } from "./safetensors";
 import { isGGUFFile, readGGUF, type GGUFFile } from "./gguf";
 import { ggufModelConfig, loadGGUFWeights } from "./gguf_model";
 import { tokenizerFromGGUF } from "./tokenizer/gguf";
+import { resolveModelPath } from "./registry";
 
 export { gaussian, mulberry32 };
 import { Tokenizer } from "./tokenizer";
@@ -136,9 +137,11 @@ export class CausalLMModel {
    * Loads a model from a Hugging Face folder (config.json + model.safetensors or a sharded index: GPT2LMHeadModel,
    * LlamaForCausalLM, Qwen2ForCausalLM or MistralForCausalLM; see readModelConfig), or from a GGUF file (or a
    * folder holding one and no config.json): architectures llama, qwen2 and gpt2, weights of type F32, F16, BF16,
-   * Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K or Q6_K dequantized to float32 while they stream in.
+   * Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K or Q6_K dequantized to float32 while they stream in. A known model
+   * name (`gradmm models`; e.g. "smollm2-135m-instruct") loads the cached file, verified by its sha256.
    */
-  static load(dir: string): CausalLMModel {
+  static load(source: string): CausalLMModel {
+    const dir = resolveModelPath(source);
     const gguf = findGGUF(dir);
     if (gguf) return CausalLMModel.loadGGUF(readGGUF(gguf));
     const config = readModelConfig(dir);
@@ -612,10 +615,12 @@ export function findGGUF(source: string): string | null {
 
 /**
  * Loads a model with its tokenizer: a Hugging Face folder (config.json, model.safetensors or a sharded index, and
- * tokenizer.json if present), or a GGUF file or a folder holding one (the tokenizer comes from its metadata).
- * Typed errors: UnsupportedModelError, InvalidFileError.
+ * tokenizer.json if present), a GGUF file or a folder holding one (the tokenizer comes from its metadata), or a
+ * known model name whose file is in the cache (`gradmm fetch-model NAME`). Typed errors: UnsupportedModelError,
+ * InvalidFileError, ModelNotCachedError, UnknownModelError.
  */
-export function loadModel(dir: string): LoadedModel {
+export function loadModel(source: string): LoadedModel {
+  const dir = resolveModelPath(source);
   const gguf = findGGUF(dir);
   if (gguf) {
     const g = readGGUF(gguf);

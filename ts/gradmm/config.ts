@@ -8,6 +8,7 @@ import { z } from "zod";
 import { InvalidFileError } from "../errors";
 import { packageRoot } from "../native";
 import { readYamlFile } from "../yaml";
+import { KNOWN_MODELS, resolveModelPath } from "../registry";
 
 const classSchema = z.object({
   label: z.union([z.string(), z.number()]).describe("the value of the label field for this class"),
@@ -26,7 +27,10 @@ export const configSchema = z.object({
   }),
   classes: z.array(classSchema).min(2).describe("one entry per class"),
   template: z.string().default(" It was").describe("appended to every text; the label word follows it"),
-  model: z.string().optional().describe("Hugging Face model folder (default: the shipped models/default)"),
+  model: z
+    .string()
+    .optional()
+    .describe("Hugging Face model folder, GGUF file, or a known model name such as smollm2-135m-instruct (default: the shipped models/default)"),
   method: z
     .object({
       batch_size: z.number().int().positive().default(10),
@@ -103,14 +107,19 @@ export function parseConfig(raw: unknown, baseDir: string, sourceName = "<config
   };
 }
 
-/** A relative model path is looked up beside the config first, then in the package (so `models/default` works anywhere). */
-function resolveModelDir(model: string | undefined, baseDir: string): string {
+/**
+ * A relative model path is looked up beside the config first, then in the package (so `models/default` works
+ * anywhere); a known model name (`gradmm models`) that is no such path means its cached file.
+ */
+export function resolveModelDir(model: string | undefined, baseDir: string): string {
   if (!model) return path.join(packageRoot(), "models", "default");
   if (path.isAbsolute(model)) return model;
   const local = path.resolve(baseDir, model);
   if (fs.existsSync(local)) return local;
   const shipped = path.resolve(packageRoot(), model);
-  return fs.existsSync(shipped) ? shipped : local;
+  if (fs.existsSync(shipped)) return shipped;
+  if (Object.prototype.hasOwnProperty.call(KNOWN_MODELS, model)) return resolveModelPath(model);
+  return local;
 }
 
 /** Reads a YAML config file; validation errors name the field and its line. */

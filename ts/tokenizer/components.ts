@@ -384,8 +384,9 @@ export interface DecodeCtx {
 export type Decoder = (tokens: string[], ctx: DecodeCtx) => string[];
 
 const BYTE_TOKEN = /^<0x([0-9A-Fa-f]{2})>$/;
-const fatalUtf8 = new TextDecoder("utf-8", { fatal: true });
-const lossyUtf8 = new TextDecoder("utf-8");
+// ignoreBOM: a decoded U+FEFF is text like any other (TextDecoder would drop a leading one)
+const fatalUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const lossyUtf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 
 export function buildDecoder(cfg: unknown): Decoder | null {
   if (cfg === null || cfg === undefined) return null;

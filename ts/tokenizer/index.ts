@@ -394,3 +394,5 @@ export { toByteLevel } from "./byteLevel";
 export { trainByteLevelBPE, writeTokenizerJson } from "./train";
 export type { TrainOptions, TokenizerJson } from "./train";
 export { gpt2TokenizerJson, gpt2TokenizerJsonFromFiles } from "./gpt2Files";
+export { tokenizerFromGGUF, tokenizerJsonFromGGUF, ggufTokenizerInfo, generateMerges, GGUF_PRE_SPLITS, GGUF_DEFAULT_PRE } from "./gguf";
+export type { GGUFTokenizerInfo, GGUFMetadataValue } from "./gguf";
