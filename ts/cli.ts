@@ -5,16 +5,24 @@
  * lists what the cache holds. Progress and logs go to stderr; stdout carries only results (--json).
  */
 import * as os from "node:os";
-import { Command } from "commander";
+import { Command, CommanderError } from "commander";
 import { MultiBar, Presets, SingleBar } from "cli-progress";
-import { AbortError, GradmmError } from "./errors";
+import { AbortError, EXIT_CODES, GradmmError, exitCodeOf, typedEngineError } from "./errors";
 import { loadConfigFile } from "./gradmm/config";
-import { synthesize, type SynthProgress } from "./gradmm/synthesize";
+import { synthesize, validateRun, type SynthProgress } from "./gradmm/synthesize";
 import { getThreads, sgemmKernel } from "./threads";
 import { native } from "./native";
 import { KNOWN_MODELS, fetchModel, knownModel, listCachedModels, modelCacheDir, type FetchProgress } from "./registry";
 
-const program = new Command("gradmm").description("synthetic training text by gradient matching (GRADMM)");
+const program = new Command("gradmm")
+  .description("synthetic training text by gradient matching (GRADMM)")
+  .option("--debug", "print stack traces with errors (also GRADMM_DEBUG=1)")
+  .addHelpText(
+    "after",
+    `\nExit codes: ${EXIT_CODES.ok} success, ${EXIT_CODES.usage} usage error, ${EXIT_CODES.input} bad input (config, data, model, output folder, checkpoint), ${EXIT_CODES.interrupted} interrupted, ${EXIT_CODES.internal} internal error.`,
+  )
+  .exitOverride()
+  .configureOutput({ writeErr: (str) => process.stderr.write(str) });
 
 program
   .command("synth")
@@ -23,14 +31,27 @@ program
   .option("--overwrite", "replace a previous run in the output folder")
   .option("--json", "print one JSON summary on stdout")
   .option("--no-progress", "no progress bars (log lines only)")
-  .action(async (file: string, o: { resume?: boolean; overwrite?: boolean; json?: boolean; progress: boolean }) => {
+  .option("--dry-run", "validate the config, data, model, label words and output folder, then exit (nothing is computed or written)")
+  .action(async (file: string, o: { resume?: boolean; overwrite?: boolean; json?: boolean; progress: boolean; dryRun?: boolean }) => {
+    if (o.resume && o.overwrite) throw new CommanderError(EXIT_CODES.usage, "gradmm.usage", "error: --resume and --overwrite cannot be used together");
     const config = loadConfigFile(file);
+    if (o.dryRun) {
+      const v = await validateRun(config, { resume: o.resume, overwrite: o.overwrite, onProgress: (p) => "message" in p && process.stderr.write(p.message + "\n") });
+      if (o.json) process.stdout.write(JSON.stringify({ valid: true, warnings: v.warnings }) + "\n");
+      else process.stderr.write(`${file}: valid${v.warnings.length ? ` (${v.warnings.length} warning${v.warnings.length > 1 ? "s" : ""})` : ""}\n`);
+      return;
+    }
     const controller = new AbortController();
     let interrupted = false;
+    let saved = 0;
     process.on("SIGINT", () => {
-      if (interrupted) process.exit(130);
+      if (interrupted) process.exit(EXIT_CODES.interrupted);
       interrupted = true;
-      process.stderr.write("\nstopping after saving the completed batches (Ctrl-C again to quit now)…\n");
+      process.stderr.write(
+        saved
+          ? `\nstopping: the ${saved} finished batch${saved > 1 ? "es are" : " is"} saved; the batch in progress is dropped (Ctrl-C again to quit now)…\n`
+          : "\nstopping: no batch has finished yet, so nothing will be saved (Ctrl-C again to quit now)…\n",
+      );
       controller.abort();
     });
     const tty = o.progress && process.stderr.isTTY;
@@ -39,6 +60,7 @@ program
     const current = bars?.create(config.method.outer_steps, 0, { name: "ADMM   ", info: "" });
     let lastLogged = 0;
     const onProgress = (p: SynthProgress) => {
+      if (p.phase === "batch" || p.phase === "batch-done") saved = p.batchesDone;
       if (p.phase === "batch") {
         overall?.setTotal(p.batchesTotal);
         overall?.update(p.batchesDone);
@@ -62,8 +84,12 @@ program
     } catch (e) {
       bars?.stop();
       if (e instanceof AbortError) {
-        process.stderr.write(`stopped. Completed batches are saved in ${config.resolved.outputDir}; continue with --resume\n`);
-        process.exit(130);
+        process.stderr.write(
+          saved
+            ? `stopped. ${saved} finished batch${saved > 1 ? "es are" : " is"} saved in ${config.resolved.outputDir}; continue with --resume\n`
+            : `stopped before the first batch finished; nothing was saved\n`,
+        );
+        process.exit(EXIT_CODES.interrupted);
       }
       throw e;
     }
@@ -210,8 +236,27 @@ program
     for (const { cached: c } of rows) if (c?.problem) process.stdout.write(`${c.name}: ${c.problem}\n`);
   });
 
-program.parseAsync(process.argv).catch((e: unknown) => {
-  if (e instanceof GradmmError) process.stderr.write(`gradmm: ${e.name}: ${e.message}\n`);
-  else process.stderr.write(`gradmm: ${(e as Error).stack ?? String(e)}\n`);
-  process.exit(1);
-});
+/** One line per error (no stack trace unless --debug or GRADMM_DEBUG=1), and the documented exit code. */
+function fail(e: unknown): never {
+  const debug = process.argv.includes("--debug") || /^(1|true|yes)$/i.test(process.env.GRADMM_DEBUG ?? "");
+  if (e instanceof CommanderError) {
+    // commander already printed its message (or the help / version)
+    process.exit(e.exitCode === 0 || e.code === "commander.helpDisplayed" || e.code === "commander.version" ? 0 : EXIT_CODES.usage);
+  }
+  const err = typedEngineError(e);
+  const code = exitCodeOf(err);
+  if (err instanceof GradmmError) {
+    process.stderr.write(`gradmm: ${err.name} [${err.code}]: ${err.message}\n`);
+    if (debug && err.stack) process.stderr.write(err.stack + "\n");
+  } else {
+    const msg = err instanceof Error ? `${err.name}: ${err.message.split("\n")[0]}` : String(err);
+    process.stderr.write(`gradmm: internal error: ${msg}\n`);
+    if (debug) process.stderr.write(((err as Error)?.stack ?? "") + "\n");
+    else process.stderr.write("gradmm: this is a bug; run again with --debug (or GRADMM_DEBUG=1) for the stack trace and report it\n");
+  }
+  process.exit(code);
+}
+
+process.on("uncaughtException", fail);
+process.on("unhandledRejection", fail);
+program.parseAsync(process.argv).catch(fail);

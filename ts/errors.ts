@@ -11,10 +11,112 @@ export class GradmmError extends Error {
 /** A file the user gave us (model, config, data) is malformed. `file` names it; `detail` says what is wrong. */
 export class InvalidFileError extends GradmmError {
   readonly file: string;
-  constructor(file: string, detail: string, options?: { cause?: unknown }) {
-    super("INVALID_FILE", `${file}: ${detail}`, options);
+  /** The 1-based line the problem is on, where one exists. */
+  readonly line?: number;
+  /** The field (config key path, data column, checkpoint field) the problem is in, where one exists. */
+  readonly field?: string;
+  constructor(file: string, detail: string, options?: { cause?: unknown; code?: string; line?: number; field?: string }) {
+    super(options?.code ?? "INVALID_FILE", `${file}: ${detail}`, options);
     this.file = file;
+    if (options?.line !== undefined) this.line = options.line;
+    if (options?.field !== undefined) this.field = options.field;
   }
+}
+
+/** One problem in a config file: the key path, its line (when known) and what is wrong. */
+export interface ConfigIssue {
+  field: string;
+  line?: number;
+  message: string;
+}
+
+/**
+ * A config file (synth, pretrain, utility) does not match its schema: an unknown key (with the nearest valid one), a
+ * wrong type, a value out of bounds. `issues` lists every problem; `field` and `line` are the first one's.
+ */
+export class ConfigError extends InvalidFileError {
+  readonly issues: ConfigIssue[];
+  constructor(file: string, issues: ConfigIssue[]) {
+    const lines = issues.map((i) => `${i.field}${i.line ? ` (line ${i.line})` : ""}: ${i.message}`);
+    super(file, issues.length === 1 ? `invalid config: ${lines[0]}` : `invalid config:\n  ${lines.join("\n  ")}`, {
+      code: "INVALID_CONFIG",
+      line: issues[0]?.line,
+      field: issues[0]?.field,
+    });
+    this.issues = issues;
+  }
+}
+
+/** The private data file is unusable: bad encoding (names line and byte), bad JSON/CSV, a missing field. */
+export class InvalidDataError extends InvalidFileError {
+  constructor(file: string, detail: string, options?: { cause?: unknown; line?: number; field?: string }) {
+    super(file, detail, { ...options, code: "INVALID_DATA" });
+  }
+}
+
+/** A checkpoint given to --resume is truncated, not JSON, or misses a field; `field` names the field. */
+export class InvalidCheckpointError extends InvalidFileError {
+  constructor(file: string, detail: string, options?: { cause?: unknown; field?: string }) {
+    super(file, detail, { ...options, code: "INVALID_CHECKPOINT" });
+  }
+}
+
+/** The output folder cannot be used: it is a file, or it (or the folder it would be made in) is not writable. */
+export class OutputError extends GradmmError {
+  readonly path: string;
+  constructor(code: "OUTPUT_NOT_DIR" | "OUTPUT_NOT_WRITABLE", file: string, detail: string, options?: { cause?: unknown }) {
+    super(code, `${file}: ${detail}`, options);
+    this.path = file;
+  }
+}
+
+/** The run would need more memory than the machine has (checked before anything is allocated). */
+export class ResourceLimitError extends GradmmError {
+  readonly estimateBytes: number;
+  readonly limitBytes: number;
+  constructor(detail: string, estimateBytes: number, limitBytes: number) {
+    super("TOO_LARGE", detail);
+    this.estimateBytes = estimateBytes;
+    this.limitBytes = limitBytes;
+  }
+}
+
+/**
+ * The native engine refused its arguments (a token id out of the vocabulary, a sequence longer than the model's
+ * context, …); the message gives the numbers. After validation this means a bug, so the CLI exits with 70.
+ */
+export class EngineArgumentError extends GradmmError {
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super("ENGINE_ARGUMENT", detail, options);
+  }
+}
+
+const ENGINE_MESSAGE = /(out of range|exceeds (the model's )?max_seq_len|exceeds L|give exactly one of|must be a|is not supported \(F32)/;
+
+/**
+ * Wraps an error thrown by the native addon for bad arguments into an EngineArgumentError (other errors are
+ * returned unchanged), so that nothing untyped reaches a caller.
+ */
+export function typedEngineError(e: unknown): unknown {
+  if (e instanceof GradmmError || !(e instanceof Error)) return e;
+  if ((e instanceof RangeError || e instanceof TypeError || e.constructor === Error) && ENGINE_MESSAGE.test(e.message) && !e.stack?.includes("node:internal"))
+    return new EngineArgumentError(e.message, { cause: e });
+  return e;
+}
+
+/**
+ * The CLI's exit codes: 0 success, 2 usage (unknown option, missing argument), 3 bad input (config, data, model,
+ * output folder, checkpoint, a model that is not cached or cannot be fetched), 130 interrupted (Ctrl-C), 70 internal
+ * (a bug: an untyped error, an engine argument error after validation, a missing native addon).
+ */
+export const EXIT_CODES = { ok: 0, usage: 2, input: 3, interrupted: 130, internal: 70 } as const;
+
+/** The exit code the CLI uses for an error (see EXIT_CODES). */
+export function exitCodeOf(e: unknown): number {
+  if (!(e instanceof GradmmError)) return EXIT_CODES.internal;
+  if (e.code === "ABORTED") return EXIT_CODES.interrupted;
+  if (e.code === "ENGINE_ARGUMENT" || e.code === "NO_BINARY" || e.code === "DISPOSED") return EXIT_CODES.internal;
+  return EXIT_CODES.input;
 }
 
 /** A model uses an architecture or option this engine does not implement (never run as a silently different model). */

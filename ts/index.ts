@@ -35,7 +35,19 @@ export { Tokenizer, alphabeticTokenMask } from "./tokenizer";
 export { trainByteLevelBPE, writeTokenizerJson } from "./tokenizer/train";
 
 // ---- the method (GRADMM) ----
-export { synthesize, OutputExistsError, type SynthOptions, type SynthProgress, type SynthResult } from "./gradmm/synthesize";
+export {
+  synthesize,
+  validateRun,
+  checkOutputDir,
+  readCheckpoint,
+  removePreviousRun,
+  memoryEstimate,
+  OutputExistsError,
+  type SynthOptions,
+  type SynthProgress,
+  type SynthResult,
+} from "./gradmm/synthesize";
+export { strictObject, parseWithSchema, formatZodIssues, didYouMean, unknownKeyMessage } from "./strict";
 export { loadConfigFile, parseConfig, configSchema, type SynthConfig } from "./gradmm/config";
 export { runBatch, type BatchResult, type BatchSettings, type BatchProgress, type ClassSetup } from "./gradmm/method";
 export { filterSamples, classifyByLabelWord, type SyntheticSample, type FilterOptions } from "./gradmm/filter";

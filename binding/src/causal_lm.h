@@ -37,7 +37,9 @@ inline void check_cancel(const std::atomic<bool>* cancel) {
 // Throws std::invalid_argument(message) unless every one of the n ids lies in [0, bound).
 inline void check_ids(const int* ids, long n, int bound, const char* message) {
   for (long i = 0; i < n; ++i)
-    if (ids[i] < 0 || ids[i] >= bound) throw std::invalid_argument(message);
+    if (ids[i] < 0 || ids[i] >= bound)
+      throw std::invalid_argument(std::string(message) + " (" + std::to_string(ids[i]) + " at index " + std::to_string(i) + "; valid: 0 to " +
+                                  std::to_string(bound - 1) + ")");
 }
 
 // Keys and values of every layer for `rows` sequences decoded in lockstep. A cache may continue a shared

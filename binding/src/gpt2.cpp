@@ -84,7 +84,7 @@ float* GPT2::grads() {
 void GPT2::zero_grads() { zero(grads_); }
 
 void GPT2::ensure_activations(int B, int T) {
-  if (T > cfg_.max_seq_len) throw std::invalid_argument("sequence length exceeds the model's max_seq_len");
+  if (T > cfg_.max_seq_len) throw std::invalid_argument("sequence length exceeds the model's max_seq_len (" + std::to_string(T) + " > " + std::to_string(cfg_.max_seq_len) + ")");
   if (acts_.B == B && acts_.T == T) return;
   const long BT = (long)B * T, C = cfg_.channels, L = cfg_.num_layers, NH = cfg_.num_heads;
   Activations& a = acts_;
@@ -248,7 +248,7 @@ void GPT2::decode(KVCache& cache, const int* tokens, const float* embeds, int Tn
   if ((tokens == nullptr) == (embeds == nullptr)) throw std::invalid_argument("decode: give exactly one of tokens or embeds");
   if (Tn <= 0) throw std::invalid_argument("decode: need at least one new position");
   if (cache.length + Tn > cache.capacity) throw std::invalid_argument("decode: KV cache capacity exceeded");
-  if (pos_base + Tn > cfg_.max_seq_len) throw std::invalid_argument("decode: sequence exceeds the model's max_seq_len");
+  if (pos_base + Tn > cfg_.max_seq_len) throw std::invalid_argument("decode: sequence exceeds the model's max_seq_len (" + std::to_string(pos_base) + " + " + std::to_string(Tn) + " > " + std::to_string(cfg_.max_seq_len) + ")");
   if (cache.num_layers != cfg_.num_layers || cache.channels != C) throw std::invalid_argument("decode: cache shape mismatch");
   Weights w = weights(params_.data());
   std::vector<float> x(N * C), ln(N * C), qkv(N * 3 * C), atty(N * C), proj(N * C), fch(N * 4 * C), fchg(N * 4 * C);

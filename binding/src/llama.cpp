@@ -113,7 +113,7 @@ void Llama::ensure_rope(int npos) {
 }
 
 void Llama::ensure_activations(int B, int T) {
-  if (T > cfg_.max_seq_len) throw std::invalid_argument("sequence length exceeds the model's max_seq_len");
+  if (T > cfg_.max_seq_len) throw std::invalid_argument("sequence length exceeds the model's max_seq_len (" + std::to_string(T) + " > " + std::to_string(cfg_.max_seq_len) + ")");
   ensure_rope(T);
   if (acts_.B == B && acts_.T == T) return;
   const long BT = (long)B * T, C = C_, L = cfg_.num_layers;
@@ -284,7 +284,7 @@ void Llama::decode(KVCache& cache, const int* tokens, const float* embeds, int T
   if ((tokens == nullptr) == (embeds == nullptr)) throw std::invalid_argument("decode: give exactly one of tokens or embeds");
   if (Tn <= 0) throw std::invalid_argument("decode: need at least one new position");
   if (cache.length + Tn > cache.capacity) throw std::invalid_argument("decode: KV cache capacity exceeded");
-  if (pos_base + Tn > cfg_.max_seq_len) throw std::invalid_argument("decode: sequence exceeds the model's max_seq_len");
+  if (pos_base + Tn > cfg_.max_seq_len) throw std::invalid_argument("decode: sequence exceeds the model's max_seq_len (" + std::to_string(pos_base) + " + " + std::to_string(Tn) + " > " + std::to_string(cfg_.max_seq_len) + ")");
   if (cache.num_layers != cfg_.num_layers || cache.channels != KV) throw std::invalid_argument("decode: cache shape mismatch");
   ensure_rope(pos_base + Tn);
   Weights w = weights(params_.data());

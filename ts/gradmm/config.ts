@@ -5,25 +5,33 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
-import { InvalidFileError } from "../errors";
+import { ConfigError } from "../errors";
+import { parseWithSchema, strictObject } from "../strict";
 import { packageRoot } from "../native";
 import { readYamlFile } from "../yaml";
 import { KNOWN_MODELS, resolveModelPath } from "../registry";
 
-const classSchema = z.object({
+/** Upper bounds that only stop absurd values early; the real limits (vocabulary, context, memory) are checked against the model before anything runs. */
+const MAX_COUNT = 1_000_000;
+
+const classSchema = strictObject({
   label: z.union([z.string(), z.number()]).describe("the value of the label field for this class"),
   name: z.string().optional().describe("a readable name (defaults to the label)"),
   label_word: z.string().min(1).describe("the word the model should predict after text + template, e.g. ' great'"),
   instruction: z.string().min(1).describe("the instruction prefix the projection conditions on, e.g. 'Write a positive movie review:'"),
 });
 
-export const configSchema = z.object({
-  data: z.object({
+export const configSchema = strictObject({
+  data: strictObject({
     path: z.string().describe("JSONL or CSV file with the private labelled examples (relative to the config file)"),
     format: z.enum(["jsonl", "csv"]).optional().describe("inferred from the extension when absent"),
     text_field: z.string().default("text"),
     label_field: z.string().default("label"),
-    examples_per_class: z.number().int().positive().default(25).describe("real examples per class that form the target"),
+    examples_per_class: z.number().int().positive().max(MAX_COUNT).default(25).describe("real examples per class that form the target"),
+    encoding: z
+      .enum(["utf-8", "latin1", "utf-16le"])
+      .default("utf-8")
+      .describe("the data file's text encoding (utf-8 with or without a BOM; anything else is an error naming the line and byte unless set here)"),
   }),
   classes: z.array(classSchema).min(2).describe("one entry per class"),
   template: z.string().default(" It was").describe("appended to every text; the label word follows it"),
@@ -31,70 +39,90 @@ export const configSchema = z.object({
     .string()
     .optional()
     .describe("Hugging Face model folder, GGUF file, or a known model name such as smollm2-135m-instruct (default: the shipped models/default)"),
-  method: z
-    .object({
-      batch_size: z.number().int().positive().default(10),
-      batches_per_class: z.number().int().positive().default(10),
-      length: z.number().int().positive().nullable().default(null).describe("free tokens per sample; null = mean real length (not allowed with DP)"),
-      outer_steps: z.number().int().positive().default(30).describe("ADMM iterations"),
-      inner_steps: z.number().int().positive().default(50).describe("Adam steps per x-update"),
+  method: strictObject({
+      batch_size: z.number().int().positive().max(MAX_COUNT).default(10).describe("samples per batch (with length and the model: within the memory estimate)"),
+      batches_per_class: z.number().int().positive().max(MAX_COUNT).default(10),
+      length: z
+        .number()
+        .int()
+        .positive()
+        .max(MAX_COUNT)
+        .nullable()
+        .default(null)
+        .describe("free tokens per sample (at most what the model's context leaves after instruction and template); null = mean real length (not allowed with DP)"),
+      outer_steps: z.number().int().positive().max(MAX_COUNT).default(30).describe("ADMM iterations"),
+      inner_steps: z.number().int().positive().max(MAX_COUNT).default(50).describe("Adam steps per x-update"),
       lr: z.number().positive().default(0.008),
       max_grad_norm: z.number().positive().default(1),
-      rho: z.union([z.number().positive(), z.array(z.number().positive()).min(1)]).default(0.1).describe("ADMM penalty; a list runs each"),
-      top_k: z.number().int().positive().default(200),
-      init_candidates: z.number().int().positive().default(500),
+      rho: z.union([z.number().positive(), z.array(z.number().positive()).min(1).max(100)]).default(0.1).describe("ADMM penalty; a list runs each"),
+      top_k: z.number().int().positive().max(MAX_COUNT).default(200).describe("at most the number of allowed tokens in the vocabulary"),
+      init_candidates: z.number().int().positive().max(MAX_COUNT).default(500),
       init_token_norm: z.number().positive().default(1.4),
       allowed_tokens: z.enum(["alphabetic", "all"]).default("alphabetic"),
-    })
-    .prefault({}),
-  dp: z
-    .object({
+  }).prefault({}),
+  dp: strictObject({
       enabled: z.boolean().default(false),
       epsilon: z.number().positive().default(1),
-      delta: z.number().positive().max(1).default(1e-5),
+      delta: z.number().positive().lt(1).default(1e-5),
       clip_norm: z.number().positive().default(1).describe("per-example gradient clipping norm C"),
-    })
-    .prefault({}),
-  filter: z
-    .object({
+  }).prefault({}),
+  filter: strictObject({
       enabled: z.boolean().default(true),
-      few_shot: z.number().int().min(0).default(2).describe("demonstrations in the label-agreement prompt"),
+      few_shot: z.number().int().min(0).max(1000).default(2).describe("demonstrations in the label-agreement prompt"),
       demonstrations: z
-        .array(z.object({ text: z.string(), class: z.union([z.string(), z.number()]) }))
+        .array(strictObject({ text: z.string(), class: z.union([z.string(), z.number()]) }))
         .optional()
         .describe("explicit demonstrations (required for few_shot > 0 with DP: private data never enters the filter)"),
-      keep_per_class: z.number().int().positive().default(100),
+      keep_per_class: z.number().int().positive().max(MAX_COUNT).default(100),
       ppl_weight: z.number().min(0).default(0).describe("score = matching loss + ppl_weight × log-perplexity"),
       dedupe: z.boolean().default(true),
-    })
-    .prefault({}),
+  }).prefault({}),
   output: z.string().default("runs/gradmm").describe("output folder (relative to the config file)"),
-  seed: z.number().int().min(0).default(0),
-  threads: z.number().int().min(0).default(0).describe("CPU threads (0 = all cores)"),
+  seed: z.number().int().min(0).max(2 ** 32 - 1).default(0),
+  threads: z.number().int().min(0).max(4096).default(0).describe("CPU threads (0 = all cores)"),
 });
 
 export type SynthConfig = z.infer<typeof configSchema> & {
   /** Absolute paths resolved from the config file's folder. */
-  resolved: { dataPath: string; modelDir: string; outputDir: string; configFile: string };
+  resolved: {
+    dataPath: string;
+    modelDir: string;
+    outputDir: string;
+    configFile: string;
+    /** The line of a config path in the config file, where known (for errors found after parsing). */
+    line?: (p: PropertyKey[]) => number | undefined;
+  };
 };
 
-/** Parses and validates a config object (from YAML or code); paths resolve against `baseDir`. */
-export function parseConfig(raw: unknown, baseDir: string, sourceName = "<config>", locate?: (p: PropertyKey[]) => string): SynthConfig {
-  const r = configSchema.safeParse(raw);
-  if (!r.success) {
-    const msgs = r.error.issues.map((i) => {
-      const where = i.path.length ? i.path.join(".") : "(root)";
-      return `${where}${locate ? locate(i.path) : ""}: ${i.message}`;
-    });
-    throw new InvalidFileError(sourceName, `invalid config:\n  ${msgs.join("\n  ")}`);
-  }
-  const c = r.data;
+/** A locator of config paths: a line number, or (older callers) a " (line N)" string. */
+export type Locate = (p: PropertyKey[]) => number | string | undefined;
+
+function lineOf(locate: Locate | undefined, p: PropertyKey[]): number | undefined {
+  const v = locate?.(p);
+  if (typeof v === "number") return v;
+  const m = typeof v === "string" ? /line (\d+)/.exec(v) : null;
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * Parses and validates a config object (from YAML or code); paths resolve against `baseDir`. Unknown keys are errors
+ * naming the nearest valid key; every error is a ConfigError (code INVALID_CONFIG) naming the file, field and line.
+ */
+export function parseConfig(raw: unknown, baseDir: string, sourceName = "<config>", locate?: Locate): SynthConfig {
+  const line = (p: PropertyKey[]) => lineOf(locate, p);
+  const c = parseWithSchema(configSchema, raw, sourceName, line);
+  const fail = (p: PropertyKey[], message: string): never => {
+    throw new ConfigError(sourceName, [{ field: p.map(String).join("."), line: line(p), message }]);
+  };
   const labels = new Set(c.classes.map((k) => String(k.label)));
-  if (labels.size !== c.classes.length) throw new InvalidFileError(sourceName, "classes: two classes share a label");
+  if (labels.size !== c.classes.length) fail(["classes"], "two classes share a label");
   if (c.dp.enabled && c.method.length === null)
-    throw new InvalidFileError(sourceName, "method.length: must be set when dp.enabled (the mean real length would leak private data)");
+    fail(["method", "length"], "must be set when dp.enabled (the mean real length would leak private data)");
   if (c.dp.enabled && c.filter.enabled && c.filter.few_shot > 0 && !c.filter.demonstrations)
-    throw new InvalidFileError(sourceName, "filter.demonstrations: required for few-shot filtering with dp.enabled (or set filter.few_shot: 0)");
+    fail(["filter", "demonstrations"], "required for few-shot filtering with dp.enabled (private data never enters the filter; or set filter.few_shot: 0)");
+  c.filter.demonstrations?.forEach((d, i) => {
+    if (!labels.has(String(d.class))) fail(["filter", "demonstrations", i, "class"], `'${String(d.class)}' is not the label of a configured class (${[...labels].join(", ")})`);
+  });
   const modelDir = resolveModelDir(c.model, baseDir);
   return {
     ...c,
@@ -103,6 +131,7 @@ export function parseConfig(raw: unknown, baseDir: string, sourceName = "<config
       modelDir,
       outputDir: path.resolve(baseDir, c.output),
       configFile: sourceName,
+      ...(locate ? { line } : {}),
     },
   };
 }
@@ -124,6 +153,6 @@ export function resolveModelDir(model: string | undefined, baseDir: string): str
 
 /** Reads a YAML config file; validation errors name the field and its line. */
 export function loadConfigFile(file: string): SynthConfig {
-  const { data, locate } = readYamlFile(file);
-  return parseConfig(data, path.dirname(path.resolve(file)), file, locate);
+  const { data, line } = readYamlFile(file);
+  return parseConfig(data, path.dirname(path.resolve(file)), file, line);
 }

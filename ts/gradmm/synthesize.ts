@@ -6,11 +6,13 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { withCancel } from "../abort";
-import { GradmmError, InvalidFileError } from "../errors";
-import { findGGUF, loadModel, mulberry32 } from "../model";
+import * as os from "node:os";
+import { z } from "zod";
+import { ConfigError, GradmmError, InvalidCheckpointError, InvalidDataError, InvalidFileError, OutputError, typedEngineError } from "../errors";
+import { findGGUF, loadModel, mulberry32, type LoadedModel } from "../model";
 import type { NativeMatchTarget } from "../native";
 import { setThreads } from "../threads";
-import { alphabeticTokenMask } from "../tokenizer";
+import { alphabeticTokenMask, type Tokenizer } from "../tokenizer";
 import { writeJsonAtomic, writeJsonlAtomic } from "../io";
 import type { SynthConfig } from "./config";
 import { readLabelledFile, shuffled, type Example } from "./data";
@@ -21,7 +23,7 @@ import { runBatch, type BatchResult, type ClassSetup } from "./method";
 
 export class OutputExistsError extends GradmmError {
   constructor(dir: string) {
-    super("OUTPUT_EXISTS", `${dir} already holds a run (checkpoint.json); pass resume to continue it or choose another output folder`);
+    super("OUTPUT_EXISTS", `${dir} already holds a run; pass --resume to continue it, --overwrite to replace it, or choose another output folder`);
   }
 }
 
@@ -73,41 +75,281 @@ function batchSeed(seed: number, cls: number, rhoIndex: number, batch: number): 
   return h.readUInt32LE(0);
 }
 
-export async function synthesize(config: SynthConfig, opts: SynthOptions = {}): Promise<SynthResult> {
-  const log = (message: string) => opts.onProgress?.({ phase: "setup", message });
+/** The output folder's files of a run, in the order --overwrite removes them (results first, the checkpoint last). */
+const RUN_FILES = ["report.json", "filtered.jsonl", "synthetic.jsonl", "checkpoint.json"];
+
+/**
+ * Checks that `dir` can be the output folder without writing anything: not a file, and writable (or creatable in a
+ * writable folder). A read-only mount is reported as such, not as a missing file.
+ */
+export function checkOutputDir(dir: string): void {
+  let probe = dir;
+  for (;;) {
+    let st: fs.Stats | null = null;
+    try {
+      st = fs.statSync(probe);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== "ENOENT") {
+        if (code === "ENOTDIR") throw new OutputError("OUTPUT_NOT_DIR", dir, "a parent of the output folder is a file, not a folder", { cause: e });
+        throw new OutputError("OUTPUT_NOT_WRITABLE", dir, `cannot use the output folder (${code})`, { cause: e });
+      }
+    }
+    if (st) {
+      if (!st.isDirectory())
+        throw new OutputError("OUTPUT_NOT_DIR", dir, probe === dir ? "the output path is a file, not a folder" : `${probe} (a parent of the output folder) is a file, not a folder`);
+      try {
+        fs.accessSync(probe, fs.constants.W_OK | fs.constants.X_OK);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        const what = code === "EROFS" ? "is on a read-only file system" : "is not writable";
+        throw new OutputError("OUTPUT_NOT_WRITABLE", dir, probe === dir ? `the output folder ${what}` : `the output folder would be made in ${probe}, which ${what}`, { cause: e });
+      }
+      return;
+    }
+    const parent = path.dirname(probe);
+    if (parent === probe) return;
+    probe = parent;
+  }
+}
+
+/** Writes under the output folder; a file-system failure becomes a typed OutputError naming the file. */
+function writeOutput(file: string, write: () => void): void {
+  try {
+    write();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (!code) throw e;
+    throw new OutputError(code === "EEXIST" || code === "ENOTDIR" || code === "EISDIR" ? "OUTPUT_NOT_DIR" : "OUTPUT_NOT_WRITABLE", file, `cannot write (${code}: ${(e as Error).message.replace(/^\w+: /, "").split(",")[0]})`, { cause: e });
+  }
+}
+
+/**
+ * --overwrite: the previous run leaves before the first batch, so an interrupted run never leaves one run's results
+ * beside another's checkpoint. A folder holding only a run's files is renamed aside in one step (then deleted);
+ * otherwise the run's files are deleted results first, checkpoint last (each step leaves a consistent folder).
+ */
+export function removePreviousRun(dir: string): void {
+  if (!fs.existsSync(dir)) return;
+  const entries = fs.readdirSync(dir);
+  const ours = (f: string) => RUN_FILES.includes(f) || /\.tmp-\d+$/.test(f);
+  writeOutput(dir, () => {
+    if (entries.every(ours)) {
+      const aside = path.join(path.dirname(dir), `.${path.basename(dir)}.replaced-${process.pid}-${Date.now()}`);
+      fs.renameSync(dir, aside);
+      fs.rmSync(aside, { recursive: true, force: true });
+    } else {
+      for (const f of RUN_FILES) fs.rmSync(path.join(dir, f), { force: true });
+      for (const f of entries) if (/\.tmp-\d+$/.test(f) && RUN_FILES.some((r) => f.startsWith(r))) fs.rmSync(path.join(dir, f), { force: true });
+    }
+  });
+}
+
+const storedBatchSchema = z.object({
+  tokens: z.array(z.array(z.number().int().min(0))),
+  perSampleLoss: z.array(z.number()),
+  decodedLoss: z.number(),
+  bestXLoss: z.number(),
+  initLoss: z.number(),
+  xLossPerOuter: z.array(z.number()),
+  zLossPerOuter: z.array(z.number()),
+  texts: z.array(z.string()),
+  perplexity: z.array(z.number().nullable()),
+  seconds: z.number(),
+});
+const checkpointSchema = z.object({ fingerprint: z.string().regex(/^[0-9a-f]{64}$/), batches: z.record(z.string().regex(/^\d+\/\d+\/\d+$/), storedBatchSchema) });
+
+/** Reads and validates a checkpoint for --resume; a bad one is an InvalidCheckpointError naming its file and field. */
+export function readCheckpoint(file: string): Checkpoint {
+  let src: string;
+  try {
+    src = fs.readFileSync(file, "utf8");
+  } catch (e) {
+    throw new InvalidCheckpointError(file, `cannot read: ${(e as Error).message}`, { cause: e });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(src);
+  } catch (e) {
+    throw new InvalidCheckpointError(file, `not valid JSON (${src.trim() ? "truncated or corrupted" : "empty"}: ${(e as Error).message.replace(/, ".*" is not valid JSON$/s, "")}); remove it or use --overwrite`, { cause: e });
+  }
+  const r = checkpointSchema.safeParse(raw);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    const field = i.path.map(String).join(".") || "(root)";
+    throw new InvalidCheckpointError(file, `field ${field}: ${i.message}; remove it or use --overwrite`, { field });
+  }
+  return r.data as Checkpoint;
+}
+
+/** Bytes the method needs beyond the weights for a batch of B samples of L positions (a deliberate over-estimate). */
+export function memoryEstimate(m: { vocabSize: number; channels: number; numLayers: number; numHeads: number; intermediateSize?: number }, B: number, L: number, targetRows: number, targetT: number): number {
+  const C = m.channels, H = m.numHeads, I = m.intermediateSize ?? 4 * C;
+  const perToken = (T: number) => m.numLayers * (12 * C + 3 * I + 2 * H * T); // saved activations per token, per layer, floats
+  const batch = B * L * (perToken(L) + 10 * C) + 4 * B * m.vocabSize; // activations + X, z, λ, Adam moments, grads; logits rows
+  const target = Math.min(targetRows * targetT, 4096) * perToken(targetT) + 2 * targetRows * (m.vocabSize + C);
+  return 4 * Math.max(batch, target) * 1.5;
+}
+
+/** GRADMM_MEMORY_LIMIT (bytes, or with a K/M/G suffix) or the machine's memory. */
+function memoryLimit(): number {
+  const v = process.env.GRADMM_MEMORY_LIMIT;
+  const m = v ? /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$/i.exec(v) : null;
+  if (m) return Number(m[1]) * 1024 ** " kmgt".indexOf((m[2] || " ").toLowerCase());
+  return os.totalmem();
+}
+
+const gib = (n: number) => `${(n / 2 ** 30).toFixed(n < 2 ** 30 ? 3 : 1)} GiB`;
+
+/** What validation found: the loaded model and data, and warnings (also sent to onProgress as they are found). */
+interface Prepared {
+  loaded: LoadedModel;
+  tokenizer: Tokenizer;
+  examples: Example[];
+  ckpt: Checkpoint;
+  previousRun: boolean;
+  warnings: string[];
+}
+
+/**
+ * Everything that can be wrong with a run, checked before any compute or write: the data (encoding, fields, labels,
+ * class sizes, empty texts), the output folder (a folder, writable) and any checkpoint (schema, fingerprint), the
+ * model, the label words (distinct first tokens), top_k, length against the context and the memory estimate.
+ */
+async function prepare(config: SynthConfig, opts: SynthOptions): Promise<Prepared> {
+  const warnings: string[] = [];
+  const warn = (message: string) => {
+    warnings.push(message);
+    opts.onProgress?.({ phase: "setup", message: `warning: ${message}` });
+  };
+  const cfgFile = config.resolved.configFile;
+  const fail = (p: PropertyKey[], message: string): never => {
+    throw new ConfigError(cfgFile, [{ field: p.map(String).join("."), line: config.resolved.line?.(p), message }]);
+  };
+  // ---- data ----
+  const dataFile = config.resolved.dataPath;
+  const examples = readLabelledFile(dataFile, {
+    format: config.data.format,
+    textField: config.data.text_field,
+    labelField: config.data.label_field,
+    classLabels: config.classes.map((c) => c.label),
+    encoding: config.data.encoding,
+  });
+  config.classes.forEach((spec, k) => {
+    const name = spec.name ?? String(spec.label);
+    const pool = examples.filter((e) => e.cls === k);
+    if (pool.length === 0) throw new InvalidDataError(dataFile, `no examples of class '${name}' (label ${JSON.stringify(spec.label)} in field '${config.data.label_field}')`, { field: config.data.label_field });
+    const empty = pool.filter((e) => !e.text.trim());
+    if (empty.length === pool.length)
+      throw new InvalidDataError(dataFile, `every example of class '${name}' has an empty '${config.data.text_field}' (first at line ${empty[0].line}); is text_field right?`, { field: config.data.text_field, line: empty[0].line });
+    if (empty.length) warn(`${empty.length} of ${pool.length} examples of class '${name}' have an empty '${config.data.text_field}' (first at line ${empty[0].line} of ${dataFile})`);
+    if (pool.length < config.data.examples_per_class)
+      warn(`class '${name}' has ${pool.length} examples, fewer than data.examples_per_class ${config.data.examples_per_class}; the target uses all ${pool.length}`);
+  });
+  // ---- output folder and checkpoint ----
   const outDir = config.resolved.outputDir;
+  checkOutputDir(outDir);
   const ckptFile = path.join(outDir, "checkpoint.json");
   const fp = fingerprint(config);
   let ckpt: Checkpoint = { fingerprint: fp, batches: {} };
-  if (fs.existsSync(ckptFile)) {
+  const previousRun = fs.existsSync(ckptFile);
+  if (previousRun) {
     if (opts.resume) {
-      const prev = JSON.parse(fs.readFileSync(ckptFile, "utf8")) as Checkpoint;
+      const prev = readCheckpoint(ckptFile);
       if (prev.fingerprint !== fp)
-        throw new InvalidFileError(ckptFile, "the checkpoint was made with a different config, model or data; it cannot be resumed");
+        throw new InvalidCheckpointError(ckptFile, "the checkpoint was made with a different config, model or data; it cannot be resumed (use --overwrite to start again)", { field: "fingerprint" });
       ckpt = prev;
-      log(`resuming: ${Object.keys(prev.batches).length} batches already done`);
     } else if (!opts.overwrite) throw new OutputExistsError(outDir);
-  }
-  fs.mkdirSync(outDir, { recursive: true });
-  if (config.threads) setThreads(config.threads);
-
-  const t0 = Date.now();
-  log(`loading model ${config.resolved.modelDir}`);
+  } else if (!opts.overwrite && RUN_FILES.some((f) => fs.existsSync(path.join(outDir, f)))) throw new OutputExistsError(outDir);
+  // ---- model and tokenizer ----
+  opts.onProgress?.({ phase: "setup", message: `loading model ${config.resolved.modelDir}` });
   const loaded = loadModel(config.resolved.modelDir);
-  const { model } = loaded;
-  if (!loaded.tokenizer) {
-    model.dispose();
-    throw new InvalidFileError(config.resolved.modelDir, "the model folder has no tokenizer.json (synth needs the model's tokenizer)");
-  }
-  const tokenizer = loaded.tokenizer;
   try {
-    const C = model.config.channels, maxT = model.config.maxSeqLen;
-    const examples = readLabelledFile(config.resolved.dataPath, {
-      format: config.data.format,
-      textField: config.data.text_field,
-      labelField: config.data.label_field,
-      classLabels: config.classes.map((c) => c.label),
+    if (!loaded.tokenizer) throw new InvalidFileError(config.resolved.modelDir, "the model folder has no tokenizer.json (synth needs the model's tokenizer)");
+    const tokenizer = loaded.tokenizer;
+    const mc = loaded.model.config as { vocabSize: number; channels: number; numLayers: number; numHeads: number; maxSeqLen: number; intermediateSize?: number };
+    const maxT = mc.maxSeqLen;
+    const templateTokens = tokenizer.encode(config.template);
+    // label words: the first token is the target; first tokens must differ between classes
+    const firsts = new Map<number, number>();
+    config.classes.forEach((spec, k) => {
+      const ids = tokenizer.encode(spec.label_word);
+      if (!ids.length) fail(["classes", k, "label_word"], "encodes to no tokens");
+      const other = firsts.get(ids[0]);
+      if (other !== undefined) {
+        const a = config.classes[other].label_word, b = spec.label_word;
+        fail(["classes", k, "label_word"], a === b
+          ? `${JSON.stringify(b)} is also the label word of classes[${other}]; every class needs its own`
+          : `${JSON.stringify(b)} starts with the same token ${JSON.stringify(tokenizer.tokenText(ids[0]))} as classes[${other}]'s ${JSON.stringify(a)}; the filter and the target could not tell them apart`);
+      }
+      firsts.set(ids[0], k);
+      if (ids.length > 1) warn(`classes[${k}].label_word ${JSON.stringify(spec.label_word)} is ${ids.length} tokens; only its first token ${JSON.stringify(tokenizer.tokenText(ids[0]))} is the target`);
+      const prompt = tokenizer.encode(spec.instruction);
+      if (!prompt.length) fail(["classes", k, "instruction"], "encodes to no tokens");
+      const room = Math.min(maxT - templateTokens.length, maxT - prompt.length);
+      if (room < 1) fail(["classes", k, "instruction"], `the instruction (${prompt.length} tokens) and template (${templateTokens.length}) leave no room in the model's ${maxT}-token context`);
+      if (config.method.length !== null && config.method.length > room)
+        fail(["method", "length"], `${config.method.length} free tokens do not fit the model's ${maxT}-token context after classes[${k}]'s instruction (${prompt.length} tokens) and the template (${templateTokens.length}); at most ${room}`);
     });
+    const allowed = config.method.allowed_tokens === "alphabetic" ? alphabeticTokenMask(tokenizer) : null;
+    const nAllowed = allowed ? allowed.reduce((a, b) => a + b, 0) : mc.vocabSize;
+    if (config.method.top_k > nAllowed)
+      fail(["method", "top_k"], `${config.method.top_k} is more than the ${nAllowed} ${allowed ? "alphabetic tokens" : "tokens"} of the model's vocabulary (${mc.vocabSize})`);
+    // memory, before anything is allocated
+    const L = (config.method.length ?? maxT) + templateTokens.length;
+    const n = Math.min(config.data.examples_per_class, examples.length);
+    const est = memoryEstimate(mc, config.method.batch_size, L, n, maxT);
+    const limit = memoryLimit();
+    if (est + 4 * loaded.model.numParams > limit)
+      fail(["method", "batch_size"], `batch_size ${config.method.batch_size} × ${L} positions on this model (${mc.numLayers} layers, ${mc.channels} channels, vocabulary ${mc.vocabSize}) needs about ${gib(est)} besides the ${gib(4 * loaded.model.numParams)} of weights, more than the ${gib(limit)} of memory${process.env.GRADMM_MEMORY_LIMIT ? " (GRADMM_MEMORY_LIMIT)" : ""}; use a smaller batch_size or length`);
+    // checkpoint contents against this model
+    for (const [key, b] of Object.entries(ckpt.batches)) {
+      const bad = b.tokens.flat().find((t) => t >= mc.vocabSize);
+      const B = b.tokens.length;
+      for (const f of ["texts", "perSampleLoss", "perplexity"] as const)
+        if (b[f].length !== B) throw new InvalidCheckpointError(ckptFile, `field batches.${key}.${f}: ${b[f].length} entries for ${B} samples`, { field: `batches.${key}.${f}` });
+      if (B !== config.method.batch_size || b.tokens.some((r) => r.length !== b.tokens[0].length))
+        throw new InvalidCheckpointError(ckptFile, `field batches.${key}.tokens: not ${config.method.batch_size} rows of equal length`, { field: `batches.${key}.tokens` });
+      if (bad !== undefined) throw new InvalidCheckpointError(ckptFile, `field batches.${key}.tokens: token id ${bad} is outside the model's vocabulary (${mc.vocabSize})`, { field: `batches.${key}.tokens` });
+    }
+    return { loaded, tokenizer, examples, ckpt, previousRun, warnings };
+  } catch (e) {
+    loaded.dispose();
+    throw e;
+  }
+}
+
+/** Validates a run (config, data, model, label words, output folder, checkpoint) without computing or writing anything. */
+export async function validateRun(config: SynthConfig, opts: Pick<SynthOptions, "resume" | "overwrite" | "onProgress"> = {}): Promise<{ warnings: string[] }> {
+  const p = await prepare(config, opts);
+  p.loaded.dispose();
+  return { warnings: p.warnings };
+}
+
+export async function synthesize(config: SynthConfig, opts: SynthOptions = {}): Promise<SynthResult> {
+  try {
+    return await run(config, opts);
+  } catch (e) {
+    throw typedEngineError(e);
+  }
+}
+
+async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult> {
+  const log = (message: string) => opts.onProgress?.({ phase: "setup", message });
+  const outDir = config.resolved.outputDir;
+  const ckptFile = path.join(outDir, "checkpoint.json");
+  const t0 = Date.now();
+  const { loaded, tokenizer, examples, ckpt, previousRun } = await prepare(config, opts);
+  const { model } = loaded;
+  try {
+    // ---- only now is anything written ----
+    if (opts.overwrite && !(opts.resume && previousRun)) {
+      if (RUN_FILES.some((f) => fs.existsSync(path.join(outDir, f)))) log(`--overwrite: removing the previous run in ${outDir}`);
+      removePreviousRun(outDir);
+    } else if (opts.resume && previousRun) log(`resuming: ${Object.keys(ckpt.batches).length} batches already done`);
+    writeOutput(outDir, () => fs.mkdirSync(outDir, { recursive: true }));
+    if (config.threads) setThreads(config.threads);
+    const C = model.config.channels, maxT = model.config.maxSeqLen;
     const rng = mulberry32(config.seed);
     const templateTokens = tokenizer.encode(config.template);
     const allowed = config.method.allowed_tokens === "alphabetic" ? alphabeticTokenMask(tokenizer) : new Uint8Array(model.config.vocabSize).fill(1);
@@ -119,7 +361,6 @@ export async function synthesize(config: SynthConfig, opts: SynthOptions = {}): 
       const spec = config.classes[k];
       const name = spec.name ?? String(spec.label);
       const pool = examples.filter((e) => e.cls === k);
-      if (pool.length === 0) throw new InvalidFileError(config.resolved.dataPath, `no examples of class '${name}'`);
       const real = shuffled(pool, rng).slice(0, config.data.examples_per_class);
       const labelIds = tokenizer.encode(spec.label_word);
       if (!labelIds.length) throw new InvalidFileError(config.resolved.configFile, `classes[${k}].label_word encodes to no tokens`);
@@ -185,7 +426,7 @@ export async function synthesize(config: SynthConfig, opts: SynthOptions = {}): 
       const losses = await continuationLoss(model, prompt, result.tokens, { signal: opts.signal });
       const seconds = (Date.now() - started) / 1000;
       ckpt.batches[job.key] = { ...result, texts: result.tokens.map((t) => tokenizer.decode(t)), perplexity: losses.map(Math.exp), seconds };
-      writeJsonAtomic(ckptFile, ckpt);
+      writeOutput(ckptFile, () => writeJsonAtomic(ckptFile, ckpt));
       done++;
       opts.onProgress?.({ phase: "batch-done", batchesDone: done, batchesTotal: jobs.length, seconds });
     }
@@ -208,9 +449,12 @@ export async function synthesize(config: SynthConfig, opts: SynthOptions = {}): 
       );
     }
     opts.onProgress?.({ phase: "filter", message: `filtering ${samples.length} samples` });
+    // with DP, private text never enters the filter (parseConfig requires explicit demonstrations for few_shot > 0)
     const demos = config.filter.demonstrations
       ? config.filter.demonstrations.map((d) => ({ text: d.text, cls: config.classes.findIndex((c) => String(c.label) === String(d.class)) }))
-      : classes.flatMap((c, k) => c.real.slice(0, Math.ceil(config.filter.few_shot / classes.length)).map((e) => ({ text: e.text, cls: k }))).slice(0, config.filter.few_shot);
+      : config.dp.enabled
+        ? []
+        : classes.flatMap((c, k) => c.real.slice(0, Math.ceil(config.filter.few_shot / classes.length)).map((e) => ({ text: e.text, cls: k }))).slice(0, config.filter.few_shot);
     const filterResult = config.filter.enabled
       ? await filterSamples(model, tokenizer, samples, {
           classes: config.classes.map((c) => ({ labelWord: c.label_word })),
@@ -268,9 +512,10 @@ export async function synthesize(config: SynthConfig, opts: SynthOptions = {}): 
       counts: { synthetic: samples.length, filtered: filterResult.kept.length },
       seconds_total: (Date.now() - t0) / 1000,
     };
-    writeJsonlAtomic(path.join(outDir, "synthetic.jsonl"), samples.map(publicSample));
-    writeJsonlAtomic(path.join(outDir, "filtered.jsonl"), filterResult.kept.map(publicSample));
-    writeJsonAtomic(path.join(outDir, "report.json"), report);
+    const out = (f: string) => path.join(outDir, f);
+    writeOutput(out("synthetic.jsonl"), () => writeJsonlAtomic(out("synthetic.jsonl"), samples.map(publicSample)));
+    writeOutput(out("filtered.jsonl"), () => writeJsonlAtomic(out("filtered.jsonl"), filterResult.kept.map(publicSample)));
+    writeOutput(out("report.json"), () => writeJsonAtomic(out("report.json"), report));
     return { outputDir: outDir, samples, filtered: filterResult.kept, report };
   } finally {
     model.dispose();

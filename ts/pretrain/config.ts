@@ -5,17 +5,17 @@
  */
 import * as path from "node:path";
 import { z } from "zod";
-import { InvalidFileError } from "../errors";
+import { ConfigError } from "../errors";
+import { parseWithSchema, strictObject } from "../strict";
 import { packageRoot } from "../native";
 import { SOURCE_IDS } from "./sources";
 import { readYamlFile } from "../yaml";
 
-export const pretrainSchema = z.object({
+export const pretrainSchema = strictObject({
   seed: z.number().int().min(0).default(1234).describe("drives the corpus split, the data order and the initialisation"),
   out_dir: z.string().default("models/default").describe("the Hugging Face folder written at the end"),
   cache_dir: z.string().default(".cache").describe("downloaded packages, the assembled corpus, token caches, checkpoints"),
-  corpus: z
-    .object({
+  corpus: strictObject({
       sources: z.array(z.enum(SOURCE_IDS)).min(1).default([...SOURCE_IDS]).describe("npm corpus packages to use"),
       val_fraction: z.number().gt(0).lt(0.5).default(0.01).describe("documents per source held out for validation"),
       imdb_eval_reviews: z.number().int().positive().default(500).describe("IMDB test-half reviews for bits per byte"),
@@ -26,15 +26,13 @@ export const pretrainSchema = z.object({
       min_dedup_chars: z.number().int().min(0).default(40).describe("paragraphs shorter than this are not deduplicated"),
     })
     .prefault({}),
-  tokenizer: z
-    .object({
+  tokenizer: strictObject({
       vocab_size: z.number().int().min(257).default(4096),
       min_frequency: z.number().int().positive().default(2),
       sample_chars: z.number().int().positive().default(30_000_000).describe("training text sampled for the BPE trainer"),
     })
     .prefault({}),
-  model: z
-    .object({
+  model: strictObject({
       architecture: z.enum(["gpt2", "llama"]).default("gpt2").describe("GPT2LMHeadModel or LlamaForCausalLM (tied embeddings, RoPE, SwiGLU)"),
       n_embd: z.number().int().positive().default(192),
       n_layer: z.number().int().positive().default(4),
@@ -43,8 +41,7 @@ export const pretrainSchema = z.object({
       intermediate_size: z.number().int().positive().nullable().default(null).describe("MLP width (default: 4·n_embd for GPT-2, 8/3·n_embd rounded up to 32 for Llama, so both have the same parameter count)"),
     })
     .prefault({}),
-  train: z
-    .object({
+  train: strictObject({
       batch_size: z.number().int().positive().default(16).describe("sequences per step (tokens per step = batch_size × n_ctx)"),
       lr: z.number().positive().default(2e-3).describe("peak learning rate"),
       min_lr_ratio: z.number().min(0).max(1).default(0.1).describe("cosine decay ends at lr × this"),
@@ -81,14 +78,15 @@ export type PretrainConfig = z.infer<typeof pretrainSchema> & {
 };
 
 /** Validates a config object; relative paths resolve against the repository root. */
-export function parsePretrainConfig(raw: unknown, sourceName = "<config>", locate?: (p: PropertyKey[]) => string): PretrainConfig {
-  const r = pretrainSchema.safeParse(raw);
-  if (!r.success) {
-    const msgs = r.error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(root)"}${locate ? locate(i.path) : ""}: ${i.message}`);
-    throw new InvalidFileError(sourceName, `invalid config:\n  ${msgs.join("\n  ")}`);
-  }
-  const c = r.data;
-  if (c.model.n_embd % c.model.n_head !== 0) throw new InvalidFileError(sourceName, `model: n_embd ${c.model.n_embd} is not divisible by n_head ${c.model.n_head}`);
+export function parsePretrainConfig(raw: unknown, sourceName = "<config>", locate?: (p: PropertyKey[]) => number | string | undefined): PretrainConfig {
+  const line = (p: PropertyKey[]) => {
+    const v = locate?.(p);
+    const m = typeof v === "string" ? /line (\d+)/.exec(v) : null;
+    return typeof v === "number" ? v : m ? Number(m[1]) : undefined;
+  };
+  const c = parseWithSchema(pretrainSchema, raw, sourceName, line);
+  if (c.model.n_embd % c.model.n_head !== 0)
+    throw new ConfigError(sourceName, [{ field: "model.n_embd", line: line(["model", "n_embd"]), message: `${c.model.n_embd} is not divisible by n_head ${c.model.n_head}` }]);
   const root = packageRoot();
   return {
     ...c,
@@ -104,6 +102,6 @@ export function parsePretrainConfig(raw: unknown, sourceName = "<config>", locat
 
 /** Reads a YAML config file; validation errors name the field and its line. */
 export function loadPretrainConfig(file: string): PretrainConfig {
-  const { data, locate } = readYamlFile(file);
-  return parsePretrainConfig(data, file, locate);
+  const { data, line } = readYamlFile(file);
+  return parsePretrainConfig(data, file, line);
 }
