@@ -26,6 +26,7 @@
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(GRADMM_DEQUANT_NO_SIMD)
 #define GRADMM_DEQUANT_X86 1
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -421,7 +422,9 @@ GQ_AVX2 void dequantize_avx2(int type, const uint8_t* src, float* dst, int64_t n
 bool cpu_avx2_f16c() {
   static const bool yes = [] {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    // F16C from CPUID leaf 1 (ECX bit 29): older clang's __builtin_cpu_supports does not know "f16c"
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    return __builtin_cpu_supports("avx2") && __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
   }();
   return yes;
 }
