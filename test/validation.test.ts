@@ -310,6 +310,22 @@ describe("typed errors and exit codes", () => {
     expect(dbg.stderr).toMatch(/\n\s+at /);
   });
 
+  it("Ctrl-C before the first batch finishes says that nothing was saved, and exits 130", async () => {
+    const out = path.join(tmp, "sigint");
+    const file = writeYaml("sigint.yaml", cfg(out, { method: { batch_size: 3, batches_per_class: 3, length: 6, outer_steps: 30, inner_steps: 200, top_k: 20, init_candidates: 4 } }));
+    const child = spawn(process.execPath, [cli, "synth", file, "--no-progress"], { stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (d) => {
+      stderr += String(d);
+      if (/class 'positive'/.test(stderr) && !child.killed) child.kill("SIGINT");
+    });
+    const code = await new Promise((r) => child.on("exit", r));
+    expect(code).toBe(EXIT_CODES.interrupted);
+    expect(stderr).toMatch(/no batch has finished yet, so nothing will be saved/);
+    expect(stderr).toMatch(/stopped before the first batch finished; nothing was saved/);
+    expect(stderr).not.toMatch(/Completed batches are saved/);
+  });
+
   it("--dry-run validates without writing", () => {
     const out = path.join(tmp, "dry");
     const r = runCli(["synth", writeYaml("dry.yaml", cfg(out)), "--dry-run", "--json"]);
