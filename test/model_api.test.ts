@@ -150,3 +150,24 @@ describe("package entry points", () => {
     expect(esm.trim()).toBe("function true");
   });
 });
+
+describe("inference forward (keepActivations: false)", () => {
+  for (const dir of ["gpt2_tiny", "llama_tiny"]) {
+    it(`${dir}: the same logits and hidden states bit for bit, one layer's memory, and no backward after it`, async () => {
+      const m = GPT2Model.load(path.join(__dirname, "fixtures", dir));
+      const V = m.config.vocabSize, B = 3, T = 9;
+      const tokens = randomTokens(B * T, V, 7), targets = randomTokens(B * T, V, 8);
+      const lossKeep = await m.forward({ tokens, targets, B, T, allLogits: true });
+      const logitsKeep = m.logits(), hiddenKeep = m.hidden();
+      const lossInf = await m.forward({ tokens, targets, B, T, allLogits: true, keepActivations: false });
+      expect(lossInf).toBe(lossKeep);
+      expect(m.logits()).toEqual(logitsKeep);
+      expect(m.hidden()).toEqual(hiddenKeep);
+      await expect(m.backward()).rejects.toThrow(/kept no activations/);
+      // a training forward afterwards works as before (its activations are allocated again)
+      expect(await m.forward({ tokens, targets, B, T })).toBe(lossKeep);
+      await m.backward();
+      m.dispose();
+    });
+  }
+});

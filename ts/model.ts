@@ -60,6 +60,12 @@ export type ForwardOptions = CallOptions &
     lossMask?: Float32Array;
     /** Compute logits at every position (for analysis; costs B*T*V). */
     allLogits?: boolean;
+    /**
+     * false: an inference forward that keeps one layer's activations at a time instead of all of them (for long or
+     * many rows: about 1/numLayers of the activation memory; the same logits and hidden states bit for bit).
+     * backward() after it throws. Default true.
+     */
+    keepActivations?: boolean;
   };
 
 export interface BackwardOptions extends CallOptions {

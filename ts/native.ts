@@ -68,6 +68,7 @@ export interface NativeForwardArgs {
   targets?: Int32Array;
   lossMask?: Float32Array;
   allLogits?: boolean;
+  keepActivations?: boolean;
 }
 
 export interface NativeBackwardArgs {

@@ -690,7 +690,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return info.Env().Undefined();
   }
 
-  // forward({tokens | embeds, B, T, targets?, lossMask?, allLogits?}, cancelToken?) -> Promise<loss>
+  // forward({tokens | embeds, B, T, targets?, lossMask?, allLogits?, keepActivations?}, cancelToken?) -> Promise<loss>
   Napi::Value Forward(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto s = state(env);
@@ -711,6 +711,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     fa.targets = targets.IsEmpty() ? nullptr : targets.Data();
     fa.loss_mask = mask.IsEmpty() ? nullptr : mask.Data();
     fa.all_logits = bool_field(a, "allLogits", false);
+    fa.keep_activations = bool_field(a, "keepActivations", true);
     auto cancel = cancel_flag(info[1]);
     auto loss = std::make_shared<float>(0.f);
     return run_async(

@@ -86,6 +86,9 @@ class CausalLM {
     const int* targets = nullptr;     // [B,T]
     const float* loss_mask = nullptr; // [B,T] weights, nullptr = all positions count
     bool all_logits = false;
+    // false: an inference forward that keeps one layer's activations at a time (a fraction of the memory for long
+    // or many rows; the same results bit for bit); backward() after it throws.
+    bool keep_activations = true;
   };
   virtual float forward(const ForwardArgs& args, const std::atomic<bool>* cancel = nullptr) = 0;
   // Positions (b*T+t) whose logits the last forward computed, in order; logits()/probs() are [rows, V].

@@ -83,13 +83,15 @@ float* GPT2::grads() {
 
 void GPT2::zero_grads() { zero(grads_); }
 
-void GPT2::ensure_activations(int B, int T) {
+void GPT2::ensure_activations(int B, int T, bool keep) {
   if (T > cfg_.max_seq_len) throw std::invalid_argument("sequence length exceeds the model's max_seq_len (" + std::to_string(T) + " > " + std::to_string(cfg_.max_seq_len) + ")");
-  if (acts_.B == B && acts_.T == T) return;
-  const long BT = (long)B * T, C = cfg_.channels, L = cfg_.num_layers, NH = cfg_.num_heads;
+  const int layers = keep ? cfg_.num_layers : 1;
+  if (acts_.B == B && acts_.T == T && acts_.layers == layers) return;
+  const long BT = (long)B * T, C = cfg_.channels, L = layers, NH = cfg_.num_heads;
   Activations& a = acts_;
   a.B = B;
   a.T = T;
+  a.layers = layers;
   a.encoded.assign(BT * C, 0);
   a.ln1.assign(L * BT * C, 0);
   a.ln1_mean.assign(L * BT, 0);
@@ -116,7 +118,8 @@ float GPT2::forward(const ForwardArgs& args, const std::atomic<bool>* cancel) {
   const long BT = (long)B * T;
   if ((args.tokens == nullptr) == (args.embeds == nullptr))
     throw std::invalid_argument("forward: give exactly one of tokens or embeds");
-  ensure_activations(B, T);
+  const bool keep = args.keep_activations;
+  ensure_activations(B, T, keep);
   Weights w = weights(params_.data());
   Activations& a = acts_;
   used_embeds_ = args.embeds != nullptr;
@@ -130,11 +133,13 @@ float GPT2::forward(const ForwardArgs& args, const std::atomic<bool>* cancel) {
   const float* residual = a.encoded.data();
   for (int l = 0; l < cfg_.num_layers; ++l) {
     check_cancel(cancel);
-    const long oC = l * BT * C;
+    const long s = keep ? l : 0;  // the layer's activation slot (an inference forward reuses slot 0; res3 is then
+                                  // written over the layer's input only after its last read, in res2)
+    const long oC = s * BT * C;
     float* ln1 = a.ln1.data() + oC;
     float* qkv = a.qkv.data() + 3 * oC;
     float* atty = a.atty.data() + oC;
-    float* att = a.att.data() + (long)l * B * NH * T * T;
+    float* att = a.att.data() + s * B * NH * T * T;
     float* attproj = a.attproj.data() + oC;
     float* res2 = a.residual2.data() + oC;
     float* ln2 = a.ln2.data() + oC;
@@ -142,13 +147,13 @@ float GPT2::forward(const ForwardArgs& args, const std::atomic<bool>* cancel) {
     float* fch_gelu = a.fch_gelu.data() + 4 * oC;
     float* fcproj = a.fcproj.data() + oC;
     float* res3 = a.residual3.data() + oC;
-    layernorm_forward(ln1, a.ln1_mean.data() + l * BT, a.ln1_rstd.data() + l * BT, residual, w.ln1w + l * C,
+    layernorm_forward(ln1, a.ln1_mean.data() + s * BT, a.ln1_rstd.data() + s * BT, residual, w.ln1w + l * C,
                       w.ln1b + l * C, (int)BT, C, cfg_.layer_norm_eps);
     matmul_forward(qkv, ln1, w.qkvw + (long)l * 3 * C * C, w.qkvb + l * 3 * C, (int)BT, C, 3 * C);
     attention_forward(atty, att, qkv, B, T, C, NH);
     matmul_forward(attproj, atty, w.attprojw + (long)l * C * C, w.attprojb + l * C, (int)BT, C, C);
     residual_forward(res2, residual, attproj, BT * C);
-    layernorm_forward(ln2, a.ln2_mean.data() + l * BT, a.ln2_rstd.data() + l * BT, res2, w.ln2w + l * C,
+    layernorm_forward(ln2, a.ln2_mean.data() + s * BT, a.ln2_rstd.data() + s * BT, res2, w.ln2w + l * C,
                       w.ln2b + l * C, (int)BT, C, cfg_.layer_norm_eps);
     matmul_forward(fch, ln2, w.fcw + (long)l * 4 * C * C, w.fcb + l * 4 * C, (int)BT, C, 4 * C);
     gelu_forward(fch_gelu, fch, BT * 4 * C);
@@ -167,6 +172,7 @@ void GPT2::backward(const BackwardArgs& args, const std::atomic<bool>* cancel) {
   const int B = acts_.B, T = acts_.T, C = cfg_.channels, V = cfg_.vocab_size, NH = cfg_.num_heads;
   const long BT = (long)B * T;
   if (B == 0) throw std::logic_error("backward called before forward");
+  if (acts_.layers != cfg_.num_layers) throw std::logic_error("backward after a forward that kept no activations (keepActivations: false)");
   if (args.from_loss && !head_.has_targets()) throw std::logic_error("backward from loss needs a forward with targets");
   if (args.d_embeds && !used_embeds_) throw std::logic_error("d_embeds requested but the forward took tokens");
   Weights w = weights(params_.data());

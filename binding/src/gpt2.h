@@ -53,10 +53,11 @@ class GPT2 : public CausalLM {
  private:
   struct Activations {
     int B = 0, T = 0;
+    int layers = 0;  // num_layers, or 1 after an inference forward (every layer in slot 0)
     std::vector<float> encoded, ln1, ln1_mean, ln1_rstd, qkv, atty, att, attproj, residual2, ln2, ln2_mean, ln2_rstd,
         fch, fch_gelu, fcproj, residual3, lnf, lnf_mean, lnf_rstd;
   };
-  void ensure_activations(int B, int T);
+  void ensure_activations(int B, int T, bool keep = true);
 
   GPT2Config cfg_;
   ModelDims dims_;

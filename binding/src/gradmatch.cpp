@@ -79,6 +79,7 @@ MatchTarget build_target(CausalLM& model, const int* tokens, int n, int T, const
     fa.T = T;
     fa.targets = targets.data();
     fa.loss_mask = mask.data();
+    fa.keep_activations = false;  // the target needs no backward: one layer's activations at a time
     model.forward(fa, cancel);
     take_factors(model, rows, V, C, labels + i0, t.A.data() + (size_t)i0 * V, t.H.data() + (size_t)i0 * C);
   }

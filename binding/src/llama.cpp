@@ -112,15 +112,17 @@ void Llama::ensure_rope(int npos) {
   rope_npos_ = n;
 }
 
-void Llama::ensure_activations(int B, int T) {
+void Llama::ensure_activations(int B, int T, bool keep) {
   if (T > cfg_.max_seq_len) throw std::invalid_argument("sequence length exceeds the model's max_seq_len (" + std::to_string(T) + " > " + std::to_string(cfg_.max_seq_len) + ")");
   ensure_rope(T);
-  if (acts_.B == B && acts_.T == T) return;
-  const long BT = (long)B * T, C = C_, L = cfg_.num_layers;
+  const int layers = keep ? cfg_.num_layers : 1;
+  if (acts_.B == B && acts_.T == T && acts_.layers == layers) return;
+  const long BT = (long)B * T, C = C_, L = layers;
   Activations& a = acts_;
   a.B = B;
   a.T = T;
-  a.resid.assign((L + 1) * BT * C, 0);
+  a.layers = layers;
+  a.resid.assign((keep ? L + 1 : 2) * BT * C, 0);
   a.resid_mid.assign(L * BT * C, 0);
   a.ln1.assign(L * BT * C, 0);
   a.ln1_rstd.assign(L * BT, 0);
@@ -143,7 +145,8 @@ float Llama::forward(const ForwardArgs& args, const std::atomic<bool>* cancel) {
   const float eps = cfg_.rms_norm_eps;
   if ((args.tokens == nullptr) == (args.embeds == nullptr))
     throw std::invalid_argument("forward: give exactly one of tokens or embeds");
-  ensure_activations(B, T);
+  const bool keep = args.keep_activations;
+  ensure_activations(B, T, keep);
   Weights w = weights(params_.data());
   Activations& a = acts_;
   used_embeds_ = args.embeds != nullptr;
@@ -158,18 +161,19 @@ float Llama::forward(const ForwardArgs& args, const std::atomic<bool>* cancel) {
   for (int l = 0; l < cfg_.num_layers; ++l) {
     check_cancel(cancel);
     const LayerWeights& lw = w.layers[l];
-    const float* x = a.resid.data() + l * BT * C;
-    float* ln1 = a.ln1.data() + l * BT * C;
-    float* qkv = a.qkv.data() + l * BT * QKV_;
-    float* att = a.att.data() + (long)l * B * NH_ * T * T;
-    float* atty = a.atty.data() + l * BT * Q;
-    float* mid = a.resid_mid.data() + l * BT * C;
-    float* ln2 = a.ln2.data() + l * BT * C;
-    float* gate = a.gate.data() + l * BT * I_;
-    float* up = a.up.data() + l * BT * I_;
-    float* act = a.act.data() + l * BT * I_;
-    float* out = a.resid.data() + (l + 1) * BT * C;
-    rmsnorm_forward(ln1, a.ln1_rstd.data() + l * BT, x, lw.ln1, (int)BT, C, eps);
+    const long s = keep ? l : 0;  // the layer's activation slot
+    const float* x = a.resid.data() + (keep ? l : l % 2) * BT * C;
+    float* ln1 = a.ln1.data() + s * BT * C;
+    float* qkv = a.qkv.data() + s * BT * QKV_;
+    float* att = a.att.data() + s * B * NH_ * T * T;
+    float* atty = a.atty.data() + s * BT * Q;
+    float* mid = a.resid_mid.data() + s * BT * C;
+    float* ln2 = a.ln2.data() + s * BT * C;
+    float* gate = a.gate.data() + s * BT * I_;
+    float* up = a.up.data() + s * BT * I_;
+    float* act = a.act.data() + s * BT * I_;
+    float* out = a.resid.data() + (keep ? l + 1 : (l + 1) % 2) * BT * C;
+    rmsnorm_forward(ln1, a.ln1_rstd.data() + s * BT, x, lw.ln1, (int)BT, C, eps);
     linear_forward(qkv, QKV_, ln1, C, lw.wq, lw.bq, (int)BT, C, Q);
     linear_forward(qkv + Q, QKV_, ln1, C, lw.wk, lw.bk, (int)BT, C, KV);
     linear_forward(qkv + Q + KV, QKV_, ln1, C, lw.wv, lw.bv, (int)BT, C, KV);
@@ -178,15 +182,15 @@ float Llama::forward(const ForwardArgs& args, const std::atomic<bool>* cancel) {
     gqa_attention_forward(atty, att, qkv, B, T, NH_, NKV_, HD_);
     linear_forward(tmp_.data(), C, atty, Q, lw.wo, lw.bo, (int)BT, Q, C);
     residual_forward(mid, x, tmp_.data(), BT * C);
-    rmsnorm_forward(ln2, a.ln2_rstd.data() + l * BT, mid, lw.ln2, (int)BT, C, eps);
+    rmsnorm_forward(ln2, a.ln2_rstd.data() + s * BT, mid, lw.ln2, (int)BT, C, eps);
     linear_forward(gate, I_, ln2, C, lw.wg, lw.bg, (int)BT, C, I_);
     linear_forward(up, I_, ln2, C, lw.wu, lw.bu, (int)BT, C, I_);
     swiglu_forward(act, gate, up, BT * I_);
     linear_forward(tmp_.data(), C, act, I_, lw.wd, lw.bd, (int)BT, I_, C);
     residual_forward(out, mid, tmp_.data(), BT * C);
   }
-  rmsnorm_forward(a.normf.data(), a.normf_rstd.data(), a.resid.data() + (long)cfg_.num_layers * BT * C, w.norm,
-                  (int)BT, C, eps);
+  const long last = keep ? cfg_.num_layers : cfg_.num_layers % 2;
+  rmsnorm_forward(a.normf.data(), a.normf_rstd.data(), a.resid.data() + last * BT * C, w.norm, (int)BT, C, eps);
 
   // lm_head only on the rows that need logits
   return head_.forward(args, a.normf.data(), BT, C, V, w.lm_head);
@@ -196,6 +200,7 @@ void Llama::backward(const BackwardArgs& args, const std::atomic<bool>* cancel) 
   const int B = acts_.B, T = acts_.T, C = C_, V = cfg_.vocab_size, Q = NH_ * HD_, KV = NKV_ * HD_;
   const long BT = (long)B * T;
   if (B == 0) throw std::logic_error("backward called before forward");
+  if (acts_.layers != cfg_.num_layers) throw std::logic_error("backward after a forward that kept no activations (keepActivations: false)");
   if (args.from_loss && !head_.has_targets()) throw std::logic_error("backward from loss needs a forward with targets");
   if (args.d_embeds && !used_embeds_) throw std::logic_error("d_embeds requested but the forward took tokens");
   Weights w = weights(params_.data());

@@ -72,11 +72,14 @@ class Llama : public CausalLM {
  private:
   struct Activations {
     int B = 0, T = 0;
+    // layers whose activations are kept: num_layers (for backward), or 1 after an inference forward (every layer
+    // writes slot 0; resid then has 2 slots used alternately)
+    int layers = 0;
     std::vector<float> resid;      // [L+1, BT, C]: layer inputs; resid[0] = input embeddings, resid[L] = last output
     std::vector<float> resid_mid;  // [L, BT, C]: after the attention residual
     std::vector<float> ln1, ln1_rstd, qkv, att, atty, ln2, ln2_rstd, gate, up, act, normf, normf_rstd;
   };
-  void ensure_activations(int B, int T);
+  void ensure_activations(int B, int T, bool keep = true);
   void ensure_rope(int npos);  // cos/sin tables cover positions [0, npos)
 
   LlamaConfig cfg_;

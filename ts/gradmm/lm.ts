@@ -13,7 +13,7 @@ export async function lastPositionLogits(model: GPT2Model, seqs: number[][], opt
       tokens.set(q, b * T);
       lossMask[b * T + q.length - 1] = 1;
     });
-    await model.forward({ tokens, lossMask, B: group.length, T, signal: opts.signal });
+    await model.forward({ tokens, lossMask, B: group.length, T, signal: opts.signal, keepActivations: false });
     const logits = model.logits();
     group.forEach((_, b) => out.push(logits.slice(b * V, (b + 1) * V)));
   }
@@ -29,7 +29,7 @@ export async function continuationLoss(model: GPT2Model, context: number[], cont
     const tokens = Int32Array.from(seq.slice(0, T)), targets = Int32Array.from(seq.slice(1));
     const lossMask = new Float32Array(T);
     for (let t = Math.max(context.length - 1, 0); t < T; t++) lossMask[t] = 1;
-    out.push(await model.forward({ tokens, targets, lossMask, B: 1, T, signal: opts.signal }));
+    out.push(await model.forward({ tokens, targets, lossMask, B: 1, T, signal: opts.signal, keepActivations: false }));
   }
   return out;
 }
