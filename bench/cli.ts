@@ -64,7 +64,7 @@ program
 
 program
   .command("load")
-  .description("tokenizer encode MB/s (ours vs the fastest installed JS tokenizer) and ~100 MB safetensors checkpoint load MB/s")
+  .description("tokenizer encode MB/s (ours vs the fastest installed JS tokenizer), ~100 MB safetensors checkpoint load MB/s, SmolLM2 GGUF load time")
   .option("--json", "print one JSON object instead of a table")
   .option("--quick", "less text, a smaller checkpoint, fewer repetitions (smoke test)")
   .action(async (o: { json?: boolean; quick?: boolean }) => {
@@ -118,7 +118,9 @@ program
   .option("--overwrite", "replace a previous run in the output folder")
   .option("--json", "print report.json on stdout instead of the Markdown table")
   .option("--no-progress", "no progress bar")
-  .action(async (file: string, o: { resume?: boolean; overwrite?: boolean; json?: boolean; progress: boolean }) => {
+  .option("--model <name|path>", "the model (generator and classifier): a known name such as smollm2-135m-instruct, a GGUF file or a Hugging Face folder")
+  .option("--output <dir>", "output folder (default: the config's eval.output)")
+  .action(async (file: string, o: { resume?: boolean; overwrite?: boolean; json?: boolean; progress: boolean; model?: string; output?: string }) => {
     const { utilityCommand } = await import("./utility/cli");
     await utilityCommand(file, o);
   });

@@ -7,11 +7,16 @@
  *     native parameter block with its shape checked. Also BF16 (converted to float32 while loading) and, as the
  *     ceiling, fs.readFileSync of the same F32 file. The file was just written, so it is read from the page cache:
  *     this measures the loader, not the disk. Median of the repetitions; MB = 10^6 bytes of file.
+ *   - gguf: SmolLM2-135M-Instruct (Q4_1/Q8_0 GGUF, 98 MB) from the model cache, page cache warm: loadModel(name) as
+ *     a whole, and its stages (sha256 check, header, tokenizer from metadata, weights dequantized into the engine).
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { CausalLMModel, mulberry32, type LlamaConfig } from "../ts/model";
+import { readGGUF } from "../ts/gguf";
+import { CausalLMModel, loadModel, mulberry32, type LlamaConfig } from "../ts/model";
+import { cachedModelFile, sha256FileSync } from "../ts/registry";
+import { tokenizerFromGGUF } from "../ts/tokenizer/gguf";
 import { writeSafetensors, type WritableTensor } from "../ts/safetensors";
 import { benchTokenizer, type TokenizerBenchResult } from "./load-tokenizer";
 
@@ -24,8 +29,21 @@ export interface CheckpointLoadResult {
   mb_s: number;
 }
 
+export interface GGUFLoadResult {
+  model: string;
+  file_mb: number;
+  /** Median seconds of loadModel(name): everything below plus allocation. */
+  load_s: number;
+  sha256_s: number;
+  header_s: number;
+  tokenizer_s: number;
+  weights_s: number;
+}
+
 export interface LoadBenchResult {
   tokenizer: TokenizerBenchResult;
+  /** null when SmolLM2-135M-Instruct is not in the model cache. */
+  gguf: GGUFLoadResult | null;
   checkpoints: CheckpointLoadResult[];
   /** fs.readFileSync of the F32 file (page cache → JS memory), the ceiling for any loader. */
   read_file_mb_s: number;
@@ -138,6 +156,7 @@ export async function benchLoad(opts: { quick?: boolean; repetitions?: number; c
   }
   return {
     tokenizer,
+    gguf: benchGGUF(reps),
     checkpoints,
     read_file_mb_s: readFileMbS,
     model: {
@@ -150,6 +169,40 @@ export async function benchLoad(opts: { quick?: boolean; repetitions?: number; c
       kv_heads: cfg.numKvHeads!,
     },
     repetitions: reps,
+  };
+}
+
+function benchGGUF(reps: number): GGUFLoadResult | null {
+  const name = "smollm2-135m-instruct";
+  const file = cachedModelFile(name, { verify: false });
+  if (!file) {
+    process.stderr.write(`bench load: ${name} is not cached (npm run fetch-model -- ${name}); GGUF load skipped\n`);
+    return null;
+  }
+  process.stderr.write(`bench load: ${name} GGUF, ${reps} loads\n`);
+  const load: number[] = [], sha: number[] = [], header: number[] = [], tok: number[] = [], weights: number[] = [];
+  for (let r = -1; r < reps; r++) {
+    let loaded: ReturnType<typeof loadModel> | undefined;
+    const dt = seconds(() => (loaded = loadModel(name)));
+    loaded!.dispose();
+    let g: ReturnType<typeof readGGUF> | undefined;
+    const s1 = seconds(() => void sha256FileSync(file));
+    const s2 = seconds(() => (g = readGGUF(file)));
+    const s3 = seconds(() => void tokenizerFromGGUF(g!.metadata, file));
+    let m: CausalLMModel | undefined;
+    const s4 = seconds(() => (m = CausalLMModel.loadGGUF(g!)));
+    m!.dispose();
+    if (r < 0) continue;
+    load.push(dt), sha.push(s1), header.push(s2), tok.push(s3), weights.push(s4);
+  }
+  return {
+    model: name,
+    file_mb: fs.statSync(file).size / 1e6,
+    load_s: median(load),
+    sha256_s: median(sha),
+    header_s: median(header),
+    tokenizer_s: median(tok),
+    weights_s: median(weights),
   };
 }
 
@@ -168,5 +221,12 @@ export function formatLoadTable(r: LoadBenchResult): string {
   for (const c of r.checkpoints)
     lines.push(`  ${(`CausalLMModel.load ${c.dtype}`).padEnd(40)} ${c.file_mb.toFixed(1).padStart(6)} MB in ${(c.load_s * 1000).toFixed(0).padStart(5)} ms = ${c.mb_s.toFixed(0).padStart(5)} MB/s`);
   lines.push(`  ${"fs.readFileSync F32 (ceiling)".padEnd(40)} ${r.read_file_mb_s.toFixed(0).padStart(31)} MB/s`);
+  const g = r.gguf;
+  if (g) {
+    lines.push(`GGUF load: ${g.model} (${g.file_mb.toFixed(1)} MB; page cache warm, median of ${r.repetitions})`);
+    lines.push(`  ${"loadModel(name) in all".padEnd(40)} ${(g.load_s * 1000).toFixed(0).padStart(6)} ms`);
+    for (const [k, v] of [["sha256 check of the cached file", g.sha256_s], ["GGUF header", g.header_s], ["tokenizer from metadata", g.tokenizer_s], ["weights (dequantized into the engine)", g.weights_s]] as const)
+      lines.push(`    ${k.padEnd(38)} ${(v * 1000).toFixed(0).padStart(6)} ms`);
+  } else lines.push("GGUF load: smollm2-135m-instruct not cached (npm run fetch-model -- smollm2-135m-instruct)");
   return lines.join("\n");
 }

@@ -10,6 +10,8 @@ import { bannedForGeneration, fewShotPrompt, sampleContinuations, sampleToken } 
 import { distinctN, gradientCosine, gradientFactors, longestSharedNgram, words } from "../bench/utility/metrics";
 import { meanStd } from "../bench/utility/report";
 import { runUtility } from "../bench/utility/run";
+import { fitLogistic, predictLogistic, probeClassifier } from "../bench/utility/probe";
+import { spawn, spawnSync } from "node:child_process";
 import { classifierInput, evaluateClassifier, labelPrior, labelWordLogProbs, scoreEvaluation, type ClassifierSpec } from "../bench/utility/scorer";
 import { fillToSize } from "../bench/utility/sets";
 import { countByClass, makeTestSplit, normalizeText, splitForSeed, type Item } from "../bench/utility/splits";
@@ -167,7 +169,7 @@ describe("set metrics", () => {
     expect(distinctN(["a b a b", "a c"], 1)).toBeCloseTo(3 / 6);
     expect(distinctN(["a b a b", "a c"], 2)).toBeCloseTo(3 / 4); // ab, ba, ab | ac
     expect(distinctN([""], 2)).toBe(0);
-    expect(meanStd([0.5, 0.7, 0.9])).toEqual({ mean: expect.closeTo(0.7, 10), std: expect.closeTo(0.2, 10), n: 3 });
+    expect(meanStd([0.5, 0.7, 0.9])).toEqual({ mean: expect.closeTo(0.7, 10), std: expect.closeTo(0.2, 10), ci95: expect.closeTo((4.303 * 0.2) / Math.sqrt(3), 10), n: 3 });
   });
 
   it("measures the gradient cosine as GRADMM's matching loss does (1 − f)", async () => {
@@ -311,17 +313,35 @@ describe("utility run (tiny model)", () => {
         max_text_tokens: 16,
         classifier: { steps: 4, batch_size: 4, lrs: [1e-3, 3e-3], eval_every: 2 },
         generation: { rows: 4, few_shot_k: 2 },
+        modes: ["finetune", "probe"],
+        probe: { steps: 50 },
+        cache_dir: path.join(out, "..", "cache-" + path.basename(out)),
         output: out,
       },
     };
   }
+  let firstReport: Record<string, any> | null = null;
 
-  it("writes report.json, report.md and accuracy.png, and resumes by skipping finished units", async () => {
+  it("writes report.json (finetune and probe modes), report.md and the plots, and resumes by skipping finished units", async () => {
     const out = path.join(tmp, "run");
     const u = parseUtilityConfig(tinyUtilityConfig(out), tmp, "tiny.yaml");
     const events: string[] = [];
     const r = await runUtility(u, { onProgress: (p) => p.kind === "work" && events.push(p.stage) });
     const report = JSON.parse(fs.readFileSync(path.join(out, "report.json"), "utf8"));
+    firstReport = report;
+    expect(report.complete).toBe(true);
+    expect(Object.keys(report.modes).sort()).toEqual(["finetune", "probe"]);
+    expect(report.modes.finetune.methods).toEqual(report.methods);
+    for (const [name, m] of Object.entries<Record<string, unknown>>(report.modes.probe.methods)) {
+      expect(m.accuracy_mean, name).toBeGreaterThanOrEqual(0);
+      expect(m.accuracy_mean, name).toBeLessThanOrEqual(1);
+      expect(m.accuracy_per_seed, name).toHaveLength(2);
+      expect(typeof m.accuracy_ci95, name).toBe("number");
+    }
+    expect(Object.keys(report.modes.probe.methods).sort()).toEqual(Object.keys(report.methods).sort());
+    const probeUnit = JSON.parse(fs.readFileSync(path.join(out, "seed-0", "results", "probe", "real.json"), "utf8"));
+    expect(Object.keys(probeUnit.dev_by_l2).length).toBe(4);
+    expect(fs.readdirSync(path.join(tmp, "cache-run")).some((f) => f.startsWith("features-"))).toBe(true);
     expect(Object.keys(report.methods).sort()).toEqual(["continuous_gm", "few_shot_gen", "gradmm", "gradmm_dp", "real", "zero_shot_cls", "zero_shot_gen"]);
     for (const [name, m] of Object.entries<Record<string, unknown>>(report.methods)) {
       expect(m.accuracy_mean, name).toBeGreaterThanOrEqual(0);
@@ -335,8 +355,11 @@ describe("utility run (tiny model)", () => {
     }
     // every GRADMM sample is alphabetic (the allowed set) and the real set shares its whole text with itself at most
     expect(report.settings.data.test_per_class).toEqual([30, 30]);
-    expect(fs.readFileSync(path.join(out, "accuracy.png")).subarray(1, 4).toString()).toBe("PNG");
-    expect(fs.readFileSync(path.join(out, "report.md"), "utf8")).toMatch(/\| gradmm \| \d+\.\d ± \d+\.\d \|/);
+    for (const mode of ["finetune", "probe"]) expect(fs.readFileSync(path.join(out, `accuracy-${mode}.png`)).subarray(1, 4).toString()).toBe("PNG");
+    const md = fs.readFileSync(path.join(out, "report.md"), "utf8");
+    expect(md).toMatch(/### finetune\n/);
+    expect(md).toMatch(/### probe\n/);
+    expect(md).toMatch(/\| gradmm \| \d+\.\d ± \d+\.\d \| \d+\.\d \|/);
     expect(events.length).toBeGreaterThan(10);
     // private examples never in test
     const split = JSON.parse(fs.readFileSync(path.join(out, "seed-0", "split.json"), "utf8"));
@@ -345,8 +368,8 @@ describe("utility run (tiny model)", () => {
     // a second run without --resume refuses to overwrite
     await expect(runUtility(u)).rejects.toThrow(/--resume/);
     // resume after losing one result: only that unit runs again
-    const lost = path.join(out, "seed-1", "results", "gradmm.json");
-    const kept = path.join(out, "seed-0", "results", "few_shot_gen.json");
+    const lost = path.join(out, "seed-1", "results", "finetune", "gradmm.json");
+    const kept = path.join(out, "seed-0", "results", "finetune", "few_shot_gen.json");
     const keptBefore = fs.readFileSync(kept, "utf8");
     const lostBefore = JSON.parse(fs.readFileSync(lost, "utf8"));
     fs.rmSync(lost);
@@ -356,5 +379,57 @@ describe("utility run (tiny model)", () => {
     expect(JSON.parse(fs.readFileSync(lost, "utf8")).accuracy).toBe(lostBefore.accuracy);
     expect(stages.filter((s) => s.includes("fine-tune")).every((s) => s.startsWith("seed 1 gradmm:"))).toBe(true);
     expect(again.report.methods.gradmm.accuracy_mean).toBe(r.report.methods.gradmm.accuracy_mean);
+  });
+
+  it("resumes a run killed with SIGKILL (through the CLI) to the same results as an uninterrupted run", async () => {
+    const cli = path.join(root, "dist", "bench", "cli.js");
+    expect(fs.existsSync(cli), "dist/ is built by npm ci (prepare)").toBe(true);
+    expect(firstReport, "the uninterrupted run above").not.toBeNull();
+    const out = path.join(tmp, "killed");
+    const cfgFile = path.join(tmp, "killed.yaml");
+    fs.writeFileSync(cfgFile, JSON.stringify(tinyUtilityConfig(out))); // JSON is YAML
+    const child = spawn(process.execPath, [cli, "utility", cfgFile, "--no-progress"], { stdio: "ignore" });
+    // kill it once some units are done and others are not
+    const marker = path.join(out, "seed-0", "sets", "gradmm.json");
+    const t0 = Date.now();
+    while (!fs.existsSync(marker) && Date.now() - t0 < 100_000 && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+    expect(fs.existsSync(marker)).toBe(true);
+    child.kill("SIGKILL");
+    await new Promise((r) => child.once("exit", r));
+    expect(fs.existsSync(path.join(out, "seed-1", "results", "finetune", "real.json"))).toBe(false);
+    const resumed = spawnSync(process.execPath, [cli, "utility", cfgFile, "--resume", "--json", "--no-progress"], { encoding: "utf8" });
+    expect(resumed.status, resumed.stderr).toBe(0);
+    const report = JSON.parse(resumed.stdout);
+    for (const mode of ["finetune", "probe"])
+      for (const [name, m] of Object.entries<Record<string, unknown>>(firstReport!.modes[mode].methods))
+        expect(report.modes[mode].methods[name].accuracy_per_seed, `${mode} ${name}`).toEqual(m.accuracy_per_seed);
+  }, 300_000);
+});
+
+describe("probe classifier", () => {
+  it("fits a separable problem, picks the L2 strength on dev and is deterministic", () => {
+    const rng = mulberry32(3);
+    const make = (n: number) => {
+      const X: Float32Array[] = [], y: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const k = i % 3;
+        const x = new Float32Array(8).map(() => (rng() - 0.5) * 0.5);
+        x[k] += 2;
+        X.push(x);
+        y.push(k);
+      }
+      return { X, y };
+    };
+    const train = make(60), dev = make(30), test = make(90);
+    const a = probeClassifier(train, dev, test, 3, { l2: [0.01, 1, 100], steps: 200 });
+    const b = probeClassifier(train, dev, test, 3, { l2: [0.01, 1, 100], steps: 200 });
+    expect(a).toEqual(b);
+    expect(a.accuracy).toBeGreaterThan(0.95);
+    expect(a.per_class_accuracy).toHaveLength(3);
+    expect(Object.keys(a.dev_by_l2).sort()).toEqual(["0.01", "1", "100"]);
+    // an L2 so strong that the weights stay near zero cannot separate: the dev slice must not pick it
+    expect(a.dev_by_l2["100"]).toBeLessThanOrEqual(a.dev_accuracy);
+    const fit = fitLogistic(train.X, train.y, 3, 0.01, 200);
+    expect(predictLogistic(fit, test.X).filter((p, i) => p === test.y[i]).length / test.y.length).toBeGreaterThan(0.95);
   });
 });

@@ -10,10 +10,17 @@ export interface UtilityCliOptions {
   overwrite?: boolean;
   json?: boolean;
   progress: boolean;
+  model?: string;
+  output?: string;
+}
+
+function formatDuration(ms: number): string {
+  const m = Math.round(ms / 60000);
+  return m < 60 ? `${m} min` : `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 
 export async function utilityCommand(file: string, o: UtilityCliOptions): Promise<void> {
-  const config = loadUtilityConfig(file);
+  const config = loadUtilityConfig(file, { model: o.model, output: o.output });
   const controller = new AbortController();
   let interrupted = false;
   const onSigint = () => {
@@ -29,6 +36,8 @@ export async function utilityCommand(file: string, o: UtilityCliOptions): Promis
     : null;
   const bar = bars?.create(1, 0, { stage: "starting" });
   let lastLine = 0;
+  let startDone: number | null = null;
+  let startTime = Date.now();
   const onProgress = (p: UtilityProgress) => {
     if (p.kind === "log") {
       if (bars) bars.log(p.message + "\n");
@@ -40,7 +49,11 @@ export async function utilityCommand(file: string, o: UtilityCliOptions): Promis
       bar.update(Math.round(p.done), { stage: p.stage });
     } else if (o.progress && Date.now() - lastLine > 10_000) {
       lastLine = Date.now();
-      process.stderr.write(`[${((100 * p.done) / Math.max(1, p.total)).toFixed(1)}%] ${p.stage}\n`);
+      // ETA from this process's own rate (a resumed run starts its clock at its first new unit of work)
+      if (startDone === null) (startDone = p.done), (startTime = Date.now());
+      const rate = (p.done - startDone) / Math.max(1, Date.now() - startTime);
+      const eta = rate > 0 ? formatDuration((p.total - p.done) / rate) : "?";
+      process.stderr.write(`[${((100 * p.done) / Math.max(1, p.total)).toFixed(1)}% done, ${((100 * (p.total - p.done)) / Math.max(1, p.total)).toFixed(1)}% left, ETA ${eta}] ${p.stage}\n`);
     }
   };
   try {

@@ -59,6 +59,21 @@ export const evalSchema = z.object({
   dp_epsilon: z.number().positive().default(4).describe("ε of gradmm_dp (δ and clip_norm from the dp section)"),
   zero_shot_calibrate: z.boolean().default(true).describe("zero_shot_cls: subtract each label word's mean log-prob over the dev texts"),
   methods: methodToggles,
+  modes: z
+    .array(z.enum(["finetune", "probe"]))
+    .min(1)
+    .default(["finetune"])
+    .describe("classifier modes, reported apart: finetune (label-word loss, whole model) and probe (logistic regression on frozen last-hidden-state features)"),
+  probe: z
+    .object({
+      l2: z.array(z.number().positive()).min(1).default([0.01, 0.1, 1, 10]).describe("L2 strengths of the probe, chosen on the dev slice"),
+      steps: z.number().int().positive().default(300).describe("gradient-descent steps per probe fit"),
+    })
+    .prefault({}),
+  cache_dir: z
+    .string()
+    .optional()
+    .describe("re-computable caches (probe features), kept outside the repository (default: ~/.cache/gradmm/utility/<output folder name>)"),
   fallback_dir: z
     .string()
     .optional()
@@ -81,10 +96,26 @@ export interface UtilityConfig {
   resolved: { outputDir: string; testPath: string | null };
 }
 
+/** What the command line may replace in a config. */
+export interface UtilityOverrides {
+  /** A model folder, GGUF file or known model name (a relative path is taken from the current directory). */
+  model?: string;
+  /** The output folder (relative to the current directory). */
+  output?: string;
+}
+
 /** Validates a utility config object; paths resolve against `baseDir`. */
-export function parseUtilityConfig(raw: unknown, baseDir: string, sourceName = "<config>", locate?: (p: PropertyKey[]) => string): UtilityConfig {
+export function parseUtilityConfig(
+  raw: unknown,
+  baseDir: string,
+  sourceName = "<config>",
+  locate?: (p: PropertyKey[]) => string,
+  overrides: UtilityOverrides = {},
+): UtilityConfig {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new InvalidFileError(sourceName, "the config must be a mapping");
-  const { eval: evalRaw, ...given } = raw as Record<string, unknown>;
+  const { eval: evalRaw0, ...given } = raw as Record<string, unknown>;
+  if (overrides.model !== undefined) given.model = fs.existsSync(overrides.model) ? path.resolve(overrides.model) : overrides.model;
+  const evalRaw = overrides.output === undefined ? evalRaw0 : { ...((evalRaw0 as object | undefined) ?? {}), output: path.resolve(overrides.output) };
   // absent sections as empty objects, so that their fields take the schema's defaults
   const synthRaw: Record<string, unknown> = { method: {}, dp: {}, filter: {}, ...given };
   const synth = parseConfig(synthRaw, baseDir, sourceName, locate);
@@ -128,9 +159,9 @@ export function parseUtilityConfig(raw: unknown, baseDir: string, sourceName = "
 }
 
 /** Reads a YAML utility config; validation errors name the field and its line. */
-export function loadUtilityConfig(file: string): UtilityConfig {
+export function loadUtilityConfig(file: string, overrides: UtilityOverrides = {}): UtilityConfig {
   const { data, locate } = readYamlFile(file);
-  return parseUtilityConfig(data, path.dirname(path.resolve(file)), file, locate);
+  return parseUtilityConfig(data, path.dirname(path.resolve(file)), file, locate, overrides);
 }
 
 /** A synth config for one run of the suite: the user's synth section with the given fields replaced. */

@@ -85,7 +85,7 @@ export async function gradientFactors(model: GPT2Model, seqs: number[][], labels
       tokens.set(q, b * T);
       lossMask[b * T + q.length - 1] = 1;
     });
-    await model.forward({ tokens, lossMask, B: group.length, T, signal });
+    await model.forward({ tokens, lossMask, B: group.length, T, signal, keepActivations: false });
     const logits = model.logits(), hidden = model.hidden();
     group.forEach((q, b) => {
       const l = logits.subarray(b * V, (b + 1) * V);

@@ -29,6 +29,10 @@ export interface MethodSeedResult {
   seconds?: number;
   uncalibrated_accuracy?: number;
   calibration?: unknown;
+  /** probe mode: the L2 strength chosen on dev, dev accuracy per strength, accuracy on its own training set. */
+  l2?: number;
+  dev_by_l2?: Record<string, number>;
+  train_accuracy?: number;
 }
 
 export interface SeedResult {
@@ -36,18 +40,24 @@ export interface SeedResult {
   methods: Record<string, MethodSeedResult>;
 }
 
-/** Mean and sample standard deviation (n − 1; 0 for one value). NaNs are skipped. */
-export function meanStd(xs: readonly number[]): { mean: number; std: number; n: number } {
+/** Two-sided 95% Student-t quantiles t_{0.975, df} for df = 1..30 (beyond: 1.96). */
+const T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145, 2.131, 2.12, 2.11, 2.101, 2.093, 2.086, 2.08, 2.074, 2.069, 2.064, 2.06, 2.056, 2.052, 2.048, 2.045, 2.042];
+
+/** Mean, sample standard deviation (n − 1; 0 for one value) and the 95% interval half-width of the mean (NaN for n = 1). NaNs are skipped. */
+export function meanStd(xs: readonly number[]): { mean: number; std: number; ci95: number; n: number } {
   const v = xs.filter((x) => Number.isFinite(x));
-  if (!v.length) return { mean: NaN, std: NaN, n: 0 };
+  if (!v.length) return { mean: NaN, std: NaN, ci95: NaN, n: 0 };
   const mean = v.reduce((a, b) => a + b, 0) / v.length;
   const std = v.length > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / (v.length - 1)) : 0;
-  return { mean, std, n: v.length };
+  const ci95 = v.length > 1 ? (T975[Math.min(v.length - 2, T975.length - 1)] * std) / Math.sqrt(v.length) : NaN;
+  return { mean, std, ci95, n: v.length };
 }
 
 export interface MethodSummary {
   accuracy_mean: number;
   accuracy_std: number;
+  /** Half-width of the 95% Student-t interval of the mean over seeds (NaN with one seed). */
+  accuracy_ci95: number;
   accuracy_per_seed: number[];
   per_class_accuracy_mean: Record<string, number>;
   seeds: number;
@@ -65,6 +75,7 @@ export function aggregate(seeds: readonly SeedResult[], methods: readonly string
     const s: MethodSummary = {
       accuracy_mean: acc.mean,
       accuracy_std: acc.std,
+      accuracy_ci95: acc.ci95,
       accuracy_per_seed: rs.map((r) => r.accuracy),
       per_class_accuracy_mean: Object.fromEntries(classNames.map((c, k) => [c, meanStd(rs.map((r) => r.per_class_accuracy[k])).mean])),
       seeds: rs.length,
@@ -73,7 +84,7 @@ export function aggregate(seeds: readonly SeedResult[], methods: readonly string
       const metric = (f: (m: SetMetrics) => number) => meanStd(rs.map((r) => f(r.metrics!))).mean;
       Object.assign(s, {
         train_size_per_class: rs[0].train_size_per_class,
-        lr_per_seed: rs.map((r) => r.lr),
+        lr_per_seed: rs.map((r) => r.lr ?? r.l2),
         step_per_seed: rs.map((r) => r.step),
         dev_accuracy_mean: meanStd(rs.map((r) => r.dev_accuracy ?? NaN)).mean,
         perplexity_mean: metric((m) => m.perplexity),
@@ -107,14 +118,14 @@ export function formatMarkdown(report: { methods: Record<string, MethodSummary>;
   const names = Object.keys(report.methods);
   const classNames = names.length ? Object.keys(report.methods[names[0]].per_class_accuracy_mean) : [];
   const lines = [
-    `| method | accuracy % (mean ± std) | ${classNames.map((c) => `${c} %`).join(" | ")} | n/class | ppl | grad cos | distinct-1 | distinct-2 | longest shared n-gram (max / mean) | kept by filter | lr (per seed) |`,
-    `| --- | ---: | ${classNames.map(() => "---:").join(" | ")} | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |`,
+    `| method | accuracy % (mean ± std) | 95% CI ± | ${classNames.map((c) => `${c} %`).join(" | ")} | n/class | ppl | grad cos | distinct-1 | distinct-2 | longest shared n-gram (max / mean) | kept by filter | lr or probe l2 (per seed) |`,
+    `| --- | ---: | ---: | ${classNames.map(() => "---:").join(" | ")} | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |`,
   ];
   for (const n of names) {
     const s = report.methods[n];
     const size = s.train_size_per_class as number[] | undefined;
     lines.push(
-      `| ${n} | ${pct(s.accuracy_mean)} ± ${pct(s.accuracy_std)} | ${classNames.map((c) => pct(s.per_class_accuracy_mean[c])).join(" | ")} | ${size ? size.join("/") : "–"} | ${num(s.perplexity_mean, 1)} | ${num(s.gradient_cosine_mean, 3)} | ${num(s.distinct_1_mean)} | ${num(s.distinct_2_mean)} | ${s.longest_shared_ngram_max ?? "–"} / ${num(s.longest_shared_ngram_mean, 1)} | ${s.filter_kept_fraction === undefined ? "–" : pct(s.filter_kept_fraction) + "%"} | ${(s.lr_per_seed as number[] | undefined)?.join(", ") ?? "–"} |`,
+      `| ${n} | ${pct(s.accuracy_mean)} ± ${pct(s.accuracy_std)} | ${pct(s.accuracy_ci95)} | ${classNames.map((c) => pct(s.per_class_accuracy_mean[c])).join(" | ")} | ${size ? size.join("/") : "–"} | ${num(s.perplexity_mean, 1)} | ${num(s.gradient_cosine_mean, 3)} | ${num(s.distinct_1_mean)} | ${num(s.distinct_2_mean)} | ${s.longest_shared_ngram_max ?? "–"} / ${num(s.longest_shared_ngram_mean, 1)} | ${s.filter_kept_fraction === undefined ? "–" : pct(s.filter_kept_fraction) + "%"} | ${(s.lr_per_seed as number[] | undefined)?.join(", ") ?? "–"} |`,
     );
   }
   const foot = [`Seeds: ${report.seeds.join(", ")}.`];
