@@ -15,6 +15,10 @@ export interface AdmmBenchResult {
   params: number;
   B: number;
   L: number;
+  /** Building one class's target from 25 real sequences of 128 tokens (forward only). */
+  target_s: number;
+  /** Scoring one random init candidate batch (a forward of B×L, no backward). */
+  init_candidate_s: number;
   inner_step_s: number;
   projection_s: number;
   batch_s: number;
@@ -28,6 +32,15 @@ export function xUpdateFlops(C: number, layers: number, V: number, B: number, L:
   const linear = 2 * 12 * C * C * layers * B * L; // qkv, proj, fc, fc-proj; once forward, once for d/dinput
   const attention = 2 * 2 * L * L * C * layers * B; // QKᵀ and att·V per layer (forward)
   const lmHead = 2 * V * C * B; // last position only
+  return 2 * linear + 3 * attention + 2 * lmHead;
+}
+
+/** The same count for a Llama-family model: every non-embedding weight once in the forward, once for d/dinput. */
+export function llamaXUpdateFlops(numParams: number, c: { vocabSize: number; channels: number; numLayers: number; numHeads: number; headDim?: number; tieWordEmbeddings?: boolean }, B: number, L: number): number {
+  const nonEmbedding = numParams - c.vocabSize * c.channels * (c.tieWordEmbeddings ? 1 : 2);
+  const linear = 2 * nonEmbedding * B * L;
+  const attention = 2 * 2 * L * L * c.numHeads * (c.headDim ?? c.channels / c.numHeads) * c.numLayers * B;
+  const lmHead = 2 * c.vocabSize * c.channels * B;
   return 2 * linear + 3 * attention + 2 * lmHead;
 }
 
@@ -60,7 +73,9 @@ export async function benchAdmm(opts: { modelDir?: string; quick?: boolean; thre
   // a target from 25 synthetic "real" sequences (token ids are arbitrary: only the shapes matter for timing)
   const n = 25, T = Math.min(128, model.config.maxSeqLen);
   const tokens = new Int32Array(n * T).map((_, i) => (i * 7919) % V);
-  const target = await model.native.buildTarget({ tokens, n, T, lastPos: new Int32Array(n).fill(T - 1), labels: new Int32Array(n).fill(tok.encode(" great")[0]) });
+  const buildTarget = () => model.native.buildTarget({ tokens, n, T, lastPos: new Int32Array(n).fill(T - 1), labels: new Int32Array(n).fill(tok.encode(" great")[0]) });
+  const targetS = await median(async () => void (await buildTarget()), 3);
+  const target = await buildTarget();
   const prefix = model.createKVCache(1, prompt.length);
   const prefixLogits = await model.decode(prefix, { tokens: Int32Array.from(prompt), T: prompt.length });
   const cls: ClassSetup = { labelToken: tok.encode(" great")[0], templateTokens: template, prefix, prefixLogits, target };
@@ -75,6 +90,11 @@ export async function benchAdmm(opts: { modelDir?: string; quick?: boolean; thre
     3,
   );
   const inner = innerTotal / (innerSteps + 1); // + the closing loss evaluation (a forward, counted as one step: upper bound)
+  const templateEmbeds = new Float32Array(template.length * C);
+  template.forEach((t, i) => templateEmbeds.set(model.inputEmbeddings().subarray(t * C, (t + 1) * C), i * C));
+  const initN = opts.quick ? 5 : 20;
+  const initS =
+    (await median(async () => void (await model.native.initCandidates(target, { X: new Float32Array(B * L * C), templateEmbeds, B, L, freeLen: free, label: cls.labelToken, candidates: initN, seed: 1, tokenNorm: 1.4 })), 3)) / initN;
   const outTokens = new Int32Array(B * free);
   const projection = await median(async () => model.native.project({ U: X, B, L, freeLen: free, allowed, topk: 200, prefix: prefix.handle, prefixLogits, outTokens }), 3);
   const settings: BatchSettings = {
@@ -85,8 +105,8 @@ export async function benchAdmm(opts: { modelDir?: string; quick?: boolean; thre
   const t = process.hrtime.bigint();
   await runBatch(model, cls, settings);
   const batch = Number(process.hrtime.bigint() - t) / 1e9;
-  const flops = xUpdateFlops(C, numLayers, V, B, L);
-  const r = { model: dir, params: model.numParams, B, L, inner_step_s: inner, projection_s: projection, batch_s: batch, inner_step_flops: flops, gflops: flops / inner / 1e9 };
+  const flops = model.config.architecture === "llama" ? llamaXUpdateFlops(model.numParams, model.config, B, L) : xUpdateFlops(C, numLayers, V, B, L);
+  const r = { model: dir, params: model.numParams, B, L, target_s: targetS, init_candidate_s: initS, inner_step_s: inner, projection_s: projection, batch_s: batch, inner_step_flops: flops, gflops: flops / inner / 1e9 };
   model.dispose();
   return r;
 }

@@ -34,12 +34,21 @@ program
       process.stdout.write(
         [
           `model: ${r.model} (${(r.params / 1e6).toFixed(2)}M params), B=${r.B}, L=${r.L}`,
+          `target (25 × 128 tokens): ${(r.target_s * 1000).toFixed(1)} ms`,
+          `init candidate:      ${(r.init_candidate_s * 1000).toFixed(1)} ms`,
           `inner x-update step: ${(r.inner_step_s * 1000).toFixed(1)} ms  (${(r.inner_step_flops / 1e9).toFixed(2)} GFLOP, ${r.gflops.toFixed(1)} GFLOP/s)`,
           `projection:          ${(r.projection_s * 1000).toFixed(1)} ms`,
-          `batch:               ${r.batch_s.toFixed(1)} s`,
+          `batch:               ${r.batch_s.toFixed(1)} s${o.quick ? " (quick settings)" : ""}`,
+          `paper settings from the stage times (500 init candidates, 30 × (50 inner steps + projection) + final decode):`,
+          `                     ${paperBatchSeconds(r).toFixed(0)} s per batch of ${r.B} = ${(paperBatchSeconds(r) / r.B).toFixed(1)} s per sample (+ the target, once per class)`,
         ].join("\n") + "\n",
       );
   });
+
+/** Seconds of one batch at the paper's settings, from the measured stage times. */
+function paperBatchSeconds(r: { init_candidate_s: number; inner_step_s: number; projection_s: number }): number {
+  return 500 * r.init_candidate_s + 30 * (50 * r.inner_step_s + r.projection_s) + r.projection_s;
+}
 
 program
   .command("speed")
