@@ -2,7 +2,9 @@
 // loading the same file in float32: tokenizer ids, logits on 8 prompts, and the method's matching loss with its
 // input-embedding gradient (double backprop in PyTorch). Fixtures: test/fixtures/gen_smollm2.py. Skipped, with a
 // message, where the model is not in the cache (.ci/run fetches it first).
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UnsupportedModelError } from "../ts/errors";
@@ -137,6 +139,38 @@ describe.skipIf(!file)(`SmolLM2-135M-Instruct (GGUF) vs transformers${file ? "" 
     expect(err / meta.prompts[1].maxAbsLogit).toBeGreaterThan(1e-2);
     expect(right.length).toBe(wrong.length);
   });
+
+  it("runs the whole method through the synth CLI by its known name (a tiny run)", () => {
+    const cli = path.join(__dirname, "..", "dist", "ts", "cli.js");
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gradmm-smollm2-"));
+    const cfg = {
+      data: { path: path.join(__dirname, "..", "examples", "data", "imdb", "train.jsonl"), examples_per_class: 3 },
+      classes: [
+        { label: 0, name: "negative", label_word: " bad", instruction: "Here is a negative movie review:" },
+        { label: 1, name: "positive", label_word: " great", instruction: "Here is a positive movie review:" },
+      ],
+      template: " It was",
+      model: "smollm2-135m-instruct",
+      method: { batch_size: 2, batches_per_class: 1, length: 4, outer_steps: 1, inner_steps: 2, top_k: 20, init_candidates: 2 },
+      filter: { few_shot: 1, keep_per_class: 2 },
+      output: path.join(tmp, "out"),
+      seed: 0,
+    };
+    fs.writeFileSync(path.join(tmp, "c.yaml"), JSON.stringify(cfg));
+    const r = spawnSync(process.execPath, [cli, "synth", path.join(tmp, "c.yaml"), "--no-progress", "--json"], { encoding: "utf8", env: { ...process.env, GRADMM_CACHE: path.dirname(path.dirname(path.dirname(file!))) } });
+    expect(r.status, r.stderr).toBe(0);
+    const lines = fs.readFileSync(path.join(tmp, "out", "synthetic.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(4);
+    for (const l of lines) {
+      expect(l.text.trim().split(/\s+/).length).toBeGreaterThanOrEqual(1);
+      expect(l.matching_loss).toBeGreaterThan(0);
+      expect(l.matching_loss).toBeLessThan(1);
+      expect(Number.isFinite(l.perplexity)).toBe(true);
+    }
+    const report = JSON.parse(fs.readFileSync(path.join(tmp, "out", "report.json"), "utf8"));
+    expect(report.model).toMatchObject({ architecture: "llama", numLayers: 30 });
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }, 300_000);
 
   it("refuses architectures it does not run, naming them", () => {
     const g = readGGUF(file!);

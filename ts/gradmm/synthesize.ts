@@ -187,7 +187,8 @@ export function memoryEstimate(m: { vocabSize: number; channels: number; numLaye
   const C = m.channels, H = m.numHeads, I = m.intermediateSize ?? 4 * C;
   const perToken = (T: number) => m.numLayers * (12 * C + 3 * I + 2 * H * T); // saved activations per token, per layer, floats
   const batch = B * L * (perToken(L) + 10 * C) + 4 * B * m.vocabSize; // activations + X, z, λ, Adam moments, grads; logits rows
-  const target = Math.min(targetRows * targetT, 4096) * perToken(targetT) + 2 * targetRows * (m.vocabSize + C);
+  // the target is an inference forward (one layer's activations at a time) over chunks of at most 4096 tokens
+  const target = Math.max(targetT, Math.min(targetRows * targetT, 4096)) * (perToken(targetT) / m.numLayers) + 2 * targetRows * (m.vocabSize + C);
   return 4 * Math.max(batch, target) * 1.5;
 }
 
@@ -298,7 +299,10 @@ async function prepare(config: SynthConfig, opts: SynthOptions): Promise<Prepare
     // memory, before anything is allocated
     const L = (config.method.length ?? maxT) + templateTokens.length;
     const n = Math.min(config.data.examples_per_class, examples.length);
-    const est = memoryEstimate(mc, config.method.batch_size, L, n, maxT);
+    // the target's rows are the private examples (cut to the context) + the template: bound T by the longest text
+    let longest = 0;
+    for (const e of examples) longest = Math.max(longest, tokenizer.encode(e.text).length);
+    const est = memoryEstimate(mc, config.method.batch_size, L, n, Math.min(maxT, longest + templateTokens.length));
     const limit = memoryLimit();
     if (est + 4 * loaded.model.numParams > limit)
       fail(["method", "batch_size"], `batch_size ${config.method.batch_size} × ${L} positions on this model (${mc.numLayers} layers, ${mc.channels} channels, vocabulary ${mc.vocabSize}) needs about ${gib(est)} besides the ${gib(4 * loaded.model.numParams)} of weights, more than the ${gib(limit)} of memory${process.env.GRADMM_MEMORY_LIMIT ? " (GRADMM_MEMORY_LIMIT)" : ""}; use a smaller batch_size or length`);
