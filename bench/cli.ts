@@ -134,6 +134,19 @@ program
     await utilityCommand(file, o);
   });
 
+program
+  .command("gradient-signal")
+  .description("what the matching objective can see: class targets, same-label texts of each class, and objective variants (bench/README.md)")
+  .argument("<config>", "a utility config (classes, label words, template, data, model)")
+  .option("--model <name|path>", "the model (default: the config's)")
+  .option("--json", "print one JSON object instead of a table")
+  .action(async (file: string, o: { model?: string; json?: boolean }) => {
+    const { loadUtilityConfig } = await import("./utility/config");
+    const { gradientSignal, formatSignal } = await import("./utility/signal");
+    const r = await gradientSignal(loadUtilityConfig(file, { model: o.model }));
+    process.stdout.write(o.json ? JSON.stringify(r) + "\n" : formatSignal(r) + "\n");
+  });
+
 program.parseAsync(process.argv).catch((e: unknown) => {
   process.stderr.write(`bench: ${(e as Error).stack ?? String(e)}\n`);
   process.exit(1);
