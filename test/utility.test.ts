@@ -16,6 +16,8 @@ import { classifierInput, evaluateClassifier, labelPrior, labelWordLogProbs, sco
 import { fillToSize } from "../bench/utility/sets";
 import { countByClass, makeTestSplit, normalizeText, splitForSeed, type Item } from "../bench/utility/splits";
 import { messageText } from "../bench/utility/datasets";
+import { DatasetSourceMissingError, fortuneEntries, fortunesSplit, prepareDataset } from "../bench/utility/datasets";
+import { readItems } from "../bench/utility/splits";
 import type { SyntheticSample } from "../ts/gradmm/filter";
 import { GPT2Model, mulberry32 } from "../ts/model";
 import { Tokenizer } from "../ts/tokenizer";
@@ -431,5 +433,118 @@ describe("probe classifier", () => {
     expect(a.dev_by_l2["100"]).toBeLessThanOrEqual(a.dev_accuracy);
     const fit = fitLogistic(train.X, train.y, 3, 0.01, 200);
     expect(predictLogistic(fit, test.X).filter((p, i) => p === test.y[i]).length / test.y.length).toBeGreaterThan(0.95);
+  });
+});
+
+describe("debian-fortunes data set", () => {
+  const cats = ["computers", "food", "politics"];
+  /** A fake /usr/share/games/fortunes: 12 usable entries per category plus ones that must be dropped. */
+  function fakeFortunes(dir: string): void {
+    fs.mkdirSync(dir, { recursive: true });
+    for (const c of cats) {
+      const entries = Array.from({ length: 12 }, (_, i) => `A ${c} fortune number ${i},\n\tspread over\n  two lines.\n\t\t-- Someone ${i}`);
+      entries.push("too short");
+      entries.push(`${c} `.repeat(120)); // over 400 characters
+      entries.push(`A ${c} fortune number 3,\n\tspread over\n  two lines.\n\t\t-- Someone 3`); // duplicate within the file
+      entries.push("This one is in every category, so its label is ambiguous and it goes.");
+      if (c === "computers") entries.push("_\bU_\bN_\bI_\bX is an operating system with overstriking in its name, kept.");
+      fs.writeFileSync(path.join(dir, c), entries.join("\n%\n") + "\n%\n");
+    }
+  }
+  function config(dir: string): ReturnType<typeof parseUtilityConfig> {
+    const raw = {
+      data: { path: "out/train.jsonl", examples_per_class: 2 },
+      classes: cats.map((c) => ({ label: c, label_word: ` ${c}`, instruction: `About ${c}:` })),
+      method: { length: 4 },
+      eval: { prepare: "debian-fortunes", test_path: "out/test.jsonl", test_per_class: 4, split_seed: 7, generation: { few_shot_k: 1 } },
+    };
+    return parseUtilityConfig(raw, dir, "fortunes-test.yaml");
+  }
+  const withDir = async <T>(dir: string, f: () => Promise<T>): Promise<T> => {
+    const old = process.env.GRADMM_FORTUNES_DIR;
+    process.env.GRADMM_FORTUNES_DIR = dir;
+    try {
+      return await f();
+    } finally {
+      if (old === undefined) delete process.env.GRADMM_FORTUNES_DIR;
+      else process.env.GRADMM_FORTUNES_DIR = old;
+    }
+  };
+
+  it("reads entries: % separators, overstriking removed, whitespace normalised", () => {
+    expect(fortuneEntries("one\n  two\n%\nB\bBo\bol\bld and _\bu_\bn_\bd\n%\n\n%\n")).toEqual(["one two", "Bold and und"]);
+  });
+
+  it("splits stratified and deterministically, dropping short, long and duplicate entries", () => {
+    const dir = path.join(tmp, "fortunes-split");
+    fakeFortunes(dir);
+    const a = fortunesSplit({ dir, categories: cats, testPerClass: 4, seed: 3 });
+    expect(a.perClass).toEqual([
+      { category: "computers", kept: 13 },
+      { category: "food", kept: 12 },
+      { category: "politics", kept: 12 },
+    ]);
+    expect(a.test.length).toBe(12);
+    expect(a.train.length).toBe(37 - 12);
+    for (const c of cats) expect(a.test.filter((r) => r.label === c).length).toBe(4);
+    const all = [...a.train, ...a.test];
+    expect(new Set(all.map((r) => r.text)).size).toBe(all.length);
+    expect(all.every((r) => r.text.length >= 40 && r.text.length <= 400 && !/\s{2}|\n|\x08/.test(r.text))).toBe(true);
+    expect(all.some((r) => r.text.includes("ambiguous"))).toBe(false);
+    expect(all.some((r) => r.text.startsWith("UNIX is an operating system") && r.label === "computers")).toBe(true);
+    expect(all.find((r) => r.text.startsWith("A food fortune number 1,"))!.text).toBe("A food fortune number 1, spread over two lines. -- Someone 1");
+    expect(fortunesSplit({ dir, categories: cats, testPerClass: 4, seed: 3 })).toEqual(a);
+    expect(fortunesSplit({ dir, categories: cats, testPerClass: 4, seed: 4 }).test).not.toEqual(a.test);
+    expect(() => fortunesSplit({ dir, categories: cats, testPerClass: 12, seed: 3 })).toThrow(/food.*12 usable entries/);
+  });
+
+  it("prepare writes the train and test files (same bytes on a second build) from $GRADMM_FORTUNES_DIR", async () => {
+    const src = path.join(tmp, "fortunes-src");
+    fakeFortunes(src);
+    const build = async (base: string) => {
+      const u = config(base);
+      await withDir(src, () => prepareDataset("debian-fortunes", u, () => {}));
+      return [u.synth.resolved.dataPath, u.resolved.testPath!].map((f) => fs.readFileSync(f, "utf8"));
+    };
+    const [train1, test1] = await build(path.join(tmp, "fortunes-a"));
+    const [train2, test2] = await build(path.join(tmp, "fortunes-b"));
+    expect(train1).toBe(train2);
+    expect(test1).toBe(test2);
+    const u = config(path.join(tmp, "fortunes-a"));
+    expect(readItems(u.resolved.testPath!, u.synth, "test").length).toBe(12);
+    expect(countByClass(readItems(u.synth.resolved.dataPath, u.synth, "pool"), 3)).toEqual([9, 8, 8]);
+    // existing files are kept as they are, even without the package
+    await withDir(path.join(tmp, "nowhere"), () => prepareDataset("debian-fortunes", u, () => {}));
+    expect(fs.readFileSync(u.resolved.testPath!, "utf8")).toBe(test1);
+  });
+
+  it("says how to install the package when the category files are missing", async () => {
+    const u = config(path.join(tmp, "fortunes-missing"));
+    const err = await withDir(path.join(tmp, "no-fortunes-here"), () => prepareDataset("debian-fortunes", u, () => {})).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DatasetSourceMissingError);
+    expect((err as DatasetSourceMissingError).code).toBe("DATASET_SOURCE_MISSING");
+    expect((err as DatasetSourceMissingError).missing).toHaveLength(3);
+    expect((err as Error).message).toMatch(/apt-get install -y fortunes/);
+    expect(fs.existsSync(u.synth.resolved.dataPath)).toBe(false);
+  });
+
+  it("parses the fortunes and SmolLM2 spam/fortunes configs", () => {
+    const load = (f: string) => loadUtilityConfig(path.join(root, "bench", "utility", f));
+    const fortunes = load("fortunes.yaml"), fortunesS = load("fortunes-smollm2.yaml"), spamS = load("spam-smollm2.yaml");
+    for (const u of [fortunes, fortunesS]) {
+      expect(u.eval.prepare).toBe("debian-fortunes");
+      expect(u.synth.classes.map((c) => c.label)).toEqual(cats);
+      expect(u.synth.classes.map((c) => c.label_word)).toEqual([" computers", " food", " politics"]);
+      expect(path.basename(u.resolved.testPath!)).toBe("test.jsonl");
+    }
+    expect(spamS.eval.prepare).toBe("spam-assassin");
+    expect(spamS.resolved.testPath).toBeNull();
+    for (const u of [fortunesS, spamS]) {
+      expect(u.synth.model).toBe("smollm2-135m-instruct");
+      expect(u.eval.modes).toEqual(["probe", "finetune"]);
+    }
+    expect(fortunesS.resolved.outputDir).toBe(path.join(root, "bench", "results", "utility", "fortunes"));
+    expect(spamS.resolved.outputDir).toBe(path.join(root, "bench", "results", "utility", "spam"));
+    for (const u of [fortunes, fortunesS, spamS]) expect(Object.values(u.eval.methods).every(Boolean)).toBe(true);
   });
 });

