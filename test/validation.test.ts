@@ -108,6 +108,12 @@ describe("strict config: unknown keys are errors naming the nearest valid key an
     expect(didYouMean("completely_different", ["output", "seed"])).toBe(null);
   });
 
+  it("an unknown key that is empty or blank is shown quoted (found by the fuzzer)", () => {
+    const e = caught(() => parseConfig({ ...cfg("o"), " ": "o", "": 1 }, tmp, "cfg")) as ConfigError;
+    expect(e.issues.map((i) => i.field)).toEqual(['" "', '""']);
+    expect(e.message).toContain('unknown key `" "`');
+  });
+
   it("a demonstration's class must be a configured label", () => {
     expect(caught(() => parseConfig(cfg("o", { filter: { demonstrations: [{ text: "t", class: 7 }] } }), tmp, "cfg")).message).toMatch(/filter\.demonstrations\.0\.class: '7' is not the label/);
   });

@@ -42,10 +42,16 @@ export function didYouMean(word: string, candidates: readonly string[]): string 
   return bestD <= limit ? best : null;
 }
 
+/** A key as written in messages: as it is when plain, else quoted (so that "", " " or a newline stay visible). */
+export function showKey(key: PropertyKey): string {
+  const k = String(key);
+  return /^[A-Za-z0-9_.-]+$/.test(k) ? k : JSON.stringify(k);
+}
+
 /** "unknown key `x` (did you mean `y`?)" or "unknown key `x` (valid keys: a, b, c)". */
 export function unknownKeyMessage(key: string, known: readonly string[]): string {
   const near = didYouMean(key, known);
-  return near ? `unknown key \`${key}\` (did you mean \`${near}\`?)` : `unknown key \`${key}\` (valid keys: ${known.join(", ")})`;
+  return near ? `unknown key \`${showKey(key)}\` (did you mean \`${near}\`?)` : `unknown key \`${showKey(key)}\` (valid keys: ${known.join(", ")})`;
 }
 
 /**
@@ -62,7 +68,7 @@ export function strictObject<T extends z.ZodRawShape>(shape: T) {
 /** zod issues as ConfigIssues: one per unknown key (located at that key's line), the path written a.b.0.c. */
 export function formatZodIssues(issues: readonly z.core.$ZodIssue[], locate?: (p: PropertyKey[]) => number | undefined): ConfigIssue[] {
   const out: ConfigIssue[] = [];
-  const add = (p: PropertyKey[], message: string) => out.push({ field: p.length ? p.map(String).join(".") : "(root)", line: locate?.(p), message });
+  const add = (p: PropertyKey[], message: string) => out.push({ field: p.length ? p.map(showKey).join(".") : "(root)", line: locate?.(p), message });
   for (const i of issues) {
     if (i.code === "unrecognized_keys") {
       const msgs = i.message.split("\n");
