@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { AbortError, DisposedError, InvalidFileError, UnsupportedModelError } from "../ts/errors";
+import { AbortError, DisposedError, EngineArgumentError, InvalidFileError, UnsupportedModelError } from "../ts/errors";
 import { GPT2Model, readGPT2Config } from "../ts/model";
 import { getThreads, setThreads } from "../ts/threads";
 
@@ -170,4 +170,22 @@ describe("inference forward (keepActivations: false)", () => {
       m.dispose();
     });
   }
+});
+
+describe("engine argument errors through the model API", () => {
+  it("are EngineArgumentErrors with the numbers (token id, sequence length), from forward and decode", async () => {
+    const m = GPT2Model.load(fixture);
+    const V = m.config.vocabSize, T = m.config.maxSeqLen;
+    const bad = new Int32Array(4).fill(1);
+    bad[2] = V + 5;
+    await expect(m.forward({ tokens: bad, B: 1, T: 4 })).rejects.toThrow(EngineArgumentError);
+    await expect(m.forward({ tokens: bad, B: 1, T: 4 })).rejects.toThrow(new RegExp(`${V + 5}`));
+    const long = new Int32Array(T + 1).fill(1);
+    await expect(m.forward({ tokens: long, B: 1, T: T + 1 })).rejects.toThrow(EngineArgumentError);
+    const cache = m.createKVCache(1, 4);
+    await expect(m.decode(cache, { tokens: Int32Array.of(V), T: 1 })).rejects.toThrow(EngineArgumentError);
+    // the model keeps working
+    expect(Number.isFinite(await m.forward({ tokens: Int32Array.of(1, 2, 3), targets: Int32Array.of(2, 3, 4), B: 1, T: 3 }))).toBe(true);
+    m.dispose();
+  });
 });

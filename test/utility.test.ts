@@ -19,6 +19,7 @@ import { messageText } from "../bench/utility/datasets";
 import { DatasetSourceMissingError, fortuneEntries, fortunesSplit, prepareDataset } from "../bench/utility/datasets";
 import { readItems } from "../bench/utility/splits";
 import type { SyntheticSample } from "../ts/gradmm/filter";
+import { ConfigError } from "../ts/errors";
 import { GPT2Model, mulberry32 } from "../ts/model";
 import { Tokenizer } from "../ts/tokenizer";
 
@@ -275,6 +276,24 @@ describe("utility config", () => {
     const msg = (err as Error).message;
     expect(msg).toMatch(/eval\.seeds \(line 9\)/);
     expect(msg).toMatch(/eval\.classifier\.lrs\.0 \(line 11\)/);
+  });
+
+  it("refuses unknown eval keys, naming the nearest valid one (a typo never falls back to a default)", () => {
+    const file = path.join(tmp, "typo.yaml");
+    fs.writeFileSync(
+      file,
+      ["data:", "  path: x.jsonl", "classes:", "  - {label: 0, label_word: ' bad', instruction: 'neg:'}", "  - {label: 1, label_word: ' great', instruction: 'pos:'}", "method:", "  length: 6", "eval:", "  seedz: [0]", "  classifier:", "    step: 3", "  methods: {gradm: false}", ""].join("\n"),
+    );
+    expect(() => loadUtilityConfig(file)).toThrow(ConfigError);
+    let msg = "";
+    try {
+      loadUtilityConfig(file);
+    } catch (e) {
+      msg = (e as Error).message;
+    }
+    expect(msg).toMatch(/eval\.seedz \(line 9\): unknown key `seedz` \(did you mean `seeds`\?\)/);
+    expect(msg).toMatch(/eval\.classifier\.step \(line 11\): unknown key `step` \(did you mean `steps`\?\)/);
+    expect(msg).toMatch(/eval\.methods\.gradm \(line 12\): unknown key `gradm` \(did you mean `gradmm`\?\)/);
   });
 
   it("parses the shipped configs (IMDB falls back to examples/data/imdb without ../shared)", () => {

@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { withCancel } from "./abort";
-import { DisposedError, InvalidFileError, UnsupportedModelError } from "./errors";
+import { DisposedError, InvalidFileError, typedEngineError, UnsupportedModelError } from "./errors";
 import {
   native,
   type NativeGPT2Config,
@@ -284,13 +284,13 @@ export class CausalLMModel {
   forward(opts: ForwardOptions): Promise<number> {
     const h = this.handle;
     const { signal, ...args } = opts;
-    return withCancel(signal, (token) => h.forward(args, token));
+    return engineCall(() => withCancel(signal, (token) => h.forward(args, token)));
   }
 
   backward(opts: BackwardOptions = {}): Promise<void> {
     const h = this.handle;
     const { signal, ...args } = opts;
-    return withCancel(signal, (token) => h.backward(args, token));
+    return engineCall(() => withCancel(signal, (token) => h.backward(args, token)));
   }
 
   /** Logits of the last forward at its selected positions, [selectedRows().length, V] (a copy). */
@@ -310,7 +310,8 @@ export class CausalLMModel {
 
   /** One AdamW step on the accumulated gradients; returns the global gradient norm before clipping. */
   adamwStep(opts: AdamWOptions): Promise<number> {
-    return this.handle.adamwStep(opts);
+    const h = this.handle;
+    return engineCall(() => h.adamwStep(opts));
   }
 
   createKVCache(rows: number, capacity: number, prefix?: KVCache): KVCache {
@@ -330,7 +331,7 @@ export class CausalLMModel {
     const h = this.handle;
     if (cache.owner !== this) throw new RangeError("the cache belongs to another model");
     const logits = opts.logits ?? new Float32Array(cache.rows * this.config.vocabSize);
-    await withCancel(opts.signal, (token) => h.decode(cache.handle, input, logits, opts.hidden, token));
+    await engineCall(() => withCancel(opts.signal, (token) => h.decode(cache.handle, input, logits, opts.hidden, token)));
     return logits;
   }
 
@@ -400,6 +401,15 @@ export class CausalLMModel {
 
   async [Symbol.asyncDispose](): Promise<void> {
     this.dispose();
+  }
+}
+
+/** Runs a native call; the addon's argument errors (token id out of range, sequence too long, …) become EngineArgumentErrors. */
+async function engineCall<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (e) {
+    throw typedEngineError(e);
   }
 }
 

@@ -8,16 +8,16 @@ import { z } from "zod";
 import { InvalidFileError } from "../../ts/errors";
 import { parseConfig, type SynthConfig } from "../../ts/gradmm/config";
 import { readYamlFile } from "../../ts/yaml";
+import { parseWithSchema, strictObject } from "../../ts/strict";
 
 export const METHODS = ["gradmm", "gradmm_dp", "real", "zero_shot_gen", "few_shot_gen", "continuous_gm", "zero_shot_cls"] as const;
 export type MethodName = (typeof METHODS)[number];
 
-const methodToggles = z
-  .object(Object.fromEntries(METHODS.map((m) => [m, z.boolean().default(true)])) as Record<MethodName, z.ZodDefault<z.ZodBoolean>>)
+const methodToggles = strictObject(Object.fromEntries(METHODS.map((m) => [m, z.boolean().default(true)])) as Record<MethodName, z.ZodDefault<z.ZodBoolean>>)
   .prefault({})
   .describe("which methods to run (all by default)");
 
-export const evalSchema = z.object({
+export const evalSchema = strictObject({
   test_path: z.string().optional().describe("separate labelled test file, same fields as data.path (relative to the config file)"),
   test_per_class: z
     .number()
@@ -31,8 +31,7 @@ export const evalSchema = z.object({
   train_per_class: z.number().int().positive().default(100).describe("size of every training set, per class"),
   seeds: z.array(z.number().int().min(0)).min(1).default([0, 1, 2]).describe("one full repetition per seed: splits, synthesis, fine-tuning"),
   max_text_tokens: z.number().int().positive().default(64).describe("texts are cut to their first N tokens before the template"),
-  classifier: z
-    .object({
+  classifier: strictObject({
       steps: z.number().int().positive().default(60).describe("AdamW steps per fine-tuning run"),
       batch_size: z.number().int().positive().default(16),
       lrs: z.array(z.number().positive()).min(1).default([1e-4, 3e-4]).describe("learning-rate grid, chosen on the dev slice"),
@@ -41,8 +40,7 @@ export const evalSchema = z.object({
       max_grad_norm: z.number().min(0).default(1),
     })
     .prefault({}),
-  generation: z
-    .object({
+  generation: strictObject({
       temperature: z.number().positive().default(1),
       top_p: z.number().positive().max(1).default(0.9),
       few_shot_k: z.number().int().positive().default(2).describe("real (private) examples in each few-shot prompt"),
@@ -64,8 +62,7 @@ export const evalSchema = z.object({
     .min(1)
     .default(["finetune"])
     .describe("classifier modes, reported apart: finetune (label-word loss, whole model) and probe (logistic regression on frozen last-hidden-state features)"),
-  probe: z
-    .object({
+  probe: strictObject({
       l2: z.array(z.number().positive()).min(1).default([0.01, 0.1, 1, 10]).describe("L2 strengths of the probe, chosen on the dev slice"),
       steps: z.number().int().positive().default(300).describe("gradient-descent steps per probe fit"),
     })
@@ -124,15 +121,12 @@ export function parseUtilityConfig(
   // absent sections as empty objects, so that their fields take the schema's defaults
   const synthRaw: Record<string, unknown> = { method: {}, dp: {}, filter: {}, ...given };
   const synth = parseConfig(synthRaw, baseDir, sourceName, locate);
-  const r = evalSchema.safeParse(evalRaw ?? {});
-  if (!r.success) {
-    const msgs = r.error.issues.map((i) => {
-      const p = ["eval", ...i.path];
-      return `${p.join(".")}${locate ? locate(p) : ""}: ${i.message}`;
-    });
-    throw new InvalidFileError(sourceName, `invalid config:\n  ${msgs.join("\n  ")}`);
-  }
-  const ev = r.data;
+  // strict, as the synth part: an unknown key names the nearest valid one; fields are written eval.<path>
+  const ev = parseWithSchema(strictObject({ eval: evalSchema.prefault({}) }), { eval: evalRaw ?? {} }, sourceName, (p) => {
+    const v = locate?.(p);
+    const m = typeof v === "string" ? /line (\d+)/.exec(v) : null;
+    return m ? Number(m[1]) : undefined;
+  }).eval;
   if (synth.method.length === null)
     throw new InvalidFileError(
       sourceName,
