@@ -1,14 +1,18 @@
 #!/usr/bin/env node
 /**
- * gradmm CLI. `gradmm synth config.yaml` (npm run synth -- config.yaml) writes synthetic data; `gradmm doctor`
- * prints what a bug report needs; `gradmm fetch-model NAME` downloads a known model into the cache and `gradmm models`
- * lists what the cache holds. Progress and logs go to stderr; stdout carries only results (--json).
+ * gradmm CLI. `gradmm init data.csv` writes a starter config from one's own data; `gradmm synth config.yaml` (npm run
+ * synth -- config.yaml) writes synthetic data and report.html; `gradmm report RUN` writes report.html again;
+ * `gradmm eval config.yaml` runs the utility benchmark; `gradmm doctor` prints what a bug report needs;
+ * `gradmm fetch-model NAME` downloads a known model into the cache and `gradmm models` lists what the cache holds.
+ * Progress and logs go to stderr; stdout carries only results (--json).
  */
 import * as os from "node:os";
 import { Command, CommanderError } from "commander";
 import { MultiBar, Presets, SingleBar } from "cli-progress";
 import { AbortError, EXIT_CODES, GradmmError, exitCodeOf, typedEngineError } from "./errors";
-import { loadConfigFile } from "./gradmm/config";
+import * as fs from "node:fs";
+import { applyOverrides, loadConfigFile } from "./gradmm/config";
+import { initPaths, proposeConfig, starterConfigYaml } from "./gradmm/init";
 import { synthesize, validateRun, type SynthProgress } from "./gradmm/synthesize";
 import { getThreads, sgemmKernel } from "./threads";
 import { native } from "./native";
@@ -19,22 +23,50 @@ const program = new Command("gradmm")
   .option("--debug", "print stack traces with errors (also GRADMM_DEBUG=1)")
   .addHelpText(
     "after",
-    `\nExit codes: ${EXIT_CODES.ok} success, ${EXIT_CODES.usage} usage error, ${EXIT_CODES.input} bad input (config, data, model, output folder, checkpoint), ${EXIT_CODES.interrupted} interrupted, ${EXIT_CODES.internal} internal error.`,
+    `
+Start from your own labelled data (JSONL or CSV):
+  gradmm init data.csv -o run.yaml        # detects the text and label fields and the classes; edit the label words
+  gradmm synth run.yaml --dry-run         # checks config, data, model, label words, memory, output folder
+  gradmm synth run.yaml -o runs/mine      # synthetic.jsonl, filtered.jsonl, report.json and report.html
+  gradmm report runs/mine                 # report.html again (curves, histograms, the filter's decisions)
+
+Real models: gradmm fetch-model smollm2-135m-instruct, then --model smollm2-135m-instruct (gradmm models lists them).
+Does the synthetic text train a classifier? gradmm eval bench/utility/imdb.yaml (GRADMM vs real data and baselines).
+
+Progress goes to stderr (bars on a terminal, plain log lines otherwise); --json prints results on stdout.
+Exit codes: ${EXIT_CODES.ok} success, ${EXIT_CODES.usage} usage error, ${EXIT_CODES.input} bad input (config, data, model, output folder, checkpoint), ${EXIT_CODES.interrupted} interrupted (Ctrl-C), ${EXIT_CODES.internal} internal error (a bug: run again with --debug and report it).`,
   )
   .exitOverride()
   .configureOutput({ writeErr: (str) => process.stderr.write(str) });
 
+/** A non-negative integer option value, else a usage error (exit 2). */
+function intOption(name: string) {
+  return (v: string): number => {
+    if (!/^\d+$/.test(v.trim())) throw new CommanderError(EXIT_CODES.usage, "gradmm.usage", `error: ${name} expects a whole number, got '${v}'`);
+    return Number(v);
+  };
+}
+
 program
   .command("synth")
-  .argument("<config>", "YAML config (see examples/imdb.yaml)")
+  .summary("make synthetic text from a config (writes synthetic.jsonl, filtered.jsonl, report.json, report.html)")
+  .description(
+    "Make synthetic training text by gradient matching: per class, the mean gradient of the private examples is the target; ADMM batches of text are optimised to match it, decoded, filtered (label agreement, matching loss, balance, de-duplication) and written to the output folder with report.json and report.html. Everything is validated before any compute or write; Ctrl-C keeps the finished batches (continue with --resume).",
+  )
+  .argument("<config>", "YAML config (gradmm init data.csv writes one; see examples/imdb.yaml)")
+  .option("-o, --output <dir>", "output folder (overrides the config's output; relative to the current folder)")
+  .option("--threads <n>", "CPU threads (overrides the config's threads; 0 = all cores)", intOption("--threads"))
+  .option("--model <name|path>", "the model (overrides the config's model): a known name (gradmm models), a GGUF file or a Hugging Face folder")
   .option("--resume", "continue the run in the output folder")
   .option("--overwrite", "replace a previous run in the output folder")
   .option("--json", "print one JSON summary on stdout")
   .option("--no-progress", "no progress bars (log lines only)")
+  .option("--no-report", "do not write report.html (gradmm report writes it later)")
   .option("--dry-run", "validate the config, data, model, label words and output folder, then exit (nothing is computed or written)")
-  .action(async (file: string, o: { resume?: boolean; overwrite?: boolean; json?: boolean; progress: boolean; dryRun?: boolean }) => {
+  .addHelpText("after", "\nExamples:\n  gradmm synth examples/quick.yaml -o /tmp/quick --threads 2\n  gradmm synth examples/imdb.yaml --model smollm2-135m-instruct --json\n  gradmm synth run.yaml --resume          # after Ctrl-C")
+  .action(async (file: string, o: { output?: string; threads?: number; model?: string; resume?: boolean; overwrite?: boolean; json?: boolean; progress: boolean; report: boolean; dryRun?: boolean }) => {
     if (o.resume && o.overwrite) throw new CommanderError(EXIT_CODES.usage, "gradmm.usage", "error: --resume and --overwrite cannot be used together");
-    const config = loadConfigFile(file);
+    const config = applyOverrides(loadConfigFile(file), { output: o.output, threads: o.threads, model: o.model });
     if (o.dryRun) {
       const v = await validateRun(config, { resume: o.resume, overwrite: o.overwrite, onProgress: (p) => "message" in p && process.stderr.write(p.message + "\n") });
       if (o.json) process.stdout.write(JSON.stringify({ valid: true, warnings: v.warnings }) + "\n");
@@ -59,7 +91,22 @@ program
     const overall = bars?.create(1, 0, { name: "batches", info: "" });
     const current = bars?.create(config.method.outer_steps, 0, { name: "ADMM   ", info: "" });
     let lastLogged = 0;
+    const STEP_NAMES = { target: "targets", real: "real stats", filter: "filter", report: "report" } as const;
+    let stepBar: ReturnType<MultiBar["create"]> | null = null;
     const onProgress = (p: SynthProgress) => {
+      if (p.phase === "step") {
+        const name = STEP_NAMES[p.step].padEnd(7);
+        if (bars) {
+          if (p.done === 0 || !stepBar) {
+            if (stepBar) bars.remove(stepBar);
+            stepBar = bars.create(p.total, p.done, { name, info: "" });
+          } else stepBar.update(p.done);
+          if (p.done >= p.total && stepBar) stepBar.update(p.total);
+        } else if (o.progress || p.done === 0) {
+          if (p.done < p.total) process.stderr.write(`${STEP_NAMES[p.step]}: ${p.done}/${p.total}${p.total > 1 ? "" : " (started)"}\n`);
+        }
+        return;
+      }
       if (p.phase === "batch" || p.phase === "batch-done") saved = p.batchesDone;
       if (p.phase === "batch") {
         overall?.setTotal(p.batchesTotal);
@@ -76,11 +123,12 @@ program
       else process.stderr.write(p.message + "\n");
     };
     try {
-      const r = await synthesize(config, { signal: controller.signal, onProgress, resume: o.resume, overwrite: o.overwrite });
+      const r = await synthesize(config, { signal: controller.signal, onProgress, resume: o.resume, overwrite: o.overwrite, htmlReport: o.report });
       bars?.stop();
-      const summary = { output: r.outputDir, synthetic: r.samples.length, filtered: r.filtered.length, classes: r.report.classes };
+      const html = o.report ? `${r.outputDir}/report.html` : null;
+      const summary = { output: r.outputDir, synthetic: r.samples.length, filtered: r.filtered.length, report: html, classes: r.report.classes };
       if (o.json) process.stdout.write(JSON.stringify(summary) + "\n");
-      else process.stderr.write(`wrote ${r.samples.length} synthetic and ${r.filtered.length} filtered samples to ${r.outputDir}\n`);
+      else process.stderr.write(`wrote ${r.samples.length} synthetic and ${r.filtered.length} filtered samples to ${r.outputDir}${html ? `; open ${html}` : ""}\n`);
     } catch (e) {
       bars?.stop();
       if (e instanceof AbortError) {
@@ -235,6 +283,77 @@ program
     for (const r of table) process.stdout.write(r.map((v, i) => (i === r.length - 1 ? v : v.padEnd(widths[i]))).join("  ") + "\n");
     for (const { cached: c } of rows) if (c?.problem) process.stdout.write(`${c.name}: ${c.problem}\n`);
   });
+
+program
+  .command("report")
+  .summary("write report.html of a finished synth run")
+  .description(
+    "Write <run>/report.html from the run's report.json and synthetic.jsonl: one self-contained page (no network) with the matching loss of x and z per outer step, init → best x → decoded, the gradient cosine of the set to the target, histograms of per-sample matching loss and perplexity against the real examples (not under DP), the filter's decisions in a sortable, searchable table, the DP parameters, settings, model, machine and timings. gradmm synth writes it at the end of every run.",
+  )
+  .argument("<run>", "a synth run's output folder (holding report.json)")
+  .option("--json", "print {\"report\": path} on stdout")
+  .action(async (dir: string, o: { json?: boolean }) => {
+    const { writeRunReport } = await import("./report/run");
+    const file = await writeRunReport(dir);
+    if (o.json) process.stdout.write(JSON.stringify({ report: file }) + "\n");
+    else process.stdout.write(file + "\n");
+  });
+
+program
+  .command("init")
+  .summary("write a starter config from your own data (CSV or JSONL)")
+  .description(
+    "Read a labelled CSV or JSONL file, detect the text and label fields and the classes, and write a starter config with proposed label words, a template and instructions, each explained in a comment for you to edit. Check it with gradmm synth CONFIG --dry-run.",
+  )
+  .argument("<data>", "a labelled .csv (with a header row) or .jsonl file")
+  .option("-o, --output <file>", "the config file to write", "gradmm.yaml")
+  .option("--text-field <name>", "the text field (default: detected)")
+  .option("--label-field <name>", "the label field (default: detected)")
+  .option("--quick", "small method settings for a one-minute smoke run")
+  .option("--force", "replace an existing config file")
+  .option("--json", "print the detected fields and classes as JSON on stdout")
+  .addHelpText("after", "\nExample:\n  gradmm init reviews.csv -o reviews.yaml && gradmm synth reviews.yaml --dry-run")
+  .action((data: string, o: { output: string; textField?: string; labelField?: string; quick?: boolean; force?: boolean; json?: boolean }) => {
+    if (fs.existsSync(o.output) && !o.force) throw new OutputExistsFileError(o.output);
+    const p = proposeConfig(data, { textField: o.textField, labelField: o.labelField });
+    const { dataPath, output } = initPaths(data, o.output);
+    const yaml = starterConfigYaml(p, { dataPath, output, quick: o.quick, source: data });
+    fs.writeFileSync(o.output, yaml);
+    for (const n of p.notes) process.stderr.write(`note: ${n}\n`);
+    process.stderr.write(
+      `wrote ${o.output}: text field '${p.textField}', label field '${p.labelField}', ${p.classes.length} classes (${p.classes.map((c) => `${JSON.stringify(c.label)}: ${c.count}`).join(", ")}); edit the label words, template and instructions, then run gradmm synth ${o.output} --dry-run\n`,
+    );
+    if (o.json)
+      process.stdout.write(
+        JSON.stringify({ config: o.output, format: p.format, rows: p.rows, fields: p.fields, text_field: p.textField, label_field: p.labelField, classes: p.classes.map((c) => ({ label: c.label, count: c.count, label_word: c.labelWord, instruction: c.instruction })), template: p.template, notes: p.notes }) + "\n",
+      );
+  });
+
+program
+  .command("eval")
+  .summary("run the utility benchmark: does the synthetic text train a classifier?")
+  .description(
+    "The utility benchmark (bench/README.md): for each seed, GRADMM's synthetic set, the real examples, generation baselines and ablations each train a classifier (fine-tuning and/or a linear probe), tested on held-out real data. Writes report.json, report.md and report.html (tables with 95% intervals, plots, samples per method) to the output folder, after every seed.",
+  )
+  .argument("<config>", "a synth config plus an eval section (bench/utility/imdb.yaml)")
+  .option("-o, --output <dir>", "output folder (default: the config's eval.output)")
+  .option("--model <name|path>", "the model (generator and classifier): a known name, a GGUF file or a Hugging Face folder")
+  .option("--resume", "continue the run in the output folder (finished units are skipped)")
+  .option("--overwrite", "replace a previous run in the output folder")
+  .option("--json", "print report.json on stdout instead of the Markdown table")
+  .option("--no-progress", "no progress bar (log lines only)")
+  .action(async (file: string, o: { output?: string; model?: string; resume?: boolean; overwrite?: boolean; json?: boolean; progress: boolean }) => {
+    if (o.resume && o.overwrite) throw new CommanderError(EXIT_CODES.usage, "gradmm.usage", "error: --resume and --overwrite cannot be used together");
+    const { utilityCommand } = await import("../bench/utility/cli");
+    await utilityCommand(file, o);
+  });
+
+/** `gradmm init` refuses to replace a config file without --force. */
+class OutputExistsFileError extends GradmmError {
+  constructor(file: string) {
+    super("OUTPUT_EXISTS", `${file} exists; pass --force to replace it or -o to write another file`);
+  }
+}
 
 /** One line per error (no stack trace unless --debug or GRADMM_DEBUG=1), and the documented exit code. */
 function fail(e: unknown): never {

@@ -156,3 +156,25 @@ export function loadConfigFile(file: string): SynthConfig {
   const { data, line } = readYamlFile(file);
   return parseConfig(data, path.dirname(path.resolve(file)), file, line);
 }
+
+/**
+ * Command-line overrides of a loaded config (`gradmm synth -o DIR --threads N --model NAME|PATH`): paths resolve
+ * against the current folder, as any path typed on a command line does. The checkpoint's fingerprint covers the model
+ * (so --resume with another --model is refused) and not the output folder or threads.
+ */
+export function applyOverrides(config: SynthConfig, o: { output?: string; threads?: number; model?: string }): SynthConfig {
+  const out: SynthConfig = { ...config, resolved: { ...config.resolved } };
+  if (o.output !== undefined) {
+    out.output = o.output;
+    out.resolved.outputDir = path.resolve(o.output);
+  }
+  if (o.threads !== undefined) {
+    if (!Number.isInteger(o.threads) || o.threads < 0 || o.threads > 4096) throw new ConfigError("--threads", [{ field: "threads", message: `expected an integer from 0 (all cores) to 4096, got ${o.threads}` }]);
+    out.threads = o.threads;
+  }
+  if (o.model !== undefined) {
+    out.model = o.model;
+    out.resolved.modelDir = resolveModelDir(o.model, process.cwd());
+  }
+  return out;
+}

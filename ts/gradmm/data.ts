@@ -43,10 +43,8 @@ export interface Example {
   line?: number;
 }
 
-export function readLabelledFile(
-  file: string,
-  opts: { format?: "jsonl" | "csv"; textField: string; labelField: string; classLabels: (string | number)[]; encoding?: TextEncoding },
-): Example[] {
+/** The rows of a JSONL or CSV file (objects, with the line each starts on), decoded and parsed with errors naming the line. */
+export function readDataRows(file: string, opts: { format?: "jsonl" | "csv"; encoding?: TextEncoding } = {}): { row: Record<string, unknown>; line: number }[] {
   const format = opts.format ?? (file.toLowerCase().endsWith(".csv") ? "csv" : "jsonl");
   let bytes: Buffer;
   try {
@@ -84,6 +82,14 @@ export function readLabelledFile(
     }
     void records;
   }
+  return rows;
+}
+
+export function readLabelledFile(
+  file: string,
+  opts: { format?: "jsonl" | "csv"; textField: string; labelField: string; classLabels: (string | number)[]; encoding?: TextEncoding },
+): Example[] {
+  const rows = readDataRows(file, opts);
   const labelIndex = new Map(opts.classLabels.map((l, i) => [String(l), i]));
   const out: Example[] = [];
   for (const { row, line } of rows) {

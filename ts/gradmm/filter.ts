@@ -56,35 +56,53 @@ export async function classifyByLabelWord(
   return logits.map((l) => labelIds.reduce((best, id, k) => (l[id] > l[labelIds[best]] ? k : best), 0));
 }
 
+/** Why the filter kept or dropped one sample (aligned with the samples it was given). */
+export interface FilterDecision {
+  kept: boolean;
+  /** The class the model gave it in the label-agreement prompt (index into the classes). */
+  predicted: number;
+  /** score = matching loss + ppl_weight × log-perplexity (lower is better). */
+  score: number;
+  /** "kept", "label disagreement", "duplicate", "below top N" or "class balance". */
+  reason: string;
+  /** Its rank by score within its class after agreement and de-duplication (1 = best); null before that stage. */
+  rank: number | null;
+}
+
 export async function filterSamples(
   model: GPT2Model,
   tokenizer: Tokenizer,
   samples: SyntheticSample[],
   o: FilterOptions,
-): Promise<{ kept: SyntheticSample[]; stats: Record<string, unknown> }> {
+): Promise<{ kept: SyntheticSample[]; stats: Record<string, unknown>; decisions: FilterDecision[] }> {
   const predicted = await classifyByLabelWord(model, tokenizer, samples.map((s) => s.tokens), o);
+  const score = (s: SyntheticSample) => s.matching_loss + o.pplWeight * Math.log(s.perplexity);
+  const index = new Map(samples.map((s, i) => [s, i]));
+  const decisions: FilterDecision[] = samples.map((s, i) => ({ kept: false, predicted: predicted[i], score: score(s), reason: "label disagreement", rank: null }));
   const agreeing = samples.filter((s, i) => predicted[i] === s.cls);
   const seen = new Set<string>();
   const unique = o.dedupe
     ? agreeing.filter((s) => {
         const key = `${s.cls}\u0000${s.text.trim()}`;
-        if (seen.has(key)) return false;
+        if (seen.has(key)) {
+          decisions[index.get(s)!].reason = "duplicate";
+          return false;
+        }
         seen.add(key);
         return true;
       })
     : agreeing;
-  const score = (s: SyntheticSample) => s.matching_loss + o.pplWeight * Math.log(s.perplexity);
-  const perClass = o.classes.map((_, k) =>
-    unique
-      .filter((s) => s.cls === k)
-      .sort((a, b) => score(a) - score(b) || a.batch - b.batch)
-      .slice(0, o.keepPerClass),
-  );
+  const ranked = o.classes.map((_, k) => unique.filter((s) => s.cls === k).sort((a, b) => score(a) - score(b) || a.batch - b.batch));
+  ranked.forEach((c) => c.forEach((s, r) => Object.assign(decisions[index.get(s)!], { rank: r + 1, reason: r < o.keepPerClass ? "kept" : "below top N" })));
+  const perClass = ranked.map((c) => c.slice(0, o.keepPerClass));
   // balance: every class keeps as many as the smallest has, its best-scoring ones
   const n = Math.min(...perClass.map((c) => c.length));
   const kept = perClass.flatMap((c) => c.slice(0, n));
+  perClass.forEach((c) => c.slice(n).forEach((s) => (decisions[index.get(s)!].reason = "class balance")));
+  for (const s of kept) decisions[index.get(s)!].kept = true;
   return {
     kept,
+    decisions,
     stats: {
       label_agreement: samples.length ? agreeing.length / samples.length : null,
       after_agreement: agreeing.length,

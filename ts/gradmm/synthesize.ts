@@ -11,7 +11,7 @@ import { z } from "zod";
 import { ConfigError, GradmmError, InvalidCheckpointError, InvalidDataError, InvalidFileError, OutputError, typedEngineError } from "../errors";
 import { findGGUF, loadModel, mulberry32, type LoadedModel } from "../model";
 import type { NativeMatchTarget } from "../native";
-import { setThreads } from "../threads";
+import { getThreads, setThreads } from "../threads";
 import { alphabeticTokenMask, type Tokenizer } from "../tokenizer";
 import { writeJsonAtomic, writeJsonlAtomic } from "../io";
 import type { SynthConfig } from "./config";
@@ -31,7 +31,9 @@ export type SynthProgress =
   | { phase: "setup"; message: string }
   | { phase: "batch"; cls: string; batch: number; batchesDone: number; batchesTotal: number; outer: number; outerSteps: number; xLoss: number; zLoss: number }
   | { phase: "batch-done"; batchesDone: number; batchesTotal: number; seconds: number }
-  | { phase: "filter"; message: string };
+  | { phase: "filter"; message: string }
+  /** A long step other than the batches (class targets, the real examples' statistics, the filter, the HTML report), for progress bars. */
+  | { phase: "step"; step: "target" | "real" | "filter" | "report"; done: number; total: number };
 
 export interface SynthOptions {
   signal?: AbortSignal;
@@ -40,6 +42,8 @@ export interface SynthOptions {
   resume?: boolean;
   /** Replace an existing run in the output folder. */
   overwrite?: boolean;
+  /** Write report.html beside report.json (default true; see ts/report/run.ts). */
+  htmlReport?: boolean;
 }
 
 export interface SynthResult {
@@ -76,7 +80,7 @@ function batchSeed(seed: number, cls: number, rhoIndex: number, batch: number): 
 }
 
 /** The output folder's files of a run, in the order --overwrite removes them (results first, the checkpoint last). */
-const RUN_FILES = ["report.json", "filtered.jsonl", "synthetic.jsonl", "checkpoint.json"];
+const RUN_FILES = ["report.html", "report.json", "filtered.jsonl", "synthetic.jsonl", "checkpoint.json"];
 
 /**
  * Checks that `dir` can be the output folder without writing anything: not a file, and writable (or creatable in a
@@ -361,7 +365,10 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
 
     // ---- per-class setup: private examples → target; instruction → prefix cache ----
     const classes: (ClassSetup & { name: string; freeLen: number; real: Example[]; dp: DPParameters | null })[] = [];
+    const timings: Record<string, number> = { setup_s: (Date.now() - t0) / 1000, targets_s: 0, batches_s: 0, statistics_s: 0, filter_s: 0 };
+    let tStep = Date.now();
     for (let k = 0; k < config.classes.length; k++) {
+      opts.onProgress?.({ phase: "step", step: "target", done: k, total: config.classes.length });
       const spec = config.classes[k];
       const name = spec.name ?? String(spec.label);
       const pool = examples.filter((e) => e.cls === k);
@@ -393,6 +400,9 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
       classes.push({ name, labelToken: labelIds[0], templateTokens, prefix, prefixLogits, target, freeLen, real, dp });
       log(`class '${name}': ${real.length} real examples, ‖G*‖=${target.norm.toExponential(3)}, ${freeLen} free tokens`);
     }
+    opts.onProgress?.({ phase: "step", step: "target", done: classes.length, total: classes.length });
+    timings.targets_s = (Date.now() - tStep) / 1000;
+    tStep = Date.now();
 
     // ---- ADMM batches, checkpointed one by one ----
     const jobs: { k: number; r: number; b: number; key: string }[] = [];
@@ -435,6 +445,7 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
       opts.onProgress?.({ phase: "batch-done", batchesDone: done, batchesTotal: jobs.length, seconds });
     }
 
+    timings.batches_s = (Date.now() - tStep) / 1000;
     // ---- samples, filtering, outputs ----
     const samples: SyntheticSample[] = [];
     for (const job of jobs) {
@@ -453,6 +464,8 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
       );
     }
     opts.onProgress?.({ phase: "filter", message: `filtering ${samples.length} samples` });
+    opts.onProgress?.({ phase: "step", step: "filter", done: 0, total: 1 });
+    tStep = Date.now();
     // with DP, private text never enters the filter (parseConfig requires explicit demonstrations for few_shot > 0)
     const demos = config.filter.demonstrations
       ? config.filter.demonstrations.map((d) => ({ text: d.text, cls: config.classes.findIndex((c) => String(c.label) === String(d.class)) }))
@@ -469,7 +482,9 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
           dedupe: config.filter.dedupe,
           signal: opts.signal,
         })
-      : { kept: samples, stats: {} };
+      : { kept: samples, stats: {}, decisions: samples.map((s) => ({ kept: true, predicted: s.cls, score: s.matching_loss, reason: "filter disabled", rank: null })) };
+    opts.onProgress?.({ phase: "step", step: "filter", done: 1, total: 1 });
+    timings.filter_s = (Date.now() - tStep) / 1000;
     if (config.filter.enabled && filterResult.kept.length === 0)
       opts.onProgress?.({
         phase: "filter",
@@ -488,9 +503,31 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
       const f = await withCancel(opts.signal, (t) => model.native.matchLoss(cls.target, { X, B: mine.length, L, label: cls.labelToken }, t));
       return 1 - f;
     };
+    // the real examples' own matching loss and perplexity, for the report's histograms (never under DP: nothing
+    // computed from a private text may reach the output there)
+    tStep = Date.now();
+    const realStats = async (k: number): Promise<{ matching_loss: number[]; perplexity: number[] } | null> => {
+      if (config.dp.enabled) return null;
+      const cls = classes[k];
+      const prompt = tokenizer.encode(config.classes[k].instruction);
+      const wte = model.inputEmbeddings();
+      const matching_loss: number[] = [], texts: number[][] = [];
+      for (const e of cls.real.slice(0, 64)) {
+        const ids = tokenizer.encode(e.text).slice(0, Math.max(1, Math.min(maxT - templateTokens.length, maxT - prompt.length)));
+        if (!ids.length) continue;
+        const seq = [...ids, ...templateTokens];
+        const X = new Float32Array(seq.length * C);
+        seq.forEach((t, i) => X.set(wte.subarray(t * C, (t + 1) * C), i * C));
+        matching_loss.push(await withCancel(opts.signal, (t) => model.native.matchLoss(cls.target, { X, B: 1, L: seq.length, label: cls.labelToken }, t)));
+        texts.push(ids);
+      }
+      const perplexity = (await continuationLoss(model, prompt, texts, { signal: opts.signal })).map(Math.exp);
+      return { matching_loss, perplexity };
+    };
     const perClass: Record<string, unknown> = {};
     for (let k = 0; k < classes.length; k++) {
       const c = classes[k];
+      if (!config.dp.enabled) opts.onProgress?.({ phase: "step", step: "real", done: k, total: classes.length });
       perClass[c.name] = {
         real_examples: c.real.length,
         free_tokens: c.freeLen,
@@ -498,6 +535,7 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
         gradient_cosine_all: await setCosine(samples, k),
         gradient_cosine_filtered: await setCosine(filterResult.kept, k),
         dp: c.dp,
+        real: await realStats(k),
         batches: jobs
           .filter((j) => j.k === k)
           .map((j) => {
@@ -514,12 +552,22 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
       classes: perClass,
       filter: filterResult.stats,
       counts: { synthetic: samples.length, filtered: filterResult.kept.length },
+      /** Aligned with synthetic.jsonl: what the filter did with each sample and why. */
+      filter_decisions: filterResult.decisions.map((d) => ({ kept: d.kept, reason: d.reason, predicted: classes[d.predicted]?.name ?? null, score: d.score, rank: d.rank })),
+      machine: { cpu: os.cpus()[0]?.model ?? null, cores: os.cpus().length, threads: getThreads(), memory_gib: +(os.totalmem() / 2 ** 30).toFixed(1), node: process.version, platform: `${process.platform}-${process.arch}` },
+      timings: { ...timings, statistics_s: (Date.now() - tStep) / 1000 },
       seconds_total: (Date.now() - t0) / 1000,
     };
     const out = (f: string) => path.join(outDir, f);
     writeOutput(out("synthetic.jsonl"), () => writeJsonlAtomic(out("synthetic.jsonl"), samples.map(publicSample)));
     writeOutput(out("filtered.jsonl"), () => writeJsonlAtomic(out("filtered.jsonl"), filterResult.kept.map(publicSample)));
     writeOutput(out("report.json"), () => writeJsonAtomic(out("report.json"), report));
+    if (opts.htmlReport !== false) {
+      opts.onProgress?.({ phase: "step", step: "report", done: 0, total: 1 });
+      const { writeRunReport } = await import("../report/run");
+      await writeRunReport(outDir);
+      opts.onProgress?.({ phase: "step", step: "report", done: 1, total: 1 });
+    }
     return { outputDir: outDir, samples, filtered: filterResult.kept, report };
   } finally {
     model.dispose();
