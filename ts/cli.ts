@@ -14,6 +14,7 @@ import * as fs from "node:fs";
 import { applyOverrides, loadConfigFile } from "./gradmm/config";
 import { initPaths, proposeConfig, starterConfigYaml } from "./gradmm/init";
 import { synthesize, validateRun, type SynthProgress } from "./gradmm/synthesize";
+import { registerQueueCommands } from "./queue/cli";
 import { getThreads, sgemmKernel } from "./threads";
 import { native } from "./native";
 import { KNOWN_MODELS, fetchModel, knownModel, listCachedModels, modelCacheDir, type FetchProgress } from "./registry";
@@ -63,8 +64,10 @@ program
   .option("--no-progress", "no progress bars (log lines only)")
   .option("--no-report", "do not write report.html (gradmm report writes it later)")
   .option("--dry-run", "validate the config, data, model, label words and output folder, then exit (nothing is computed or written)")
+  .option("--queue <url>", "run the batches on `gradmm worker`s through Redis: redis://[:password@]host:port[/db], rediss:// for TLS (README: \"Many machines\")")
+  .option("--queue-name <name>", "the BullMQ queue the workers take from", "gradmm")
   .addHelpText("after", "\nExamples:\n  gradmm synth examples/quick.yaml -o /tmp/quick --threads 2\n  gradmm synth examples/imdb.yaml --model smollm2-135m-instruct --json\n  gradmm synth run.yaml --resume          # after Ctrl-C")
-  .action(async (file: string, o: { output?: string; threads?: number; model?: string; resume?: boolean; overwrite?: boolean; json?: boolean; progress: boolean; report: boolean; dryRun?: boolean }) => {
+  .action(async (file: string, o: { output?: string; threads?: number; model?: string; resume?: boolean; overwrite?: boolean; json?: boolean; progress: boolean; report: boolean; dryRun?: boolean; queue?: string; queueName: string }) => {
     if (o.resume && o.overwrite) throw new CommanderError(EXIT_CODES.usage, "gradmm.usage", "error: --resume and --overwrite cannot be used together");
     const config = applyOverrides(loadConfigFile(file), { output: o.output, threads: o.threads, model: o.model });
     if (o.dryRun) {
@@ -123,7 +126,7 @@ program
       else process.stderr.write(p.message + "\n");
     };
     try {
-      const r = await synthesize(config, { signal: controller.signal, onProgress, resume: o.resume, overwrite: o.overwrite, htmlReport: o.report });
+      const r = await synthesize(config, { signal: controller.signal, onProgress, resume: o.resume, overwrite: o.overwrite, batchRunner: o.queue ? (await import("./queue/coordinator")).queueBatchRunner({ url: o.queue, queueName: o.queueName }) : undefined, htmlReport: o.report });
       bars?.stop();
       const html = o.report ? `${r.outputDir}/report.html` : null;
       const summary = { output: r.outputDir, synthetic: r.samples.length, filtered: r.filtered.length, report: html, classes: r.report.classes };
@@ -142,6 +145,8 @@ program
       throw e;
     }
   });
+
+registerQueueCommands(program);
 
 program
   .command("doctor")

@@ -10,7 +10,7 @@ import * as os from "node:os";
 import { z } from "zod";
 import { ConfigError, GradmmError, InvalidCheckpointError, InvalidDataError, InvalidFileError, OutputError, typedEngineError } from "../errors";
 import { findGGUF, loadModel, mulberry32, type LoadedModel } from "../model";
-import type { NativeMatchTarget } from "../native";
+import type { NativeBuildTargetArgs, NativeMatchTarget } from "../native";
 import { getThreads, setThreads } from "../threads";
 import { alphabeticTokenMask, type Tokenizer } from "../tokenizer";
 import { writeJsonAtomic, writeJsonlAtomic } from "../io";
@@ -20,6 +20,7 @@ import { dpParameters, type DPParameters } from "./dp";
 import { filterSamples, type SyntheticSample } from "./filter";
 import { continuationLoss } from "./lm";
 import { runBatch, type BatchResult, type ClassSetup } from "./method";
+import type { BatchRunner } from "./runner";
 
 export class OutputExistsError extends GradmmError {
   constructor(dir: string) {
@@ -42,6 +43,8 @@ export interface SynthOptions {
   resume?: boolean;
   /** Replace an existing run in the output folder. */
   overwrite?: boolean;
+  /** Runs the batches elsewhere (`--queue`: ts/queue/coordinator.ts) instead of in this process. */
+  batchRunner?: BatchRunner;
   /** Write report.html beside report.json (default true; see ts/report/run.ts). */
   htmlReport?: boolean;
 }
@@ -74,7 +77,7 @@ function fingerprint(config: SynthConfig): string {
   return h.digest("hex");
 }
 
-function batchSeed(seed: number, cls: number, rhoIndex: number, batch: number): number {
+export function batchSeed(seed: number, cls: number, rhoIndex: number, batch: number): number {
   const h = createHash("sha256").update(`${seed}/${cls}/${rhoIndex}/${batch}`).digest();
   return h.readUInt32LE(0);
 }
@@ -364,7 +367,7 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
     const rhos = Array.isArray(config.method.rho) ? config.method.rho : [config.method.rho];
 
     // ---- per-class setup: private examples → target; instruction → prefix cache ----
-    const classes: (ClassSetup & { name: string; freeLen: number; real: Example[]; dp: DPParameters | null })[] = [];
+    const classes: (ClassSetup & { name: string; freeLen: number; real: Example[]; dp: DPParameters | null; targetArgs: NativeBuildTargetArgs })[] = [];
     const timings: Record<string, number> = { setup_s: (Date.now() - t0) / 1000, targets_s: 0, batches_s: 0, statistics_s: 0, filter_s: 0 };
     let tStep = Date.now();
     for (let k = 0; k < config.classes.length; k++) {
@@ -384,12 +387,8 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
         lastPos[i] = q.length - 1;
       });
       const dp = config.dp.enabled ? dpParameters(config.dp.epsilon, config.dp.delta, config.dp.clip_norm, real.length) : null;
-      const target: NativeMatchTarget = await withCancel(opts.signal, (t) =>
-        model.native.buildTarget(
-          { tokens, n: real.length, T, lastPos, labels, clipNorm: dp?.clipNorm ?? 0, noiseStd: dp?.sigma ?? 0, noiseSeed: batchSeed(config.seed, k, -1, -1) },
-          t,
-        ),
-      );
+      const targetArgs: NativeBuildTargetArgs = { tokens, n: real.length, T, lastPos, labels, clipNorm: dp?.clipNorm ?? 0, noiseStd: dp?.sigma ?? 0, noiseSeed: batchSeed(config.seed, k, -1, -1) };
+      const target: NativeMatchTarget = await withCancel(opts.signal, (t) => model.native.buildTarget(targetArgs, t));
       const prompt = tokenizer.encode(spec.instruction);
       if (!prompt.length) throw new InvalidFileError(config.resolved.configFile, `classes[${k}].instruction encodes to no tokens`);
       const meanLen = Math.round(seqs.reduce((a, q) => a + q.length - templateTokens.length, 0) / seqs.length);
@@ -397,7 +396,7 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
       if (freeLen < 1) throw new InvalidFileError(config.resolved.configFile, `classes[${k}]: the instruction and template leave no room in the model's ${maxT}-token context`);
       const prefix = model.createKVCache(1, prompt.length);
       const prefixLogits = await model.decode(prefix, { tokens: Int32Array.from(prompt), T: prompt.length }, { signal: opts.signal });
-      classes.push({ name, labelToken: labelIds[0], templateTokens, prefix, prefixLogits, target, freeLen, real, dp });
+      classes.push({ name, labelToken: labelIds[0], templateTokens, prefix, prefixLogits, target, freeLen, real, dp, targetArgs });
       log(`class '${name}': ${real.length} real examples, ‖G*‖=${target.norm.toExponential(3)}, ${freeLen} free tokens`);
     }
     opts.onProgress?.({ phase: "step", step: "target", done: classes.length, total: classes.length });
@@ -409,6 +408,15 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
     for (let k = 0; k < classes.length; k++)
       for (let r = 0; r < rhos.length; r++)
         for (let b = 0; b < config.method.batches_per_class; b++) jobs.push({ k, r, b, key: `${k}/${r}/${b}` });
+    // --queue: the missing batches run on BullMQ workers (ts/queue/coordinator.ts), stored here as they finish
+    if (opts.batchRunner)
+      await opts.batchRunner({
+        config, fingerprint: ckpt.fingerprint, jobs, missing: jobs.filter((j) => !ckpt.batches[j.key]),
+        classes: classes.map((c) => ({ name: c.name, freeLen: c.freeLen, targetArgs: c.targetArgs })),
+        tokenizer, vocabSize: model.config.vocabSize, signal: opts.signal, onProgress: opts.onProgress,
+        store: (key, b) => void (ckpt.batches[key] = b),
+        saveCheckpoint: () => writeOutput(ckptFile, () => writeJsonAtomic(ckptFile, ckpt)),
+      });
     let done = jobs.filter((j) => ckpt.batches[j.key]).length;
     for (const job of jobs) {
       if (ckpt.batches[job.key]) continue;

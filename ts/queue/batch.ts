@@ -1,0 +1,70 @@
+/**
+ * One batch on a worker, computed exactly as synthesize.ts computes it in a one-machine run: the class setup (target
+ * from the published inputs, the instruction's prefix cache, label token, template), then runBatch with the run's
+ * settings and the batch's own seed, then the perplexity of each sample after the instruction.
+ */
+import { withCancel } from "../abort";
+import type { SynthConfig } from "../gradmm/config";
+import { continuationLoss } from "../gradmm/lm";
+import { runBatch, type BatchProgress, type BatchResult, type ClassSetup } from "../gradmm/method";
+import { batchSeed } from "../gradmm/synthesize";
+import type { CausalLMModel } from "../model";
+import type { NativeBuildTargetArgs } from "../native";
+import { alphabeticTokenMask, type Tokenizer } from "../tokenizer";
+
+export type WorkerClass = ClassSetup & { freeLen: number; prompt: number[] };
+
+type MethodConfig = Pick<SynthConfig, "classes" | "template" | "method" | "seed">;
+
+/** The tokens the projection may choose from, as synthesize.ts builds them. */
+export function allowedMask(config: MethodConfig, tokenizer: Tokenizer, vocabSize: number): Uint8Array {
+  return config.method.allowed_tokens === "alphabetic" ? alphabeticTokenMask(tokenizer) : new Uint8Array(vocabSize).fill(1);
+}
+
+/** Class k's setup from the published target inputs (the same calls as synthesize.ts's class loop). */
+export async function classSetup(model: CausalLMModel, tokenizer: Tokenizer, config: MethodConfig, k: number, targetArgs: NativeBuildTargetArgs, freeLen: number, signal?: AbortSignal): Promise<WorkerClass> {
+  const spec = config.classes[k];
+  const templateTokens = tokenizer.encode(config.template);
+  const labelIds = tokenizer.encode(spec.label_word);
+  if (!labelIds.length) throw new Error(`classes[${k}].label_word encodes to no tokens`);
+  const target = await withCancel(signal, (t) => model.native.buildTarget(targetArgs, t));
+  const prompt = tokenizer.encode(spec.instruction);
+  if (!prompt.length) throw new Error(`classes[${k}].instruction encodes to no tokens`);
+  const prefix = model.createKVCache(1, prompt.length);
+  const prefixLogits = await model.decode(prefix, { tokens: Int32Array.from(prompt), T: prompt.length }, { signal });
+  return { labelToken: labelIds[0], templateTokens, prefix, prefixLogits, target, freeLen, prompt };
+}
+
+/** Batch (k, r, b): runBatch + the samples' perplexity after the instruction; `seconds` as a local run measures it. */
+export async function computeBatch(
+  model: CausalLMModel,
+  cls: WorkerClass,
+  config: MethodConfig,
+  allowed: Uint8Array,
+  job: { k: number; r: number; b: number },
+  opts: { signal?: AbortSignal; onProgress?: (p: BatchProgress) => void } = {},
+): Promise<BatchResult & { perplexity: number[]; seconds: number }> {
+  const rhos = Array.isArray(config.method.rho) ? config.method.rho : [config.method.rho];
+  const started = Date.now();
+  const result = await runBatch(
+    model,
+    cls,
+    {
+      batchSize: config.method.batch_size,
+      freeLen: cls.freeLen,
+      outerSteps: config.method.outer_steps,
+      innerSteps: config.method.inner_steps,
+      lr: config.method.lr,
+      maxGradNorm: config.method.max_grad_norm,
+      rho: rhos[job.r],
+      topK: config.method.top_k,
+      initCandidates: config.method.init_candidates,
+      initTokenNorm: config.method.init_token_norm,
+      allowed,
+      seed: batchSeed(config.seed, job.k, job.r, job.b),
+    },
+    opts,
+  );
+  const losses = await continuationLoss(model, cls.prompt, result.tokens, { signal: opts.signal });
+  return { ...result, perplexity: losses.map(Math.exp), seconds: (Date.now() - started) / 1000 };
+}
