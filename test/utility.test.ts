@@ -376,7 +376,12 @@ describe("utility run (tiny model)", () => {
     }
     // every GRADMM sample is alphabetic (the allowed set) and the real set shares its whole text with itself at most
     expect(report.settings.data.test_per_class).toEqual([30, 30]);
-    for (const mode of ["finetune", "probe"]) expect(fs.readFileSync(path.join(out, `accuracy-${mode}.png`)).subarray(1, 4).toString()).toBe("PNG");
+    for (const mode of ["finetune", "probe"]) expect(fs.readFileSync(path.join(out, `accuracy-${mode}.svg`), "utf8")).toMatch(/^<svg[\s\S]*role-mark/);
+    const html = fs.readFileSync(path.join(out, "report.html"), "utf8");
+    for (const mode of ["finetune", "probe"]) {
+      expect(html).toContain(`data-plot="accuracy-${mode}"`);
+      expect(html).toContain(`id="methods-${mode}"`);
+    }
     const md = fs.readFileSync(path.join(out, "report.md"), "utf8");
     expect(md).toMatch(/### finetune\n/);
     expect(md).toMatch(/### probe\n/);

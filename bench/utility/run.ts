@@ -18,7 +18,7 @@ import { prepareDataset } from "./datasets";
 import { finetuneClassifier } from "./finetune";
 import { FeatureCache, labelledFeatures, probeClassifier } from "./probe";
 import { distinctN, gradientCosine, gradientFactors, longestSharedNgram, setPerplexity, type GradientFactors } from "./metrics";
-import { accuracyPng } from "./plot";
+import { writeUtilityHtml } from "./html";
 import { aggregate, formatMarkdown, type SeedResult, type SetMetrics } from "./report";
 import { classifierInput, evaluateClassifier, labelPrior, labelWordLogProbs, scoreEvaluation, type ClassifierSpec, type LabelledSeq } from "./scorer";
 import { buildContinuous, buildGeneration, buildGradmm, buildReal, writePrivateFile, type BuiltSet, type SeedContext } from "./sets";
@@ -210,7 +210,7 @@ export async function runUtility(u: UtilityConfig, opts: UtilityOptions = {}): P
         probeResult.methods.zero_shot_cls = res;
       }
       results.probe.push(probeResult);
-      if (modes.includes("probe")) writeReport(partialModes());
+      if (modes.includes("probe")) await writeReport(partialModes());
     }
 
     if (modes.includes("finetune")) {
@@ -268,7 +268,7 @@ export async function runUtility(u: UtilityConfig, opts: UtilityOptions = {}): P
         }
         if (on("zero_shot_cls")) result.methods.zero_shot_cls = await zeroShot(st);
         results.finetune.push(result);
-        writeReport(partialModes());
+        await writeReport(partialModes());
       }
     }
 
@@ -368,12 +368,12 @@ export async function runUtility(u: UtilityConfig, opts: UtilityOptions = {}): P
     }
 
     // ---- the report ----
-    const report = writeReport(partialModes(), true);
+    const report = await writeReport(partialModes(), true);
     return { outputDir: outDir, report };
 
-    /** report.json / report.md / accuracy-<mode>.png from the results so far (written after every seed, so a run
-     * spread over sessions always has a current report; `complete` says whether every unit is in). */
-    function writeReport(byMode: Partial<Record<"finetune" | "probe", SeedResult[]>>, complete = false) {
+    /** report.json / report.md / report.html / accuracy-<mode>.svg from the results so far (written after every seed,
+     * so a run spread over sessions always has a current report; `complete` says whether every unit is in). */
+    async function writeReport(byMode: Partial<Record<"finetune" | "probe", SeedResult[]>>, complete = false) {
       saveState();
       const state = readJson<{ wall_seconds: number }>(stateFile)!;
       const classNames = synth.classes.map((c) => c.name ?? String(c.label));
@@ -402,10 +402,7 @@ export async function runUtility(u: UtilityConfig, opts: UtilityOptions = {}): P
       writeJsonAtomic(path.join(outDir, "report.json"), report);
       const md = Object.entries(aggs).map(([mode, agg]) => `### ${mode}${complete ? "" : " (partial)"}\n\n${formatMarkdown({ ...agg, wall_seconds: state.wall_seconds, machine: report.machine })}`);
       writeFileAtomic(path.join(outDir, "report.md"), md.join("\n\n") + "\n");
-      for (const [mode, agg] of Object.entries(aggs)) {
-        const png = accuracyPng(agg, `${path.basename(u.configFile)} (${mode}): test accuracy, mean +- std over ${agg.seeds.length} seeds`);
-        if (png) writeFileAtomic(path.join(outDir, `accuracy-${mode}.png`), png);
-      }
+      await writeUtilityHtml(outDir, report, `Utility benchmark: ${path.basename(u.configFile)}`);
       return report;
     }
   } finally {

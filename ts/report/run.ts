@@ -83,6 +83,7 @@ function readJsonl<T>(file: string): T[] {
 
 /** A histogram of fractions (each source sums to 1 per class), so 25 real and 200 synthetic samples compare. */
 function histogram(rows: { class: string; source: string; value: number }[], title: string, maxbins = 20): VegaLiteSpec {
+  const sources = ["synthetic", "real"].filter((s) => rows.some((r) => r.source === s));
   return {
     data: { values: rows },
     transform: [
@@ -100,7 +101,7 @@ function histogram(rows: { class: string; source: string; value: number }[], tit
         x: { field: "bin_start", type: "quantitative", bin: { binned: true }, title },
         x2: { field: "bin_end" },
         y: { field: "fraction", type: "quantitative", stack: null, title: "fraction of the set", axis: { format: ".0%" } },
-        color: { field: "source", type: "nominal", title: null, scale: { domain: ["synthetic", "real"], range: ["#4c78a8", "#54a24b"] } },
+        color: { field: "source", type: "nominal", title: null, scale: { domain: sources, range: ["#4c78a8", "#54a24b"].slice(0, sources.length) } },
         tooltip: [{ field: "source" }, { field: "count" }],
       },
     },
