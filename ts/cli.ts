@@ -7,7 +7,7 @@
  * Progress and logs go to stderr; stdout carries only results (--json).
  */
 import * as os from "node:os";
-import { Command, CommanderError } from "commander";
+import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { MultiBar, Presets, SingleBar } from "cli-progress";
 import { AbortError, EXIT_CODES, GradmmError, exitCodeOf, typedEngineError } from "./errors";
 import * as fs from "node:fs";
@@ -43,7 +43,7 @@ Exit codes: ${EXIT_CODES.ok} success, ${EXIT_CODES.usage} usage error, ${EXIT_CO
 /** A non-negative integer option value, else a usage error (exit 2). */
 function intOption(name: string) {
   return (v: string): number => {
-    if (!/^\d+$/.test(v.trim())) throw new CommanderError(EXIT_CODES.usage, "gradmm.usage", `error: ${name} expects a whole number, got '${v}'`);
+    if (!/^\d+$/.test(v.trim())) throw new InvalidArgumentError(`${name} expects a whole number (0 = all cores).`);
     return Number(v);
   };
 }
