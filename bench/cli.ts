@@ -147,6 +147,17 @@ program
     process.stdout.write(o.json ? JSON.stringify(r) + "\n" : formatSignal(r) + "\n");
   });
 
+program
+  .command("ts")
+  .description("the TypeScript-side hot paths with benchmark.js: tokenizer encode, JSONL and CSV reading, the filter, GGUF metadata parsing")
+  .option("--json", "print one JSON object instead of a table")
+  .option("--quick", "less text and shorter sampling (smoke test)")
+  .action(async (o: { json?: boolean; quick?: boolean }) => {
+    const { benchTs, formatTsTable } = await import("./ts");
+    const r = await benchTs({ quick: o.quick });
+    process.stdout.write(o.json ? JSON.stringify(r) + "\n" : formatTsTable(r) + "\n");
+  });
+
 program.parseAsync(process.argv).catch((e: unknown) => {
   process.stderr.write(`bench: ${(e as Error).stack ?? String(e)}\n`);
   process.exit(1);
