@@ -98,7 +98,8 @@ describe("gradmm init", () => {
     expect(JSON.parse(fs.readFileSync(path.join(out, "report.json"), "utf8")).settings.threads).toBe(1);
     // progress lines for the long steps when stderr is not a terminal
     expect(synth.stderr).toMatch(/targets: 0\/2/);
-    expect(synth.stderr).toMatch(/filter: 0\/1/);
+    expect(synth.stderr).toMatch(/filter: 0\/4/);
+    expect(synth.stderr).toMatch(/init: trying 8 initial candidates/);
     // gradmm report makes the page again
     fs.rmSync(path.join(out, "report.html"));
     const rep = run(["report", out, "--json"]);

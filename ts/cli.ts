@@ -94,7 +94,7 @@ program
     const overall = bars?.create(1, 0, { name: "batches", info: "" });
     const current = bars?.create(config.method.outer_steps, 0, { name: "ADMM   ", info: "" });
     let lastLogged = 0;
-    const STEP_NAMES = { target: "targets", real: "real stats", filter: "filter", report: "report" } as const;
+    const STEP_NAMES = { target: "targets", init: "init", real: "real stats", filter: "filter", report: "report" } as const;
     let stepBar: ReturnType<MultiBar["create"]> | null = null;
     const onProgress = (p: SynthProgress) => {
       if (p.phase === "step") {
@@ -106,7 +106,9 @@ program
           } else stepBar.update(p.done);
           if (p.done >= p.total && stepBar) stepBar.update(p.total);
         } else if (o.progress || p.done === 0) {
-          if (p.done < p.total) process.stderr.write(`${STEP_NAMES[p.step]}: ${p.done}/${p.total}${p.total > 1 ? "" : " (started)"}\n`);
+          if (p.step === "init") {
+            if (p.done === 0) process.stderr.write(`init: trying ${p.total} initial candidates\n`);
+          } else if (p.done < p.total) process.stderr.write(`${STEP_NAMES[p.step]}: ${p.done}/${p.total}${p.total > 1 ? "" : " (started)"}\n`);
         }
         return;
       }

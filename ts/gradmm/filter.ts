@@ -27,6 +27,8 @@ export interface FilterOptions {
   pplWeight: number;
   dedupe: boolean;
   signal?: AbortSignal;
+  /** Samples classified so far (the label-agreement pass is the filter's long part). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /** Predicted class of each text: argmax over classes of the label word's first-token logit after the prompt. */
@@ -34,7 +36,7 @@ export async function classifyByLabelWord(
   model: GPT2Model,
   tokenizer: Tokenizer,
   texts: number[][],
-  o: Pick<FilterOptions, "classes" | "template" | "demonstrations" | "signal">,
+  o: Pick<FilterOptions, "classes" | "template" | "demonstrations" | "signal" | "onProgress">,
 ): Promise<number[]> {
   const maxT = model.config.maxSeqLen;
   const template = tokenizer.encode(o.template);
@@ -52,7 +54,7 @@ export async function classifyByLabelWord(
     }
     return [...prefix, ...tail];
   });
-  const logits = await lastPositionLogits(model, seqs, { signal: o.signal });
+  const logits = await lastPositionLogits(model, seqs, { signal: o.signal, onProgress: o.onProgress });
   return logits.map((l) => labelIds.reduce((best, id, k) => (l[id] > l[labelIds[best]] ? k : best), 0));
 }
 

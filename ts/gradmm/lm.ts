@@ -2,7 +2,7 @@
 import type { GPT2Model } from "../model";
 
 /** Logits at the last token of each sequence (right-padded batches of `chunk`), [seqs.length][V]. */
-export async function lastPositionLogits(model: GPT2Model, seqs: number[][], opts: { signal?: AbortSignal; chunk?: number } = {}): Promise<Float32Array[]> {
+export async function lastPositionLogits(model: GPT2Model, seqs: number[][], opts: { signal?: AbortSignal; chunk?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<Float32Array[]> {
   const V = model.config.vocabSize, chunk = opts.chunk ?? 16;
   const out: Float32Array[] = [];
   for (let s = 0; s < seqs.length; s += chunk) {
@@ -16,6 +16,7 @@ export async function lastPositionLogits(model: GPT2Model, seqs: number[][], opt
     await model.forward({ tokens, lossMask, B: group.length, T, signal: opts.signal, keepActivations: false });
     const logits = model.logits();
     group.forEach((_, b) => out.push(logits.slice(b * V, (b + 1) * V)));
+    opts.onProgress?.(out.length, seqs.length);
   }
   return out;
 }

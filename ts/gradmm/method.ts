@@ -74,7 +74,7 @@ export async function runBatch(
   model: GPT2Model,
   cls: ClassSetup,
   s: BatchSettings,
-  opts: { signal?: AbortSignal; onProgress?: (p: BatchProgress) => void } = {},
+  opts: { signal?: AbortSignal; onProgress?: (p: BatchProgress) => void; /** Before and after the initial candidates are tried. */ onInit?: (phase: "start" | "done") => void } = {},
 ): Promise<BatchResult> {
   const nat = model.native;
   const C = model.config.channels;
@@ -86,10 +86,12 @@ export async function runBatch(
   const f = (X: Float32Array, perSample?: Float32Array) => run((t) => nat.matchLoss(cls.target, { X, B, L, label: cls.labelToken, perSample }, t));
 
   // Init: best of N random batches, token vectors at norm 1.4, template pasted.
+  opts.onInit?.("start");
   const x = new Float32Array(n);
   const initLoss = await run((t) =>
     nat.initCandidates(cls.target, { X: x, templateEmbeds, B, L, freeLen: free, label: cls.labelToken, candidates: s.initCandidates, seed: s.seed, tokenNorm: s.initTokenNorm }, t),
   );
+  opts.onInit?.("done");
   const lambda = new Float32Array(n);
   const z = new Float32Array(n);
   const adam = { m: new Float32Array(n), v: new Float32Array(n), step: new Int32Array(1) };

@@ -34,7 +34,7 @@ export type SynthProgress =
   | { phase: "batch-done"; batchesDone: number; batchesTotal: number; seconds: number }
   | { phase: "filter"; message: string }
   /** A long step other than the batches (class targets, the real examples' statistics, the filter, the HTML report), for progress bars. */
-  | { phase: "step"; step: "target" | "real" | "filter" | "report"; done: number; total: number };
+  | { phase: "step"; step: "target" | "init" | "real" | "filter" | "report"; done: number; total: number };
 
 export interface SynthOptions {
   signal?: AbortSignal;
@@ -442,6 +442,7 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
         {
           signal: opts.signal,
           onProgress: (p) => opts.onProgress?.({ phase: "batch", cls: cls.name, batch: job.b, batchesDone: done, batchesTotal: jobs.length, ...p }),
+          onInit: (ph) => opts.onProgress?.({ phase: "step", step: "init", done: ph === "done" ? config.method.init_candidates : 0, total: config.method.init_candidates }),
         },
       );
       const prompt = tokenizer.encode(config.classes[job.k].instruction);
@@ -472,7 +473,7 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
       );
     }
     opts.onProgress?.({ phase: "filter", message: `filtering ${samples.length} samples` });
-    opts.onProgress?.({ phase: "step", step: "filter", done: 0, total: 1 });
+    opts.onProgress?.({ phase: "step", step: "filter", done: 0, total: samples.length });
     tStep = Date.now();
     // with DP, private text never enters the filter (parseConfig requires explicit demonstrations for few_shot > 0)
     const demos = config.filter.demonstrations
@@ -489,9 +490,10 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
           pplWeight: config.filter.ppl_weight,
           dedupe: config.filter.dedupe,
           signal: opts.signal,
+          onProgress: (done, total) => opts.onProgress?.({ phase: "step", step: "filter", done, total }),
         })
       : { kept: samples, stats: {}, decisions: samples.map((s) => ({ kept: true, predicted: s.cls, score: s.matching_loss, reason: "filter disabled", rank: null })) };
-    opts.onProgress?.({ phase: "step", step: "filter", done: 1, total: 1 });
+    opts.onProgress?.({ phase: "step", step: "filter", done: samples.length, total: samples.length });
     timings.filter_s = (Date.now() - tStep) / 1000;
     if (config.filter.enabled && filterResult.kept.length === 0)
       opts.onProgress?.({
