@@ -48,7 +48,9 @@ export {
   type SynthResult,
 } from "./gradmm/synthesize";
 export { strictObject, parseWithSchema, formatZodIssues, didYouMean, unknownKeyMessage } from "./strict";
-export { loadConfigFile, parseConfig, configSchema, type SynthConfig } from "./gradmm/config";
+export { loadConfigFile, parseConfig, configSchema, applyOverrides, type SynthConfig } from "./gradmm/config";
 export { runBatch, type BatchResult, type BatchSettings, type BatchProgress, type ClassSetup } from "./gradmm/method";
-export { filterSamples, classifyByLabelWord, type SyntheticSample, type FilterOptions } from "./gradmm/filter";
+export { filterSamples, classifyByLabelWord, type SyntheticSample, type FilterOptions, type FilterDecision } from "./gradmm/filter";
+export { renderRunReport, writeRunReport } from "./report/run";
+export { proposeConfig, starterConfigYaml, type InitProposal } from "./gradmm/init";
 export { dpParameters, classicGaussianSigma, analyticGaussianSigma, type DPParameters } from "./gradmm/dp";
