@@ -574,8 +574,13 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
     writeOutput(out("report.json"), () => writeJsonAtomic(out("report.json"), report));
     if (opts.htmlReport !== false) {
       opts.onProgress?.({ phase: "step", step: "report", done: 0, total: 1 });
-      const { writeRunReport } = await import("../report/run");
-      await writeRunReport(outDir);
+      // the data files are written: a page that cannot be drawn is a warning (gradmm report retries), never a failed run
+      try {
+        const { writeRunReport } = await import("../report/run");
+        await writeRunReport(outDir);
+      } catch (e) {
+        log(`warning: report.html was not written (${(e as Error).message.split("\n")[0]}); run gradmm report ${outDir}`);
+      }
       opts.onProgress?.({ phase: "step", step: "report", done: 1, total: 1 });
     }
     return { outputDir: outDir, samples, filtered: filterResult.kept, report };
