@@ -100,7 +100,7 @@ export async function benchEngine(opts: { threads?: number; quick?: boolean; rou
   const dEmbeds = new Float32Array(embeds.length);
   let step = 0;
   const avail = torchAvailable();
-  if (!avail) log("PyTorch not found at /usr/bin/python3: ours alone (apt-get install python3-torch libopenblas0-pthread)");
+  if (!avail) log("no Python with PyTorch (GRADMM_TORCH_PYTHON, PATH, /usr/bin/python3): ours alone (pip install torch==2.13.0, or apt-get install python3-torch libopenblas0-pthread)");
 
   const perRound: RoundFigures[] = [];
   let torchInfo: { torch_version: string; torch_blas: string } | null = null;

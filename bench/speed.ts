@@ -7,7 +7,7 @@
  *               double backprop, projection by full forwards without a KV cache)
  *   torch fast  bench/reference/gradmm_torch_fast.py: our algorithm written the best way PyTorch allows
  *
- * Both PyTorch scripts run as subprocesses of /usr/bin/python3 in PyTorch's strongest environment (torchEnv), on the
+ * Both PyTorch scripts run as subprocesses of the Python that has torch (torchPython(): GRADMM_TORCH_PYTHON, else PATH) in PyTorch's strongest environment (torchEnv), on the
  * weights we load (the model folder's safetensors) and on the inputs we dump (a temp .safetensors). Repetitions
  * interleave the three sides; each stage reports the median. `--check` compares the numbers instead of the times.
  */
@@ -22,7 +22,7 @@ import { openSafetensors, writeSafetensors, type WritableTensor } from "../ts/sa
 import { getThreads, setThreads, sgemmKernel } from "../ts/threads";
 import { alphabeticTokenMask, Tokenizer } from "../ts/tokenizer";
 import { gpt2TokenizerJsonFromFiles } from "../ts/tokenizer/gpt2Files";
-import { TORCH_PYTHON, torchAvailable, torchEnv } from "./torch_env";
+import { torchAvailable, torchEnv, torchPython } from "./torch_env";
 
 // ------------------------------------------------------------------------------------------------ settings
 
@@ -211,7 +211,7 @@ interface PyResult {
 
 function runPy(script: string, m: ModelChoice, inp: Inputs, s: Settings, threads: number, extra: Record<string, unknown>): PyResult {
   const args = { model_dir: m.dir, inputs: inp.file, B: inp.B, L: inp.L, free: inp.free, label: inp.label, threads, settings: s, ...extra };
-  const r = spawnSync(TORCH_PYTHON, [script, JSON.stringify(args)], { encoding: "utf8", env: torchEnv(threads), maxBuffer: 64 << 20, stdio: ["ignore", "pipe", "inherit"] });
+  const r = spawnSync(torchPython() ?? "python3", [script, JSON.stringify(args)], { encoding: "utf8", env: torchEnv(threads), maxBuffer: 64 << 20, stdio: ["ignore", "pipe", "inherit"] });
   if (r.status !== 0) throw new Error(`${path.basename(script)} failed (exit ${r.status ?? r.signal})`);
   const lines = r.stdout.trim().split("\n");
   return JSON.parse(lines[lines.length - 1]) as PyResult;
@@ -562,7 +562,7 @@ export async function benchSpeed(opts: SpeedOptions = {}): Promise<SpeedResult> 
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gradmm-speed-"));
   const loadStart = os.loadavg();
   const avail = torchAvailable();
-  if (!avail) log("PyTorch not found at /usr/bin/python3: ours alone (apt-get install python3-torch libopenblas0-pthread)");
+  if (!avail) log("no Python with PyTorch (GRADMM_TORCH_PYTHON, PATH, /usr/bin/python3): ours alone (pip install torch==2.13.0, or apt-get install python3-torch libopenblas0-pthread)");
   try {
     const sgemm = await sgemmPeak();
     log(`sgemm 1024³: ${sgemm.toFixed(1)} GFLOP/s`);
@@ -744,7 +744,7 @@ async function ourFactors(model: GPT2Model, inp: Inputs): Promise<{ A: Float32Ar
 
 /**
  * Ours vs reference vs torch fast on the same inputs: target gradient, distance f(X), df/dX, one projection and a
- * few init candidates. Needs PyTorch at /usr/bin/python3.
+ * few init candidates. Needs PyTorch (torchPython()).
  */
 export async function checkAgreement(opts: { model?: ModelChoice; shape?: { B: number; free: number; n: number; prefix: number }; initCandidates?: number; threads?: number; log?: (s: string) => void } = {}): Promise<AgreementResult> {
   const log = opts.log ?? ((s: string) => process.stderr.write(s + "\n"));

@@ -1,7 +1,42 @@
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as path from "node:path";
 
-export const TORCH_PYTHON = "/usr/bin/python3";
+let found: { python: string | null; version: string | null } | undefined;
+
+function torchVersion(python: string): string | null {
+  const r = spawnSync(python, ["-c", "import torch; print(torch.__version__)"], { encoding: "utf8", env: torchEnv(1) });
+  return r.status === 0 ? r.stdout.trim() : null;
+}
+
+/**
+ * The Python that runs the PyTorch peers: GRADMM_TORCH_PYTHON when set (an error if it cannot import torch), else
+ * the first python3 / python on PATH that can (then Debian's /usr/bin/python3). null: no PyTorch on this machine.
+ */
+export function torchPython(): string | null {
+  if (found) return found.python;
+  const set = process.env.GRADMM_TORCH_PYTHON;
+  if (set) {
+    const version = torchVersion(set);
+    if (!version) throw new Error(`GRADMM_TORCH_PYTHON=${set} cannot import torch`);
+    found = { python: set, version };
+    return set;
+  }
+  const candidates: string[] = [];
+  for (const dir of (process.env.PATH ?? "").split(path.delimiter).filter(Boolean))
+    for (const name of ["python3", "python"]) candidates.push(path.join(dir, name));
+  candidates.push("/usr/bin/python3");
+  for (const c of candidates) {
+    if (!fs.existsSync(c)) continue;
+    const version = torchVersion(c);
+    if (version) {
+      found = { python: c, version };
+      return c;
+    }
+  }
+  found = { python: null, version: null };
+  return null;
+}
 
 /**
  * PyTorch's strongest setup on these machines, for its command alone: the pinned older OpenBLAS kernel unset,
@@ -19,17 +54,17 @@ export function torchEnv(threads: number): NodeJS.ProcessEnv {
   return env;
 }
 
-/** PyTorch's version, or null when /usr/bin/python3 has no torch. */
-export function torchAvailable(): { version: string } | null {
-  if (!fs.existsSync(TORCH_PYTHON)) return null;
-  const r = spawnSync(TORCH_PYTHON, ["-c", "import torch; print(torch.__version__)"], { encoding: "utf8", env: torchEnv(1) });
-  if (r.status !== 0) return null;
-  return { version: r.stdout.trim() };
+/** PyTorch's version and the Python that has it, or null when no Python here can import torch. */
+export function torchAvailable(): { version: string; python: string } | null {
+  const python = torchPython();
+  return python ? { version: found!.version!, python } : null;
 }
 
 /** Runs a PyTorch benchmark script with JSON args; returns its last stdout line parsed as JSON. */
 export function runTorchScript<T>(script: string, args: unknown, threads: number): T {
-  const r = spawnSync(TORCH_PYTHON, [script, JSON.stringify(args)], {
+  const python = torchPython();
+  if (!python) throw new Error("no Python with PyTorch (set GRADMM_TORCH_PYTHON)");
+  const r = spawnSync(python, [script, JSON.stringify(args)], {
     encoding: "utf8",
     env: torchEnv(threads),
     maxBuffer: 64 * 1024 * 1024,

@@ -1,5 +1,5 @@
 // Our GRADMM numbers against the two PyTorch implementations of bench/reference (the paper's structure, and ours in
-// PyTorch) on the tiny fixture model. Needs /usr/bin/python3 with torch: skipped where it has none (CI).
+// PyTorch) on the tiny fixture model. Needs a Python with torch (bench/torch_env.ts torchPython()): skipped where there is none.
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { checkAgreement, modelFromFolder, type AgreementResult } from "../bench/speed";
