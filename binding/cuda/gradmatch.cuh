@@ -206,6 +206,33 @@ void x_adam_step(float* X, float* m, float* v, const float* dX, const float* z, 
                                  beta2, eps, step_size, bc2_sqrt);
   check_launch("x_adam_step (adam)");
 }
+// double arithmetic rounded once to float, without contraction (method_ops.h)
+__global__ void dual_point_kernel(float* u, const float* x, const float* lam, long total, long row_n, long free_n,
+                                  double rho) {
+  GRADMM_GRID_LOOP(idx, total) {
+    const long i = (idx / free_n) * row_n + idx % free_n;
+    u[i] = (float)__dadd_rn((double)x[i], __ddiv_rn((double)lam[i], rho));
+  }
+}
+__global__ void dual_update_kernel(float* lam, const float* x, const float* z, long total, long row_n, long free_n,
+                                   double rho) {
+  GRADMM_GRID_LOOP(idx, total) {
+    const long i = (idx / free_n) * row_n + idx % free_n;
+    lam[i] = (float)__dadd_rn((double)lam[i], __dmul_rn(rho, __dsub_rn((double)x[i], (double)z[i])));
+  }
+}
+void dual_point(float* u, const float* x, const float* lam, int B, long row_n, long free_n, double rho) {
+  const long total = (long)B * free_n;
+  if (total <= 0) return;
+  dual_point_kernel<<<grid_for(total, 256), 256>>>(u, x, lam, total, row_n, free_n, rho);
+  check_launch("dual_point");
+}
+void dual_update(float* lam, const float* x, const float* z, int B, long row_n, long free_n, double rho) {
+  const long total = (long)B * free_n;
+  if (total <= 0) return;
+  dual_update_kernel<<<grid_for(total, 256), 256>>>(lam, x, z, total, row_n, free_n, rho);
+  check_launch("dual_update");
+}
 void fill(float* x, long n, float value) {
   if (n <= 0) return;
   fill_kernel<<<grid_for(n, 256), 256>>>(x, n, value);
