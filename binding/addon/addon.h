@@ -4,7 +4,10 @@
 #pragma once
 #include <napi.h>
 
+#include <atomic>
+#include <functional>
 #include <memory>
+#include <vector>
 
 #include "engine.h"
 #include "napi_util.h"
@@ -84,6 +87,9 @@ class BatchWrap : public Napi::ObjectWrap<BatchWrap> {
   std::shared_ptr<ModelEngine> model_;
   std::shared_ptr<MatchTarget> target_;
   std::shared_ptr<BatchState> batch_;
+  Napi::Value run(const Napi::CallbackInfo& info, size_t cancel_arg, std::vector<Napi::Value> keep, bool number,
+                  std::function<double(ModelEngine&, BatchState&, const std::shared_ptr<MatchTarget>&,
+                                       const std::atomic<bool>*)> fn);
   Napi::Value Init_(const Napi::CallbackInfo& info);
   Napi::Value XUpdate(const Napi::CallbackInfo& info);
   Napi::Value Project(const Napi::CallbackInfo& info);

@@ -1,5 +1,6 @@
 // Batch: one batch's ADMM state (x, z, λ, Adam moments, best x) on the model's backend (binding/engine/batch.h).
 // new Batch(model, target, {B, L, freeLen, label, templateTokens: Int32Array [L − freeLen]})
+#include <functional>
 #include <mutex>
 
 #include "addon.h"
@@ -15,6 +16,26 @@ Napi::Function BatchWrap::Init(Napi::Env env) {
                       InstanceMethod("keepBest", &BatchWrap::KeepBest), InstanceMethod("read", &BatchWrap::Read),
                       InstanceMethod("write", &BatchWrap::Write),
                       InstanceAccessor("adamStep", &BatchWrap::AdamStep, nullptr)});
+}
+
+// Runs fn(engine, batch, target, cancel) on a worker under the model's lock; the Promise resolves to its number (or
+// to undefined when `number` is false). `keep`: JS objects the call reads or writes.
+Napi::Value BatchWrap::run(const Napi::CallbackInfo& info, size_t cancel_arg, std::vector<Napi::Value> keep, bool number,
+                           std::function<double(ModelEngine&, BatchState&, const std::shared_ptr<MatchTarget>&,
+                                                const std::atomic<bool>*)> fn) {
+  auto s = model_;
+  auto t = target_;
+  auto b = batch_;
+  auto cancel = cancel_flag(info[cancel_arg]);
+  auto f = std::make_shared<double>(0);
+  return run_async(
+      info.Env(),
+      [s, t, b, cancel, f, fn] {
+        std::lock_guard<std::mutex> lk(s->mutex);
+        *f = fn(*s, *b, t, cancel.get());
+      },
+      [f, number](Napi::Env e) { return number ? (Napi::Value)Napi::Number::New(e, *f) : e.Undefined(); },
+      std::move(keep));
 }
 
 BatchWrap::BatchWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BatchWrap>(info) {
@@ -42,18 +63,10 @@ Napi::Value BatchWrap::Init_(const Napi::CallbackInfo& info) {
   const int cands = int_field(a, "candidates", 1);
   const uint64_t seed = (uint64_t)num_field(a, "seed", 0);
   const float norm = (float)num_field(a, "tokenNorm", 1.4);
-  auto s = model_;
-  auto t = target_;
-  auto b = batch_;
-  auto cancel = cancel_flag(info[1]);
-  auto f = std::make_shared<double>(0);
-  return run_async(
-      info.Env(),
-      [s, t, b, cands, seed, norm, cancel, f] {
-        std::lock_guard<std::mutex> lk(s->mutex);
-        *f = s->batch_init(*b, t, cands, seed, norm, cancel.get());
-      },
-      [f](Napi::Env e) { return Napi::Number::New(e, *f); }, {});
+  return run(info, 1, {}, true, [cands, seed, norm](ModelEngine& e, BatchState& b, const std::shared_ptr<MatchTarget>& t,
+                                                      const std::atomic<bool>* c) {
+    return e.batch_init(b, t, cands, seed, norm, c);
+  });
 }
 
 // xUpdate({steps, rho, lr, maxGradNorm, losses?: Float32Array [steps]}, cancel?) -> Promise<f after the last step>
@@ -66,18 +79,8 @@ Napi::Value BatchWrap::XUpdate(const Napi::CallbackInfo& info) {
   xa.max_grad_norm = (float)num_field(a, "maxGradNorm", 1.0);
   auto losses = typed_field<Napi::Float32Array>(a, "losses", xa.steps, false);
   float* ls = data_or_null<Napi::Float32Array, float>(losses);
-  auto s = model_;
-  auto t = target_;
-  auto b = batch_;
-  auto cancel = cancel_flag(info[1]);
-  auto f = std::make_shared<double>(0);
-  return run_async(
-      info.Env(),
-      [s, t, b, xa, ls, cancel, f] {
-        std::lock_guard<std::mutex> lk(s->mutex);
-        *f = s->batch_x_update(*b, t, xa, ls, cancel.get());
-      },
-      [f](Napi::Env e) { return Napi::Number::New(e, *f); }, {a});
+  return run(info, 1, {a}, true, [xa, ls](ModelEngine& e, BatchState& b, const std::shared_ptr<MatchTarget>& t,
+                                           const std::atomic<bool>* c) { return e.batch_x_update(b, t, xa, ls, c); });
 }
 
 // project({from: "dual" | "best", rho, allowed: Uint8Array [V], topk, prefix: KVCache, prefixLogits [V],
@@ -98,16 +101,12 @@ Napi::Value BatchWrap::Project(const Napi::CallbackInfo& info) {
   const float* pl = plog.Data();
   int* o = out.Data();
   const bool best = from == "best";
-  auto s = model_;
-  auto b = batch_;
-  auto cancel = cancel_flag(info[1]);
-  return run_async(
-      env,
-      [s, b, best, rho, al, topk, cache, pl, o, cancel] {
-        std::lock_guard<std::mutex> lk(s->mutex);
-        s->batch_project(*b, best, rho, al, topk, *cache, pl, o, cancel.get());
-      },
-      nullptr, {a});
+  return run(info, 1, {a}, false,
+             [best, rho, al, topk, cache, pl, o](ModelEngine& e, BatchState& b, const std::shared_ptr<MatchTarget>&,
+                                                  const std::atomic<bool>* c) {
+               e.batch_project(b, best, rho, al, topk, *cache, pl, o, c);
+               return 0.0;
+             });
 }
 
 // zLoss({perSample?: Float32Array [B]}?, cancel?) -> Promise<f(z)>
@@ -115,45 +114,27 @@ Napi::Value BatchWrap::ZLoss(const Napi::CallbackInfo& info) {
   Napi::Object a = info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(info.Env());
   auto per = typed_field<Napi::Float32Array>(a, "perSample", batch_->B(), false);
   float* ps = data_or_null<Napi::Float32Array, float>(per);
-  auto s = model_;
-  auto t = target_;
-  auto b = batch_;
-  auto cancel = cancel_flag(info[1]);
-  auto f = std::make_shared<double>(0);
-  return run_async(
-      info.Env(),
-      [s, t, b, ps, cancel, f] {
-        std::lock_guard<std::mutex> lk(s->mutex);
-        *f = s->batch_z_loss(*b, t, ps, cancel.get());
-      },
-      [f](Napi::Env e) { return Napi::Number::New(e, *f); }, {a});
+  return run(info, 1, {a}, true, [ps](ModelEngine& e, BatchState& b, const std::shared_ptr<MatchTarget>& t,
+                                       const std::atomic<bool>* c) { return e.batch_z_loss(b, t, ps, c); });
 }
 
 // dualUpdate({rho}) -> Promise<void>
 Napi::Value BatchWrap::DualUpdate(const Napi::CallbackInfo& info) {
   const double rho = num_field(object_arg(info, 0, "batch.dualUpdate"), "rho", 0.1);
-  auto s = model_;
-  auto b = batch_;
-  return run_async(
-      info.Env(),
-      [s, b, rho] {
-        std::lock_guard<std::mutex> lk(s->mutex);
-        b->dual_update(rho);
-      },
-      nullptr, {});
+  return run(info, 1, {}, false, [rho](ModelEngine&, BatchState& b, const std::shared_ptr<MatchTarget>&,
+                                        const std::atomic<bool>*) {
+    b.dual_update(rho);
+    return 0.0;
+  });
 }
 
 // keepBest() -> Promise<void>: best x ← x
 Napi::Value BatchWrap::KeepBest(const Napi::CallbackInfo& info) {
-  auto s = model_;
-  auto b = batch_;
-  return run_async(
-      info.Env(),
-      [s, b] {
-        std::lock_guard<std::mutex> lk(s->mutex);
-        b->keep_best();
-      },
-      nullptr, {});
+  return run(info, 0, {}, false, [](ModelEngine&, BatchState& b, const std::shared_ptr<MatchTarget>&,
+                                    const std::atomic<bool>*) {
+    b.keep_best();
+    return 0.0;
+  });
 }
 
 // read(which: "x" | "z" | "lam" | "m" | "v" | "best") -> Float32Array [B*L*C] (a copy; for tests and inspection)

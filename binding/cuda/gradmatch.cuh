@@ -1,4 +1,4 @@
-// Gradient matching and the x-update on the device (binding/src/gradmatch.cpp match_loss, admm.cpp x_update):
+// Gradient matching and the x-update on the device (the specification: binding/src/method_ops.h):
 // the factor rows a = p − e_y and h, the scalar combination of the Gram matrices (S, Q, cosine and the gradient
 // coefficients, written to device memory so nothing waits for the host), scaling by those device scalars, the
 // Jacobian-vector product through the softmax, and the clipped Adam step on the free positions.
@@ -58,31 +58,17 @@ __global__ void gm_combine_kernel(GmScalars* out, float* per_sample, float* loss
   double q = 0.0;  // Σ SA ⊙ SH
   for (long e = threadIdx.x; e < (long)B * B; e += blockDim.x) q += (double)SA[e] * (double)SH[e];
   q = block_sum(q);  // synchronises: s_j is complete after this
-  const double R = fmax(target_norm, 1e-30);
   if (threadIdx.x == 0) {
     double S = 0.0;
     for (int j = 0; j < B; ++j) S += s_j[j];
     S /= B;
-    const double Q = q / ((double)B * B);
-    const double qn = sqrt(fmax(Q, 1e-30));
-    const double cosine = S / (qn * R);
-    GmScalars g;
-    g.S = S;
-    g.Q = Q;
-    g.cosine = cosine;
-    g.f = 1.0 - cosine;
-    g.cS = (float)(-1.0 / (qn * R) / ((double)n * B));
-    g.cN = (float)(-1.0 / (qn * R) / B);
-    g.cQ = (float)(S / (2.0 * Q * qn * R) * 2.0 / ((double)B * B));
-    g.pad = 0.f;
+    const GmScalars g = gm_scalars(S, q / ((double)B * B), n, B, target_norm);
     *out = g;
     if (loss_out) *loss_out = (float)g.f;
   }
   if (per_sample)
-    for (int j = threadIdx.x; j < B; j += blockDim.x) {
-      const double own = sqrt((double)SA[(long)j * B + j] * (double)SH[(long)j * B + j]);
-      per_sample[j] = (float)(1.0 - s_j[j] / (fmax(own, 1e-30) * R));
-    }
+    for (int j = threadIdx.x; j < B; j += blockDim.x)
+      per_sample[j] = gm_own_loss(s_j[j], SA[(long)j * B + j], SH[(long)j * B + j], target_norm);
 }
 
 __global__ void scale_by_kernel(float* x, long n, const float* s) {

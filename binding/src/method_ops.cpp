@@ -60,25 +60,11 @@ void gm_combine(GmScalars* out, float* per_sample, float* loss_out, const float*
   S /= B;
   for (int j = 0; j < B * B; ++j) Q += (double)SA[j] * SH[j];
   Q /= (double)B * B;
-  const double qn = std::sqrt(std::max(Q, 1e-30)), R = std::max(target_norm, 1e-30);
-  const double cosine = S / (qn * R);
-  GmScalars g;
-  g.S = S;
-  g.Q = Q;
-  g.cosine = cosine;
-  g.f = 1.0 - cosine;
-  // f = 1 − S/(√Q R):  df = −dS/(√Q R) + S/(2 Q^{3/2} R) dQ
-  g.cS = (float)(-1.0 / (qn * R) / ((double)n * B));
-  g.cN = (float)(-1.0 / (qn * R) / B);
-  g.cQ = (float)(S / (2.0 * Q * qn * R) * 2.0 / ((double)B * B));
-  g.pad = 0.f;
+  const GmScalars g = gm_scalars(S, Q, n, B, target_norm);
   *out = g;
   if (loss_out) *loss_out = (float)g.f;
   if (per_sample)
-    for (int j = 0; j < B; ++j) {
-      const double own = std::sqrt((double)SA[(size_t)j * B + j] * SH[(size_t)j * B + j]);
-      per_sample[j] = (float)(1.0 - s_j[j] / (std::max(own, 1e-30) * R));
-    }
+    for (int j = 0; j < B; ++j) per_sample[j] = gm_own_loss(s_j[j], SA[(size_t)j * B + j], SH[(size_t)j * B + j], target_norm);
 }
 void scale_by(float* x, long n, const float* s) {
   const float k = *s;

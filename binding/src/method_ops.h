@@ -4,7 +4,14 @@
 // (binding/engine/backend_cpu.cpp) calls these; the CUDA kernels (binding/cuda/gradmatch.cuh, project.cuh) are tested
 // against them (binding/cuda/tests/). Plain loops in a fixed order, so every run gives the same bits.
 #pragma once
+#include <cmath>
 #include <cstdint>
+
+#ifdef __CUDACC__
+#define GRADMM_HOST_DEVICE __host__ __device__
+#else
+#define GRADMM_HOST_DEVICE
+#endif
 
 namespace gradmm {
 
@@ -14,6 +21,29 @@ struct GmScalars {
   double S, Q, cosine, f;  // S = ⟨G_syn, G_t⟩, Q = ‖G_syn‖², f = 1 − cosine
   float cS, cN, cQ, pad;   // coefficients of the gradient: on the Gram part of dS, on its noise part, on dQ
 };
+
+// gm_combine's scalar arithmetic, shared by the CPU op and the CUDA kernel: from S = (1/B) Σ_j s_j and
+// Q = (1/B²) Σ SA ⊙ SH (f = 1 − S/(√Q R): df = −dS/(√Q R) + S/(2 Q^{3/2} R) dQ).
+GRADMM_HOST_DEVICE inline double gm_floor(double x) { return x < 1e-30 ? 1e-30 : x; }
+GRADMM_HOST_DEVICE inline GmScalars gm_scalars(double S, double Q, int n, int B, double target_norm) {
+  const double qn = sqrt(gm_floor(Q)), R = gm_floor(target_norm);
+  const double cosine = S / (qn * R);
+  GmScalars g;
+  g.S = S;
+  g.Q = Q;
+  g.cosine = cosine;
+  g.f = 1.0 - cosine;
+  g.cS = (float)(-1.0 / (qn * R) / ((double)n * B));  // on the Gram-form part of dS (which carries 1/(nB))
+  g.cN = (float)(-1.0 / (qn * R) / B);                 // on the noise part of dS (1/B)
+  g.cQ = (float)(S / (2.0 * Q * qn * R) * 2.0 / ((double)B * B));
+  g.pad = 0.f;
+  return g;
+}
+// a sequence's own 1 − cos(a_j h_jᵀ, G_t) from s_j = ⟨a_j h_jᵀ, G_t⟩ and the diagonal Gram entries
+GRADMM_HOST_DEVICE inline float gm_own_loss(double s_j, float sa_jj, float sh_jj, double target_norm) {
+  const double own = sqrt((double)sa_jj * sh_jj);
+  return (float)(1.0 - s_j / (gm_floor(own) * gm_floor(target_norm)));
+}
 
 // dst[r,:] = src[(r·stride + offset), :]   (rows of C floats)
 void gather_rows(float* dst, const float* src, int R, int C, long stride, long offset);

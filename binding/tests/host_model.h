@@ -69,3 +69,4 @@ class HostModel {
 };
 
 }  // namespace gradmm
+

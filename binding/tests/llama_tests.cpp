@@ -19,6 +19,7 @@
 #include "ops.h"
 #include "threadpool.h"
 #include "check.h"
+#include "kv_check.h"
 
 using namespace gradmm;
 
@@ -451,54 +452,14 @@ static void test_param_gradient() {
 
 static void test_kv_cache() {
   HostModel m = random_llama(small_config(false, true), 13);
-  const int V = 89, P = 5, R = 3, Tc = 7;
+  const int V = 89;
   Rng rng(17);
-  std::vector<int> prefix(P), cont(R * Tc);
+  std::vector<int> prefix(5), cont(3 * 7);
   for (auto& t : prefix) t = rng.below(V);
   for (auto& t : cont) t = rng.below(V);
-  std::vector<int> full(R * (P + Tc));
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < P; ++t) full[r * (P + Tc) + t] = prefix[t];
-    for (int t = 0; t < Tc; ++t) full[r * (P + Tc) + P + t] = cont[r * Tc + t];
-  }
-  ForwardArgs fa;
-  fa.tokens = full.data();
-  fa.B = R;
-  fa.T = P + Tc;
-  fa.all_logits = true;
-  m.forward(fa);
-  std::vector<float> ref(m.logits(), m.logits() + (size_t)R * (P + Tc) * V);
-  std::vector<float> ref_h(m.hidden(), m.hidden() + m.hidden_size());
-
-  auto pre = m.cache(1, P);
-  std::vector<float> lg(V);
-  m.decode(pre, prefix.data(), nullptr, P, lg.data());
-  double err = rel_err(lg, std::vector<float>(ref.begin() + (P - 1) * V, ref.begin() + P * V));
-  auto rows = m.cache(R, Tc, pre);
-  std::vector<float> out((size_t)R * V), hid((size_t)R * 30);
-  std::vector<int> chunk(R * 2);
-  for (int r = 0; r < R; ++r) chunk[r * 2] = cont[r * Tc], chunk[r * 2 + 1] = cont[r * Tc + 1];
-  m.decode(rows, chunk.data(), nullptr, 2, out.data());
-  for (int r = 0; r < R; ++r)
-    err = std::max(err, rel_err(std::vector<float>(out.begin() + r * V, out.begin() + (r + 1) * V),
-                                std::vector<float>(ref.begin() + ((size_t)r * (P + Tc) + P + 1) * V,
-                                                   ref.begin() + ((size_t)r * (P + Tc) + P + 2) * V)));
-  double herr = 0;
-  for (int t = 2; t < Tc; ++t) {
-    std::vector<int> step(R);
-    for (int r = 0; r < R; ++r) step[r] = cont[r * Tc + t];
-    m.decode(rows, step.data(), nullptr, 1, out.data(), hid.data());
-    for (int r = 0; r < R; ++r) {
-      err = std::max(err, rel_err(std::vector<float>(out.begin() + r * V, out.begin() + (r + 1) * V),
-                                  std::vector<float>(ref.begin() + ((size_t)r * (P + Tc) + P + t) * V,
-                                                     ref.begin() + ((size_t)r * (P + Tc) + P + t + 1) * V)));
-      herr = std::max(herr, rel_err(std::vector<float>(hid.begin() + r * 30, hid.begin() + (r + 1) * 30),
-                                    std::vector<float>(ref_h.begin() + ((size_t)r * (P + Tc) + P + t) * 30,
-                                                       ref_h.begin() + ((size_t)r * (P + Tc) + P + t + 1) * 30)));
-    }
-  }
-  report("llama KV cache (GQA, shared prefix, RoPE offsets): logits = full forward", err, 1e-5);
-  report("llama KV cache: hidden_out = full forward's h", herr, 1e-5);
+  const KVCacheErrors e = kv_cache_errors(m, prefix, cont, 3);
+  report("llama KV cache (GQA, shared prefix, RoPE offsets): logits = full forward", e.logits, 1e-5);
+  report("llama KV cache: hidden_out = full forward's h", e.hidden, 1e-5);
 
   // input embeddings through decode equal token ids through decode
   auto c1 = m.cache(1, 4), c2 = m.cache(1, 4);
