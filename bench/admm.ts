@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { loadModel } from "../ts/model";
-import { packageRoot } from "../ts/native";
+import { native, packageRoot } from "../ts/native";
 import { setThreads } from "../ts/threads";
 import { alphabeticTokenMask, Tokenizer } from "../ts/tokenizer";
 import { runBatch, type BatchSettings, type ClassSetup } from "../ts/gradmm/method";
@@ -81,20 +81,19 @@ export async function benchAdmm(opts: { modelDir?: string; quick?: boolean; thre
   const cls: ClassSetup = { labelToken: tok.encode(" great")[0], templateTokens: template, prefix, prefixLogits, target };
   const allowed = alphabeticTokenMask(tok);
   const X = new Float32Array(B * L * C).map((_, i) => Math.sin(i) * 0.1);
-  const zeros = new Float32Array(B * L * C);
-  const adam = { adamM: new Float32Array(B * L * C), adamV: new Float32Array(B * L * C), adamStep: new Int32Array(1) };
+  const newBatch = () => new (native().Batch)(model.native, target, { B, L, freeLen: free, label: cls.labelToken, templateTokens: Int32Array.from(template) });
+  const xBatch = newBatch();
+  xBatch.write("x", X); // z = 0, λ = 0
   log(`model ${dir}: ${model.numParams} params, B=${B}, L=${L} (${free} free + ${template.length} template), prefix ${prompt.length} tokens`);
   const innerSteps = opts.quick ? 5 : 20;
   const innerTotal = await median(
-    async () => void (await model.native.xUpdate(target, { X, z: zeros, lam: zeros, ...adam, B, L, freeLen: free, label: cls.labelToken, steps: innerSteps, rho: 0.1, lr: 0.008, maxGradNorm: 1 })),
+    async () => void (await xBatch.xUpdate({ steps: innerSteps, rho: 0.1, lr: 0.008, maxGradNorm: 1 })),
     3,
   );
   const inner = innerTotal / (innerSteps + 1); // + the closing loss evaluation (a forward, counted as one step: upper bound)
-  const templateEmbeds = new Float32Array(template.length * C);
-  template.forEach((t, i) => templateEmbeds.set(model.inputEmbeddings().subarray(t * C, (t + 1) * C), i * C));
   const initN = opts.quick ? 5 : 20;
   const initS =
-    (await median(async () => void (await model.native.initCandidates(target, { X: new Float32Array(B * L * C), templateEmbeds, B, L, freeLen: free, label: cls.labelToken, candidates: initN, seed: 1, tokenNorm: 1.4 })), 3)) / initN;
+    (await median(async () => void (await newBatch().init({ candidates: initN, seed: 1, tokenNorm: 1.4 })), 3)) / initN;
   const outTokens = new Int32Array(B * free);
   const projection = await median(async () => model.native.project({ U: X, B, L, freeLen: free, allowed, topk: 200, prefix: prefix.handle, prefixLogits, outTokens }), 3);
   const settings: BatchSettings = {

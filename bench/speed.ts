@@ -254,12 +254,19 @@ class Ours {
     return this.model.native.matchLoss(this.target, { X, B: i.B, L: i.L, label: i.label, dX });
   }
 
+  /** A batch state of this input (binding/engine/batch.h). */
+  newBatch() {
+    const i = this.inp;
+    return new (native().Batch)(this.model.native, this.target, { B: i.B, L: i.L, freeLen: i.free, label: i.label, templateTokens: Int32Array.from(i.template) });
+  }
+
   /** xUpdate with `steps` Adam steps from inp.X (z = inp.X, λ = 0): the call's time. */
   async xUpdate(steps: number): Promise<number> {
-    const i = this.inp, n = i.X.length;
-    const X = i.X.slice();
+    const batch = this.newBatch();
+    batch.write("x", this.inp.X);
+    batch.write("z", this.inp.X);
     const t = process.hrtime.bigint();
-    await this.model.native.xUpdate(this.target, { X, z: i.X, lam: new Float32Array(n), adamM: new Float32Array(n), adamV: new Float32Array(n), adamStep: new Int32Array(1), B: i.B, L: i.L, freeLen: i.free, label: i.label, steps, rho: this.s.rho, lr: this.s.lr, maxGradNorm: this.s.max_grad_norm });
+    await batch.xUpdate({ steps, rho: this.s.rho, lr: this.s.lr, maxGradNorm: this.s.max_grad_norm });
     return seconds(t);
   }
 
@@ -270,9 +277,12 @@ class Ours {
     return outTokens;
   }
 
-  async init(candidates: number, X = new Float32Array(this.inp.X.length)): Promise<number> {
-    const i = this.inp;
-    return this.model.native.initCandidates(this.target, { X, templateEmbeds: this.templateEmbeds, B: i.B, L: i.L, freeLen: i.free, label: i.label, candidates, seed: this.s.seed, tokenNorm: this.s.init_token_norm });
+  /** The best of `candidates` init batches: its f, and its x into X when given. */
+  async init(candidates: number, X?: Float32Array): Promise<number> {
+    const batch = this.newBatch();
+    const f = await batch.init({ candidates, seed: this.s.seed, tokenNorm: this.s.init_token_norm });
+    if (X) X.set(batch.read("x"));
+    return f;
   }
 
   async batch(s: Settings, log: (m: string) => void): Promise<{ seconds: number; initLoss: number; bestXLoss: number; decodedLoss: number }> {

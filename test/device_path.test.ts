@@ -1,10 +1,10 @@
 /**
  * The device path: with a CUDA device, every model call of a GPT-2 or Llama-family model (forward, backward,
- * adamwStep, decode, and the method's buildTarget/initCandidates/matchLoss/xUpdate/project) runs through the
- * backend-table executor (binding/cuda/model_exec.h) with weights, activations, KV caches, gradients, Adam moments,
- * the target and the ADMM state on the GPU. GRADMM_BACKEND=cpu-table routes them through the same executor with the
- * CPU table, so the wiring (uploads, downloads, which copy is newer, target switches, stale-weight refresh) is tested
- * here without a GPU: results must equal the CPU engine's.
+ * adamwStep, decode, the method's buildTarget/matchLoss/project and a batch's init/xUpdate/project/zLoss/dualUpdate)
+ * runs on the one engine (binding/engine) with weights, activations, KV caches, gradients, Adam moments, the target
+ * and the ADMM state on the GPU, and the host holding a mirror. GRADMM_BACKEND=cpu-table runs the same engine on the
+ * CPU ops behind device-style memory, so the mirror's wiring (uploads, downloads, which copy is newer, target
+ * switches, stale-weight refresh) is tested here without a GPU: results must equal the engine on host memory.
  */
 import { spawnSync } from "node:child_process";
 import * as path from "node:path";
@@ -18,11 +18,11 @@ const run = (backend: string, model: string) => {
   return JSON.parse(r.stdout) as Record<string, unknown>;
 };
 
-const keys = ["targetNorms", "exampleNorms", "init", "Xinit", "f1", "dX1", "perSample1", "x1", "losses1", "x2", "losses2", "x3", "X", "adam", "project1", "project7", "projectAll", "f2", "dX2"];
+const keys = ["targetNorms", "exampleNorms", "init", "Xinit", "f1", "dX1", "perSample1", "x1", "losses1", "x2", "losses2", "x3", "X", "adam", "project1", "project7", "projectAll", "batch", "f2", "dX2"];
 // forward / backward / adamwStep / decode called directly (device_path.cjs direct()), then the method on the trained weights
 const directKeys = ["fwdMask", "fwdMaskRows", "fwdMaskLogits", "fwdMaskHidden", "grads1", "grads2", "fwdAll", "fwdAllRows", "fwdAllLogits", "fwdNone", "fwdEmb", "dEmbeds", "fwdEmbHidden", "train", "trainedParams", "clippedGrads", "moments", "resumedParams", "dec", "f3", "dX3", "project7Trained"];
 
-describe.skipIf(!native().backendInfo().compiled)("every model call through the backend-table executor", () => {
+describe("every model call through the engine's host mirror (GRADMM_BACKEND=cpu-table)", () => {
   // gpt2: the tiny GPT-2 fixture. qwen2: grouped-query attention (6 heads, 2 kv heads), q/k/v biases, untied lm_head,
   // llama3 RoPE. llama-tied: one kv head, head_dim ≠ channels / heads, biases on every projection, tied lm_head.
   it.each(["gpt2", "qwen2", "llama-tied"])("%s: equals the CPU engine bit for bit, across target switches and weight changes", (model) => {

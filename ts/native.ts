@@ -132,22 +132,60 @@ export interface NativeMatchLossArgs {
   perSample?: Float32Array;
 }
 
+/** One batch's x-update: `steps` Adam steps on f(x) + ρ/2‖x − z + λ/ρ‖² (the batch's state stays native). */
 export interface NativeXUpdateArgs {
-  X: Float32Array;
-  z: Float32Array;
-  lam: Float32Array;
-  adamM: Float32Array;
-  adamV: Float32Array;
-  adamStep: Int32Array;
-  losses?: Float32Array;
-  B: number;
-  L: number;
-  freeLen: number;
-  label: number;
   steps: number;
   rho: number;
   lr: number;
   maxGradNorm: number;
+  /** f before each step, written when given [steps]. */
+  losses?: Float32Array;
+}
+
+/** The shape of a batch's state (binding/engine/batch.h): B rows of L positions, the template after freeLen. */
+export interface NativeBatchArgs {
+  B: number;
+  L: number;
+  freeLen: number;
+  label: number;
+  /** The template's token ids [L − freeLen]. */
+  templateTokens: Int32Array;
+}
+
+/** z ← Π(x + λ/ρ) (from "dual") or Π(best x) (from "best"); the chosen ids to outTokens [B·freeLen]. */
+export interface NativeBatchProjectArgs {
+  from: "dual" | "best";
+  rho: number;
+  allowed: Uint8Array;
+  topk: number;
+  prefix: NativeKVCache;
+  prefixLogits: Float32Array;
+  outTokens: Int32Array;
+}
+
+/**
+ * One batch's ADMM state (x, z, λ, the Adam moments of x, the best x) held by the engine on the model's backend for
+ * the whole batch: no call moves these tensors between JavaScript and the backend.
+ */
+export interface NativeBatch {
+  /** x ← the best of `candidates` random batches; returns its f. */
+  init(args: { candidates: number; seed: number; tokenNorm: number }, cancel?: NativeCancelToken): Promise<number>;
+  /** x ← argmin f(x) + ρ/2‖x − z + λ/ρ‖² by Adam; returns f(x) after the steps. */
+  xUpdate(args: NativeXUpdateArgs, cancel?: NativeCancelToken): Promise<number>;
+  /** z ← the projection (the z lookup of the chosen ids happens natively). */
+  project(args: NativeBatchProjectArgs, cancel?: NativeCancelToken): Promise<void>;
+  /** f(z), and each row's own 1 − cos to perSample [B] when given. */
+  zLoss(args?: { perSample?: Float32Array }, cancel?: NativeCancelToken): Promise<number>;
+  /** λ ← λ + ρ(x − z) on the free positions. */
+  dualUpdate(args: { rho: number }): Promise<void>;
+  /** best x ← x. */
+  keepBest(): Promise<void>;
+  /** A copy of a piece of the state [B·L·C] (tests, inspection). */
+  read(which: "x" | "z" | "lam" | "m" | "v" | "best"): Float32Array;
+  /** Sets a piece of the state (a benchmark's or test's starting point). */
+  write(which: "x" | "z" | "lam" | "m" | "v" | "best", data: Float32Array): void;
+  /** Adam steps taken on x so far. */
+  readonly adamStep: number;
 }
 
 export interface NativeProjectArgs {
@@ -160,18 +198,6 @@ export interface NativeProjectArgs {
   prefix: NativeKVCache;
   prefixLogits: Float32Array;
   outTokens: Int32Array;
-}
-
-export interface NativeInitArgs {
-  X: Float32Array;
-  templateEmbeds: Float32Array;
-  B: number;
-  L: number;
-  freeLen: number;
-  label: number;
-  candidates: number;
-  seed: number;
-  tokenNorm: number;
 }
 
 export interface NativeGPT2Model {
@@ -196,9 +222,7 @@ export interface NativeGPT2Model {
   release(): void;
   buildTarget(args: NativeBuildTargetArgs, cancel?: NativeCancelToken): Promise<NativeMatchTarget>;
   matchLoss(target: NativeMatchTarget, args: NativeMatchLossArgs, cancel?: NativeCancelToken): Promise<number>;
-  xUpdate(target: NativeMatchTarget, args: NativeXUpdateArgs, cancel?: NativeCancelToken): Promise<number>;
   project(args: NativeProjectArgs, cancel?: NativeCancelToken): Promise<void>;
-  initCandidates(target: NativeMatchTarget, args: NativeInitArgs, cancel?: NativeCancelToken): Promise<number>;
   /**
    * The parameters (or gradients / Adam moments, through their views) were written from JavaScript: a device copy
    * re-uploads them before its next use.
@@ -208,7 +232,7 @@ export interface NativeGPT2Model {
   syncHost(): void;
 }
 
-/** The native model handle is the same for every architecture (binding/src/causal_lm.h). */
+/** The native model handle is the same for every architecture (binding/engine/model.h). */
 export type NativeModel = NativeGPT2Model;
 
 /** What `backendInfo()` reports: the backend the engine would use (CUDA when compiled in and a device answers). */
@@ -221,12 +245,15 @@ export interface NativeBackendInfo {
   reason: string;
   /** Present when CUDA is chosen: what of the engine runs on it. */
   note?: string;
+  /** How the chosen backend runs the large matrix products (the CPU's SGEMM kernel, cuBLAS, ...). */
+  products: string;
   build: { cuda: boolean; cublas: boolean; archs: string; cudaRuntime: string | null };
 }
 
 export interface NativeModule {
   Model: new (config: NativeModelConfig) => NativeModel;
   KVCache: new (model: NativeGPT2Model, rows: number, capacity: number, prefix?: NativeKVCache) => NativeKVCache;
+  Batch: new (model: NativeGPT2Model, target: NativeMatchTarget, args: NativeBatchArgs) => NativeBatch;
   CancelToken: new () => NativeCancelToken;
   sgemm(
     transA: boolean, transB: boolean, M: number, N: number, K: number,

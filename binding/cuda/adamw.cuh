@@ -76,5 +76,14 @@ void scale(float* x, long n, float s) {
   check_launch("scale");
 }
 
+double clip_adamw(float* params, float* grads, float* m, float* v, long n, float lr, float beta1, float beta2,
+                  float eps, float weight_decay, float max_norm, int t) {
+  const double norm = grad_norm(grads, n);
+  const float grad_scale = max_norm > 0 && norm > max_norm ? (float)(max_norm / (norm + 1e-6)) : 1.f;
+  if (grad_scale != 1.f) scale(grads, n, grad_scale);
+  adamw_update(params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, t);
+  return norm;
+}
+
 }  // namespace cuda
 }  // namespace gradmm

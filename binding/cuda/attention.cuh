@@ -119,16 +119,9 @@ void gqa_attention_backward(float* dqkv, float* scratch, const float* dout, cons
   }
 }
 
-void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH) {
-  gqa_attention_forward(out, att, qkv, B, T, NH, NH, C / NH);
-}
-void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att, int B,
-                        int T, int C, int NH) {
-  gqa_attention_backward(dqkv, scratch, dout, qkv, att, B, T, NH, NH, C / NH);
-}
 
-// ---- decoding against a KV cache (llama_ops.h gqa_attention_decode_forward; ops.h attention_decode_forward is
-// the case NKV = NH, hd = C/NH) ----
+// ---- decoding against a KV cache (llama_ops.h gqa_attention_decode_forward; multi-head attention is the case
+// NKV = NH) ----
 // caches [R, cap, KV] with KV = NKV·hd; qkv rows of ld = (NH+2·NKV)·hd: q heads | k heads | v heads
 __global__ void kv_append_kernel(float* kcache, float* vcache, const float* qkv, int R, int Tn, int ld, long kofs,
                                  int KV, int len, int cap) {
@@ -187,10 +180,6 @@ void gqa_attention_decode_forward(float* out, float* kcache, float* vcache, cons
                                                                            NKV, hd, P, len, cap,
                                                                            1.f / sqrtf((float)hd));
   check_launch("attention_decode_forward");
-}
-void attention_decode_forward(float* out, float* kcache, float* vcache, const float* pk, const float* pv,
-                              const float* qkv, int R, int Tn, int C, int NH, int P, int len, int cap) {
-  gqa_attention_decode_forward(out, kcache, vcache, pk, pv, qkv, R, Tn, NH, NH, C / NH, P, len, cap);
 }
 
 }  // namespace cuda

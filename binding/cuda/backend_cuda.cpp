@@ -107,7 +107,14 @@ const Probe& probe() {
 
 namespace {
 
-bool supports(Op op) { return (int)op >= 0 && op < Op::Count; }
+const char* products() {
+  switch (resolved_gemm_mode()) {
+    case GemmMode::CublasTF32: return "cuBLAS TF32";
+    case GemmMode::CublasF32: return "cuBLAS f32";
+    case GemmMode::TF32: return "own TF32 tensor-core kernel";
+    default: return "own f32 kernel";
+  }
+}
 void* alloc(size_t bytes) {
   void* p = nullptr;
   if (bytes == 0) bytes = 1;
@@ -138,14 +145,14 @@ void zero(void* p, size_t bytes) {
 Backend make_table() {
   Backend b{};
   b.name = "cuda";
-  b.supports = supports;
+  b.host_memory = false;
+  b.products = products;
   b.alloc = alloc;
   b.free = release;
   b.to_device = to_device;
   b.to_host = to_host;
   b.copy = copy;
   b.zero = zero;
-  b.synchronize = synchronize;
   b.embedding_forward = embedding_forward;
   b.embedding_backward = embedding_backward;
   b.input_embedding_forward = input_embedding_forward;
@@ -155,18 +162,13 @@ Backend make_table() {
   b.gemm = gemm;
   b.matmul_forward = matmul_forward;
   b.matmul_backward = matmul_backward;
-  b.attention_forward = attention_forward;
-  b.attention_backward = attention_backward;
-  b.attention_decode_forward = attention_decode_forward;
   b.gelu_forward = gelu_forward;
   b.gelu_backward = gelu_backward;
   b.residual_forward = residual_forward;
   b.residual_backward = residual_backward;
   b.softmax_crossentropy_forward = softmax_crossentropy_forward;
   b.softmax_crossentropy_backward = softmax_crossentropy_backward;
-  b.adamw_update = adamw_update;
-  b.grad_norm = grad_norm;
-  b.scale = scale;
+  b.clip_adamw = clip_adamw;
   b.gather_rows = gather_rows;
   b.scatter_rows = scatter_rows;
   b.onehot_sub = onehot_sub;
@@ -177,6 +179,8 @@ Backend make_table() {
   b.softmax_jvp_rows = softmax_jvp_rows;
   b.x_adam_step = x_adam_step;
   b.fill = fill;
+  b.dual_point = dual_point;
+  b.dual_update = dual_update;
   b.gather_rows_at = gather_rows_at;
   b.scatter_rows_at = scatter_rows_at;
   b.rmsnorm_forward = rmsnorm_forward;

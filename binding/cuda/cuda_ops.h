@@ -1,8 +1,8 @@
 // Host-callable launchers of the CUDA kernels (binding/cuda/*.cuh, compiled in ops.cu and matmul.cu) and the CUDA
 // runtime facts the addon reports. Plain C++: no CUDA header needed to include this file.
 // Every launcher takes device pointers, uses the default stream, checks the launch and throws std::runtime_error
-// on a CUDA error. Semantics are exactly those of the same-named op in binding/src/ops.h or llama_ops.h (the
-// specification).
+// on a CUDA error. Semantics are exactly those of the same-named op in binding/src/ops.h, llama_ops.h or
+// method_ops.h (the specification).
 #pragma once
 #include <cstddef>
 #include <string>
@@ -34,7 +34,7 @@ struct BuildInfo {
 BuildInfo build_info();
 void check(int cuda_error, const char* what);  // throws std::runtime_error unless cudaSuccess
 void check_launch(const char* what);           // cudaGetLastError after a launch
-void synchronize();
+void synchronize();  // waits for every queued kernel (benchmarks)
 
 // ---- matmul (matmul.cu) ----
 enum class GemmMode : int {
@@ -81,11 +81,6 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
                        int N, int C, float eps);
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                         const float* weight, const float* mean, const float* rstd, int N, int C);
-void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH);
-void attention_decode_forward(float* out, float* kcache, float* vcache, const float* pk, const float* pv,
-                              const float* qkv, int R, int Tn, int C, int NH, int P, int len, int cap);
-void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att, int B,
-                        int T, int C, int NH);
 void gelu_forward(float* out, const float* inp, long N);
 void gelu_backward(float* dinp, const float* inp, const float* dout, long N);
 void residual_forward(float* out, const float* a, const float* b, long N);
@@ -98,7 +93,12 @@ void adamw_update(float* params, const float* grads, float* m, float* v, long n,
                   float eps, float weight_decay, int t);
 double grad_norm(const float* grads, long n);
 void scale(float* x, long n, float s);
+// ops.h clip_and_adamw: grad_norm, scale (when clipping), adamw_update; returns the norm before clipping
+double clip_adamw(float* params, float* grads, float* m, float* v, long n, float lr, float beta1, float beta2,
+                  float eps, float weight_decay, float max_norm, int t);
 void fill(float* x, long n, float value);
+void dual_point(float* u, const float* x, const float* lam, int B, long row_n, long free_n, double rho);
+void dual_update(float* lam, const float* x, const float* z, int B, long row_n, long free_n, double rho);
 void gather_rows(float* dst, const float* src, int R, int C, long stride, long offset);
 void scatter_rows(float* dst, const float* src, int R, int C, long stride, long offset, bool accumulate);
 void gather_rows_at(float* dst, const float* src, const int* idx, int R, int C);

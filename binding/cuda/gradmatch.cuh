@@ -1,4 +1,4 @@
-// Gradient matching and the x-update on the device (binding/src/gradmatch.cpp match_loss, admm.cpp x_update):
+// Gradient matching and the x-update on the device (the specification: binding/src/method_ops.h):
 // the factor rows a = p − e_y and h, the scalar combination of the Gram matrices (S, Q, cosine and the gradient
 // coefficients, written to device memory so nothing waits for the host), scaling by those device scalars, the
 // Jacobian-vector product through the softmax, and the clipped Adam step on the free positions.
@@ -58,31 +58,17 @@ __global__ void gm_combine_kernel(GmScalars* out, float* per_sample, float* loss
   double q = 0.0;  // Σ SA ⊙ SH
   for (long e = threadIdx.x; e < (long)B * B; e += blockDim.x) q += (double)SA[e] * (double)SH[e];
   q = block_sum(q);  // synchronises: s_j is complete after this
-  const double R = fmax(target_norm, 1e-30);
   if (threadIdx.x == 0) {
     double S = 0.0;
     for (int j = 0; j < B; ++j) S += s_j[j];
     S /= B;
-    const double Q = q / ((double)B * B);
-    const double qn = sqrt(fmax(Q, 1e-30));
-    const double cosine = S / (qn * R);
-    GmScalars g;
-    g.S = S;
-    g.Q = Q;
-    g.cosine = cosine;
-    g.f = 1.0 - cosine;
-    g.cS = (float)(-1.0 / (qn * R) / ((double)n * B));
-    g.cN = (float)(-1.0 / (qn * R) / B);
-    g.cQ = (float)(S / (2.0 * Q * qn * R) * 2.0 / ((double)B * B));
-    g.pad = 0.f;
+    const GmScalars g = gm_scalars(S, q / ((double)B * B), n, B, target_norm);
     *out = g;
     if (loss_out) *loss_out = (float)g.f;
   }
   if (per_sample)
-    for (int j = threadIdx.x; j < B; j += blockDim.x) {
-      const double own = sqrt((double)SA[(long)j * B + j] * (double)SH[(long)j * B + j]);
-      per_sample[j] = (float)(1.0 - s_j[j] / (fmax(own, 1e-30) * R));
-    }
+    for (int j = threadIdx.x; j < B; j += blockDim.x)
+      per_sample[j] = gm_own_loss(s_j[j], SA[(long)j * B + j], SH[(long)j * B + j], target_norm);
 }
 
 __global__ void scale_by_kernel(float* x, long n, const float* s) {
@@ -205,6 +191,33 @@ void x_adam_step(float* X, float* m, float* v, const float* dX, const float* z, 
   x_adam_kernel<<<blocks, 256>>>(X, m, v, g_scratch, norm_scratch, (int)blocks, total, row_n, free_n, max_norm, beta1,
                                  beta2, eps, step_size, bc2_sqrt);
   check_launch("x_adam_step (adam)");
+}
+// double arithmetic rounded once to float, without contraction (method_ops.h)
+__global__ void dual_point_kernel(float* u, const float* x, const float* lam, long total, long row_n, long free_n,
+                                  double rho) {
+  GRADMM_GRID_LOOP(idx, total) {
+    const long i = (idx / free_n) * row_n + idx % free_n;
+    u[i] = (float)__dadd_rn((double)x[i], __ddiv_rn((double)lam[i], rho));
+  }
+}
+__global__ void dual_update_kernel(float* lam, const float* x, const float* z, long total, long row_n, long free_n,
+                                   double rho) {
+  GRADMM_GRID_LOOP(idx, total) {
+    const long i = (idx / free_n) * row_n + idx % free_n;
+    lam[i] = (float)__dadd_rn((double)lam[i], __dmul_rn(rho, __dsub_rn((double)x[i], (double)z[i])));
+  }
+}
+void dual_point(float* u, const float* x, const float* lam, int B, long row_n, long free_n, double rho) {
+  const long total = (long)B * free_n;
+  if (total <= 0) return;
+  dual_point_kernel<<<grid_for(total, 256), 256>>>(u, x, lam, total, row_n, free_n, rho);
+  check_launch("dual_point");
+}
+void dual_update(float* lam, const float* x, const float* z, int B, long row_n, long free_n, double rho) {
+  const long total = (long)B * free_n;
+  if (total <= 0) return;
+  dual_update_kernel<<<grid_for(total, 256), 256>>>(lam, x, z, total, row_n, free_n, rho);
+  check_launch("dual_update");
 }
 void fill(float* x, long n, float value) {
   if (n <= 0) return;

@@ -33,25 +33,14 @@ struct TargetOptions {
   int chunk_tokens = 4096;  // tokens per forward while building the target (memory vs. per-call overhead)
 };
 
-// Forward only over n real sequences (right-padded to T; last_pos[i] = index of the last real token), labels[i] =
-// the label word's first token. Builds the target factors. The rows run in chunks (target_chunks,
-// opts.chunk_tokens), so the activations held at once stay bounded however many examples there are and however long.
-MatchTarget build_target(CausalLM& model, const int* tokens, int n, int T, const int* last_pos, const int* labels,
-                         const TargetOptions& opts, const std::atomic<bool>* cancel = nullptr);
-
-// The row ranges [i0, i1) build_target runs one forward each: at most chunk_tokens tokens (rows × T) per forward,
-// at least one row. The device path's target uses the same ranges, so its CPU-table run gives the same bits (a
-// product's rounding depends on its row count on the CPU).
+// The row ranges [i0, i1) the target is built in, one inference forward each (binding/engine/matcher.h
+// build_target): at most chunk_tokens tokens (rows × T) per forward, at least one row, so the activations held at once
+// stay bounded however many examples there are and however long.
 std::vector<std::pair<int, int>> target_chunks(int n, int T, int chunk_tokens);
 
-// build_target's second half, for factors computed elsewhere (a GPU copy of the model): t.n, t.V, t.C, t.A = p − e_y
-// and t.H filled; applies the per-example clipping and the DP noise and sets t.norm and t.example_norms.
+// The target's host half, after the engine computed the factors: t.n, t.V, t.C, t.A = p − e_y and t.H filled;
+// applies the per-example clipping and the DP noise and sets t.norm and t.example_norms.
 void finish_target(MatchTarget& t, const TargetOptions& opts);
-
-// f(X) and, if dX is given, df/dX [B,L,C] (overwritten) for synthetic input embeddings X [B,L,C] whose loss sits
-// at position L−1 with target `label`. per_sample (if given, [B]) receives each sequence's own 1 − cos(a_j h_jᵀ, G_t).
-double match_loss(CausalLM& model, const MatchTarget& target, const float* X, int B, int L, int label, float* dX,
-                  float* per_sample, const std::atomic<bool>* cancel = nullptr);
 
 // Deterministic standard normals (splitmix64 + Box–Muller) so every platform draws the same numbers from a seed.
 void fill_normal(float* out, long n, uint64_t seed, float std = 1.f);

@@ -269,8 +269,7 @@ void gqa_attention_backward(F* dqkv, const F* dout, const F* qkv, const F* att, 
 // positions' k and v (from the packed qkv [R, Tn, (NH+2·NKV)·hd], RoPE applied) are first appended at
 // [len, len + Tn). A shared one-row prefix pk/pv [P, KV] (P = 0: none) precedes every row, read in place: new
 // position t of a row sits at absolute position P + len + t and attends to every position up to it.
-// out [R, Tn, NH·hd]. (Single-accumulator dot products, unlike ops.h attention_decode_forward's 8 lanes: this is
-// the arithmetic of llama.cpp's decode.)
+// out [R, Tn, NH·hd]. Dot products in 8 lanes (ops.h dot_lanes).
 inline void gqa_attention_decode_forward(float* out, float* kcache, float* vcache, const float* pk, const float* pv,
                                          const float* qkv, int R, int Tn, int NH, int NKV, int hd, int P, int len,
                                          int cap) {
@@ -293,10 +292,7 @@ inline void gqa_attention_decode_forward(float* out, float* kcache, float* vcach
         const float* q = qkv + ((long)r * Tn + t) * ld + (long)h * hd;
         float maxv = -INFINITY;
         for (int j = 0; j <= p; ++j) {
-          const float* k = key(j) + (long)kvh * hd;
-          float s = 0;
-          for (int i = 0; i < hd; ++i) s += q[i] * k[i];
-          s *= scale;
+          const float s = dot_lanes(q, key(j) + (long)kvh * hd, hd) * scale;
           score[j] = s;
           maxv = std::max(maxv, s);
         }

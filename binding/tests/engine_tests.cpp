@@ -10,13 +10,13 @@
 #include <string>
 #include <vector>
 
-#include "admm.h"
 #include "gemm.h"
-#include "gradmatch.h"
-#include "gpt2.h"
+#include "host_model.h"
+#include "llama_ops.h"
 #include "ops.h"
 #include "threadpool.h"
 #include "check.h"
+#include "kv_check.h"
 
 using namespace gradmm;
 
@@ -138,25 +138,25 @@ static void test_ops() {
     report("matmul float vs double (out, dinp, dw, db)",
            std::max({rel_err(out, outd), rel_err(dinpf, dinp), rel_err(dwf, dw), rel_err(dbf, db)}), f32_tol);
   }
-  {  // attention
+  {  // attention (multi-head: the grouped-query op with as many kv heads as heads)
     int B = 2, T = 5, C = 12, NH = 3;
     auto qkv = randn(rng, B * T * 3 * C), R = randn(rng, B * T * C);
     std::vector<double> att(B * NH * T * T);
     auto loss = [&] {
       std::vector<double> out(B * T * C);
-      attention_forward(out.data(), att.data(), qkv.data(), B, T, C, NH);
+      gqa_attention_forward(out.data(), att.data(), qkv.data(), B, T, NH, NH, C / NH);
       return dot(out, R);
     };
     loss();
     std::vector<double> dqkv(B * T * 3 * C, 0);
-    attention_backward(dqkv.data(), R.data(), qkv.data(), att.data(), B, T, C, NH);
+    gqa_attention_backward(dqkv.data(), R.data(), qkv.data(), att.data(), B, T, NH, NH, C / NH);
     report("attention_backward dqkv (fd)", fd_error(qkv, dqkv, loss, rng, 80), fd_tol);
     auto qkvf = to_f(qkv), Rf = to_f(R);
     std::vector<float> out(B * T * C), attf(B * NH * T * T), dqkvf(B * T * 3 * C, 0);
     std::vector<double> outd(B * T * C);
-    attention_forward(out.data(), attf.data(), qkvf.data(), B, T, C, NH);
-    attention_forward(outd.data(), att.data(), qkv.data(), B, T, C, NH);
-    attention_backward(dqkvf.data(), Rf.data(), qkvf.data(), attf.data(), B, T, C, NH);
+    gqa_attention_forward(out.data(), attf.data(), qkvf.data(), B, T, NH, NH, C / NH);
+    gqa_attention_forward(outd.data(), att.data(), qkv.data(), B, T, NH, NH, C / NH);
+    gqa_attention_backward(dqkvf.data(), Rf.data(), qkvf.data(), attf.data(), B, T, NH, NH, C / NH);
     report("attention float vs double (out, dqkv)", std::max(rel_err(out, outd), rel_err(dqkvf, dqkv)), f32_tol);
   }
   {  // gelu
@@ -234,20 +234,21 @@ static void test_ops() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-static GPT2 random_model(uint64_t seed, int V = 97, int maxT = 24, int C = 32, int L = 2, int NH = 4) {
+static HostModel random_model(uint64_t seed, int V = 97, int maxT = 24, int C = 32, int L = 2, int NH = 4) {
   GPT2Config cfg;
   cfg.vocab_size = V;
   cfg.max_seq_len = maxT;
   cfg.channels = C;
   cfg.num_layers = L;
   cfg.num_heads = NH;
-  GPT2 m(cfg);
+  HostModel m(cfg);
   Rng rng(seed);
   for (const auto& p : m.param_table()) {
     bool ln_weight = p.name.find("ln_") != std::string::npos && p.name.find(".weight") != std::string::npos;
     for (size_t i = 0; i < p.numel(); ++i)
       m.params()[p.offset + i] = (float)(ln_weight ? 1.0 + 0.1 * rng.normal() : 0.1 * rng.normal());
   }
+  m.params_changed();
   return m;
 }
 
@@ -260,15 +261,15 @@ static void test_model_determinism_and_threads() {
   std::vector<std::vector<float>> results;
   for (int threads : {1, 2, 1, 2}) {
     set_num_threads(threads);
-    GPT2 m = random_model(7);
-    GPT2::ForwardArgs fa;
+    HostModel m = random_model(7);
+    ForwardArgs fa;
     fa.tokens = tok.data();
     fa.B = B;
     fa.T = T;
     fa.targets = tgt.data();
     float loss = m.forward(fa);
     m.zero_grads();
-    m.backward({});
+    m.backward(BackwardArgs{});
     std::vector<float> r(m.grads(), m.grads() + m.num_params());
     r.push_back(loss);
     r.insert(r.end(), m.logits(), m.logits() + (size_t)B * T * 97);
@@ -283,7 +284,7 @@ static void test_model_determinism_and_threads() {
 static void test_model_input_gradient() {
   // d loss / d input embeddings (last-position loss, no parameter gradients) against central differences
   const int B = 2, T = 6, C = 32;
-  GPT2 m = random_model(11);
+  HostModel m = random_model(11);
   Rng rng(5);
   auto emb = to_f(randn(rng, B * T * C, 0.3));
   std::vector<int> tgt(B * T, 0);
@@ -292,7 +293,7 @@ static void test_model_input_gradient() {
     mask[b * T + T - 1] = 1;
     tgt[b * T + T - 1] = rng.below(97);
   }
-  GPT2::ForwardArgs fa;
+  ForwardArgs fa;
   fa.embeds = emb.data();
   fa.B = B;
   fa.T = T;
@@ -300,7 +301,7 @@ static void test_model_input_gradient() {
   fa.loss_mask = mask.data();
   m.forward(fa);
   std::vector<float> grad(B * T * C, 0);
-  GPT2::BackwardArgs ba;
+  BackwardArgs ba;
   ba.param_grads = false;
   ba.d_embeds = grad.data();
   m.backward(ba);
@@ -324,50 +325,14 @@ static void test_model_input_gradient() {
 }
 
 static void test_kv_cache() {
-  GPT2 m = random_model(13);
-  const int V = 97, P = 5, R = 3, Tc = 7;
+  HostModel m = random_model(13);
   Rng rng(17);
-  std::vector<int> prefix(P), cont(R * Tc);
-  for (auto& t : prefix) t = rng.below(V);
-  for (auto& t : cont) t = rng.below(V);
-  // full forward over prefix + continuation for each row
-  std::vector<int> full(R * (P + Tc));
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < P; ++t) full[r * (P + Tc) + t] = prefix[t];
-    for (int t = 0; t < Tc; ++t) full[r * (P + Tc) + P + t] = cont[r * Tc + t];
-  }
-  GPT2::ForwardArgs fa;
-  fa.tokens = full.data();
-  fa.B = R;
-  fa.T = P + Tc;
-  fa.all_logits = true;
-  m.forward(fa);
-  std::vector<float> ref(m.logits(), m.logits() + (size_t)R * (P + Tc) * V);
-
-  KVCache pre(m.dims(), 1, P);
-  std::vector<float> lg(V);
-  m.decode(pre, prefix.data(), nullptr, P, lg.data(), nullptr);
-  double err = rel_err(lg, std::vector<float>(ref.begin() + (P - 1) * V, ref.begin() + P * V));
-  KVCache rows(m.dims(), R, Tc, &pre);
-  std::vector<float> out((size_t)R * V);
-  // first two continuation tokens as one chunk, then one at a time
-  std::vector<int> chunk(R * 2);
-  for (int r = 0; r < R; ++r) chunk[r * 2] = cont[r * Tc], chunk[r * 2 + 1] = cont[r * Tc + 1];
-  m.decode(rows, chunk.data(), nullptr, 2, out.data(), nullptr);
-  for (int r = 0; r < R; ++r)
-    err = std::max(err, rel_err(std::vector<float>(out.begin() + r * V, out.begin() + (r + 1) * V),
-                                std::vector<float>(ref.begin() + ((size_t)r * (P + Tc) + P + 1) * V,
-                                                   ref.begin() + ((size_t)r * (P + Tc) + P + 2) * V)));
-  for (int t = 2; t < Tc; ++t) {
-    std::vector<int> step(R);
-    for (int r = 0; r < R; ++r) step[r] = cont[r * Tc + t];
-    m.decode(rows, step.data(), nullptr, 1, out.data(), nullptr);
-    for (int r = 0; r < R; ++r)
-      err = std::max(err, rel_err(std::vector<float>(out.begin() + r * V, out.begin() + (r + 1) * V),
-                                  std::vector<float>(ref.begin() + ((size_t)r * (P + Tc) + P + t) * V,
-                                                     ref.begin() + ((size_t)r * (P + Tc) + P + t + 1) * V)));
-  }
-  report("KV cache with shared prefix: logits equal full forward", err, 1e-5);
+  std::vector<int> prefix(5), cont(3 * 7);
+  for (auto& t : prefix) t = rng.below(97);
+  for (auto& t : cont) t = rng.below(97);
+  const KVCacheErrors e = kv_cache_errors(m, prefix, cont, 3);
+  report("KV cache with shared prefix: logits equal full forward", e.logits, 1e-5);
+  report("KV cache: hidden_out = full forward's h", e.hidden, 1e-5);
 }
 
 
@@ -383,7 +348,7 @@ static std::vector<double> explicit_grad(const std::vector<float>& A, const std:
 }
 
 static void test_gradient_matching() {
-  GPT2 m = random_model(21);
+  HostModel m = random_model(21);
   const int V = 97, C = 32, n = 5, T = 9, B = 3, L = 7, label = 42;
   Rng rng(23);
   std::vector<int> tok(n * T), last(n), labels(n);
@@ -394,9 +359,9 @@ static void test_gradient_matching() {
     TargetOptions whole, one_row, two_rows;
     one_row.chunk_tokens = T;
     two_rows.chunk_tokens = 2 * T + 3;
-    MatchTarget a = build_target(m, tok.data(), n, T, last.data(), labels.data(), whole);
-    MatchTarget b = build_target(m, tok.data(), n, T, last.data(), labels.data(), one_row);
-    MatchTarget c = build_target(m, tok.data(), n, T, last.data(), labels.data(), two_rows);
+    MatchTarget a = *m.build_target(tok.data(), n, T, last.data(), labels.data(), whole);
+    MatchTarget b = *m.build_target(tok.data(), n, T, last.data(), labels.data(), one_row);
+    MatchTarget c = *m.build_target(tok.data(), n, T, last.data(), labels.data(), two_rows);
     report("build_target in chunks of 1 / 2 rows = one forward (A, H)",
            std::max({rel_err(b.A, a.A), rel_err(b.H, a.H), rel_err(c.A, a.A), rel_err(c.H, a.H)}), 1e-5);
     report("target_chunks: 5 rows of 9 tokens at 20 tokens per forward = [0,2) [2,4) [4,5)",
@@ -405,12 +370,13 @@ static void test_gradient_matching() {
   for (int dp = 0; dp < 2; ++dp) {
     TargetOptions opts;
     if (dp) opts.clip_norm = 0.05f, opts.noise_std = 0.01f, opts.noise_seed = 99;
-    MatchTarget t = build_target(m, tok.data(), n, T, last.data(), labels.data(), opts);
+    auto tp = m.build_target(tok.data(), n, T, last.data(), labels.data(), opts);
+    const MatchTarget& t = *tp;
     // explicit: G_t = (1/n) Σ a_i h_iᵀ + N ; G_syn from the synthetic forward
     std::vector<double> Gt = explicit_grad(t.A, t.H, n, V, C);
     for (size_t i = 0; i < t.noise.size(); ++i) Gt[i] += t.noise[i];
     std::vector<float> per(B);
-    double f = match_loss(m, t, X.data(), B, L, label, nullptr, per.data());
+    double f = m.match_loss(tp, X.data(), B, L, label, nullptr, per.data());
     std::vector<float> A((size_t)B * V), H((size_t)B * C);
     for (int j = 0; j < B; ++j) {
       for (int v = 0; v < V; ++v) A[(size_t)j * V + v] = m.probs()[(size_t)j * V + v] - (v == label ? 1.f : 0.f);
@@ -442,15 +408,15 @@ static void test_gradient_matching() {
     }
     // x-gradient against central differences (float model: h = 1e-2, loose tolerance)
     std::vector<float> dX((size_t)B * L * C);
-    match_loss(m, t, X.data(), B, L, label, dX.data(), nullptr);
+    m.match_loss(tp, X.data(), B, L, label, dX.data(), nullptr);
     std::vector<double> num, ana;
     for (int s = 0; s < 24; ++s) {
       int i = rng.below(B * L * C);
       float orig = X[i];
       X[i] = orig + 1e-2f;
-      double fp = match_loss(m, t, X.data(), B, L, label, nullptr, nullptr);
+      double fp = m.match_loss(tp, X.data(), B, L, label, nullptr, nullptr);
       X[i] = orig - 1e-2f;
-      double fm = match_loss(m, t, X.data(), B, L, label, nullptr, nullptr);
+      double fm = m.match_loss(tp, X.data(), B, L, label, nullptr, nullptr);
       X[i] = orig;
       num.push_back((fp - fm) / 2e-2);
       ana.push_back(dX[i]);
@@ -468,7 +434,7 @@ static void test_gradient_matching() {
 }
 
 static void test_projection() {
-  GPT2 m = random_model(31);
+  HostModel m = random_model(31);
   const int V = 97, C = 32, P = 4, B = 2, L = 6, free_len = 4, topk = 5;
   Rng rng(37);
   std::vector<int> prompt(P);
@@ -476,18 +442,18 @@ static void test_projection() {
   std::vector<uint8_t> allowed(V);
   for (int v = 0; v < V; ++v) allowed[v] = v % 3 != 0;
   auto U = to_f(randn(rng, (size_t)B * L * C));
-  KVCache pre(m.dims(), 1, P);
+  auto pre = m.cache(1, P);
   std::vector<float> plog(V);
-  m.decode(pre, prompt.data(), nullptr, P, plog.data(), nullptr);
+  m.decode(pre, prompt.data(), nullptr, P, plog.data());
   std::vector<int> got((size_t)B * free_len);
-  project(m, U.data(), B, L, free_len, allowed.data(), topk, pre, plog.data(), got.data());
+  m.project(U.data(), B, L, free_len, allowed.data(), topk, pre, plog.data(), got.data());
   // brute force: full forward over prompt + chosen tokens for every position, no cache
   const float* wte = m.params();
   int mismatches = 0;
   for (int b = 0; b < B; ++b) {
     std::vector<int> seq(prompt);
     for (int i = 0; i < free_len; ++i) {
-      GPT2::ForwardArgs fa;
+      ForwardArgs fa;
       fa.tokens = seq.data();
       fa.B = 1;
       fa.T = (int)seq.size();

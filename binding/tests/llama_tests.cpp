@@ -13,11 +13,13 @@
 #include <string>
 #include <vector>
 
+#include "host_model.h"
 #include "llama.h"
 #include "llama_ops.h"
 #include "ops.h"
 #include "threadpool.h"
 #include "check.h"
+#include "kv_check.h"
 
 using namespace gradmm;
 
@@ -239,10 +241,10 @@ static void test_gqa_attention() {
           mqkv[bt * 3 * QC + QC + h * hd + i] = qkv[bt * ld + QC + (h / 3) * hd + i];
           mqkv[bt * 3 * QC + 2 * QC + h * hd + i] = qkv[bt * ld + QC + NKV * hd + (h / 3) * hd + i];
         }
-    attention_forward(mout.data(), matt.data(), mqkv.data(), B, T, QC, NH);
+    gqa_attention_forward(mout.data(), matt.data(), mqkv.data(), B, T, NH, NH, hd);  // multi-head
     // and the gradient: the repeated heads' dK/dV summed back per kv head
     std::vector<double> mdqkv(B * T * 3 * QC, 0), folded(B * T * ld, 0);
-    attention_backward(mdqkv.data(), R.data(), mqkv.data(), matt.data(), B, T, QC, NH);
+    gqa_attention_backward(mdqkv.data(), R.data(), mqkv.data(), matt.data(), B, T, NH, NH, hd);
     for (int bt = 0; bt < B * T; ++bt)
       for (int h = 0; h < NH; ++h)
         for (int i = 0; i < hd; ++i) {
@@ -284,19 +286,20 @@ static LlamaConfig small_config(bool tied, bool all_biases) {
   return c;
 }
 
-static Llama random_llama(const LlamaConfig& cfg, uint64_t seed) {
-  Llama m(cfg);
+static HostModel random_llama(const LlamaConfig& cfg, uint64_t seed) {
+  HostModel m(cfg);
   Rng rng(seed);
   for (const auto& p : m.param_table()) {
     const bool norm = p.name.find("norm") != std::string::npos;
     const double sd = p.name.find("embed") != std::string::npos || p.name.find("lm_head") != std::string::npos ? 0.5 : 0.2;
     for (size_t i = 0; i < p.numel(); ++i) m.params()[p.offset + i] = (float)(norm ? 1.0 + 0.1 * rng.normal() : sd * rng.normal());
   }
+  m.params_changed();
   return m;
 }
 
 static void test_param_table() {
-  Llama untied(small_config(false, false)), tied(small_config(true, true));
+  HostModel untied(small_config(false, false)), tied(small_config(true, true));
   const auto& t = untied.param_table();
   bool ok = t.front().name == "model.embed_tokens.weight" && t.back().name == "lm_head.weight" &&
             t[1].name == "model.layers.0.input_layernorm.weight" && t[2].name == "model.layers.0.self_attn.q_proj.weight" &&
@@ -305,7 +308,7 @@ static void test_param_table() {
   for (const auto& p : t) ok = ok && p.offset == total, total += p.numel();
   ok = ok && total == untied.num_params() && t.size() == 1 + 2 * 12 + 2;
   bool tied_ok = tied.param_table().size() == 1 + 2 * 16 + 1 && tied.param_table().back().name == "model.norm.weight" &&
-                 tied.lm_head_weight() == tied.input_embeddings();
+                 tied.exec().lm_head_weight() == tied.exec().input_embeddings();
   report("param table: HF names and shapes, contiguous, optional biases, tied lm_head", ok && tied_ok ? 0 : 1, 0);
   report("dims: kv_channels = n_kv_heads·head_dim", untied.dims().kv_channels == 12 && untied.dims().channels == 30 ? 0 : 1, 0);
 }
@@ -319,15 +322,15 @@ static void test_threads_determinism() {
   std::vector<std::vector<float>> results;
   for (int threads : {1, 2, 1, 2}) {
     set_num_threads(threads);
-    Llama m = random_llama(small_config(false, true), 7);
-    Llama::ForwardArgs fa;
+    HostModel m = random_llama(small_config(false, true), 7);
+    ForwardArgs fa;
     fa.tokens = tok.data();
     fa.B = B;
     fa.T = T;
     fa.targets = tgt.data();
     float loss = m.forward(fa);
     m.zero_grads();
-    m.backward({});
+    m.backward(BackwardArgs{});
     std::vector<float> r(m.grads(), m.grads() + m.num_params());
     r.push_back(loss);
     r.insert(r.end(), m.logits(), m.logits() + (size_t)B * T * V);
@@ -359,7 +362,7 @@ static double fd_f32(std::vector<float>& x, const std::vector<float>& g, const s
 
 static void test_input_gradient() {
   const int B = 2, T = 6, C = 30, V = 89;
-  Llama m = random_llama(small_config(false, false), 11);
+  HostModel m = random_llama(small_config(false, false), 11);
   Rng rng(5);
   auto emb = to_f(randn(rng, B * T * C, 0.5));
   std::vector<int> tgt(B * T, 0);
@@ -368,7 +371,7 @@ static void test_input_gradient() {
     mask[b * T + T - 1] = 1;
     tgt[b * T + T - 1] = rng.below(V);
   }
-  Llama::ForwardArgs fa;
+  ForwardArgs fa;
   fa.embeds = emb.data();
   fa.B = B;
   fa.T = T;
@@ -377,7 +380,7 @@ static void test_input_gradient() {
   m.forward(fa);
   report("llama logits only on rows with mask != 0", m.selected_rows() == std::vector<int>{T - 1, 2 * T - 1} ? 0 : 1, 0);
   std::vector<float> grad(B * T * C, 0);
-  Llama::BackwardArgs ba;
+  BackwardArgs ba;
   ba.param_grads = false;
   ba.d_embeds = grad.data();
   m.backward(ba);
@@ -402,7 +405,7 @@ static void test_input_gradient() {
   };
   f();
   std::vector<float> g2(B * T * C, 0);
-  Llama::BackwardArgs bb;
+  BackwardArgs bb;
   bb.from_loss = false;
   bb.d_logits = S.data();
   bb.d_hidden = Rh.data();
@@ -415,19 +418,19 @@ static void test_input_gradient() {
 static void test_param_gradient() {
   // tied lm_head, biases everywhere: every parameter tensor's gradient against central differences (f32)
   const int B = 2, T = 7, V = 89;
-  Llama m = random_llama(small_config(true, true), 19);
+  HostModel m = random_llama(small_config(true, true), 19);
   Rng rng(23);
   std::vector<int> tok(B * T), tgt(B * T);
   for (auto& t : tok) t = rng.below(V);
   for (auto& t : tgt) t = rng.below(V);
-  Llama::ForwardArgs fa;
+  ForwardArgs fa;
   fa.tokens = tok.data();
   fa.B = B;
   fa.T = T;
   fa.targets = tgt.data();
   m.forward(fa);
   m.zero_grads();
-  m.backward({});
+  m.backward(BackwardArgs{});
   std::vector<float> grads(m.grads(), m.grads() + m.num_params());
   std::vector<double> num, ana;
   const float h = 1e-2f;
@@ -448,63 +451,23 @@ static void test_param_gradient() {
 }
 
 static void test_kv_cache() {
-  Llama m = random_llama(small_config(false, true), 13);
-  const int V = 89, P = 5, R = 3, Tc = 7;
+  HostModel m = random_llama(small_config(false, true), 13);
+  const int V = 89;
   Rng rng(17);
-  std::vector<int> prefix(P), cont(R * Tc);
+  std::vector<int> prefix(5), cont(3 * 7);
   for (auto& t : prefix) t = rng.below(V);
   for (auto& t : cont) t = rng.below(V);
-  std::vector<int> full(R * (P + Tc));
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < P; ++t) full[r * (P + Tc) + t] = prefix[t];
-    for (int t = 0; t < Tc; ++t) full[r * (P + Tc) + P + t] = cont[r * Tc + t];
-  }
-  Llama::ForwardArgs fa;
-  fa.tokens = full.data();
-  fa.B = R;
-  fa.T = P + Tc;
-  fa.all_logits = true;
-  m.forward(fa);
-  std::vector<float> ref(m.logits(), m.logits() + (size_t)R * (P + Tc) * V);
-  std::vector<float> ref_h(m.hidden(), m.hidden() + m.hidden_size());
-
-  KVCache pre(m.dims(), 1, P);
-  std::vector<float> lg(V);
-  m.decode(pre, prefix.data(), nullptr, P, lg.data(), nullptr);
-  double err = rel_err(lg, std::vector<float>(ref.begin() + (P - 1) * V, ref.begin() + P * V));
-  KVCache rows(m.dims(), R, Tc, &pre);
-  std::vector<float> out((size_t)R * V), hid((size_t)R * 30);
-  std::vector<int> chunk(R * 2);
-  for (int r = 0; r < R; ++r) chunk[r * 2] = cont[r * Tc], chunk[r * 2 + 1] = cont[r * Tc + 1];
-  m.decode(rows, chunk.data(), nullptr, 2, out.data(), nullptr);
-  for (int r = 0; r < R; ++r)
-    err = std::max(err, rel_err(std::vector<float>(out.begin() + r * V, out.begin() + (r + 1) * V),
-                                std::vector<float>(ref.begin() + ((size_t)r * (P + Tc) + P + 1) * V,
-                                                   ref.begin() + ((size_t)r * (P + Tc) + P + 2) * V)));
-  double herr = 0;
-  for (int t = 2; t < Tc; ++t) {
-    std::vector<int> step(R);
-    for (int r = 0; r < R; ++r) step[r] = cont[r * Tc + t];
-    m.decode(rows, step.data(), nullptr, 1, out.data(), hid.data());
-    for (int r = 0; r < R; ++r) {
-      err = std::max(err, rel_err(std::vector<float>(out.begin() + r * V, out.begin() + (r + 1) * V),
-                                  std::vector<float>(ref.begin() + ((size_t)r * (P + Tc) + P + t) * V,
-                                                     ref.begin() + ((size_t)r * (P + Tc) + P + t + 1) * V)));
-      herr = std::max(herr, rel_err(std::vector<float>(hid.begin() + r * 30, hid.begin() + (r + 1) * 30),
-                                    std::vector<float>(ref_h.begin() + ((size_t)r * (P + Tc) + P + t) * 30,
-                                                       ref_h.begin() + ((size_t)r * (P + Tc) + P + t + 1) * 30)));
-    }
-  }
-  report("llama KV cache (GQA, shared prefix, RoPE offsets): logits = full forward", err, 1e-5);
-  report("llama KV cache: hidden_out = full forward's h", herr, 1e-5);
+  const KVCacheErrors e = kv_cache_errors(m, prefix, cont, 3);
+  report("llama KV cache (GQA, shared prefix, RoPE offsets): logits = full forward", e.logits, 1e-5);
+  report("llama KV cache: hidden_out = full forward's h", e.hidden, 1e-5);
 
   // input embeddings through decode equal token ids through decode
-  KVCache c1(m.dims(), 1, 4), c2(m.dims(), 1, 4);
+  auto c1 = m.cache(1, 4), c2 = m.cache(1, 4);
   std::vector<int> toks = {3, 88, 0, 41};
   std::vector<float> emb(4 * 30), l1(V), l2(V);
-  for (int i = 0; i < 4; ++i) std::memcpy(&emb[i * 30], m.input_embeddings() + toks[i] * 30, 30 * sizeof(float));
-  m.decode(c1, toks.data(), nullptr, 4, l1.data(), nullptr);
-  m.decode(c2, nullptr, emb.data(), 4, l2.data(), nullptr);
+  for (int i = 0; i < 4; ++i) std::memcpy(&emb[i * 30], m.params() + toks[i] * 30, 30 * sizeof(float));
+  m.decode(c1, toks.data(), nullptr, 4, l1.data());
+  m.decode(c2, nullptr, emb.data(), 4, l2.data());
   report("llama decode from embeds = decode from token ids", l1 == l2 ? 0 : 1, 0);
 }
 

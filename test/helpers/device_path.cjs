@@ -1,7 +1,8 @@
-// Runs every native model call (the method's buildTarget, initCandidates, matchLoss, xUpdate, project; then forward,
-// backward, adamwStep and decode called directly, and the method again on the trained weights) on a tiny model and
-// prints every result as JSON. test/device_path.test.ts runs it under GRADMM_BACKEND=cpu (the CPU engine) and GRADMM_BACKEND=cpu-table
-// (the backend-table executor that CUDA uses, here with CPU ops) and compares the two.
+// Runs every native model call (the method's buildTarget, matchLoss, project, and a batch's init, xUpdate, project, zLoss,
+// dualUpdate; then forward, backward, adamwStep and decode called directly, and the method again on the trained
+// weights) on a tiny model and prints every result as JSON. test/device_path.test.ts runs it under
+// GRADMM_BACKEND=cpu (the engine on host memory) and GRADMM_BACKEND=cpu-table (the same engine behind device-style
+// memory: the host mirror and residency a GPU uses, here with CPU ops) and compares the two.
 // argv[2] picks the model: "gpt2" (the tiny GPT-2 fixture), "qwen2" (a random tiny Llama-family model: grouped-query
 // attention, biases on q/k/v, untied lm_head, llama3 RoPE) or "llama-tied" (one kv head, head_dim ≠ C/NH, biases on
 // every projection, tied lm_head).
@@ -142,20 +143,31 @@ async function direct(model, rng, out) {
   out.f1 = await nat.matchLoss(t1, { X, B, L, label: 7, dX, perSample });
   out.dX1 = Array.from(dX);
   out.perSample1 = Array.from(perSample);
-  const Xinit = new Float32Array(B * L * C);
-  out.init = await nat.initCandidates(t2, { X: Xinit, templateEmbeds: randn((L - free) * C, 0.3), B, L, freeLen: free, label: 8, candidates: 6, seed: 3, tokenNorm: 1.4 });
-  out.Xinit = Array.from(Xinit);
+  // a batch's state lives in the engine: init, x-updates (across a target switch), read back for the comparison
+  const { Batch } = native();
+  const templateTokens = Int32Array.from({ length: L - free }, (_, i) => 3 + i);
+  const b0 = new Batch(nat, t2, { B, L, freeLen: free, label: 8, templateTokens });
+  out.init = await b0.init({ candidates: 6, seed: 3, tokenNorm: 1.4 });
+  out.Xinit = Array.from(b0.read("x"));
   const z = randn(B * L * C, 0.2), lam = randn(B * L * C, 0.01);
-  const adamM = new Float32Array(B * L * C), adamV = new Float32Array(B * L * C), adamStep = new Int32Array(1);
   const losses = new Float32Array(4);
-  const step = (t) => nat.xUpdate(t, { X, z, lam, adamM, adamV, adamStep, losses, B, L, freeLen: free, label: 8, steps: 4, rho: 0.1, lr: 0.01, maxGradNorm: 1 });
-  out.x1 = await step(t1);
+  const b1 = new Batch(nat, t1, { B, L, freeLen: free, label: 8, templateTokens });
+  const b2 = new Batch(nat, t2, { B, L, freeLen: free, label: 8, templateTokens });
+  const move = (from, to) => { for (const w of ["x", "z", "lam", "m", "v"]) to.write(w, from.read(w)); };
+  b1.write("x", X);
+  b1.write("z", z);
+  b1.write("lam", lam);
+  const step = (b) => b.xUpdate({ steps: 4, rho: 0.1, lr: 0.01, maxGradNorm: 1, losses });
+  out.x1 = await step(b1);
   out.losses1 = Array.from(losses);
-  out.x2 = await step(t2); // another target (with DP noise): the device copy of the target is replaced
+  move(b1, b2);
+  out.x2 = await step(b2); // another target (with DP noise): the backend's copy of the target is replaced
   out.losses2 = Array.from(losses);
-  out.x3 = await step(t1); // and back
+  move(b2, b1);
+  out.x3 = await step(b1); // and back
+  X.set(b1.read("x"));
   out.X = Array.from(X);
-  out.adam = [Array.from(adamM), Array.from(adamV), adamStep[0]];
+  out.adam = [Array.from(b1.read("m")), Array.from(b1.read("v")), b1.adamStep, b2.adamStep];
   // the projection: KV-cached decoding continuing a shared prompt, top-k by cosine, the LM's choice
   const prompt = Int32Array.from({ length: 6 }, () => Math.floor(rng() * V));
   const prefix = model.createKVCache(1, prompt.length);
@@ -166,6 +178,14 @@ async function direct(model, rng, out) {
     await nat.project({ U: X, B, L, freeLen: free, allowed, topk, prefix: prefix.handle, prefixLogits, outTokens });
     out[key] = Array.from(outTokens);
   }
+  // the batch's own ADMM step: z ← Π(x + λ/ρ) with the z lookup in the engine, f(z), λ ← λ + ρ(x − z)
+  await b1.project({ from: "dual", rho: 0.1, allowed, topk: 7, prefix: prefix.handle, prefixLogits, outTokens });
+  const perZ = new Float32Array(B);
+  out.batch = [Array.from(outTokens), await b1.zLoss({ perSample: perZ }), Array.from(perZ)];
+  await b1.dualUpdate({ rho: 0.1 });
+  await b1.keepBest();
+  await b1.project({ from: "best", rho: 0.1, allowed, topk: 7, prefix: prefix.handle, prefixLogits, outTokens });
+  out.batch.push(Array.from(outTokens), Array.from(b1.read("z")), Array.from(b1.read("lam")), Array.from(b1.read("best")));
   // weights written from JavaScript: the device copy must follow
   const w = model.tensor(changed);
   for (let i = 0; i < w.length; i += 3) w[i] *= 1.5;
@@ -185,8 +205,7 @@ async function direct(model, rng, out) {
     token.cancel();
     return pending.then(() => "finished", (e) => e.code || String(e));
   };
-  const longRun = { X: X.slice(), z, lam, adamM: adamM.slice(), adamV: adamV.slice(), adamStep: new Int32Array(1), B, L, freeLen: free, label: 8, steps: 1000, rho: 0.1, lr: 0.01, maxGradNorm: 1 };
-  out.xUpdateAborted = await aborted((token) => nat.xUpdate(t1, longRun, token));
+  out.xUpdateAborted = await aborted((token) => b1.xUpdate({ steps: 1000, rho: 0.1, lr: 0.01, maxGradNorm: 1 }, token));
   const many = 64;
   out.buildTargetAborted = await aborted((token) =>
     nat.buildTarget({ tokens: new Int32Array(many * T), n: many, T, lastPos: new Int32Array(many).fill(T - 1), labels: new Int32Array(many).fill(7), chunkTokens: T }, token),

@@ -1,5 +1,5 @@
 // GPU benchmark of the method (bench/gpu/run.sh): a random GPT-2- or Llama-shaped model on the CUDA backend, a random
-// gradient-matching target of n examples, `steps` Adam steps of admm.cpp's x_update on B synthetic sequences of L
+// gradient-matching target of n examples, `steps` Adam steps of the engine's x-update on B synthetic sequences of L
 // positions, and projections (top-k 200 over the vocabulary, KV-cached decoding after a 16-token prompt). Prints
 // one JSON line: milliseconds per x-update step, per f(X) evaluation and per projection, and the estimated seconds
 // of one paper-settings batch (500 init candidates, 30 × (50 steps + 1 projection)) and per synthetic sample.
@@ -22,7 +22,7 @@
 
 #include "backend.h"
 #include "cuda_ops.h"
-#include "model_exec.h"
+#include "matcher.h"
 
 using namespace gradmm;
 
@@ -39,8 +39,8 @@ struct Xorshift {
   }
 };
 
-// The benchmark's model shapes (parameters zero; main() fills them).
-std::unique_ptr<CausalLM> make_host(const std::string& model, int layers) {
+// The benchmark's model shapes on `be` (parameters zero; main() fills them).
+std::unique_ptr<CausalExec> make_model(const Backend* be, const std::string& model, int layers) {
   if (model == "llama-1b") {
     LlamaConfig c;
     c.vocab_size = 128256;
@@ -60,7 +60,7 @@ std::unique_ptr<CausalLM> make_host(const std::string& model, int layers) {
     c.rope_scaling.original_max_position_embeddings = 8192;
     c.tie_word_embeddings = true;
     if (layers > 0) c.num_layers = layers;
-    return std::make_unique<Llama>(c);
+    return std::make_unique<LlamaExec>(be, c);
   }
   GPT2Config cfg;
   cfg.vocab_size = 50257;
@@ -71,7 +71,7 @@ std::unique_ptr<CausalLM> make_host(const std::string& model, int layers) {
   else if (model == "gpt2-xl") cfg.channels = 1600, cfg.num_layers = 48, cfg.num_heads = 25;
   else throw std::invalid_argument("unknown model " + model);
   if (layers > 0) cfg.num_layers = layers;
-  return std::make_unique<GPT2>(cfg);
+  return std::make_unique<GPT2Exec>(be, cfg);
 }
 
 double now_ms() {
@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
     }
   }
   const bool on_cpu = backend == "cpu-table";
-  const Backend* be = on_cpu ? cpu_backend() : cuda_backend();
+  const Backend* be = on_cpu ? cpu_table_backend() : cuda_backend();
   if (!be) {
     std::printf("{\"skipped\": \"no CUDA device: %s\"}\n", cuda::probe().error.c_str());
     return 0;
@@ -111,28 +111,29 @@ int main(int argc, char** argv) {
   else if (gemm == "cublas-f32") cuda::set_gemm_mode(cuda::GemmMode::CublasF32);
   else cuda::set_gemm_mode(cuda::GemmMode::Auto);
 
-  std::unique_ptr<CausalLM> host_model;
+  std::unique_ptr<CausalExec> ex;
   try {
-    host_model = make_host(model, layers);
+    ex = make_model(be, model, layers);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 2;
   }
-  CausalLM& host = *host_model;
-  const int C = host.dims().channels, V = host.dims().vocab_size;
+  const int C = ex->dims().channels, V = ex->dims().vocab_size;
   try {
     double t0 = now_ms();
-    // random parameters: uniform weights of std 0.02, norm weights 1, biases 0 (the host model's layout)
-    float* p = host.params();
+    // random parameters: uniform weights of std 0.02, norm weights 1, biases 0 (the model's layout)
+    std::vector<float> host(ex->num_params());
+    float* p = host.data();
     Xorshift rng(1);
     const float a = 0.02f * std::sqrt(3.f);
-    for (const auto& t : host.param_table()) {
+    for (const auto& t : ex->layout().param_table()) {
       const bool is_norm = t.name.find("ln_") != std::string::npos || t.name.find("norm") != std::string::npos;
       const bool is_bias = t.name.find(".bias") != std::string::npos;
       for (size_t i = 0; i < t.numel(); ++i)
         p[t.offset + i] = is_norm && !is_bias ? 1.f : is_bias ? 0.f : a * rng.uniform();
     }
-    std::unique_ptr<CausalExec> ex = make_exec(be, host);
+    be->to_device(ex->params(), host.data(), sizeof(float) * host.size());
+    const float* host_wte = host.data() + (ex->input_embeddings() - ex->params());
     const double t_upload = now_ms() - t0;
     // random target factors a_i = p_i − e_y (p ≈ uniform) and h_i, and its norm from the Gram matrices
     MatchTarget t;
@@ -177,19 +178,27 @@ int main(int argc, char** argv) {
     for (int i = 0; i < evals; ++i) fe = em.match_loss(X.data(), B, L, 123, nullptr);
     const double ms_eval = (now_ms() - t1) / evals;
     // projection: u = x (λ = 0), every token allowed, top-k 200, after a 16-token prompt decoded on the host
-    KVCache prefix(host.dims(), 1, 16);
+    ExecKVCache prefix(be, ex->dims(), 1, 16);
     std::vector<int> prompt(16);
     for (int i = 0; i < 16; ++i) prompt[i] = (i * 104729 + 7) % V;
     std::vector<float> prefix_logits(V);
-    host.decode(prefix, prompt.data(), nullptr, 16, prefix_logits.data(), nullptr);
+    {
+      BackendBuffer<int> dprompt(be, 16);
+      BackendBuffer<float> dlogits(be, V);
+      be->to_device(dprompt.data(), prompt.data(), sizeof(int) * 16);
+      ex->decode(prefix, dprompt.data(), nullptr, 16, dlogits.data());
+      be->to_host(prefix_logits.data(), dlogits.data(), sizeof(float) * V);
+    }
     std::vector<uint8_t> allowed(V, 1);
     std::vector<int> out_tokens((size_t)B * free_len);
-    be->to_host(hx.data(), X.data(), xs * 4);
-    exec_project(*ex, host.input_embeddings(), hx.data(), B, L, free_len, allowed.data(), 200, prefix, prefix_logits.data(), out_tokens.data());  // warm-up
+    BackendBuffer<int> chosen(be, (size_t)B * free_len);
+    project(*ex, host_wte, X.data(), B, L, free_len, allowed.data(), 200, prefix, prefix_logits.data(), chosen.data(),
+            out_tokens.data());  // warm-up
     const int projections = 2;
     t1 = now_ms();
     for (int i = 0; i < projections; ++i)
-      exec_project(*ex, host.input_embeddings(), hx.data(), B, L, free_len, allowed.data(), 200, prefix, prefix_logits.data(), out_tokens.data());
+      project(*ex, host_wte, X.data(), B, L, free_len, allowed.data(), 200, prefix, prefix_logits.data(), chosen.data(),
+              out_tokens.data());
     const double ms_project = (now_ms() - t1) / projections;
     const double batch_s = (500 * ms_eval + 30 * (50 * ms_step + ms_project) + ms_project) / 1000;
     const std::string device = on_cpu ? "cpu-table" : cuda::probe().devices[0].name;

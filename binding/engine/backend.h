@@ -1,10 +1,12 @@
 // The backend table (ggml style): memory management plus one function pointer per engine op, so model and method
 // code is written once against it and runs on whichever backend holds its buffers.
 //
-//   cpu_backend()   every op calls the CPU op of binding/src/ops.h or binding/src/llama_ops.h (the specification;
-//                   the projection's choice: admm.h choose_tokens); "memory" is host memory.
+//   cpu_backend()   every op calls its CPU specification: binding/src/ops.h (the GPT-2 ops), llama_ops.h (the Llama
+//                   family's and the attention), method_ops.h (the method's own); memory is host memory. Always built.
 //   cuda_backend()  every op launches the CUDA kernel of binding/cuda/*.cuh on the device; memory is device memory.
-//                   nullptr when no usable CUDA device exists (see backend_select.h for the runtime choice).
+//                   nullptr when this build has no CUDA or no usable device exists.
+// The model families, the matcher, the projection and the x-update are written once against this table
+// (binding/engine/), for every backend.
 //
 // Semantics are those of ops.h / llama_ops.h: explicit shapes, row-major, backward ops ACCUMULATE (+=) into gradient
 // buffers (rope_backward's accumulate = false is the one exception) and skip a null gradient pointer. All pointers passed to an op are the backend's memory (alloc() of the same table).
@@ -14,36 +16,18 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "method_ops.h"  // GmScalars
+
 namespace gradmm {
 
-enum class Op : int {
-  EmbeddingForward, EmbeddingBackward, InputEmbeddingForward, InputEmbeddingBackward,
-  LayernormForward, LayernormBackward, Gemm, MatmulForward, MatmulBackward, AttentionForward, AttentionBackward,
-  AttentionDecodeForward,
-  GeluForward, GeluBackward, ResidualForward, ResidualBackward, SoftmaxCrossentropyForward,
-  SoftmaxCrossentropyBackward, AdamW, GradNorm, Scale,
-  // gradient matching (binding/src/gradmatch.cpp) and the x-update (binding/src/admm.cpp)
-  GatherRows, ScatterRows, OnehotSub, RowDot, GmCombine, ScaleBy, AxpyBy, SoftmaxJvpRows, XAdamStep, Fill,
-  GatherRowsAt, ScatterRowsAt,
-  // the Llama family (binding/src/llama_ops.h)
-  RmsnormForward, RmsnormBackward, RopeForward, RopeBackward, SwigluForward, SwigluBackward, LinearForward,
-  LinearBackward, GqaAttentionForward, GqaAttentionBackward, GqaAttentionDecodeForward,
-  // the projection's choice (admm.cpp choose_tokens)
-  ProjectChoose,
-  Count
-};
-const char* op_name(Op op);
-
-// Scalars of one gradient-matching evaluation, written by gm_combine into backend memory (the method's inner step
-// reads only these back). Same formulas and order as match_loss in gradmatch.cpp.
-struct GmScalars {
-  double S, Q, cosine, f;  // f = 1 − cosine
-  float cS, cN, cQ, pad;   // coefficients of the gradient (see gradmatch.cpp)
-};
-
 struct Backend {
-  const char* name;  // "cpu" | "cuda"
-  bool (*supports)(Op op);
+  // ---- what the backend is ----
+  const char* name;  // "cpu" | "cuda" | "cpu-table" (the CPU ops behind device-style memory: see cpu_table_backend)
+  // Memory is host memory the caller may read and write directly (the CPU backend): a model on it needs no host
+  // mirror. false: memory is only reached through to_device / to_host.
+  bool host_memory;
+  // How the large matrix products run ("AVX2 + FMA tiles", "cuBLAS TF32", ...): backendInfo() reports it.
+  const char* (*products)();
 
   // ---- memory ----
   void* (*alloc)(size_t bytes);  // uninitialised; throws std::bad_alloc / std::runtime_error on failure
@@ -52,7 +36,6 @@ struct Backend {
   void (*to_host)(void* host_dst, const void* src, size_t bytes);  // waits for earlier ops
   void (*copy)(void* dst, const void* src, size_t bytes);          // within the backend
   void (*zero)(void* p, size_t bytes);
-  void (*synchronize)();
 
   // ---- model ops (ops.h) ----
   // wpe may be nullptr: then out[b,t,:] = wte[tokens[b,t]] (the Llama family's token lookup); embedding_backward
@@ -73,14 +56,6 @@ struct Backend {
   void (*matmul_forward)(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC);
   void (*matmul_backward)(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                           const float* weight, int N, int C, int OC);
-  void (*attention_forward)(float* out, float* att, const float* qkv, int B, int T, int C, int NH);
-  // scratch: B·NH·T·T floats of backend memory (the CPU backend ignores it and may take nullptr)
-  void (*attention_backward)(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att,
-                             int B, int T, int C, int NH);
-  // decoding with a KV cache (ops.h attention_decode_forward): appends the Tn new keys/values of qkv [R,Tn,3C] to one
-  // layer's kcache/vcache [R,cap,C] at [len, len+Tn), then attends over the shared prefix pk/pv [P,C] and the cache
-  void (*attention_decode_forward)(float* out, float* kcache, float* vcache, const float* pk, const float* pv,
-                                   const float* qkv, int R, int Tn, int C, int NH, int P, int len, int cap);
   void (*gelu_forward)(float* out, const float* inp, long N);
   void (*gelu_backward)(float* dinp, const float* inp, const float* dout, long N);
   void (*residual_forward)(float* out, const float* a, const float* b, long N);
@@ -89,12 +64,12 @@ struct Backend {
                                        const float* mask, int N, int V);
   void (*softmax_crossentropy_backward)(float* dlogits, const float* dlosses, const float* probs, const int* targets,
                                         const float* mask, int N, int V);
-  void (*adamw_update)(float* params, const float* grads, float* m, float* v, long n, float lr, float beta1,
-                       float beta2, float eps, float weight_decay, int t);
-  double (*grad_norm)(const float* grads, long n);  // returns to the host (waits)
-  void (*scale)(float* x, long n, float s);
+  // A whole optimizer step (ops.h clip_and_adamw): the global gradient norm (returned, waits), clipping to max_norm
+  // (max_norm <= 0: none; the clipped gradients are written back) and AdamW. t counts from 1.
+  double (*clip_adamw)(float* params, float* grads, float* m, float* v, long n, float lr, float beta1, float beta2,
+                       float eps, float weight_decay, float max_norm, int t);
 
-  // ---- gradient matching on the backend (so an inner step reads back only scalars) ----
+  // ---- the method's ops (method_ops.h is the specification), so an inner step reads back only scalars ----
   // dst[r,:] (+)= src[(r·stride + offset), :]  /  dst[(r·stride + offset), :] (+)= src[r,:]   (rows of C floats)
   void (*gather_rows)(float* dst, const float* src, int R, int C, long stride, long offset);
   void (*scatter_rows)(float* dst, const float* src, int R, int C, long stride, long offset, bool accumulate);
@@ -106,9 +81,6 @@ struct Backend {
   void (*onehot_sub)(float* A, const float* P, const int* labels, int R, int V);
   // out[r] = Σ_v a[r,v]·b[r,v] in double
   void (*row_dot)(double* out, const float* a, const float* b, int R, int V);
-  // From the Gram matrices RA, RH [n,B] (target × batch) and SA, SH [B,B] (batch × batch) and the noise terms
-  // noise_dots [B] (a_j·N h_j, or nullptr): writes *out, per_sample [B] (if non-null) and *loss_out = (float)f
-  // (if non-null). target_norm = ‖G_target‖.
   void (*gm_combine)(GmScalars* out, float* per_sample, float* loss_out, const float* RA, const float* RH,
                      const float* SA, const float* SH, const double* noise_dots, int n, int B, double target_norm);
   // x *= *s  /  y += (*a)·x   with the scalar in backend memory (a field of GmScalars, say)
@@ -116,21 +88,18 @@ struct Backend {
   void (*axpy_by)(float* y, const float* x, long n, const float* a);
   // dlogits[r,:] = P[r,:] ⊙ (G[r,:] − ⟨P[r,:], G[r,:]⟩)   (through a = softmax − e_y), inner product in double
   void (*softmax_jvp_rows)(float* dlogits, const float* P, const float* G, int R, int V);
-  // One Adam step of admm.cpp's x_update on the free positions [0, free_n) of each of B rows of row_n floats:
-  // g = dX + ρ(X − z) + λ, clipped to max_norm by the global norm of g, then Adam with the given bias corrections.
-  // g_scratch: B·row_n floats; norm_scratch: 1024 doubles (both backend memory; the CPU backend ignores them).
+  // g_scratch: B·row_n floats; norm_scratch: 1024 doubles (both backend memory; the CPU backend ignores the latter)
   void (*x_adam_step)(float* X, float* m, float* v, const float* dX, const float* z, const float* lam,
                       float* g_scratch, double* norm_scratch, int B, long row_n, long free_n, float rho,
                       float max_norm, float beta1, float beta2, float eps, float step_size, float bc2_sqrt);
   void (*fill)(float* x, long n, float value);
+  void (*dual_point)(float* u, const float* x, const float* lam, int B, long row_n, long free_n, double rho);
+  void (*dual_update)(float* lam, const float* x, const float* z, int B, long row_n, long free_n, double rho);
 
-  // ---- the projection (admm.cpp project(): the z-update) ----
-  // admm.h choose_tokens on backend memory: for each row b < B, among the allowed ids (allowed_ids [n_allowed],
-  // distinct, in [0, V)) the k with the smallest (−sims[b,v]·inv_norm[v], v), and of those the highest logits[b,v]
-  // (ties: the smaller id) to chosen[b]. sims, logits [B,V], inv_norm [V], chosen [B]. Exactly choose_tokens' ids,
-  // ties included, on every backend (the CUDA kernel: radix select on a 64-bit (key, id) composite, binding/cuda/
-  // project.cuh), so exec_project reads back nothing but the chosen ids, once per call. Throws std::invalid_argument unless
-  // 1 ≤ n_allowed ≤ V and 1 ≤ k ≤ n_allowed.
+  // ---- the projection's choice (the z-update) ----
+  // method_ops.h choose_tokens on backend memory: exactly its ids, ties included, on every backend (the CUDA kernel:
+  // radix select on a 64-bit (key, id) composite, binding/cuda/project.cuh), so the projection reads back nothing but
+  // the chosen ids, once per call.
   void (*project_choose)(int* chosen, const float* sims, const float* logits, const float* inv_norm,
                          const int* allowed_ids, int n_allowed, int B, int V, int k);
 
@@ -154,7 +123,7 @@ struct Backend {
   void (*linear_backward)(float* dinp, int lddi, float* dweight, float* dbias, const float* dout, int ldd,
                           const float* inp, int ldi, const float* weight, int N, int C, int OC);
   // causal grouped-query attention over the packed qkv [B,T,(NH+2·NKV)·hd] (q heads | k heads | v heads);
-  // out [B,T,NH·hd], probabilities att [B,NH,T,T]. GPT-2's attention_* is the case NKV = NH, hd = C/NH.
+  // out [B,T,NH·hd], probabilities att [B,NH,T,T]. Multi-head attention (GPT-2) is the case NKV = NH, hd = C/NH.
   void (*gqa_attention_forward)(float* out, float* att, const float* qkv, int B, int T, int NH, int NKV, int hd);
   // scratch: B·NH·T·T floats of backend memory (the CPU backend ignores it and may take nullptr)
   void (*gqa_attention_backward)(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att,
@@ -168,7 +137,12 @@ struct Backend {
 };
 
 const Backend* cpu_backend();
-// The CUDA table, or nullptr when this build has no CUDA or no device is usable (never throws).
+// The CPU ops behind device-style memory (host_memory = false: separate allocations reached through to_device /
+// to_host), so the engine's host mirror and residency logic run without a GPU (GRADMM_BACKEND=cpu-table); same bits
+// as cpu_backend().
+const Backend* cpu_table_backend();
+// The CUDA table, or nullptr when this build has no CUDA or no device is usable (never throws). Defined in
+// binding/cuda/backend_cuda.cpp, or as nullptr by binding/engine/no_cuda.cpp in a build without CUDA.
 const Backend* cuda_backend();
 
 // RAII buffer of one backend.

@@ -1,0 +1,195 @@
+// The one engine's model: GPT-2 (GPT2Exec) and the Llama family (LlamaExec: Llama, Qwen2, Mistral without sliding
+// windows; RMSNorm, RoPE with llama3 scaling, SwiGLU, grouped-query attention, optional q/k/v/o/MLP biases, tied or
+// untied lm_head) written once against the backend table (backend.h), so the same code runs on the CPU and on CUDA.
+// Both behind CausalExec, so the matcher, the projection and the x-update (matcher.h, batch.h) and the addon are
+// written once too. Parameters, gradients, Adam moments, activations and KV caches are the backend's memory.
+//
+// Scope: the training/analysis path (causal forward, backward to input embeddings and, optionally, to the
+// parameters, AdamW) with logits at the last position of each row, at every position or at listed positions; an
+// inference forward keeping one layer's activations; KV-cached decoding continuing a shared prefix.
+#pragma once
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "backend.h"
+#include "causal_lm.h"
+#include "gpt2.h"
+#include "llama.h"
+
+namespace gradmm {
+
+// Keys and values of every layer for `rows` sequences decoded in lockstep, on a backend: [L, rows, capacity, kv].
+// A cache may continue a one-row `prefix` cache of the same model (e.g. a prompt computed once): its positions are
+// read in place by every row (never copied), up to the prefix's length when the cache is used.
+struct ExecKVCache {
+  ExecKVCache(const Backend* be, const ModelDims& dims, int rows, int capacity, const ExecKVCache* prefix = nullptr);
+  const Backend* be;
+  int rows, capacity, length = 0;  // length = positions stored per row (excluding the prefix)
+  int num_layers, channels;        // channels = kv_channels
+  const ExecKVCache* prefix;
+  int prefix_len() const { return prefix ? prefix->length : 0; }
+  BackendBuffer<float> k, v;
+  float* k_layer(int l) { return k.data() + (size_t)l * rows * capacity * channels; }
+  float* v_layer(int l) { return v.data() + (size_t)l * rows * capacity * channels; }
+  const float* k_layer(int l) const { return k.data() + (size_t)l * rows * capacity * channels; }
+  const float* v_layer(int l) const { return v.data() + (size_t)l * rows * capacity * channels; }
+};
+
+// One model family on a backend: forward with saved activations, backward, decoding, AdamW. The lm_head and its loss
+// are shared; each family supplies its blocks.
+class CausalExec {
+ public:
+  virtual ~CausalExec() = default;
+  const Backend* backend() const { return be_; }
+  const ModelDims& dims() const { return dims_; }
+  virtual const ModelLayout& layout() const = 0;
+  size_t num_params() const { return nparams_; }
+  float* params() { return params_.data(); }  // backend memory in the layout's order (zeros after construction)
+  float* grads();  // allocated and zeroed on first use
+  bool has_grads() const { return grads_.size() == nparams_; }
+  void zero_grads();
+  // AdamW moments (allocated and zeroed on first use)
+  float* adam_m();
+  float* adam_v();
+  bool has_adam() const { return adam_m_.size() == nparams_; }
+  // AdamW over all parameters with global grad-norm clipping (max_norm <= 0: none; the clipped gradients are written
+  // back). Returns the norm before clipping. t counts from 1.
+  double adamw_step(float lr, float beta1, float beta2, float eps, float weight_decay, float max_norm, int t);
+  // Backend memory: the token embedding matrix [V,C] (the projection's similarities) and the lm_head weight [V,C].
+  virtual const float* input_embeddings() const = 0;
+  virtual const float* lm_head_weight() const = 0;
+
+  enum class Rows { Last, All, Listed };
+  struct Forward {
+    const int* tokens = nullptr;    // backend memory [B,T] (ids must be in range: not checked here)
+    const float* embeds = nullptr;  // backend memory [B,T,C]
+    int B = 0, T = 0;
+    Rows rows = Rows::Last;         // logits at position T−1 of each row (R = B), at every position (R = B·T), or
+    const int* row_ids = nullptr;   // at the listed positions b·T + t (backend memory [n_rows], ascending; R = n_rows,
+    int n_rows = 0;                 // which may be 0: then no logits)
+    const int* targets = nullptr;   // backend memory [R]; with targets, probabilities and losses are computed
+    // host memory [R], optional: each row's weight in the loss: the loss is Σ w·ce / Σ w and rows of weight 0 are
+    // skipped (their targets are not read). Null: 1 each.
+    const float* row_weights = nullptr;
+    // false: an inference forward that keeps one layer's activations at a time (the same results bit for bit; a
+    // backward after it throws)
+    bool keep_activations = true;
+    const std::atomic<bool>* cancel = nullptr;  // checked between layers (throws Cancelled)
+  };
+  void forward(const Forward& f);
+  int rows() const { return R_; }
+  const float* logits() const { return logits_.data(); }      // [R,V]
+  const float* probs() const { return probs_.data(); }        // [R,V]
+  const float* hidden() const { return hidden_; }             // [B,T,C] final-norm output
+  const float* hidden_rows() const { return h_rows_.data(); } // [R,C] the lm_head's input rows
+  double mean_loss();  // Σ w·ce / Σ w over the R rows of the last forward with targets, as a float (waits); NaN without
+  // The last forward's logits rows as positions b·T + t, on the host.
+  std::vector<int> selected_rows() const;
+  int forward_B() const { return B_; }
+  int forward_T() const { return T_; }
+
+  struct Backward {
+    bool from_loss = false;           // gradient of the mean cross-entropy over the R rows
+    const float* d_logits = nullptr;  // [R,V] backend memory, added
+    const float* d_hidden = nullptr;  // [B,T,C] backend memory, added at the final-norm output
+    bool param_grads = false;         // false: only what the input gradient needs
+    float* d_embeds = nullptr;        // [B,T,C] backend memory, += (the forward must have taken embeds)
+    const std::atomic<bool>* cancel = nullptr;  // checked between layers
+  };
+  void backward(const Backward& b);
+
+  // Tn new positions of every row of `cache` (tokens: backend memory [rows·Tn], or embeds: backend memory
+  // [rows·Tn, C]); logits of each row's last new position to logits_out (backend memory [rows, V]), if given; that
+  // position's final hidden state stays in decode_hidden() [rows, C].
+  void decode(ExecKVCache& cache, const int* tokens, const float* embeds, int Tn, float* logits_out,
+              const std::atomic<bool>* cancel = nullptr);
+  const float* decode_hidden() const { return dec_h_.data(); }
+
+ protected:
+  CausalExec(const Backend* be, const ModelDims& dims, size_t nparams);
+  // The family's trunk: embeddings, blocks and the final norm of the forward into hidden_ [B,T,C].
+  virtual void trunk_forward(const Forward& f) = 0;
+  // The trunk's backward from the gradient at h (d_h [B,T,C]); g: the gradient block, or nullptr.
+  virtual void trunk_backward(const Backward& b, float* d_h, float* g) = 0;
+  // The trunk of a decoding step, leaving each row's last new position's final hidden state in dec_h_.
+  virtual void trunk_decode(ExecKVCache& cache, const int* tokens, const float* embeds, int Tn, int pos_base,
+                            const std::atomic<bool>* cancel) = 0;
+
+  const Backend* be_;
+  ModelDims dims_;
+  size_t nparams_ = 0;
+  BackendBuffer<float> params_, grads_, adam_m_, adam_v_;
+  int B_ = 0, T_ = 0, R_ = 0;  // the last forward's shape
+  Rows rows_mode_ = Rows::Last;
+  bool used_embeds_ = false, have_targets_ = false, kept_ = false;
+  BackendBuffer<int> tokens_, targets_, row_ids_;
+  BackendBuffer<float> h_rows_, logits_, probs_, losses_, dlogits_, dlosses_, dh_rows_, weights_, d_h_;
+  std::vector<float> weights_host_;  // the last forward's row_weights (empty: none given)
+  const float* hidden_ = nullptr;
+  BackendBuffer<float> dec_h_;  // the last decode's final hidden states [rows, C]
+
+ private:
+  void head_forward(const Forward& f);
+  void head_backward(const Backward& a, float* d_h, float* dW);
+};
+
+// GPT-2 through the table.
+class GPT2Exec : public CausalExec {
+ public:
+  GPT2Exec(const Backend* be, const GPT2Config& cfg);
+  const ModelLayout& layout() const override { return layout_; }
+  const GPT2Config& config() const { return cfg_; }
+  const float* input_embeddings() const override { return w_.wte; }
+  const float* lm_head_weight() const override { return w_.wte; }  // tied
+
+ private:
+  void trunk_forward(const Forward& f) override;
+  void trunk_backward(const Backward& b, float* d_h, float* g) override;
+  void trunk_decode(ExecKVCache& cache, const int* tokens, const float* embeds, int Tn, int pos_base,
+                    const std::atomic<bool>* cancel) override;
+  void ensure(int B, int T, bool keep);
+
+  GPT2 layout_;
+  GPT2Config cfg_;
+  GPT2::Weights w_;  // pointers into params_
+  int act_B_ = 0, act_T_ = 0, act_layers_ = 0;
+  BackendBuffer<float> encoded_, ln1_, ln1_mean_, ln1_rstd_, qkv_, atty_, att_, attproj_, res2_, ln2_, ln2_mean_,
+      ln2_rstd_, fch_, fch_gelu_, fcproj_, res3_, lnf_, lnf_mean_, lnf_rstd_;
+  BackendBuffer<float> dec_x_, dec_ln_, dec_qkv_, dec_atty_, dec_proj_, dec_fch_, dec_fchg_, dec_last_;
+  BackendBuffer<float> d_res_, d_tmp_, d_qkv_, d_atty_, d_fch_, d_fch_gelu_, d_att_scratch_;
+};
+
+// The Llama family through the table (the RoPE cos/sin tables are computed on the host and uploaded once, again
+// only when a longer sequence needs more positions).
+class LlamaExec : public CausalExec {
+ public:
+  LlamaExec(const Backend* be, const LlamaConfig& cfg);
+  const ModelLayout& layout() const override { return layout_; }
+  const LlamaConfig& config() const { return cfg_; }
+  const float* input_embeddings() const override { return w_.embed; }
+  const float* lm_head_weight() const override { return w_.lm_head; }  // == input_embeddings() when tied
+
+ private:
+  void trunk_forward(const Forward& f) override;
+  void trunk_backward(const Backward& b, float* d_h, float* g) override;
+  void trunk_decode(ExecKVCache& cache, const int* tokens, const float* embeds, int Tn, int pos_base,
+                    const std::atomic<bool>* cancel) override;
+  void ensure(int B, int T, bool keep);
+  void ensure_rope(int npos);  // tables cover positions [0, npos)
+
+  Llama layout_;
+  LlamaConfig cfg_;
+  int C_, NH_, NKV_, HD_, I_, QKV_;  // QKV_ = (NH + 2·NKV)·hd, the packed q|k|v width
+  Llama::Weights w_;                 // pointers into params_
+  std::vector<float> cos_host_, sin_host_;
+  int rope_npos_ = 0;
+  BackendBuffer<float> rope_cos_, rope_sin_;
+  int act_B_ = 0, act_T_ = 0, act_layers_ = 0;
+  BackendBuffer<float> resid_, resid_mid_, ln1_, ln1_rstd_, qkv_, att_, atty_, ln2_, ln2_rstd_, gate_, up_, act_,
+      normf_, normf_rstd_, tmp_;
+  BackendBuffer<float> dec_x_, dec_ln_, dec_qkv_, dec_atty_, dec_proj_, dec_gate_, dec_up_, dec_act_, dec_last_;
+  BackendBuffer<float> d_res_, d_tmp_, d_qkv_, d_atty_, d_act_, d_gate_, d_up_, d_att_scratch_;
+};
+
+}  // namespace gradmm

@@ -1,0 +1,72 @@
+// The engine as the standalone tests drive it: host arrays in and out (engine.h ModelEngine) on a backend table (the
+// CPU's by default), with the old direct-call shape (forward, backward, decode, logits, probs, hidden, grads).
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "engine.h"
+
+namespace gradmm {
+
+class HostModel {
+ public:
+  template <typename Config>
+  explicit HostModel(const Config& cfg, const Backend* be = cpu_backend())
+      : e_(std::make_shared<ModelEngine>(ModelEngine::make(be, cfg))) {}
+  ModelEngine& engine() { return *e_; }
+  CausalExec& exec() { return e_->exec(); }
+  const ModelDims& dims() const { return e_->dims(); }
+  const std::vector<ParamInfo>& param_table() const { return e_->layout().param_table(); }
+  size_t num_params() const { return e_->num_params(); }
+  float* params() { return e_->host_params(); }
+  void params_changed() { e_->params_changed(); }
+  float* grads() { return e_->host_grads(); }
+  void zero_grads() { e_->zero_grads(); }
+  float forward(const ForwardArgs& fa) { return e_->forward(fa, nullptr); }
+  void backward(const BackwardArgs& ba) { e_->backward(ba, nullptr); }
+  // the last forward's logits [rows, V] (a host copy)
+  const float* logits() {
+    logits_.resize(e_->rows_selected() * (size_t)dims().vocab_size);
+    e_->logits(logits_.data());
+    return logits_.data();
+  }
+  // the last forward's probabilities [rows, V] and final hidden states [B, T, C] (host copies)
+  const float* probs() {
+    probs_.resize(e_->rows_selected() * (size_t)dims().vocab_size);
+    exec().backend()->to_host(probs_.data(), exec().probs(), sizeof(float) * probs_.size());
+    return probs_.data();
+  }
+  const float* hidden() {
+    hidden_.resize(e_->hidden_floats());
+    e_->hidden(hidden_.data());
+    return hidden_.data();
+  }
+  std::vector<int> selected_rows() const { return e_->selected_rows(); }
+  size_t hidden_size() const { return e_->hidden_floats(); }
+  std::shared_ptr<CacheHandle> cache(int rows, int capacity, std::shared_ptr<CacheHandle> prefix = nullptr) {
+    return e_->new_cache(rows, capacity, std::move(prefix));
+  }
+  void decode(const std::shared_ptr<CacheHandle>& c, const int* tokens, const float* embeds, int Tn, float* logits,
+              float* hidden = nullptr) {
+    e_->decode(*c, tokens, embeds, Tn, logits, hidden, nullptr);
+  }
+  std::shared_ptr<MatchTarget> build_target(const int* tokens, int n, int T, const int* last_pos, const int* labels,
+                                            const TargetOptions& opts) {
+    return e_->build_target(tokens, n, T, last_pos, labels, opts, nullptr);
+  }
+  double match_loss(const std::shared_ptr<MatchTarget>& t, const float* X, int B, int L, int label, float* dX,
+                    float* per_sample) {
+    return e_->match_loss(t, X, B, L, label, dX, per_sample, nullptr);
+  }
+  void project(const float* U, int B, int L, int free_len, const uint8_t* allowed, int topk,
+               const std::shared_ptr<CacheHandle>& prefix, const float* prefix_logits, int* out) {
+    e_->project(U, B, L, free_len, allowed, topk, *prefix, prefix_logits, out, nullptr);
+  }
+
+ private:
+  std::shared_ptr<ModelEngine> e_;
+  std::vector<float> logits_, probs_, hidden_;
+};
+
+}  // namespace gradmm
+
