@@ -72,6 +72,23 @@ program
   });
 
 program
+  .command("queue")
+  .description("BullMQ on a loopback redis-server: 1 coordinator, N worker processes, a tiny model; jobs/s, queue latency, Redis memory, overhead per job vs one process; the coordinator's cost with up to 100 simulated workers")
+  .option("--jobs <n>", "jobs (class × batch) in the real run", (v) => Number.parseInt(v, 10), 500)
+  .option("--workers <n>", "worker processes", (v) => Number.parseInt(v, 10), 16)
+  .option("--sim-workers <list>", "simulated worker counts", "1,10,50,100")
+  .option("--sim-jobs <n>", "jobs per simulated run", (v) => Number.parseInt(v, 10), 1000)
+  .option("--sim-ms <ms>", "a simulated batch's duration", (v) => Number.parseInt(v, 10), 200)
+  .option("--default-batch-s <s>", "the default model's batch at the paper's settings (the goal's yardstick; bench/README \"Speed\")", Number, 88.97)
+  .option("--max-seconds <s>", "stop after this long", (v) => Number.parseInt(v, 10), 900)
+  .option("--json", "print one JSON object")
+  .action(async (o: { jobs: number; workers: number; simWorkers: string; simJobs: number; simMs: number; defaultBatchS: number; maxSeconds: number; json?: boolean }) => {
+    const { benchQueue, formatQueueTable } = await import("./queue");
+    const r = await benchQueue({ jobs: o.jobs, workers: o.workers, simWorkers: o.simWorkers.split(",").filter(Boolean).map(Number), simJobs: o.simJobs, simMs: o.simMs, defaultBatchS: o.defaultBatchS, maxSeconds: o.maxSeconds });
+    process.stdout.write(o.json ? JSON.stringify(r) + "\n" : formatQueueTable(r) + "\n");
+  });
+
+program
   .command("load")
   .description("tokenizer encode MB/s (ours vs the fastest installed JS tokenizer), ~100 MB safetensors checkpoint load MB/s, SmolLM2 GGUF load time")
   .option("--json", "print one JSON object instead of a table")

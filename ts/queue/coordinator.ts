@@ -40,7 +40,7 @@ export interface QueueRunStats {
   run: string;
   jobs: number;
   fromRedis: number;
-  perBatch: Record<string, { worker: string; queueLatencyS: number; computeS: number; totalS: number; attempt: number }>;
+  perBatch: Record<string, { worker: string; queueLatencyS: number; computeS: number; totalS: number; attempt: number; queuedAt: number; startedAt: number; finishedAt: number }>;
   failed: Record<string, string>;
   /** Seconds from the first enqueue to the last result. */
   wallS: number;
@@ -126,7 +126,7 @@ async function runOnQueue(ctx: BatchRunContext, o: QueueRunOptions): Promise<Que
       }
       const { worker, queuedAt, startedAt, finishedAt, attempt, perplexity, seconds, ...result } = wire;
       ctx.store(key, { ...result, texts: result.tokens.map((t) => ctx.tokenizer.decode(t)), perplexity, seconds });
-      stats.perBatch[key] = { worker, queueLatencyS: (startedAt - queuedAt) / 1000, computeS: seconds, totalS: (finishedAt - queuedAt) / 1000, attempt };
+      stats.perBatch[key] = { worker, queueLatencyS: (startedAt - queuedAt) / 1000, computeS: seconds, totalS: (finishedAt - queuedAt) / 1000, attempt, queuedAt, startedAt, finishedAt };
       pending.delete(key);
       delete stats.failed[key];
       done++;
@@ -247,6 +247,6 @@ async function runOnQueue(ctx: BatchRunContext, o: QueueRunOptions): Promise<Que
   } finally {
     await queue?.close().catch(() => {});
     reader.disconnect();
-    await client.quit().catch(() => client.disconnect());
+    client.disconnect(); // (quit would wait for ever on a connection that never came up)
   }
 }

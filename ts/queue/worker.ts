@@ -14,7 +14,7 @@
 import * as os from "node:os";
 import * as path from "node:path";
 import * as fs from "node:fs";
-import { UnrecoverableError, Worker, type Job } from "bullmq";
+import { UnrecoverableError, Worker, type Job, type JobJsonRaw } from "bullmq";
 import type IORedis from "ioredis";
 import { GradmmError } from "../errors";
 import { loadModel, type LoadedModel } from "../model";
@@ -71,6 +71,25 @@ export interface WorkerHandle {
 }
 
 const workerName = () => `${os.hostname()}:${process.pid}`;
+
+/** Marks a job whose stored data or options are not JSON (written into Redis by hand): failed with a clear error. */
+const UNPARSABLE = "$gradmm_unparsable_job";
+
+/**
+ * BullMQ's Worker parses a job's data and options with JSON.parse when it takes the job; on a job whose data is not
+ * JSON that throws outside the processor (the job would sit active until it stalls). Here such a job reaches the
+ * processor instead, which fails it at once saying why.
+ */
+class CheckedWorker extends Worker {
+  protected override createJob(data: JobJsonRaw, jobId: string): Job {
+    try {
+      return super.createJob(data, jobId);
+    } catch (e) {
+      const bad = { [UNPARSABLE]: `${(e as Error).message}; its data begins ${JSON.stringify(String(data.data ?? "").slice(0, 80))}` };
+      return super.createJob({ ...data, data: JSON.stringify(bad), opts: "{}", progress: "0" } as JobJsonRaw, jobId);
+    }
+  }
+}
 
 export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   const log = o.log ?? ((l: string) => process.stderr.write(l + "\n"));
@@ -167,6 +186,9 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   const processor = async (job: Job): Promise<{ stored: boolean }> => {
     const startedAt = job.processedOn ?? Date.now();
     let p: JobPayload;
+    const raw = job.data as Record<string, unknown> | null;
+    if (raw && typeof raw === "object" && typeof raw[UNPARSABLE] === "string" && Object.keys(raw).length === 1)
+      throw new UnrecoverableError(`invalid job payload (job ${JSON.stringify(job.id)}): the stored job is not JSON (${raw[UNPARSABLE]})`);
     try {
       p = parsePayload(job.data, job.id);
     } catch (e) {
@@ -232,7 +254,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
     return { stored: stored === 1 };
   };
 
-  const worker = new Worker(queueName, processor, {
+  const worker = new CheckedWorker(queueName, processor, {
     connection: { ...redisOptions(o.url), maxRetriesPerRequest: null },
     prefix: PREFIX,
     concurrency: Math.max(1, o.concurrency ?? 1),
@@ -247,7 +269,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   const close = (force = false) => {
     closing ??= (async () => {
       await worker.close(force);
-      await client.quit().catch(() => client.disconnect());
+      client.disconnect();
       for (const m of models.values()) await m.then((c) => c.loaded.dispose()).catch(() => {});
       resolveClosed();
     })();
