@@ -79,7 +79,7 @@ export async function renderUtilityHtml(report: UtilityReportLike, title = "Util
       parts.push(
         await figure(`per-class-${mode}`, "Mean test accuracy per class: a method that predicts one class for everything shows as one high and one low bar.", {
           data: { values: perClass },
-          width: { step: 16 },
+          width: { step: 24 },
           height: 200,
           mark: "bar",
           encoding: {
