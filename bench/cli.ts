@@ -76,7 +76,7 @@ program
   .description("BullMQ on a loopback redis-server: 1 coordinator, N worker processes, a tiny model; jobs/s, queue latency, Redis memory, overhead per job vs one process; the coordinator's cost with up to 100 simulated workers")
   .option("--jobs <n>", "jobs (class × batch) in the real run", (v) => Number.parseInt(v, 10), 500)
   .option("--workers <n>", "worker processes", (v) => Number.parseInt(v, 10), 16)
-  .option("--sim-workers <list>", "simulated worker counts", "1,10,50,100")
+  .option("--sim-workers <list>", "simulated worker counts", "10,25,50,100")
   .option("--sim-jobs <n>", "jobs per simulated run", (v) => Number.parseInt(v, 10), 1000)
   .option("--sim-ms <ms>", "a simulated batch's duration", (v) => Number.parseInt(v, 10), 200)
   .option("--default-batch-s <s>", "the default model's batch at the paper's settings (the goal's yardstick; bench/README \"Speed\")", Number, 88.97)

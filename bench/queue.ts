@@ -108,7 +108,7 @@ function spawnReady(args: string[], readyPattern: RegExp, count: number, log: (l
       const lines = buf.split("\n");
       buf = lines.pop()!;
       for (const l of lines) if (readyPattern.test(l) && ++seen === count) resolve(child);
-      if (/error/i.test(String(d)) && seen < count) log(String(d).trim());
+      if (/Error \[|Error:/.test(String(d)) && seen < count) log(String(d).trim());
     });
     child.on("exit", (code) => seen < count && reject(new Error(`${args.join(" ")} exited (${code}) before it was ready`)));
   });
@@ -147,13 +147,21 @@ export async function benchQueue(o: QueueBenchOptions) {
     // ---- 1. one process ----
     log(`one process: ${o.jobs} jobs on 1 thread…`);
     const localCfg = runConfig(dir, "local", o.jobs);
-    const c0 = process.cpuUsage();
-    const local = await synthesize(localCfg, { htmlReport: false, signal: controller.signal });
-    const localCpu = process.cpuUsage(c0);
+    // CPU of the batch loop alone: from the targets' end to the filter's start
+    let cpuAtBatches: NodeJS.CpuUsage | null = null, cpuBatches: NodeJS.CpuUsage | null = null;
+    const local = await synthesize(localCfg, {
+      htmlReport: false,
+      signal: controller.signal,
+      onProgress: (p) => {
+        if (p.phase === "step" && p.step === "target" && p.done === p.total) cpuAtBatches = process.cpuUsage();
+        if (p.phase === "filter" && cpuAtBatches && !cpuBatches) cpuBatches = process.cpuUsage(cpuAtBatches);
+      },
+    });
     const timings = local.report.timings as Record<string, number>;
     const nJobs = 2 * localCfg.method.batches_per_class;
     const localJobS = timings.batches_s / nJobs;
-    log(`  ${timings.batches_s.toFixed(1)} s for ${nJobs} jobs: ${(localJobS * 1000).toFixed(1)} ms per job (CPU of the whole run ${((localCpu.user + localCpu.system) / 1e6).toFixed(1)} s)`);
+    const localCpuS = cpuBatches ? ((cpuBatches as NodeJS.CpuUsage).user + (cpuBatches as NodeJS.CpuUsage).system) / 1e6 : NaN;
+    log(`  ${timings.batches_s.toFixed(1)} s for ${nJobs} jobs: ${(localJobS * 1000).toFixed(1)} ms per job, ${((localCpuS / nJobs) * 1000).toFixed(1)} ms CPU per job`);
 
     // ---- 2. the queue with W worker processes ----
     log(`queue: ${o.workers} worker processes…`);
@@ -182,11 +190,13 @@ export async function benchQueue(o: QueueBenchOptions) {
       list.sort((a, b) => a.startedAt - b.startedAt);
       for (let i = 1; i < list.length; i++) gaps.push((list[i].startedAt - list[i - 1].finishedAt) / 1000);
     }
-    const inWorker = per.map((b) => (b.finishedAt - b.startedAt) / 1000 - b.computeS);
+    const inWorker = per.map((b) => (b.finishedAt - b.startedAt) / 1000 - b.computeS - b.setupS);
+    const setups = per.filter((b) => b.setupS > 0.001).map((b) => b.setupS);
     const compute = per.map((b) => b.computeS);
-    const overheadPerJobS = mean(gaps) + mean(inWorker);
+    // per job: the hand-off gap, the worker's bookkeeping, and the workers' setups spread over the jobs
+    const overheadPerJobS = mean(gaps) + mean(inWorker) + setups.reduce((a, b) => a + b, 0) / per.length;
     const cpuQueueS = workerCpuS + (r1.cpuS - r0.cpuS) + m.cpuS;
-    const cpuLocalS = timings.batches_s; // 1 thread, compute-bound: wall ≈ CPU
+    const cpuLocalS = localCpuS;
     const queue = {
       workers: o.workers,
       jobs: nJobs,
@@ -198,6 +208,7 @@ export async function benchQueue(o: QueueBenchOptions) {
       queue_wait_s: { p50: pct(per.map((b) => b.queueLatencyS), 50), p99: pct(per.map((b) => b.queueLatencyS), 99) },
       handoff_gap_ms: { p50: pct(gaps, 50) * 1000, p99: pct(gaps, 99) * 1000, mean: mean(gaps) * 1000 },
       in_worker_overhead_ms: { p50: pct(inWorker, 50) * 1000, p99: pct(inWorker, 99) * 1000, mean: mean(inWorker) * 1000 },
+      worker_setup: { count: setups.length, mean_ms: mean(setups) * 1000, total_s: setups.reduce((a, b) => a + b, 0) },
       overhead_per_job_ms: overheadPerJobS * 1000,
       overhead_vs_tiny_job: overheadPerJobS / localJobS,
       overhead_vs_default_batch: overheadPerJobS / o.defaultBatchS,
@@ -246,7 +257,7 @@ export async function benchQueue(o: QueueBenchOptions) {
       machine: { cpu: os.cpus()[0]?.model ?? null, cores: os.cpus().length, node: process.version, loadavg_end: os.loadavg() },
       redis: (await import("node:child_process")).spawnSync("redis-server", ["--version"], { encoding: "utf8" }).stdout.trim(),
       settings: { jobs: o.jobs, workers: o.workers, batch_size: 10, model: "test/fixtures/tiny_lm", method: localCfg.method, default_batch_s: o.defaultBatchS, sim_ms: o.simMs, sim_jobs: o.simJobs },
-      one_process: { batches_s: timings.batches_s, per_job_ms: localJobS * 1000 },
+      one_process: { batches_s: timings.batches_s, per_job_ms: localJobS * 1000, cpu_s: localCpuS, cpu_per_job_ms: (localCpuS / nJobs) * 1000 },
       queue,
       simulated: sim,
       goal: { overhead_le_5pct_of_default_batch: queue.overhead_vs_default_batch <= 0.05 },
@@ -264,11 +275,12 @@ export function formatQueueTable(r: Awaited<ReturnType<typeof benchQueue>>): str
   const f = (x: number, d = 1) => x.toFixed(d);
   const lines = [
     `${r.settings.jobs} jobs (batch size 10, tiny model), ${q.workers} worker processes, ${r.machine.cores} cores (${r.machine.cpu}), ${r.redis}`,
-    `one process:        ${f(r.one_process.per_job_ms)} ms per job, ${f(q.one_process_jobs_per_s)} jobs/s`,
+    `one process:        ${f(r.one_process.per_job_ms)} ms per job (${f(r.one_process.cpu_per_job_ms)} ms CPU), ${f(q.one_process_jobs_per_s)} jobs/s`,
     `queue:              ${f(q.jobs_per_s)} jobs/s, output identical: ${q.identical_output}`,
     `queue wait:         p50 ${f(q.queue_wait_s.p50, 2)} s, p99 ${f(q.queue_wait_s.p99, 2)} s (enqueued → started; all ${q.jobs} enqueued at once)`,
     `hand-off gap:       p50 ${f(q.handoff_gap_ms.p50)} ms, p99 ${f(q.handoff_gap_ms.p99)} ms (a worker's result stored → its next job started)`,
     `in-worker overhead: p50 ${f(q.in_worker_overhead_ms.p50)} ms, p99 ${f(q.in_worker_overhead_ms.p99)} ms (validation, dedupe check, store; outside compute)`,
+    `worker setup:       ${q.worker_setup.count} × ${f(q.worker_setup.mean_ms)} ms (spec, model, a class's target: once per worker, run and class)`,
     `overhead per job:   ${f(q.overhead_per_job_ms)} ms = ${f(100 * q.overhead_vs_tiny_job)}% of a tiny job, ${f(100 * q.overhead_vs_default_batch, 4)}% of the default model's batch (${r.settings.default_batch_s} s); goal ≤ 5%: ${r.goal.overhead_le_5pct_of_default_batch ? "met" : "NOT met"}`,
     `CPU:                workers ${f(q.cpu_s.workers)} s + Redis ${f(q.cpu_s.redis)} s + coordinator ${f(q.cpu_s.coordinator)} s = ${f(q.cpu_s.total)} s vs ${f(q.cpu_s.one_process)} s in one process: ${f(q.cpu_overhead_per_job_ms)} ms per job`,
     `Redis memory:       ${f(q.redis_memory_bytes.before / 2 ** 20)} MiB before, ${f(q.redis_memory_bytes.peak / 2 ** 20)} MiB peak`,

@@ -16,6 +16,7 @@ const root = path.join(__dirname, "..");
 const cli = path.join(root, "dist", "ts", "cli.js");
 const tinyLM = path.join(__dirname, "fixtures", "tiny_lm");
 const haveRedis = redisServerPath() !== null;
+if (!haveRedis && process.env.GRADMM_REQUIRE_REDIS === "1") throw new Error(`GRADMM_REQUIRE_REDIS=1 (.ci/run): ${REDIS_MISSING}`);
 if (!haveRedis) console.warn(REDIS_MISSING);
 
 let tmp: string;

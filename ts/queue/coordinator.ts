@@ -40,7 +40,7 @@ export interface QueueRunStats {
   run: string;
   jobs: number;
   fromRedis: number;
-  perBatch: Record<string, { worker: string; queueLatencyS: number; computeS: number; totalS: number; attempt: number; queuedAt: number; startedAt: number; finishedAt: number }>;
+  perBatch: Record<string, { worker: string; queueLatencyS: number; computeS: number; totalS: number; attempt: number; queuedAt: number; startedAt: number; finishedAt: number; setupS: number }>;
   failed: Record<string, string>;
   /** Seconds from the first enqueue to the last result. */
   wallS: number;
@@ -124,9 +124,9 @@ async function runOnQueue(ctx: BatchRunContext, o: QueueRunOptions): Promise<Que
         log(`queue: batch ${key}: ${stats.failed[key]}`);
         return false;
       }
-      const { worker, queuedAt, startedAt, finishedAt, attempt, perplexity, seconds, ...result } = wire;
+      const { worker, queuedAt, startedAt, finishedAt, attempt, perplexity, seconds, setupS, ...result } = wire;
       ctx.store(key, { ...result, texts: result.tokens.map((t) => ctx.tokenizer.decode(t)), perplexity, seconds });
-      stats.perBatch[key] = { worker, queueLatencyS: (startedAt - queuedAt) / 1000, computeS: seconds, totalS: (finishedAt - queuedAt) / 1000, attempt, queuedAt, startedAt, finishedAt };
+      stats.perBatch[key] = { worker, queueLatencyS: (startedAt - queuedAt) / 1000, computeS: seconds, totalS: (finishedAt - queuedAt) / 1000, attempt, queuedAt, startedAt, finishedAt, setupS };
       pending.delete(key);
       delete stats.failed[key];
       done++;

@@ -86,6 +86,8 @@ export const resultSchema = strictObject({
   perplexity: z.array(num),
   /** Seconds the batch's compute took on the worker (runBatch + perplexity), as `seconds` of a local run. */
   seconds: z.number().min(0),
+  /** Seconds the worker spent before the batch on this run's setup (spec, model, the class's target; 0 once cached). */
+  setupS: z.number().min(0),
   /** Who computed it and when (ms since the epoch): queued (job created), started, finished. */
   worker: z.string().max(512),
   queuedAt: z.number(),

@@ -202,6 +202,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
     }
     let run: RunState;
     let cls: WorkerClass | null = null;
+    const setupStart = Date.now();
     try {
       run = await runFor(p);
       const { spec } = run;
@@ -223,6 +224,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
       throw e;
     }
     const { spec } = run;
+    const setupS = (Date.now() - setupStart) / 1000; // the model, the spec and the class's target: once per worker and run
     let lastProgress = 0;
     const r = cls
       ? await computeBatch(run.model.loaded.model, cls, spec.config, run.allowed, p, {
@@ -243,6 +245,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
       zLossPerOuter: r.zLossPerOuter.map(encodeNum),
       perplexity: r.perplexity.map(encodeNum),
       seconds: r.seconds,
+      setupS,
       worker: workerName(),
       queuedAt: job.timestamp,
       startedAt,
