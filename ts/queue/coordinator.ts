@@ -147,12 +147,24 @@ async function runOnQueue(ctx: BatchRunContext, o: QueueRunOptions): Promise<Que
       data: { v: 1 as const, run, k: j.k, r: j.r, b: j.b, model: { name: model.name, sha256: model.sha256 } },
       opts: { jobId: jobIdOf(run, j.k, j.r, j.b), attempts: o.attempts ?? 3, backoff: { type: "exponential", delay: 1000 }, removeOnComplete: true, removeOnFail: false },
     });
+    // The queue's failed set, read as ids and two hash fields: never through BullMQ's Job (whose JSON.parse of a
+    // job's data would throw on a job put there by hand), and fetched only when its size changed.
+    const failedKey = `${PREFIX}:${queueName}:failed`;
+    const failedOfRun = async (): Promise<Map<string, string>> => {
+      const out = new Map<string, string>();
+      for (const id of await client.zrange(failedKey, 0, -1)) {
+        const m = /^[0-9a-f]{24}-(\d+)-(\d+)-(\d+)$/.exec(id);
+        if (!m || !id.startsWith(`${run}-`)) continue;
+        const [reason, atm] = await client.hmget(`${PREFIX}:${queueName}:${id}`, "failedReason", "atm");
+        const n = Number(atm ?? 0);
+        out.set(`${m[1]}/${m[2]}/${m[3]}`, `${reason ?? "failed"} (after ${n} attempt${n === 1 ? "" : "s"})`);
+      }
+      return out;
+    };
     const enqueue = async (jobs: BatchJob[]) => {
       // failed jobs of this run (a previous try): removed, so that adding them again queues them
-      for (const j of jobs) {
-        const old = await queue!.getJob(jobIdOf(run, j.k, j.r, j.b));
-        if (old && (await old.isFailed())) await old.remove();
-      }
+      const failedBefore = await failedOfRun();
+      for (const j of jobs) if (failedBefore.has(j.key)) await queue!.remove(jobIdOf(run, j.k, j.r, j.b));
       for (let i = 0; i < jobs.length; i += 1000) await queue!.addBulk(jobs.slice(i, i + 1000).map(jobOf));
     };
     const t0 = Date.now();
@@ -160,7 +172,7 @@ async function runOnQueue(ctx: BatchRunContext, o: QueueRunOptions): Promise<Que
 
     // ---- 3. follow the results ----
     let lastId = "0-0";
-    let lastSave = Date.now(), lastPoll = 0, lastPrint = 0, lastReconcile = Date.now();
+    let lastSave = Date.now(), lastPoll = 0, lastPrint = 0, lastReconcile = Date.now(), lastFailedCount = -1;
     const pollMs = o.pollMs ?? 1000, printMs = o.printMs ?? 5000;
     const doneAtStart = done;
     const save = () => {
@@ -196,14 +208,14 @@ async function runOnQueue(ctx: BatchRunContext, o: QueueRunOptions): Promise<Que
       if (now - lastPoll >= pollMs) {
         lastPoll = now;
         // jobs of this run that failed for good
-        const failed = await queue.getJobs(["failed"], 0, -1);
-        for (const j of failed) {
-          if (!j?.id?.startsWith(`${run}-`)) continue;
-          const key = j.id.slice(run.length + 1).replace(/-/g, "/");
-          if (pending.has(key) && stats.failed[key] === undefined) {
-            stats.failed[key] = `${j.failedReason ?? "failed"} (after ${j.attemptsMade} attempt${j.attemptsMade === 1 ? "" : "s"})`;
-            log(`queue: batch ${key} failed: ${stats.failed[key]}`);
-          }
+        const nFailed = await client.zcard(failedKey);
+        if (nFailed !== lastFailedCount) {
+          lastFailedCount = nFailed;
+          for (const [key, reason] of await failedOfRun())
+            if (pending.has(key) && stats.failed[key] === undefined) {
+              stats.failed[key] = reason;
+              log(`queue: batch ${key} failed: ${reason}`);
+            }
         }
         if (Object.keys(stats.failed).filter((k) => pending.has(k)).length === pending.size) break;
         if (now - lastPrint >= printMs || pending.size === 0) {
