@@ -19,7 +19,7 @@ import { readLabelledFile, shuffled, type Example } from "./data";
 import { dpParameters, type DPParameters } from "./dp";
 import { filterSamples, type SyntheticSample } from "./filter";
 import { continuationLoss } from "./lm";
-import { runBatch, type BatchResult, type ClassSetup } from "./method";
+import { runBatch, type BatchResult, type BatchSettings, type ClassSetup } from "./method";
 import type { BatchRunner } from "./runner";
 
 export class OutputExistsError extends GradmmError {
@@ -75,6 +75,26 @@ function fingerprint(config: SynthConfig): string {
   const files = gguf ? [resolved.dataPath, gguf] : [resolved.dataPath, path.join(resolved.modelDir, "model.safetensors"), path.join(resolved.modelDir, "tokenizer.json")];
   for (const f of files) h.update(fs.existsSync(f) ? fs.readFileSync(f) : Buffer.from("missing"));
   return h.digest("hex");
+}
+
+/** The settings of one batch (class k, ρ index r, batch b) of a run: the same for a local run and a queue worker. */
+export function batchSettings(config: Pick<SynthConfig, "method" | "seed">, freeLen: number, allowed: Uint8Array, job: { k: number; r: number; b: number }): BatchSettings {
+  const m = config.method;
+  const rhos = Array.isArray(m.rho) ? m.rho : [m.rho];
+  return {
+    batchSize: m.batch_size,
+    freeLen,
+    outerSteps: m.outer_steps,
+    innerSteps: m.inner_steps,
+    lr: m.lr,
+    maxGradNorm: m.max_grad_norm,
+    rho: rhos[job.r],
+    topK: m.top_k,
+    initCandidates: m.init_candidates,
+    initTokenNorm: m.init_token_norm,
+    allowed,
+    seed: batchSeed(config.seed, job.k, job.r, job.b),
+  };
 }
 
 export function batchSeed(seed: number, cls: number, rhoIndex: number, batch: number): number {
@@ -425,20 +445,7 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
       const result = await runBatch(
         model,
         cls,
-        {
-          batchSize: config.method.batch_size,
-          freeLen: cls.freeLen,
-          outerSteps: config.method.outer_steps,
-          innerSteps: config.method.inner_steps,
-          lr: config.method.lr,
-          maxGradNorm: config.method.max_grad_norm,
-          rho: rhos[job.r],
-          topK: config.method.top_k,
-          initCandidates: config.method.init_candidates,
-          initTokenNorm: config.method.init_token_norm,
-          allowed,
-          seed: batchSeed(config.seed, job.k, job.r, job.b),
-        },
+        batchSettings(config, cls.freeLen, allowed, job),
         {
           signal: opts.signal,
           onProgress: (p) => opts.onProgress?.({ phase: "batch", cls: cls.name, batch: job.b, batchesDone: done, batchesTotal: jobs.length, ...p }),

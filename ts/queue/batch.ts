@@ -7,7 +7,7 @@ import { withCancel } from "../abort";
 import type { SynthConfig } from "../gradmm/config";
 import { continuationLoss } from "../gradmm/lm";
 import { runBatch, type BatchProgress, type BatchResult, type ClassSetup } from "../gradmm/method";
-import { batchSeed } from "../gradmm/synthesize";
+import { batchSettings } from "../gradmm/synthesize";
 import type { CausalLMModel } from "../model";
 import type { NativeBuildTargetArgs } from "../native";
 import { alphabeticTokenMask, type Tokenizer } from "../tokenizer";
@@ -44,25 +44,11 @@ export async function computeBatch(
   job: { k: number; r: number; b: number },
   opts: { signal?: AbortSignal; onProgress?: (p: BatchProgress) => void } = {},
 ): Promise<BatchResult & { perplexity: number[]; seconds: number }> {
-  const rhos = Array.isArray(config.method.rho) ? config.method.rho : [config.method.rho];
   const started = Date.now();
   const result = await runBatch(
     model,
     cls,
-    {
-      batchSize: config.method.batch_size,
-      freeLen: cls.freeLen,
-      outerSteps: config.method.outer_steps,
-      innerSteps: config.method.inner_steps,
-      lr: config.method.lr,
-      maxGradNorm: config.method.max_grad_norm,
-      rho: rhos[job.r],
-      topK: config.method.top_k,
-      initCandidates: config.method.init_candidates,
-      initTokenNorm: config.method.init_token_norm,
-      allowed,
-      seed: batchSeed(config.seed, job.k, job.r, job.b),
-    },
+    batchSettings(config, cls.freeLen, allowed, job),
     opts,
   );
   const losses = await continuationLoss(model, cls.prompt, result.tokens, { signal: opts.signal });
