@@ -1,10 +1,13 @@
 #!/usr/bin/env node
 /** `npm run bench -- <suite> [options]`: the benchmark suites. Progress on stderr; tables or --json on stdout. */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { Command } from "commander";
 import { benchAdmm } from "./admm";
 import { benchEngine, formatEngineTable } from "./engine";
 import { benchLoad, formatLoadTable } from "./load";
-import { benchSpeed, checkAgreement, formatAgreement, formatSpeedTable } from "./speed";
+import { benchSpeed, checkAgreement, formatAgreement, formatSpeedTable, modelFromSource } from "./speed";
 
 const program = new Command("bench").description("gradmm benchmarks (ours vs PyTorch, side by side in one run)");
 
@@ -52,22 +55,29 @@ function paperBatchSeconds(r: { init_candidate_s: number; inner_step_s: number; 
 
 program
   .command("speed")
-  .description("GRADMM stage times: ours vs the paper's algorithm in PyTorch (reference) vs ours written in PyTorch (bench/README.md)")
+  .description("GRADMM stage times: ours vs the official code, the paper's structure in PyTorch (reference), and ours written in PyTorch 2 and 1 (bench/README.md)")
   .option("--json", "print one JSON object instead of a table")
   .option("--quick", "small model, few repetitions, reduced batch (minutes)")
   .option("--check", "compare the numbers (target gradient, distance, x-gradient, projection, init) instead of the times")
   .option("--models <list>", "comma-separated: small (models/default), gpt2 (124M-shaped random); default both, --quick: small")
+  .option("--model <name|file|dir>", "one model our loader takes (a known name such as smollm2-135m-instruct, a GGUF file, an HF folder) instead of --models")
+  .option("--official <dir>", "with --model: the official code's gradmm/ folder (BigML-CS-UCLA/GRADMM; else GRADMM_OFFICIAL), timed stage by stage")
+  .option("--reference", "with --model: also run bench/reference/gradmm_ref.py (slow)")
+  .option("--torch-compile", "torch.compile the PyTorch 2 side's distance and x-gradient (inductor; compilation not timed)")
   .option("--profile", "add a perf profile of our x-update (needs perf)")
   .option("--threads <n>", "threads for every side (default: all cores)", (v) => Number.parseInt(v, 10))
-  .action(async (o: { json?: boolean; quick?: boolean; check?: boolean; models?: string; profile?: boolean; threads?: number }) => {
+  .action(async (o: { json?: boolean; quick?: boolean; check?: boolean; models?: string; model?: string; official?: string; reference?: boolean; torchCompile?: boolean; profile?: boolean; threads?: number }) => {
     if (o.check) {
-      const a = await checkAgreement({ threads: o.threads });
+      const model = o.model ? modelFromSource(o.model, fs.mkdtempSync(path.join(os.tmpdir(), "gradmm-check-model-")), (s) => process.stderr.write(s + "\n")) : undefined;
+      const a = await checkAgreement({ threads: o.threads, model });
+      if (model) fs.rmSync(path.dirname(model.dir), { recursive: true, force: true });
       process.stdout.write(o.json ? JSON.stringify(a) + "\n" : formatAgreement(a) + "\n");
       return;
     }
+    if (o.model && o.models) throw new RangeError("--model and --models: give one");
     const models = o.models?.split(",").map((m) => m.trim()) as ("small" | "gpt2")[] | undefined;
     if (models?.some((m) => m !== "small" && m !== "gpt2")) throw new RangeError(`--models: expected small and/or gpt2, got '${o.models}'`);
-    const r = await benchSpeed({ quick: o.quick, threads: o.threads, models, profile: o.profile });
+    const r = await benchSpeed({ quick: o.quick, threads: o.threads, models, model: o.model, official: o.official, reference: o.reference, torchCompile: o.torchCompile, profile: o.profile });
     process.stdout.write(o.json ? JSON.stringify(r) + "\n" : formatSpeedTable(r) + "\n");
   });
 
@@ -100,19 +110,27 @@ program
 
 program
   .command("model")
-  .description("the default model: bits/byte vs a Kneser-Ney trigram, IMDB fine-tuned / zero-shot / bag-of-words accuracy")
-  .option("--model <dir>", "model folder (default models/default)")
-  .option("--config <file>", "its pretraining recipe (default configs/pretrain/default.yaml)")
+  .description("a model's quality: bits/byte (vs a Kneser-Ney trigram for our pretrained models), IMDB fine-tuned / zero-shot / bag-of-words accuracy")
+  .option("--model <name|file|dir>", "models/default (the default), a folder from `npm run pretrain`, or any model our loader takes (a known name such as smollm2-135m-instruct, a GGUF file, an HF folder)")
+  .option("--config <file>", "the pretraining recipe of a pretrained folder (default configs/pretrain/default.yaml)")
   .option("--json", "print one JSON object instead of a table")
   .option("--quick", "a few steps on a few examples (smoke test)")
-  .option("--no-save", "do not write evaluation.json/.md into the model folder nor refresh its README")
+  .option("--no-save", "do not write evaluation.json/.md (into a pretrained model's folder and its README, else bench/results/model/<name>/)")
   .action(async (o: { model?: string; config?: string; json?: boolean; quick?: boolean; save: boolean }) => {
-    const { evaluateModel, formatModelEvaluation, saveModelEvaluation } = await import("./model/eval");
-    const r = await evaluateModel({ modelDir: o.model, configFile: o.config, quick: o.quick });
+    const { evaluateModel, formatModelEvaluation, saveModelEvaluation, isRecipeModel } = await import("./model/eval");
+    const { resolveModelPath } = await import("../ts/registry");
+    const recipe = o.config !== undefined || !o.model || isRecipeModel(resolveModelPath(o.model));
+    const r = await evaluateModel(recipe ? { modelDir: o.model, configFile: o.config, quick: o.quick } : { model: o.model, quick: o.quick });
     if (o.save && !o.quick) {
-      const { refreshModelCard } = await import("../ts/pretrain/train");
-      saveModelEvaluation(r, r.modelDir);
-      refreshModelCard(o.config, r.modelDir);
+      if (recipe) {
+        const { refreshModelCard } = await import("../ts/pretrain/train");
+        saveModelEvaluation(r, r.modelDir);
+        refreshModelCard(o.config, r.modelDir);
+      } else {
+        const out = path.join(__dirname, "..", "..", "bench", "results", "model", path.basename(o.model!).replace(/\.gguf$/i, ""));
+        fs.mkdirSync(out, { recursive: true });
+        saveModelEvaluation(r, out);
+      }
     }
     process.stdout.write(o.json ? JSON.stringify(r) + "\n" : formatModelEvaluation(r) + "\n");
   });

@@ -54,6 +54,24 @@ export function torchEnv(threads: number): NodeJS.ProcessEnv {
   return env;
 }
 
+let found1: { python: string | null; version: string | null } | undefined;
+
+/**
+ * The Python that runs the PyTorch 1.x peer (Debian's python3-torch 1.13, the version many distributions still ship):
+ * GRADMM_TORCH1_PYTHON when set (an error if it cannot import torch), else /usr/bin/python3 when its torch is 1.x.
+ * null: none here (apt-get install python3-torch libopenblas0-pthread).
+ */
+export function torch1Available(): { version: string; python: string } | null {
+  if (!found1) {
+    const set = process.env.GRADMM_TORCH1_PYTHON;
+    const python = set ?? "/usr/bin/python3";
+    const version = fs.existsSync(python) || set ? torchVersion(python) : null;
+    if (set && !version) throw new Error(`GRADMM_TORCH1_PYTHON=${set} cannot import torch`);
+    found1 = version && (set || version.startsWith("1.")) ? { python, version } : { python: null, version: null };
+  }
+  return found1.python ? { python: found1.python, version: found1.version! } : null;
+}
+
 /** PyTorch's version and the Python that has it, or null when no Python here can import torch. */
 export function torchAvailable(): { version: string; python: string } | null {
   const python = torchPython();

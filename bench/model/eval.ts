@@ -15,7 +15,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { readLabelledFile } from "../../ts/gradmm/data";
-import { GPT2Model, mulberry32 } from "../../ts/model";
+import { GPT2Model, loadModel, mulberry32 } from "../../ts/model";
+import { resolveModelPath } from "../../ts/registry";
 import { packageRoot } from "../../ts/native";
 import { loadPretrainConfig } from "../../ts/pretrain/config";
 import { prepareCorpus } from "../../ts/pretrain/corpus";
@@ -30,7 +31,15 @@ import { predictBow, trainBow } from "./bow";
 import { KneserNeyTrigram } from "./kneser_ney";
 
 export interface ModelEvalOptions {
+  /** A model folder made by `npm run pretrain` (its recipe's held-out data and Kneser-Ney baseline apply). */
   modelDir?: string;
+  /**
+   * Any other model loadModel() takes (a known name such as smollm2-135m-instruct, a GGUF file, an HF folder): no
+   * pretraining recipe, so bits per byte are measured on the IMDB validation reviews alone, with no Kneser-Ney
+   * column; fine-tuning defaults shrink to what a CPU finishes (1 seed, 2 learning rates, 30 steps, 128 text tokens).
+   */
+  model?: string;
+  maxTextTokens?: number;
   configFile?: string;
   dataDir?: string;
   seeds?: number[];
@@ -45,7 +54,8 @@ export interface BitsRow {
   bytes: number;
   tokens: number;
   modelBitsPerByte: number;
-  kneserNeyBitsPerByte: number;
+  /** null: no recipe to train the trigram on (a model given by --model). */
+  kneserNeyBitsPerByte: number | null;
 }
 
 export interface SeedRow {
@@ -64,7 +74,7 @@ export interface ModelEvaluation {
   modelDir: string;
   date: string;
   bits: BitsRow[];
-  kneserNey: KneserNeyTrigram["stats"];
+  kneserNey: KneserNeyTrigram["stats"] | null;
   classifier: { train: number; dev: number; test: number; maxTextTokens: number; steps: number; lrs: number[]; seeds: SeedRow[] };
   summary: Record<"fineTuned" | "zeroShot" | "zeroShotCalibrated" | "bow", { mean: number; std: number }>;
 }
@@ -89,7 +99,7 @@ async function bitsPerByte(model: GPT2Model, data: TokenData, kn: KneserNeyTrigr
   let knNats = 0;
   for (const r of data.imdbEval) knNats += kn.sequenceNats([data.eotId, ...r.ids]);
   rows.push({ text: `imdb test-half reviews (${imdb.reviews})`, bytes: imdb.bytes, tokens: imdb.tokens, modelBitsPerByte: imdb.bitsPerByte, kneserNeyBitsPerByte: knNats / Math.LN2 / imdb.bytes });
-  log(`imdb test reviews: model ${imdb.bitsPerByte.toFixed(3)}, Kneser-Ney ${rows[0].kneserNeyBitsPerByte.toFixed(3)} bits/byte`);
+  log(`imdb test reviews: model ${imdb.bitsPerByte.toFixed(3)}, Kneser-Ney ${rows[0].kneserNeyBitsPerByte!.toFixed(3)} bits/byte`);
   for (const [source, stream] of data.val) {
     // a sliding window (stride T/2) over the slice's first maxTokens + 1 tokens, as for the IMDB reviews: every
     // prediction past the first window sees at least T/2 tokens of context
@@ -99,34 +109,62 @@ async function bitsPerByte(model: GPT2Model, data: TokenData, kn: KneserNeyTrigr
     const bytes = streamBytes(data.tokenizer, targets, data.eotId);
     const kNats = kn.sequenceNats(stream.subarray(0, 1 + r.tokens));
     rows.push({ text: `${source} held-out`, bytes, tokens: r.tokens, modelBitsPerByte: r.nats / Math.LN2 / bytes, kneserNeyBitsPerByte: kNats / Math.LN2 / bytes });
-    log(`${source}: model ${rows.at(-1)!.modelBitsPerByte.toFixed(3)}, Kneser-Ney ${rows.at(-1)!.kneserNeyBitsPerByte.toFixed(3)} bits/byte`);
+    log(`${source}: model ${rows.at(-1)!.modelBitsPerByte.toFixed(3)}, Kneser-Ney ${rows.at(-1)!.kneserNeyBitsPerByte!.toFixed(3)} bits/byte`);
   }
   return rows;
+}
+
+/** A folder exported by `npm run pretrain` (it has the training log our pretraining writes). */
+export function isRecipeModel(dir: string): boolean {
+  return fs.existsSync(path.join(dir, "config.json")) && fs.existsSync(path.join(dir, "tokenizer.json")) && fs.existsSync(path.join(dir, "training_log.jsonl"));
+}
+
+/** Bits per byte on whole reviews (with the special tokens the tokenizer adds), a sliding window of T with stride T/2. */
+async function reviewBitsPerByte(model: GPT2Model, tok: Tokenizer, texts: string[], T: number, log: (m: string) => void): Promise<BitsRow> {
+  const windows = texts.flatMap((t) => sequenceWindows(tok.encode(t), T));
+  const r = await evaluateWindows(model, windows, 8, T);
+  const bytes = texts.reduce((a, t) => a + Buffer.byteLength(t), 0);
+  const row: BitsRow = { text: `imdb validation reviews (${texts.length})`, bytes, tokens: r.tokens, modelBitsPerByte: r.nats / Math.LN2 / bytes, kneserNeyBitsPerByte: null };
+  log(`imdb validation reviews: model ${row.modelBitsPerByte.toFixed(3)} bits/byte (${r.tokens} tokens)`);
+  return row;
 }
 
 export async function evaluateModel(o: ModelEvalOptions = {}): Promise<ModelEvaluation> {
   const root = packageRoot();
   const log = o.log ?? ((m: string) => process.stderr.write(m + "\n"));
-  const modelDir = path.resolve(o.modelDir ?? path.join(root, "models", "default"));
-  const cfg = loadPretrainConfig(o.configFile ?? path.join(root, "configs", "pretrain", "default.yaml"));
+  if (o.model && o.modelDir) throw new RangeError("evaluateModel: give modelDir or model, not both");
+  const source = o.model ?? o.modelDir ?? path.join(root, "models", "default");
+  const resolved = resolveModelPath(source);
+  const recipe = o.configFile !== undefined || isRecipeModel(resolved);
+  const modelDir = path.resolve(resolved);
   const dataDir = o.dataDir ?? path.join(root, "examples", "data", "imdb");
-  const seeds = o.seeds ?? (o.quick ? [0] : [0, 1, 2]);
-  const lrs = o.lrs ?? (o.quick ? [1e-3] : [3e-4, 1e-3, 3e-3]);
-  const steps = o.steps ?? (o.quick ? 4 : 120);
+  const seeds = o.seeds ?? (o.quick || !recipe ? [0] : [0, 1, 2]);
+  const lrs = o.lrs ?? (o.quick ? (recipe ? [1e-3] : [1e-4]) : recipe ? [3e-4, 1e-3, 3e-3] : [3e-5, 1e-4]);
+  const steps = o.steps ?? (o.quick ? 4 : recipe ? 120 : 30);
 
-  const model = GPT2Model.load(modelDir);
-  const tokenizer = Tokenizer.fromFile(path.join(modelDir, "tokenizer.json"));
-  const T = model.config.maxSeqLen;
+  const loaded = loadModel(source);
+  const model = loaded.model;
+  const fresh = (): GPT2Model => loadModel(source).model;
+  if (!loaded.tokenizer) throw new RangeError(`${source}: no tokenizer`);
+  const tokenizer = loaded.tokenizer;
+  const T = recipe ? model.config.maxSeqLen : Math.min(model.config.maxSeqLen, 512);
   try {
-    // ---- bits per byte (the recipe's held-out data; its tokenizer must be the model's) ----
-    const corpus = prepareCorpus(cfg, log);
-    const data = prepareData(cfg, corpus, log);
-    if (fs.readFileSync(data.tokenizerFile, "utf8") !== fs.readFileSync(path.join(modelDir, "tokenizer.json"), "utf8"))
-      throw new Error(`${modelDir}/tokenizer.json is not the tokenizer of ${cfg.resolved.configFile}'s run: bits per byte would compare different token streams`);
-    log(`Kneser-Ney trigram: counting ${data.train.length.toLocaleString("en-US")} training tokens…`);
-    const kn = new KneserNeyTrigram(data.train, tokenizer.vocabSize);
-    const bits = await bitsPerByte(model, data, kn, o.quick ? 4096 : 65536, T, log);
-
+    let bits: BitsRow[];
+    let kn: KneserNeyTrigram | null = null;
+    if (recipe) {
+      // ---- bits per byte (the recipe's held-out data; its tokenizer must be the model's) ----
+      const cfg = loadPretrainConfig(o.configFile ?? path.join(root, "configs", "pretrain", "default.yaml"));
+      const corpus = prepareCorpus(cfg, log);
+      const data = prepareData(cfg, corpus, log);
+      if (fs.readFileSync(data.tokenizerFile, "utf8") !== fs.readFileSync(path.join(modelDir, "tokenizer.json"), "utf8"))
+        throw new Error(`${modelDir}/tokenizer.json is not the tokenizer of ${cfg.resolved.configFile}'s run: bits per byte would compare different token streams`);
+      log(`Kneser-Ney trigram: counting ${data.train.length.toLocaleString("en-US")} training tokens…`);
+      kn = new KneserNeyTrigram(data.train, tokenizer.vocabSize);
+      bits = await bitsPerByte(model, data, kn, o.quick ? 4096 : 65536, T, log);
+    } else {
+      const texts = readLabelledFile(path.join(dataDir, "validation.jsonl"), { textField: "text", labelField: "label", classLabels: [0, 1] }).map((e) => e.text);
+      bits = [await reviewBitsPerByte(model, tokenizer, o.quick ? texts.slice(0, 8) : texts.slice(0, 100), T, log)];
+    }
     // ---- IMDB label-word classification ----
     const classLabels = [0, 1];
     const read = (f: string, tag: string): Item[] =>
@@ -138,7 +176,7 @@ export async function evaluateModel(o: ModelEvalOptions = {}): Promise<ModelEval
     const spec: ClassifierSpec = {
       labelTokens: [" bad", " great"].map((w) => tokenizer.encode(w)[0]),
       templateTokens: template,
-      maxTextTokens: T - template.length,
+      maxTextTokens: o.maxTextTokens ?? (recipe ? T - template.length : 128),
       maxSeqLen: T,
     };
     const seq = (it: Item): LabelledSeq => ({ tokens: tokenizer.encode(it.text), cls: it.cls });
@@ -159,7 +197,7 @@ export async function evaluateModel(o: ModelEvalOptions = {}): Promise<ModelEval
       const zeroShot = scoreEvaluation(testLogProbs, labels, 2).accuracy;
       const zeroShotCalibrated = scoreEvaluation(testLogProbs, labels, 2, labelPrior(devLogProbs)).accuracy;
       // fine-tuning
-      const ft = await finetuneClassifier(() => GPT2Model.load(modelDir), trainSet, dev, spec, {
+      const ft = await finetuneClassifier(fresh, trainSet, dev, spec, {
         lrs,
         steps,
         batchSize: 16,
@@ -168,7 +206,7 @@ export async function evaluateModel(o: ModelEvalOptions = {}): Promise<ModelEval
         maxGradNorm: 1,
         seed,
       });
-      const tuned = GPT2Model.load(modelDir);
+      const tuned = fresh();
       let fineTuned: number;
       try {
         tuned.params.set(ft.params);
@@ -193,10 +231,10 @@ export async function evaluateModel(o: ModelEvalOptions = {}): Promise<ModelEval
     }
     const pick = (k: "fineTuned" | "zeroShot" | "zeroShotCalibrated" | "bow") => meanStd(rows.map((r) => r[k]));
     return {
-      modelDir: path.relative(root, modelDir) || ".",
+      modelDir: recipe ? path.relative(root, modelDir) || "." : source,
       date: new Date().toISOString(),
       bits,
-      kneserNey: kn.stats,
+      kneserNey: kn?.stats ?? null,
       classifier: { train: trainCount, dev: 2 * (o.quick ? 8 : devPerClass), test: test.length, maxTextTokens: spec.maxTextTokens, steps, lrs, seeds: rows },
       summary: { fineTuned: pick("fineTuned"), zeroShot: pick("zeroShot"), zeroShotCalibrated: pick("zeroShotCalibrated"), bow: pick("bow") },
     };
@@ -213,9 +251,11 @@ export function formatModelEvaluation(e: ModelEvaluation): string {
   const L = [
     "| text | bytes | tokens | this model, bits/byte | Kneser-Ney trigram, bits/byte |",
     "| --- | ---: | ---: | ---: | ---: |",
-    ...e.bits.map((r) => `| ${r.text} | ${r.bytes.toLocaleString("en-US")} | ${r.tokens.toLocaleString("en-US")} | **${r.modelBitsPerByte.toFixed(3)}** | ${r.kneserNeyBitsPerByte.toFixed(3)} |`),
+    ...e.bits.map((r) => `| ${r.text} | ${r.bytes.toLocaleString("en-US")} | ${r.tokens.toLocaleString("en-US")} | **${r.modelBitsPerByte.toFixed(3)}** | ${r.kneserNeyBitsPerByte === null ? "–" : r.kneserNeyBitsPerByte.toFixed(3)} |`),
     "",
-    `Kneser-Ney: interpolated, one discount per order (${e.kneserNey.discounts.map((d) => d.toFixed(3)).join(" / ")} for uni/bi/trigrams), trained on the same ${e.kneserNey.tokens.toLocaleString("en-US")} training tokens (${e.kneserNey.trigramTypes.toLocaleString("en-US")} trigram types). Each \`<|endoftext|>\` counts as one byte.`,
+    e.kneserNey
+      ? `Kneser-Ney: interpolated, one discount per order (${e.kneserNey.discounts.map((d) => d.toFixed(3)).join(" / ")} for uni/bi/trigrams), trained on the same ${e.kneserNey.tokens.toLocaleString("en-US")} training tokens (${e.kneserNey.trigramTypes.toLocaleString("en-US")} trigram types). Each \`<|endoftext|>\` counts as one byte.`
+      : "No pretraining recipe for this model, so no Kneser-Ney trigram on its training tokens: bits per byte of whole reviews under the model's own tokenizer (with the special tokens it adds), a sliding window with stride half of it.",
     "",
     `IMDB label-word classification (examples/data/imdb, text cut to its first ${c.maxTextTokens} tokens + " It was" → " great" / " bad"), ${c.seeds.length} seed(s); per seed a stratified dev slice of ${c.dev} training reviews chooses the learning rate (${c.lrs.join(", ")}) and checkpoint (${c.steps} AdamW steps of 16), ${c.train} train, ${c.test} validation reviews scored once:`,
     "",

@@ -87,6 +87,7 @@ class GPT2:
             w[k] = v.float().contiguous()
         self.w = w
         self.wte, self.wpe = w["wte.weight"], w["wpe.weight"]
+        self.lm_head = self.wte  # tied
         self.layers = [{n: w[f"h.{i}.{n}"] for n in (
             "ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
             "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight",

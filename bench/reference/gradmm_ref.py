@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from gpt2_torch import GPT2, Setup, blas_library, init_candidate, now, settings, write_safetensors  # noqa: E402
+from gpt2_torch import Setup, blas_library, init_candidate, now, settings, write_safetensors  # noqa: E402
+from llama_torch import load_model  # noqa: E402
 
 
 def cos_sim(x, y):
@@ -44,7 +45,7 @@ def cos_sim(x, y):
 class Reference:
     def __init__(self, model, setup, s):
         self.m, self.S, self.s = model, setup, s
-        self.W = model.wte.clone().requires_grad_(True)  # the lm_head weight, its own leaf
+        self.W = model.lm_head.clone().requires_grad_(True)  # the lm_head weight, its own leaf
         self.template_embeds = model.embed(setup.template)
         self.unused = (~setup.allowed).nonzero().flatten()
         self.G = None
@@ -58,7 +59,7 @@ class Reference:
 
     def target(self):
         S = self.S
-        acc = torch.zeros_like(self.m.wte)
+        acc = torch.zeros_like(self.m.lm_head)
         for i in range(S.n):
             ids = S.tokens[i, : S.last_pos[i] + 1]
             acc += self.lm_head_grad(self.m.embed(ids).unsqueeze(0), S.labels[i:i + 1], False)
@@ -114,7 +115,7 @@ class Reference:
         for i in range(S.free):
             ids = torch.tensor(mapped, dtype=torch.long)
             h = m.hidden(m.embed(ids))  # from scratch: prefix + every token chosen so far
-            score = h[:, -1, :] @ m.wte.t()
+            score = h[:, -1, :] @ m.lm_head.t()
             order = torch.argsort(score, dim=1, descending=True)
             for row in range(B):
                 matches = torch.isin(order[row], d[row, i, :topk]).nonzero(as_tuple=True)[0]
@@ -174,7 +175,7 @@ def main():
     args = json.loads(sys.argv[1])
     torch.set_num_threads(args["threads"])
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.get("verbose") else (lambda m: None)
-    model = GPT2(args["model_dir"])
+    model = load_model(args["model_dir"])
     S = Setup(args["inputs"], args)
     ref = Reference(model, S, settings(args))
     result = {"torch_version": torch.__version__, "torch_blas": blas_library(), "threads": torch.get_num_threads()}

@@ -23,7 +23,8 @@ import sys
 import torch
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from gpt2_torch import GPT2, Setup, blas_library, init_candidate, now, settings, write_safetensors  # noqa: E402
+from gpt2_torch import Setup, blas_library, init_candidate, now, settings, write_safetensors  # noqa: E402
+from llama_torch import load_model  # noqa: E402
 
 
 class Fast:
@@ -36,13 +37,14 @@ class Fast:
         self.A = self.H = None
         self.norm = None
         self.prefix_cache = None
+        self.loss = None  # torch.compile'd _loss (args "compile": true), else the eager one
 
     # ---- target
     @torch.no_grad()
     def target(self):
         S, m = self.S, self.m
         h = m.hidden(m.embed(S.tokens))[torch.arange(S.n), S.last_pos]  # [n,C]
-        a = torch.softmax(h @ m.wte.t(), dim=1)
+        a = torch.softmax(h @ m.lm_head.t(), dim=1)
         a[torch.arange(S.n), S.labels] -= 1.0
         self.A, self.H = a, h
         g2 = ((a @ a.t()) * (h @ h.t())).sum().double() / (S.n * S.n)
@@ -50,22 +52,29 @@ class Fast:
         return a, h
 
     # ---- distance and its gradient
-    def f(self, X, grad=False):
+    def _loss(self, X):
         S, m = self.S, self.m
         B, n = X.shape[0], S.n
+        h = m.hidden(X)[:, -1, :]  # logits only at the last position
+        a = torch.softmax(h @ m.lm_head.t(), dim=1)
+        a = a - torch.nn.functional.one_hot(torch.full((B,), S.label), m.V).to(a.dtype)
+        s = ((self.A @ a.t()) * (self.H @ h.t())).sum() / (n * B)
+        q = ((a @ a.t()) * (h @ h.t())).sum() / (B * B)
+        return 1 - s / (q.clamp_min(1e-30).sqrt() * max(self.norm, 1e-30))
+
+    def compile(self):
+        """torch.compile (inductor) of the distance, forward and backward: fixed shapes in the x-update and init."""
+        self.loss = torch.compile(self._loss, dynamic=False)
+
+    def f(self, X, grad=False):
         if grad:
             X = X.detach().requires_grad_(True)
         with torch.set_grad_enabled(grad):
-            h = m.hidden(X)[:, -1, :]  # logits only at the last position
-            a = torch.softmax(h @ m.wte.t(), dim=1)
-            a = a - torch.nn.functional.one_hot(torch.full((B,), S.label), m.V).to(a.dtype)
-            s = ((self.A @ a.t()) * (self.H @ h.t())).sum() / (n * B)
-            q = ((a @ a.t()) * (h @ h.t())).sum() / (B * B)
-            f = 1 - s / (q.clamp_min(1e-30).sqrt() * max(self.norm, 1e-30))
+            f = (self.loss if self.loss is not None else self._loss)(X)
             if not grad:
                 return float(f), None
             (dX,) = torch.autograd.grad(f, X)
-        return float(f), dX
+        return float(f.detach()), dX
 
     # ---- x-update
     def new_state(self, X):
@@ -101,7 +110,7 @@ class Fast:
         cache = m.new_cache(1, P)
         h = m.hidden(m.embed(S.prefix).unsqueeze(0), cache, 0)
         self.prefix_cache = cache
-        self.prefix_logits = h[:, -1, :] @ m.wte.t()  # [1,V]
+        self.prefix_logits = h[:, -1, :] @ m.lm_head.t()  # [1,V]
 
     @torch.no_grad()
     def project(self, U):
@@ -122,7 +131,7 @@ class Fast:
             out[:, i] = chosen
             if i + 1 < fr:
                 h = m.hidden(m.embed(chosen).unsqueeze(1), cache, P + i)
-                logits = h[:, -1, :] @ m.wte.t()
+                logits = h[:, -1, :] @ m.lm_head.t()
         return out
 
     def z_of(self, tokens):
@@ -176,10 +185,13 @@ def main():
     args = json.loads(sys.argv[1])
     torch.set_num_threads(args["threads"])
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.get("verbose") else (lambda m: None)
-    model = GPT2(args["model_dir"])
+    model = load_model(args["model_dir"])
     S = Setup(args["inputs"], args)
     fast = Fast(model, S, settings(args))
     result = {"torch_version": torch.__version__, "torch_blas": blas_library(), "threads": torch.get_num_threads()}
+    if args.get("compile"):
+        fast.compile()
+        result["compiled"] = True
     mode = args["mode"]
     fast.make_prefix()
     if mode == "check":
@@ -193,7 +205,8 @@ def main():
         st = args["stages"]
         t = {}
         t["setup_target"] = timed(fast.target, 1)
-        fast.f(S.X, grad=True)  # warm-up
+        fast.f(S.X, grad=True)  # warm-up (and, compiled, the compilation of both graphs)
+        fast.f(S.X)
         if "target" in st:
             t["target"] = timed(fast.target, st["target"]["reps"])
         if "f_eval" in st:
