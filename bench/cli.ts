@@ -13,13 +13,14 @@ const program = new Command("bench").description("gradmm benchmarks (ours vs PyT
 
 program
   .command("engine")
-  .description("SGEMM GFLOP/s, GPT-2 124M-shaped fwd+bwd-to-inputs and train-step tokens/s")
+  .description("SGEMM GFLOP/s, fwd+bwd-to-inputs and train-step tokens/s (GPT-2 124M shape, or --model)")
   .option("--json", "print one JSON object instead of a table")
   .option("--quick", "small model and few repetitions (smoke test)")
+  .option("--model <name|file|dir>", "a model our loader takes (a known name such as smollm2-135m-instruct, a GGUF file, an HF folder) instead of the random GPT-2 shape")
   .option("--threads <n>", "threads for both sides (default: all cores)", (v) => Number.parseInt(v, 10))
   .option("--rounds <n>", "alternating rounds of ours and PyTorch; each side's best is reported (default 3, --quick 1)", (v) => Number.parseInt(v, 10))
-  .action(async (o: { json?: boolean; quick?: boolean; threads?: number; rounds?: number }) => {
-    const r = await benchEngine({ threads: o.threads, quick: o.quick, rounds: o.rounds });
+  .action(async (o: { json?: boolean; quick?: boolean; threads?: number; rounds?: number; model?: string }) => {
+    const r = await benchEngine({ threads: o.threads, quick: o.quick, rounds: o.rounds, model: o.model });
     process.stdout.write(o.json ? JSON.stringify(r) + "\n" : formatEngineTable(r) + "\n");
   });
 

@@ -1,17 +1,20 @@
 /**
- * `npm run bench -- engine`: SGEMM GFLOP/s and GPT-2 124M-shaped step throughput, ours and PyTorch's side by side
- * in one run on the same machine and thread count.
+ * `npm run bench -- engine`: SGEMM GFLOP/s and step throughput (a GPT-2 124M shape, or `--model` any model our
+ * loader takes), ours and PyTorch's side by side in one run on the same machine and thread count.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { GPT2Model } from "../ts/model";
+import { GPT2Model, loadModel } from "../ts/model";
 import { native } from "../ts/native";
 import { getThreads, setThreads, sgemmKernel } from "../ts/threads";
+import { embeddingName, saveHFFolder } from "./speed/models";
 import { runTorchScript, torchAvailable } from "./torch_env";
 
 export interface EngineBenchResult {
   machine: string;
+  /** The model of the step benchmarks (a GPT-2 124M shape with random weights unless --model). */
+  model: string;
   threads: number;
   sgemm_kernel: string;
   /** Rounds run: each runs our three measurements, then PyTorch's; the figures below are each side's best round. */
@@ -76,7 +79,7 @@ async function medianTime(fn: () => Promise<void> | void, reps: number): Promise
  * (here: the same binary between 110 and 170 tokens/s), so one pass of each side can compare a fast minute with a
  * slow one; alternating and keeping each side's best round compares both at their least disturbed.
  */
-export async function benchEngine(opts: { threads?: number; quick?: boolean; rounds?: number; log?: (s: string) => void } = {}): Promise<EngineBenchResult> {
+export async function benchEngine(opts: { threads?: number; quick?: boolean; rounds?: number; model?: string; log?: (s: string) => void } = {}): Promise<EngineBenchResult> {
   const log = opts.log ?? ((s: string) => process.stderr.write(s + "\n"));
   const threads = opts.threads ?? os.cpus().length;
   setThreads(threads);
@@ -90,13 +93,24 @@ export async function benchEngine(opts: { threads?: number; quick?: boolean; rou
 
   const a = new Float32Array(n * n).map((_, i) => Math.sin(i)), bm = new Float32Array(n * n).map((_, i) => Math.cos(i));
   const c = new Float32Array(n * n);
-  const model = GPT2Model.create(modelCfg);
-  model.initRandom(0);
-  const tokens = new Int32Array(B * T).map((_, i) => (i * 7919) % modelCfg.vocabSize);
-  const targets = new Int32Array(B * T).map((_, i) => (i * 104729 + 3) % modelCfg.vocabSize);
-  const wte = model.tensor("wte.weight");
-  const embeds = new Float32Array(B * T * modelCfg.channels);
-  for (let i = 0; i < B * T; i++) embeds.set(wte.subarray(tokens[i] * modelCfg.channels, (tokens[i] + 1) * modelCfg.channels), i * modelCfg.channels);
+  // --model: that model's weights on both sides (PyTorch reads them from a float32 Hugging Face folder we write)
+  let model: GPT2Model;
+  let hfDir: string | null = null;
+  if (opts.model) {
+    model = loadModel(opts.model).model;
+    hfDir = fs.mkdtempSync(path.join(os.tmpdir(), "gradmm-engine-"));
+    saveHFFolder(model, hfDir);
+  } else {
+    model = GPT2Model.create(modelCfg);
+    model.initRandom(0);
+  }
+  const cfg = model.config;
+  const describe = opts.model ? `${opts.model} (${cfg.architecture}, ${cfg.channels}d × ${cfg.numLayers} layers, V=${cfg.vocabSize})` : `GPT-2 ${cfg.channels}d × ${cfg.numLayers} layers, V=${cfg.vocabSize}`;
+  const tokens = new Int32Array(B * T).map((_, i) => (i * 7919) % cfg.vocabSize);
+  const targets = new Int32Array(B * T).map((_, i) => (i * 104729 + 3) % cfg.vocabSize);
+  const wte = model.tensor(embeddingName(cfg));
+  const embeds = new Float32Array(B * T * cfg.channels);
+  for (let i = 0; i < B * T; i++) embeds.set(wte.subarray(tokens[i] * cfg.channels, (tokens[i] + 1) * cfg.channels), i * cfg.channels);
   const dEmbeds = new Float32Array(embeds.length);
   let step = 0;
   const avail = torchAvailable();
@@ -106,7 +120,7 @@ export async function benchEngine(opts: { threads?: number; quick?: boolean; rou
   let torchInfo: { torch_version: string; torch_blas: string } | null = null;
   try {
     for (let r = 1; r <= rounds; r++) {
-      log(`round ${r}/${rounds}: sgemm ${n}³, GPT-2 ${modelCfg.channels}d × ${modelCfg.numLayers} layers, V=${modelCfg.vocabSize}, B=${B}, T=${T} (ours)…`);
+      log(`round ${r}/${rounds}: sgemm ${n}³, ${describe}, B=${B}, T=${T} (ours)…`);
       const oursRun = await withSteal(async () => {
         const sgemmS = await medianTime(() => native().sgemm(false, false, n, n, n, a, n, bm, n, c, n, false), reps * 2);
         const fwdBwdS = await medianTime(async () => {
@@ -127,7 +141,7 @@ export async function benchEngine(opts: { threads?: number; quick?: boolean; rou
       if (avail) {
         log(`round ${r}/${rounds}: PyTorch ${avail.version}, same shapes…`);
         const torchRun = await withSteal(() => runTorchScript<Figures & { torch_version: string; torch_blas: string }>(
-          path.join(__dirname, "..", "..", "bench", "torch", "engine_bench.py"), { threads, reps, sgemm_n: n, model: modelCfg, B, T }, threads));
+          path.join(__dirname, "..", "..", "bench", "torch", "engine_bench.py"), { threads, reps, sgemm_n: n, ...(hfDir ? { model_dir: hfDir } : { model: modelCfg }), B, T }, threads));
         const t = torchRun.value;
         torchSteal = torchRun.steal;
         torchInfo = { torch_version: t.torch_version, torch_blas: t.torch_blas };
@@ -137,6 +151,7 @@ export async function benchEngine(opts: { threads?: number; quick?: boolean; rou
     }
   } finally {
     model.dispose();
+    if (hfDir) fs.rmSync(hfDir, { recursive: true, force: true });
   }
 
   const best = (side: "ours" | "torch", key: keyof Figures): number | null => {
@@ -145,6 +160,7 @@ export async function benchEngine(opts: { threads?: number; quick?: boolean; rou
   };
   return {
     machine: `${os.cpus()[0]?.model ?? "cpu"} × ${os.cpus().length}`,
+    model: describe,
     threads: getThreads(),
     sgemm_kernel: sgemmKernel(),
     rounds,
@@ -174,7 +190,7 @@ export function formatEngineTable(r: EngineBenchResult): string {
   };
   return [
     `machine: ${r.machine}, threads: ${r.threads}, sgemm kernel: ${r.sgemm_kernel}, PyTorch: ${r.torch_version ?? "absent"} (BLAS: ${r.torch_blas ?? "–"})`,
-    `best of ${r.rounds} alternating round${r.rounds > 1 ? "s" : ""} per side`,
+    `model: ${r.model}; best of ${r.rounds} alternating round${r.rounds > 1 ? "s" : ""} per side`,
     "",
     "| benchmark | ours | PyTorch | ours / PyTorch | per-round ratios |",
     "| --- | --- | --- | --- | --- |",

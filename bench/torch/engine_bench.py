@@ -74,31 +74,62 @@ class GPT2(torch.nn.Module):
         return self.ln_f(x) @ self.wte.weight.t()
 
 
-m = args["model"]
-model = GPT2(m["vocabSize"], m["maxSeqLen"], m["channels"], m["numLayers"], m["numHeads"])
-B, T, V = args["B"], args["T"], m["vocabSize"]
+if "model_dir" in args:
+    # a real model's weights (bench/reference: plain-PyTorch GPT-2 / Llama over the folder bench/engine.ts wrote)
+    sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", "reference"))
+    from llama_torch import load_model  # noqa: E402
+
+    net = load_model(args["model_dir"])
+    V = net.V
+    params = list({id(t): t for t in ([net.wte, net.lm_head] + [v for layer in getattr(net, "layers", []) for v in layer.values()]
+                                      + list(getattr(net, "w", {}).values()) + [getattr(net, "norm_w", net.wte)])}.values())
+
+    def logits(x):
+        return net.hidden(x) @ net.lm_head.t()
+
+    def embed(ids):
+        return net.wte[ids]
+
+    def set_requires_grad(flag):
+        for p in params:
+            p.requires_grad_(flag)
+else:
+    m = args["model"]
+    model = GPT2(m["vocabSize"], m["maxSeqLen"], m["channels"], m["numLayers"], m["numHeads"])
+    V = m["vocabSize"]
+    params = list(model.parameters())
+
+    def logits(x):
+        return model(x)
+
+    def embed(ids):
+        return model.wte(ids)
+
+    def set_requires_grad(flag):
+        for p in params:
+            p.requires_grad_(flag)
+
+B, T = args["B"], args["T"]
 tokens = torch.randint(0, V, (B, T))
 targets = torch.randint(0, V, (B, T))
 
 
 def fwd_bwd_inputs():
-    for p in model.parameters():
-        p.requires_grad_(False)
-    x = model.wte.weight[tokens].clone().requires_grad_(True)
-    loss = F.cross_entropy(model(x).view(-1, V), targets.view(-1))
+    set_requires_grad(False)
+    x = embed(tokens).detach().clone().requires_grad_(True)
+    loss = F.cross_entropy(logits(x).view(-1, V), targets.view(-1))
     loss.backward()
 
 
-opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
+opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
 
 
 def train_step():
-    for p in model.parameters():
-        p.requires_grad_(True)
+    set_requires_grad(True)
     opt.zero_grad(set_to_none=False)
-    loss = F.cross_entropy(model(model.wte(tokens)).view(-1, V), targets.view(-1))
+    loss = F.cross_entropy(logits(embed(tokens)).view(-1, V), targets.view(-1))
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
 
 
