@@ -8,7 +8,8 @@ import { describe, expect, it } from "vitest";
 import { InvalidFileError, UnsupportedModelError } from "../ts/errors";
 import { parseGGUFBuffer, readGGUF } from "../ts/gguf";
 import { ggufModelConfig } from "../ts/gguf_model";
-import { CausalLMModel, findGGUF, readModelConfig } from "../ts/model";
+import { CausalLMModel } from "../ts/model";
+import { findGGUF, readModelConfig } from "../ts/model_config";
 import { float16BitsToFloat32, float32ToFloat16Bits } from "../ts/safetensors";
 
 const fx = path.join(__dirname, "fixtures");

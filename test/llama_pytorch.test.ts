@@ -5,7 +5,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidFileError, UnsupportedModelError } from "../ts/errors";
-import { CausalLMModel, GPT2Model, loadModel, readModelConfig, type LlamaConfig } from "../ts/model";
+import { CausalLMModel, GPT2Model } from "../ts/model";
+import { loadModel } from "../ts/load_model";
+import { readModelConfig, type LlamaConfig } from "../ts/model_config";
 import {
   bfloat16BitsToFloat32,
   float16BitsToFloat32,

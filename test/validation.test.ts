@@ -341,7 +341,7 @@ describe("typed errors and exit codes", () => {
   });
 
   it("the addon's argument errors become EngineArgumentErrors with the numbers", async () => {
-    const { loadModel } = await import("../ts/model");
+    const { loadModel } = await import("../ts/load_model");
     const m = loadModel(tinyLM);
     try {
       const V = m.config.vocabSize, T = m.config.maxSeqLen;
