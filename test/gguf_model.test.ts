@@ -10,7 +10,7 @@ import { parseGGUFBuffer, readGGUF } from "../ts/gguf";
 import { ggufModelConfig } from "../ts/gguf_model";
 import { CausalLMModel } from "../ts/model";
 import { findGGUF, readModelConfig } from "../ts/model_config";
-import { float16BitsToFloat32, float32ToFloat16Bits } from "../ts/safetensors";
+import { float16BitsToFloat32, float32ToFloat16Bits } from "../ts/half";
 
 const fx = path.join(__dirname, "fixtures");
 const gg = (name: string) => path.join(fx, "gguf", name);

@@ -30,14 +30,8 @@ export { typedEngineError, exitCodeOf, EXIT_CODES } from "./errors";
 export { GPT2Model } from "./model";
 export { readGPT2Config, findGGUF } from "./model_config";
 export { mulberry32, gaussian } from "./random";
-export {
-  openSafetensors,
-  openSafetensorsDir,
-  readSafetensorsHeader,
-  writeSafetensors,
-  type SafetensorsReader,
-  type WritableTensor,
-} from "./safetensors";
+export { openSafetensors, openSafetensorsDir, readSafetensorsHeader, type SafetensorsReader } from "./safetensors";
+export { writeSafetensors, type WritableTensor } from "./safetensors_write";
 export { readGGUF, parseGGUFBuffer, isGGUFFile, type GGUFFile, type GGUFTensorInfo } from "./gguf";
 export { cacheRoot, cachedModelFile, resolveModelPath, sha256FileSync } from "./registry";
 

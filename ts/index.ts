@@ -26,15 +26,8 @@ export {
 export { readModelConfig, type GPT2Config, type LlamaConfig, type ModelConfig, type ModelConfigInput } from "./model_config";
 export { loadModel, type LoadedModel } from "./load_model";
 export { Tokenizer, type EncodeOptions, type DecodeOptions } from "./tokenizer";
-export {
-  fetchModel,
-  listCachedModels,
-  KNOWN_MODELS,
-  type KnownModel,
-  type CachedModel,
-  type FetchOptions,
-  type FetchProgress,
-} from "./registry";
+export { listCachedModels, KNOWN_MODELS, type KnownModel, type CachedModel } from "./registry";
+export { fetchModel, type FetchOptions, type FetchProgress } from "./fetch_model";
 
 // ---- the machine ----
 export { setThreads, getThreads, backendInfo, type BackendInfo } from "./threads";
