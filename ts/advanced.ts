@@ -40,7 +40,8 @@ export { alphabeticTokenMask, tokenizerFromGGUF, gpt2TokenizerJsonFromFiles } fr
 export { trainByteLevelBPE, writeTokenizerJson, type TrainOptions, type TokenizerJson } from "./tokenizer/train";
 
 // ---- the method's pieces (what synthesize runs) ----
-export { checkOutputDir, readCheckpoint, removePreviousRun, memoryEstimate } from "./gradmm/synthesize";
+export { memoryEstimate } from "./gradmm/synthesize";
+export { checkOutputDir, readCheckpoint, removePreviousRun } from "./gradmm/output";
 export { configSchema, applyOverrides } from "./gradmm/config";
 export { runBatch, type BatchResult, type BatchSettings, type BatchProgress, type ClassSetup } from "./gradmm/method";
 export type { BatchRunner } from "./gradmm/runner";

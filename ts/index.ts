@@ -51,4 +51,4 @@ export {
   ModelFetchError,
   type ConfigIssue,
 } from "./errors";
-export { OutputExistsError } from "./gradmm/synthesize";
+export { OutputExistsError } from "./gradmm/output";
