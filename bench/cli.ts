@@ -120,12 +120,12 @@ program
   .option("--no-save", "do not write evaluation.json/.md (into a pretrained model's folder and its README, else bench/results/model/<name>/)")
   .action(async (o: { model?: string; config?: string; json?: boolean; quick?: boolean; save: boolean }) => {
     const { evaluateModel, formatModelEvaluation, saveModelEvaluation, isRecipeModel } = await import("./model/eval");
-    const { resolveModelPath } = await import("../ts/registry");
+    const { resolveModelPath } = await import("../ts/advanced");
     const recipe = o.config !== undefined || !o.model || isRecipeModel(resolveModelPath(o.model));
     const r = await evaluateModel(recipe ? { modelDir: o.model, configFile: o.config, quick: o.quick } : { model: o.model, quick: o.quick });
     if (o.save && !o.quick) {
       if (recipe) {
-        const { refreshModelCard } = await import("../ts/pretrain/train");
+        const { refreshModelCard } = await import("../ts/advanced");
         saveModelEvaluation(r, r.modelDir);
         refreshModelCard(o.config, r.modelDir);
       } else {
@@ -148,8 +148,8 @@ program
     const { markdown } = compareRuns(files);
     const text = o.note ? `${markdown}\n\n${o.note}\n` : `${markdown}\n`;
     if (o.save) {
-      const { writeFileAtomic } = await import("../ts/io");
-      const { refreshModelCard } = await import("../ts/pretrain/train");
+      const { writeFileAtomic } = await import("../ts/advanced");
+      const { refreshModelCard } = await import("../ts/advanced");
       writeFileAtomic(`${o.save}/architecture.md`, text);
       refreshModelCard(undefined, o.save);
     }

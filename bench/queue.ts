@@ -16,11 +16,11 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import IORedis from "ioredis";
-import { parseConfig } from "../ts/gradmm/config";
-import type { BatchRunner } from "../ts/gradmm/runner";
-import { synthesize } from "../ts/gradmm/synthesize";
-import { packageRoot } from "../ts/native";
-import { queueBatchRunner, type QueueRunStats } from "../ts/queue/coordinator";
+import { parseConfig } from "../ts/index";
+import type { BatchRunner } from "../ts/advanced";
+import { synthesize } from "../ts/index";
+import { packageRoot } from "../ts/advanced";
+import { queueBatchRunner, type QueueRunStats } from "../ts/advanced";
 import { startRedis, type RedisServer } from "./redis_server";
 
 export interface QueueBenchOptions {
