@@ -48,4 +48,12 @@ describe("CUDA backend", () => {
     }
     if (!b.compiled) expect(b.devices).toEqual([]);
   });
+
+  // .ci/run unpacks the PyPI cuBLAS wheel and names it by GRADMM_CUBLAS_DIR before the build: where nvcc built the
+  // CUDA backend, its cuBLAS path must then have been compiled and linked (build.cublas), not silently left out.
+  it.runIf(!!process.env.GRADMM_CUBLAS_DIR && !!binary)("the CUDA backend was built with cuBLAS from GRADMM_CUBLAS_DIR", () => {
+    const b = backendInfo();
+    expect(b.build.cuda).toBe(true);
+    expect(b.build.cublas, `GRADMM_CUBLAS_DIR=${process.env.GRADMM_CUBLAS_DIR}`).toBe(true);
+  });
 });
