@@ -13,8 +13,8 @@ const root = path.join(__dirname, "fixtures", "hf_oracles");
 const TOL = 1e-4;
 
 /** Architectures the engine runs, and those it must refuse (by their model_type) until it supports them. */
-const SUPPORTED = ["gpt2", "llama", "llama3", "qwen2", "mistral"];
-const UNSUPPORTED: Record<string, string> = { phi: "phi", phi3: "phi3", gemma3: "gemma3_text" };
+const SUPPORTED = ["gpt2", "llama", "llama3", "qwen2", "mistral", "phi"];
+const UNSUPPORTED: Record<string, string> = { phi3: "phi3", gemma3: "gemma3_text" };
 
 /** max |a-b| / max |b|: the error relative to the tensor's scale. */
 function scaledError(a: Float32Array, b: Float32Array): number {
@@ -98,6 +98,24 @@ describe.each(SUPPORTED)("%s: the engine vs transformers", (arch) => {
     const dEmbeds = new Float32Array(B * T * C);
     await model.backward({ paramGrads: false, dEmbeds });
     check("grad_input", dEmbeds, expected.readF32("grad_input"));
+  });
+
+  it("KV-cached decoding (a shared prefix, then one position at a time) gives the reference logits", async () => {
+    const model = loaded.model;
+    const [, T] = expected.info("input_ids").shape;
+    const V = model.config.vocabSize, P = 5;
+    const ids = expected.readI32("input_ids").subarray(0, T); // row 0
+    const ref = expected.readF32("logits");
+    const pre = model.createKVCache(1, P);
+    await model.decode(pre, { tokens: ids.subarray(0, P), T: P });
+    const rows = model.createKVCache(2, T - P, pre);
+    let err = 0;
+    for (let t = P; t < T; t++) {
+      const logits = await model.decode(rows, { tokens: Int32Array.from([ids[t], ids[t]]), T: 1 });
+      for (let r = 0; r < 2; r++) err = Math.max(err, scaledError(logits.subarray(r * V, (r + 1) * V), ref.subarray(t * V, (t + 1) * V)));
+    }
+    errors["decode logits"] = err;
+    expect(err).toBeLessThanOrEqual(TOL);
   });
 });
 

@@ -14,6 +14,7 @@ import {
   type NativeLlamaConfig,
   type NativeModel,
   type NativeParamInfo,
+  type NativePhiConfig,
 } from "./native";
 import { gaussian, mulberry32 } from "./random";
 import { openSafetensorsDir } from "./safetensors";
@@ -38,11 +39,17 @@ export interface LlamaConfig extends NativeLlamaConfig {
   layerNormEps?: undefined;
 }
 
+/** Phi config (PhiForCausalLM; `rotaryDim` = int(head_dim · partial_rotary_factor)). */
+export interface PhiConfig extends NativePhiConfig {
+  architecture: "phi";
+  modelType?: string;
+}
+
 /** Every supported model's config. Shared fields: vocabSize, maxSeqLen, channels, numLayers, numHeads. */
-export type ModelConfig = GPT2Config | LlamaConfig;
+export type ModelConfig = GPT2Config | LlamaConfig | PhiConfig;
 
 /** What `create()` accepts: a GPT-2 config may omit `architecture`. */
-export type ModelConfigInput = (Omit<GPT2Config, "architecture"> & { architecture?: "gpt2" }) | LlamaConfig;
+export type ModelConfigInput = (Omit<GPT2Config, "architecture"> & { architecture?: "gpt2" }) | LlamaConfig | PhiConfig;
 
 export interface CallOptions {
   signal?: AbortSignal;
@@ -135,7 +142,7 @@ export class CausalLMModel {
 
   /** A model with all parameters zero; fill them through `params` / `tensor()` or `initRandom()`. GPT-2 by default. */
   static create(config: ModelConfigInput): CausalLMModel {
-    const full: ModelConfig = config.architecture === "llama" ? { ...config } : { ...config, architecture: "gpt2" };
+    const full: ModelConfig = config.architecture === "llama" || config.architecture === "phi" ? { ...config } : { ...config, architecture: "gpt2" };
     return new CausalLMModel(full);
   }
 
@@ -186,12 +193,17 @@ export class CausalLMModel {
 
   /** Name of the input token-embedding matrix [V, C]. */
   get inputEmbeddingName(): string {
-    return this.config.architecture === "llama" ? "model.embed_tokens.weight" : "wte.weight";
+    return this.config.architecture !== "gpt2" ? "model.embed_tokens.weight" : "wte.weight";
   }
 
   /** Name of the lm_head weight [V, C] (the embedding matrix when tied). */
   get lmHeadName(): string {
-    return this.config.architecture === "llama" && !this.config.tieWordEmbeddings ? "lm_head.weight" : this.inputEmbeddingName;
+    return this.config.architecture !== "gpt2" && !this.config.tieWordEmbeddings ? "lm_head.weight" : this.inputEmbeddingName;
+  }
+
+  /** Name of the lm_head bias [V], or null (only Phi has one). */
+  get lmHeadBiasName(): string | null {
+    return this.config.architecture === "phi" ? "lm_head.bias" : null;
   }
 
   /** View of the input token-embedding matrix [V, C] (no copy). */
@@ -267,7 +279,7 @@ export class CausalLMModel {
   initRandom(seed: number): void {
     const rng = mulberry32(seed);
     const projStd = 0.02 / Math.sqrt(2 * this.config.numLayers);
-    const llama = this.config.architecture === "llama";
+    const llama = this.config.architecture !== "gpt2";
     for (const p of this.#table.values()) {
       const t = this.tensor(p.name);
       if (llama ? p.name.endsWith("norm.weight") : p.name.includes("ln_")) t.fill(p.name.endsWith(".weight") ? 1 : 0);
@@ -347,11 +359,11 @@ export class CausalLMModel {
    */
   loadWeights(source: string): void {
     const reader = openSafetensorsDir(source);
-    const kind = this.config.architecture === "llama" ? "Llama-family" : "GPT-2";
+    const kind = this.config.architecture === "llama" ? "Llama-family" : this.config.architecture === "phi" ? "Phi" : "GPT-2";
     try {
       const seen = new Set<string>();
       for (const raw of reader.names()) {
-        const name = this.config.architecture === "llama" ? this.#llamaName(raw) : this.#gpt2Name(raw);
+        const name = this.config.architecture !== "gpt2" ? this.#llamaName(raw) : this.#gpt2Name(raw);
         if (name === null) continue;
         const info = this.#table.get(name);
         if (!info) throw new InvalidFileError(reader.path, `unexpected tensor '${raw}' for a ${kind} model with this config`);
@@ -379,7 +391,7 @@ export class CausalLMModel {
 
   #llamaName(raw: string): string | null {
     if (/(^|\.)rotary_emb\.inv_freq$/.test(raw)) return null; // buffer saved by old transformers versions
-    if (raw === "lm_head.weight") return this.config.architecture === "llama" && this.config.tieWordEmbeddings ? null : raw;
+    if (raw === "lm_head.weight") return this.config.architecture !== "gpt2" && this.config.tieWordEmbeddings ? null : raw;
     // a bare LlamaModel checkpoint (no "model." prefix)
     if (!raw.startsWith("model.") && this.#table.has("model." + raw)) return "model." + raw;
     return raw;
@@ -488,12 +500,13 @@ export function readModelConfig(dir: string): ModelConfig {
   const { file, raw } = readConfigJson(dir);
   const arch = Array.isArray(raw.architectures) && raw.architectures.length ? String(raw.architectures[0]) : undefined;
   if (raw.model_type === "gpt2" || (raw.model_type === undefined && arch === "GPT2LMHeadModel")) return parseGPT2Config(raw, file);
+  if (raw.model_type === "phi" || (raw.model_type === undefined && arch === "PhiForCausalLM")) return parsePhiConfig(raw, file);
   const byArch = Object.keys(LLAMA_FAMILY).find((k) => LLAMA_FAMILY[k].arch === arch);
   const modelType = typeof raw.model_type === "string" ? raw.model_type : byArch;
   if (modelType === undefined || !(modelType in LLAMA_FAMILY))
     throw new UnsupportedModelError(
       `${file}: model_type '${String(raw.model_type)}' / architecture '${arch}' is not supported ` +
-        `(supported: gpt2, ${Object.keys(LLAMA_FAMILY).join(", ")})`,
+        `(supported: gpt2, ${Object.keys(LLAMA_FAMILY).join(", ")}, phi)`,
     );
   return parseLlamaConfig(raw, file, modelType);
 }
@@ -594,6 +607,59 @@ function parseLlamaConfig(raw: Record<string, unknown>, file: string, modelType:
     attentionBias: modelType === "qwen2" || llamaAttnBias,
     oProjBias: llamaAttnBias,
     mlpBias: modelType === "llama" && bool("mlp_bias", false),
+  };
+}
+
+/** PhiForCausalLM (phi-1, phi-1.5, phi-2): anything the engine would run differently is an UnsupportedModelError. */
+function parsePhiConfig(raw: Record<string, unknown>, file: string): PhiConfig {
+  const unsupported = (what: string): never => {
+    throw new UnsupportedModelError(`${file}: ${what} is not supported`);
+  };
+  const arch = Array.isArray(raw.architectures) && raw.architectures.length ? String(raw.architectures[0]) : undefined;
+  if (arch !== undefined && arch !== "PhiForCausalLM") unsupported(`architecture '${arch}' (model_type 'phi': PhiForCausalLM only)`);
+  const int = (key: string, fallback?: number): number => {
+    const v = raw[key] ?? fallback;
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw new InvalidFileError(file, `field '${key}' must be a positive integer`);
+    return v;
+  };
+  const pos = (obj: Record<string, unknown>, key: string, fallback: number): number => {
+    const v = obj[key] ?? fallback;
+    if (typeof v !== "number" || !(v > 0)) throw new InvalidFileError(file, `field '${key}' must be a positive number`);
+    return v;
+  };
+  if (raw.quantization_config != null) unsupported("option 'quantization_config' (quantized weights)");
+  const act = raw.hidden_act ?? "gelu_new";
+  if (act !== "gelu_new" && act !== "gelu_pytorch_tanh") unsupported(`hidden_act '${String(act)}' (gelu_new only)`);
+  if (raw.qk_layernorm === true) unsupported("qk_layernorm");
+  const channels = int("hidden_size"), numHeads = int("num_attention_heads");
+  const numKvHeads = int("num_key_value_heads", numHeads);
+  if (channels % numHeads !== 0) throw new InvalidFileError(file, `hidden_size ${channels} is not divisible by num_attention_heads ${numHeads}`);
+  if (numHeads % numKvHeads !== 0)
+    throw new InvalidFileError(file, `num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`);
+  const params = isObject(raw.rope_parameters) ? raw.rope_parameters : {};
+  const scaling = isObject(raw.rope_scaling) ? raw.rope_scaling : params;
+  const type = scaling.rope_type ?? scaling.type ?? "default";
+  if (type !== "default") unsupported(`rope_scaling type '${String(type)}' (none only)`);
+  const partial = pos(raw.partial_rotary_factor != null ? raw : params, "partial_rotary_factor", 0.5);
+  const headDim = channels / numHeads, rotaryDim = Math.trunc(headDim * partial);
+  if (partial > 1 || rotaryDim < 2 || rotaryDim % 2 !== 0)
+    unsupported(`partial_rotary_factor ${partial} (head_dim ${headDim}: the rotary dimensions must be even, 2 to head_dim)`);
+  const tie = raw.tie_word_embeddings ?? false;
+  if (typeof tie !== "boolean") throw new InvalidFileError(file, "field 'tie_word_embeddings' must be true or false");
+  return {
+    architecture: "phi",
+    modelType: "phi",
+    vocabSize: int("vocab_size"),
+    maxSeqLen: int("max_position_embeddings", 2048),
+    channels,
+    intermediateSize: int("intermediate_size"),
+    numLayers: int("num_hidden_layers"),
+    numHeads,
+    numKvHeads,
+    rotaryDim,
+    layerNormEps: pos(raw, "layer_norm_eps", 1e-5),
+    ropeTheta: pos(raw.rope_theta != null ? raw : params, "rope_theta", 10000),
+    tieWordEmbeddings: tie,
   };
 }
 
