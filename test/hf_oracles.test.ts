@@ -13,8 +13,8 @@ const root = path.join(__dirname, "fixtures", "hf_oracles");
 const TOL = 1e-4;
 
 /** Architectures the engine runs, and those it must refuse (by their model_type) until it supports them. */
-const SUPPORTED = ["gpt2", "llama", "llama3", "qwen2", "mistral", "phi"];
-const UNSUPPORTED: Record<string, string> = { phi3: "phi3", gemma3: "gemma3_text" };
+const SUPPORTED = ["gpt2", "llama", "llama3", "qwen2", "mistral", "phi", "phi3"];
+const UNSUPPORTED: Record<string, string> = { gemma3: "gemma3_text" };
 
 /** max |a-b| / max |b|: the error relative to the tensor's scale. */
 function scaledError(a: Float32Array, b: Float32Array): number {

@@ -132,3 +132,44 @@ describe("synthesize with a Phi model (lm_head bias)", () => {
     }
   });
 });
+
+describe("Phi-3 config.json (Phi3ForCausalLM on the Llama engine, fused qkv_proj / gate_up_proj)", () => {
+  const phi3 = path.join(__dirname, "fixtures", "hf_oracles", "phi3");
+  const phi3Config = JSON.parse(fs.readFileSync(path.join(phi3, "config.json"), "utf8")) as Record<string, unknown>;
+  function phi3Dir(patch: Record<string, unknown>): string {
+    const d = fs.mkdtempSync(path.join(tmp, "phi3-"));
+    const cfg: Record<string, unknown> = { ...phi3Config, ...patch };
+    for (const [k, v] of Object.entries(patch)) if (v === undefined) delete cfg[k];
+    fs.writeFileSync(path.join(d, "config.json"), JSON.stringify(cfg));
+    return d;
+  }
+
+  it("maps to the Llama family with the fused tensors, named as in the checkpoint", () => {
+    expect(readModelConfig(phi3)).toMatchObject({ architecture: "llama", modelType: "phi3", fusedQkvGateUp: true, attentionBias: false, rmsNormEps: 1e-5, ropeScaling: null });
+    const m = CausalLMModel.load(phi3);
+    const names = m.paramTable.map((p) => p.name);
+    expect(names).toContain("model.layers.0.self_attn.qkv_proj.weight");
+    expect(names).toContain("model.layers.1.mlp.gate_up_proj.weight");
+    expect(names.some((n) => /q_proj|k_proj|v_proj|gate_proj|up_proj/.test(n.replace(/qkv_proj|gate_up_proj/, "")))).toBe(false);
+    expect(m.paramTable.find((p) => p.name === "model.layers.0.self_attn.qkv_proj.weight")?.shape).toEqual([96, 32]);
+    expect(m.paramTable.find((p) => p.name === "model.layers.0.mlp.gate_up_proj.weight")?.shape).toEqual([128, 32]);
+    m.dispose();
+    // a window no shorter than max_position_embeddings is full attention (Phi-3-mini-4k's 2047 < 4096 is not: refused)
+    expect(readModelConfig(phi3Dir({ sliding_window: 4096, max_position_embeddings: 4096 }))).toMatchObject({ maxSeqLen: 4096 });
+  });
+
+  it("what the engine would run differently is an UnsupportedModelError naming it", () => {
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{ sliding_window: 16 }, /sliding_window 16/],
+      [{ rope_parameters: { rope_type: "longrope", rope_theta: 10000, short_factor: [1], long_factor: [1] } }, /rope_scaling type 'longrope' \(none only\)/],
+      [{ rope_parameters: { rope_type: "llama3", rope_theta: 10000, factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 32 } }, /rope_scaling type 'llama3' \(none only\)/],
+      [{ rope_parameters: { rope_type: "default", rope_theta: 10000, partial_rotary_factor: 0.75 } }, /partial_rotary_factor 0\.75/],
+      [{ hidden_act: "gelu" }, /hidden_act 'gelu'/],
+    ];
+    for (const [patch, msg] of cases) {
+      const d = phi3Dir(patch);
+      expect(() => readModelConfig(d), JSON.stringify(patch)).toThrow(UnsupportedModelError);
+      expect(() => readModelConfig(d), JSON.stringify(patch)).toThrow(msg);
+    }
+  });
+});

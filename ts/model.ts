@@ -485,6 +485,7 @@ const LLAMA_FAMILY: Record<string, { arch: string; maxPositions: number }> = {
   llama: { arch: "LlamaForCausalLM", maxPositions: 2048 },
   qwen2: { arch: "Qwen2ForCausalLM", maxPositions: 32768 },
   mistral: { arch: "MistralForCausalLM", maxPositions: 4096 * 32 },
+  phi3: { arch: "Phi3ForCausalLM", maxPositions: 4096 },
 };
 
 /**
@@ -552,7 +553,7 @@ function parseLlamaConfig(raw: Record<string, unknown>, file: string, modelType:
   let ropeScaling: LlamaConfig["ropeScaling"] = null;
   if (scaling) {
     const type = scaling.rope_type ?? scaling.type ?? "default";
-    if (type === "llama3") {
+    if (type === "llama3" && modelType !== "phi3") {
       const w = "rope_scaling.";
       ropeScaling = {
         type: "llama3",
@@ -563,7 +564,7 @@ function parseLlamaConfig(raw: Record<string, unknown>, file: string, modelType:
       };
       if (!(ropeScaling.highFreqFactor > ropeScaling.lowFreqFactor))
         throw new InvalidFileError(file, "rope_scaling.high_freq_factor must be larger than low_freq_factor");
-    } else if (type !== "default") unsupported(`rope_scaling type '${String(type)}' (llama3 or none only)`);
+    } else if (type !== "default") unsupported(`rope_scaling type '${String(type)}' (${modelType === "phi3" ? "none" : "llama3 or none"} only)`);
     if (scaling.attention_factor != null && scaling.attention_factor !== 1) unsupported("rope_scaling.attention_factor != 1");
   }
   const partial = raw.partial_rotary_factor ?? params?.partial_rotary_factor;
@@ -571,7 +572,7 @@ function parseLlamaConfig(raw: Record<string, unknown>, file: string, modelType:
 
   // attention pattern: full causal attention in every layer only
   if (raw.use_sliding_window === true) unsupported("sliding_window attention (use_sliding_window: true)");
-  if (modelType === "mistral" && raw.sliding_window != null) {
+  if ((modelType === "mistral" || modelType === "phi3") && raw.sliding_window != null) {
     const sw = int("sliding_window");
     if (sw < maxSeqLen) unsupported(`sliding_window ${sw} (active below max_position_embeddings ${maxSeqLen})`);
   }
@@ -587,7 +588,7 @@ function parseLlamaConfig(raw: Record<string, unknown>, file: string, modelType:
   };
   // Biases: Llama's attention_bias covers q,k,v and o; Qwen2 always has q,k,v biases and none on o; Mistral none.
   const llamaAttnBias = modelType === "llama" && bool("attention_bias", false);
-  const eps = raw.rms_norm_eps ?? 1e-6;
+  const eps = raw.rms_norm_eps ?? (modelType === "phi3" ? 1e-5 : 1e-6);
   if (typeof eps !== "number" || !(eps > 0)) throw new InvalidFileError(file, "field 'rms_norm_eps' must be a positive number");
   return {
     architecture: "llama",
@@ -607,6 +608,7 @@ function parseLlamaConfig(raw: Record<string, unknown>, file: string, modelType:
     attentionBias: modelType === "qwen2" || llamaAttnBias,
     oProjBias: llamaAttnBias,
     mlpBias: modelType === "llama" && bool("mlp_bias", false),
+    ...(modelType === "phi3" ? { fusedQkvGateUp: true } : {}),
   };
 }
 

@@ -39,6 +39,8 @@ export interface NativeLlamaConfig {
   oProjBias?: boolean;
   /** Biases on gate_proj, up_proj, down_proj. */
   mlpBias?: boolean;
+  /** Phi-3's fused self_attn.qkv_proj and mlp.gate_up_proj tensors (no biases) instead of q/k/v and gate/up. */
+  fusedQkvGateUp?: boolean;
 }
 
 /** Llama-3 rotary frequency adjustment (HF rope_scaling with rope_type "llama3"). */

@@ -63,6 +63,7 @@ LlamaConfig llama_config(const Napi::Object& c) {
   cfg.attention_bias = bool_field(c, "attentionBias", false);
   cfg.o_proj_bias = bool_field(c, "oProjBias", false);
   cfg.mlp_bias = bool_field(c, "mlpBias", false);
+  cfg.fused_qkv_gate_up = bool_field(c, "fusedQkvGateUp", false);
   return cfg;
 }
 
