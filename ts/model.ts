@@ -1,6 +1,6 @@
 /**
- * Causal language models on the native engine: GPT-2 and the Llama family (Llama, Qwen2, Mistral without sliding
- * windows). Creation, loading from a Hugging Face folder, forward/backward, AdamW, and KV-cached decoding. Every
+ * Causal language models on the native engine: GPT-2, the Llama family (Llama, Qwen2, Mistral without sliding
+ * windows, Phi-3) and Phi. Creation, loading from a Hugging Face folder, forward/backward, AdamW, and KV-cached decoding. Every
  * heavy call is a Promise run off the main thread and takes an AbortSignal.
  */
 import * as fs from "node:fs";
@@ -148,7 +148,7 @@ export class CausalLMModel {
 
   /**
    * Loads a model from a Hugging Face folder (config.json + model.safetensors or a sharded index: GPT2LMHeadModel,
-   * LlamaForCausalLM, Qwen2ForCausalLM or MistralForCausalLM; see readModelConfig), or from a GGUF file (or a
+   * LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM, Phi3ForCausalLM or PhiForCausalLM; see readModelConfig), or from a GGUF file (or a
    * folder holding one and no config.json): architectures llama, qwen2 and gpt2, weights of type F32, F16, BF16,
    * Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K or Q6_K dequantized to float32 while they stream in. A known model
    * name (`gradmm models`; e.g. "smollm2-135m-instruct") loads the cached file, verified by its sha256.
@@ -490,7 +490,8 @@ const LLAMA_FAMILY: Record<string, { arch: string; maxPositions: number }> = {
 
 /**
  * Reads a Hugging Face config.json into the config of a supported model: GPT-2 (model_type "gpt2") or the Llama
- * family (model_type "llama", "qwen2", "mistral"; LlamaForCausalLM / Qwen2ForCausalLM / MistralForCausalLM).
+ * family (model_type "llama", "qwen2", "mistral", "phi3"; LlamaForCausalLM / Qwen2ForCausalLM / MistralForCausalLM /
+ * Phi3ForCausalLM) or Phi (model_type "phi", PhiForCausalLM).
  * Anything the engine would run differently (another architecture, rope_scaling other than none/llama3, an active
  * sliding window, an activation other than SiLU, quantized weights, …) is an UnsupportedModelError naming it;
  * a malformed file is an InvalidFileError.
