@@ -6,7 +6,7 @@
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UnsupportedModelError } from "../ts/errors";
-import { loadModel, type LoadedModel } from "../ts/model";
+import { loadModel, type LoadedModel } from "../ts/load_model";
 import { openSafetensors, type SafetensorsReader } from "../ts/safetensors";
 
 const root = path.join(__dirname, "fixtures", "hf_oracles");

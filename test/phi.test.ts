@@ -7,8 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidFileError, UnsupportedModelError } from "../ts/errors";
 import { parseConfig } from "../ts/gradmm/config";
 import { synthesize } from "../ts/gradmm/synthesize";
-import { CausalLMModel, readModelConfig, type PhiConfig } from "../ts/model";
-import { writeSafetensors, type WritableTensor } from "../ts/safetensors";
+import { CausalLMModel } from "../ts/model";
+import { readModelConfig, type PhiConfig } from "../ts/model_config";
+import { writeSafetensors, type WritableTensor } from "../ts/safetensors_write";
 
 const root = path.join(__dirname, "..");
 const oracle = path.join(__dirname, "fixtures", "hf_oracles", "phi");

@@ -82,6 +82,7 @@ export const configSchema = strictObject({
   threads: z.number().int().min(0).max(4096).default(0).describe("CPU threads (0 = all cores)"),
 });
 
+/** A checked config with every default filled in (what loadConfigFile and parseConfig return; README: The config). */
 export type SynthConfig = z.infer<typeof configSchema> & {
   /** Absolute paths resolved from the config file's folder. */
   resolved: {
