@@ -21,8 +21,8 @@ const INDEX_VALUES = [
 const INDEX_TYPES = [
   "AdamWOptions", "BackendInfo", "BackwardOptions", "CachedModel", "CallOptions", "ConfigIssue", "DecodeOptions",
   "EncodeOptions", "FetchOptions", "FetchProgress", "ForwardOptions", "GPT2Config", "KnownModel", "LlamaConfig",
-  "LoadedModel", "ModelConfig", "ModelConfigInput", "ModelInput", "SynthConfig", "SynthOptions", "SynthProgress",
-  "SynthResult",
+  "LoadedModel", "ModelConfig", "ModelConfigInput", "ModelInput", "PhiConfig", "SynthConfig", "SynthOptions",
+  "SynthProgress", "SynthResult",
 ];
 const ADVANCED_VALUES = [
   "EXIT_CODES", "GPT2Model", "QueueError", "alphabeticTokenMask", "analyticGaussianSigma", "applyOverrides",

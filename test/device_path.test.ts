@@ -25,7 +25,8 @@ const directKeys = ["fwdMask", "fwdMaskRows", "fwdMaskLogits", "fwdMaskHidden", 
 describe("every model call through the engine's host mirror (GRADMM_BACKEND=cpu-table)", () => {
   // gpt2: the tiny GPT-2 fixture. qwen2: grouped-query attention (6 heads, 2 kv heads), q/k/v biases, untied lm_head,
   // llama3 RoPE. llama-tied: one kv head, head_dim ≠ channels / heads, biases on every projection, tied lm_head.
-  it.each(["gpt2", "qwen2", "llama-tied"])("%s: equals the CPU engine bit for bit, across target switches and weight changes", (model) => {
+  // phi: parallel attention/MLP behind one LayerNorm, partial rotary, an lm_head bias (the matcher's bias term).
+  it.each(["gpt2", "qwen2", "llama-tied", "phi"])("%s: equals the CPU engine bit for bit, across target switches and weight changes", (model) => {
     const cpu = run("cpu", model);
     const table = run("cpu-table", model);
     expect(cpu.backend).toBe("cpu");

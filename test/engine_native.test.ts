@@ -58,3 +58,19 @@ describe("native Llama checks (binding/tests/llama_tests.cpp)", () => {
     expect(run.status).toBe(0);
   });
 });
+
+describe("native Phi and lm_head-bias matching checks (binding/tests/phi_tests.cpp)", () => {
+  it("partial rotary, the Phi model's gradients and the matching loss with an lm_head bias pass their checks", () => {
+    const run = spawnSync(path.join(__dirname, "..", "build", "phi_tests"), { encoding: "utf8", timeout: 120_000 });
+    const out = run.stdout ?? "";
+    expect(out.split("\n").filter((l) => l.startsWith("FAIL")), out).toEqual([]);
+    const summary = /^(\d+) passed, (\d+) failed$/m.exec(out);
+    expect(summary, out).not.toBeNull();
+    expect(Number(summary![2])).toBe(0);
+    expect(out).toMatch(/^PASS partial rotary backward \(fd/m);
+    expect(out).toMatch(/^PASS phi lm_head bias gradient vs finite differences/m);
+    expect(out).toMatch(/^PASS match_loss with lm_head bias = mean over \(W, b\)/m);
+    expect(out).toMatch(/^PASS match_loss dX with lm_head bias vs finite differences \(DP clip\+noise\)/m);
+    expect(run.status).toBe(0);
+  });
+});

@@ -23,7 +23,14 @@ export {
   type BackwardOptions,
   type AdamWOptions,
 } from "./model";
-export { readModelConfig, type GPT2Config, type LlamaConfig, type ModelConfig, type ModelConfigInput } from "./model_config";
+export {
+  readModelConfig,
+  type GPT2Config,
+  type LlamaConfig,
+  type PhiConfig,
+  type ModelConfig,
+  type ModelConfigInput,
+} from "./model_config";
 export { loadModel, type LoadedModel } from "./load_model";
 export { Tokenizer, type EncodeOptions, type DecodeOptions } from "./tokenizer";
 export { listCachedModels, KNOWN_MODELS, type KnownModel, type CachedModel } from "./registry";

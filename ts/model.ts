@@ -1,6 +1,6 @@
 /**
- * Causal language models on the native engine: GPT-2 and the Llama family (Llama, Qwen2, Mistral without sliding
- * windows). Creation, loading from a Hugging Face folder or a GGUF file, forward/backward, AdamW, and KV-cached
+ * Causal language models on the native engine: GPT-2, the Llama family (Llama, Qwen2, Mistral without sliding
+ * windows, Phi-3) and Phi. Creation, loading from a Hugging Face folder or a GGUF file, forward/backward, AdamW, and KV-cached
  * decoding. Every heavy call is a Promise run off the main thread and takes an AbortSignal. Config reading lives in
  * model_config.ts, loadModel (model + tokenizer) in load_model.ts.
  */
@@ -112,13 +112,13 @@ export class CausalLMModel {
 
   /** A model with all parameters zero; fill them through `params` / `tensor()` or `initRandom()`. GPT-2 by default. */
   static create(config: ModelConfigInput): CausalLMModel {
-    const full: ModelConfig = config.architecture === "llama" ? { ...config } : { ...config, architecture: "gpt2" };
+    const full: ModelConfig = config.architecture === "llama" || config.architecture === "phi" ? { ...config } : { ...config, architecture: "gpt2" };
     return new CausalLMModel(full);
   }
 
   /**
    * Loads a model from a Hugging Face folder (config.json + model.safetensors or a sharded index: GPT2LMHeadModel,
-   * LlamaForCausalLM, Qwen2ForCausalLM or MistralForCausalLM; see readModelConfig), or from a GGUF file (or a
+   * LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM, Phi3ForCausalLM or PhiForCausalLM; see readModelConfig), or from a GGUF file (or a
    * folder holding one and no config.json): architectures llama, qwen2 and gpt2, weights of type F32, F16, BF16,
    * Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K or Q6_K dequantized to float32 while they stream in. A known model
    * name (`gradmm models`; e.g. "smollm2-135m-instruct") loads the cached file, verified by its sha256.
@@ -163,12 +163,17 @@ export class CausalLMModel {
 
   /** Name of the input token-embedding matrix [V, C]. */
   get inputEmbeddingName(): string {
-    return this.config.architecture === "llama" ? "model.embed_tokens.weight" : "wte.weight";
+    return this.config.architecture !== "gpt2" ? "model.embed_tokens.weight" : "wte.weight";
   }
 
   /** Name of the lm_head weight [V, C] (the embedding matrix when tied). */
   get lmHeadName(): string {
-    return this.config.architecture === "llama" && !this.config.tieWordEmbeddings ? "lm_head.weight" : this.inputEmbeddingName;
+    return this.config.architecture !== "gpt2" && !this.config.tieWordEmbeddings ? "lm_head.weight" : this.inputEmbeddingName;
+  }
+
+  /** Name of the lm_head bias [V], or null (only Phi has one). */
+  get lmHeadBiasName(): string | null {
+    return this.config.architecture === "phi" ? "lm_head.bias" : null;
   }
 
   /** View of the input token-embedding matrix [V, C] (no copy). */
@@ -244,7 +249,7 @@ export class CausalLMModel {
   initRandom(seed: number): void {
     const rng = mulberry32(seed);
     const projStd = 0.02 / Math.sqrt(2 * this.config.numLayers);
-    const llama = this.config.architecture === "llama";
+    const llama = this.config.architecture !== "gpt2";
     for (const p of this.#table.values()) {
       const t = this.tensor(p.name);
       if (llama ? p.name.endsWith("norm.weight") : p.name.includes("ln_")) t.fill(p.name.endsWith(".weight") ? 1 : 0);
@@ -324,11 +329,11 @@ export class CausalLMModel {
    */
   loadWeights(source: string): void {
     const reader = openSafetensorsDir(source);
-    const kind = this.config.architecture === "llama" ? "Llama-family" : "GPT-2";
+    const kind = this.config.architecture === "llama" ? "Llama-family" : this.config.architecture === "phi" ? "Phi" : "GPT-2";
     try {
       const seen = new Set<string>();
       for (const raw of reader.names()) {
-        const name = this.config.architecture === "llama" ? this.#llamaName(raw) : this.#gpt2Name(raw);
+        const name = this.config.architecture !== "gpt2" ? this.#llamaName(raw) : this.#gpt2Name(raw);
         if (name === null) continue;
         const info = this.#table.get(name);
         if (!info) throw new InvalidFileError(reader.path, `unexpected tensor '${raw}' for a ${kind} model with this config`);
@@ -356,7 +361,7 @@ export class CausalLMModel {
 
   #llamaName(raw: string): string | null {
     if (/(^|\.)rotary_emb\.inv_freq$/.test(raw)) return null; // buffer saved by old transformers versions
-    if (raw === "lm_head.weight") return this.config.architecture === "llama" && this.config.tieWordEmbeddings ? null : raw;
+    if (raw === "lm_head.weight") return this.config.architecture !== "gpt2" && this.config.tieWordEmbeddings ? null : raw;
     // a bare LlamaModel checkpoint (no "model." prefix)
     if (!raw.startsWith("model.") && this.#table.has("model." + raw)) return "model." + raw;
     return raw;

@@ -1,11 +1,11 @@
 /**
- * Model configs: reading and checking a Hugging Face config.json (GPT-2 and the Llama family) or a GGUF file's
+ * Model configs: reading and checking a Hugging Face config.json (GPT-2, the Llama family and Phi) or a GGUF file's
  * metadata into the config the engine runs, and finding the GGUF file a path names.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InvalidFileError, UnsupportedModelError } from "./errors";
-import type { NativeGPT2Config, NativeLlamaConfig } from "./native";
+import type { NativeGPT2Config, NativeLlamaConfig, NativePhiConfig } from "./native";
 import { isGGUFFile, readGGUF } from "./gguf";
 import { ggufModelConfig } from "./gguf_model";
 
@@ -23,11 +23,17 @@ export interface LlamaConfig extends NativeLlamaConfig {
   layerNormEps?: undefined;
 }
 
+/** Phi config (PhiForCausalLM; `rotaryDim` = int(head_dim · partial_rotary_factor)). */
+export interface PhiConfig extends NativePhiConfig {
+  architecture: "phi";
+  modelType?: string;
+}
+
 /** Every supported model's config. Shared fields: vocabSize, maxSeqLen, channels, numLayers, numHeads. */
-export type ModelConfig = GPT2Config | LlamaConfig;
+export type ModelConfig = GPT2Config | LlamaConfig | PhiConfig;
 
 /** What `create()` accepts: a GPT-2 config may omit `architecture`. */
-export type ModelConfigInput = (Omit<GPT2Config, "architecture"> & { architecture?: "gpt2" }) | LlamaConfig;
+export type ModelConfigInput = (Omit<GPT2Config, "architecture"> & { architecture?: "gpt2" }) | LlamaConfig | PhiConfig;
 
 function readConfigJson(dir: string): { file: string; raw: Record<string, unknown> } {
   const file = path.join(dir, "config.json");
@@ -88,11 +94,13 @@ const LLAMA_FAMILY: Record<string, { arch: string; maxPositions: number }> = {
   llama: { arch: "LlamaForCausalLM", maxPositions: 2048 },
   qwen2: { arch: "Qwen2ForCausalLM", maxPositions: 32768 },
   mistral: { arch: "MistralForCausalLM", maxPositions: 4096 * 32 },
+  phi3: { arch: "Phi3ForCausalLM", maxPositions: 4096 },
 };
 
 /**
  * Reads a Hugging Face config.json into the config of a supported model: GPT-2 (model_type "gpt2") or the Llama
- * family (model_type "llama", "qwen2", "mistral"; LlamaForCausalLM / Qwen2ForCausalLM / MistralForCausalLM).
+ * family (model_type "llama", "qwen2", "mistral", "phi3"; LlamaForCausalLM / Qwen2ForCausalLM / MistralForCausalLM /
+ * Phi3ForCausalLM) or Phi (model_type "phi", PhiForCausalLM).
  * Anything the engine would run differently (another architecture, rope_scaling other than none/llama3, an active
  * sliding window, an activation other than SiLU, quantized weights, …) is an UnsupportedModelError naming it;
  * a malformed file is an InvalidFileError.
@@ -103,12 +111,13 @@ export function readModelConfig(dir: string): ModelConfig {
   const { file, raw } = readConfigJson(dir);
   const arch = Array.isArray(raw.architectures) && raw.architectures.length ? String(raw.architectures[0]) : undefined;
   if (raw.model_type === "gpt2" || (raw.model_type === undefined && arch === "GPT2LMHeadModel")) return parseGPT2Config(raw, file);
+  if (raw.model_type === "phi" || (raw.model_type === undefined && arch === "PhiForCausalLM")) return parsePhiConfig(raw, file);
   const byArch = Object.keys(LLAMA_FAMILY).find((k) => LLAMA_FAMILY[k].arch === arch);
   const modelType = typeof raw.model_type === "string" ? raw.model_type : byArch;
   if (modelType === undefined || !(modelType in LLAMA_FAMILY))
     throw new UnsupportedModelError(
       `${file}: model_type '${String(raw.model_type)}' / architecture '${arch}' is not supported ` +
-        `(supported: gpt2, ${Object.keys(LLAMA_FAMILY).join(", ")})`,
+        `(supported: gpt2, ${Object.keys(LLAMA_FAMILY).join(", ")}, phi)`,
     );
   return parseLlamaConfig(raw, file, modelType);
 }
@@ -154,7 +163,7 @@ function parseLlamaConfig(raw: Record<string, unknown>, file: string, modelType:
   let ropeScaling: LlamaConfig["ropeScaling"] = null;
   if (scaling) {
     const type = scaling.rope_type ?? scaling.type ?? "default";
-    if (type === "llama3") {
+    if (type === "llama3" && modelType !== "phi3") {
       const w = "rope_scaling.";
       ropeScaling = {
         type: "llama3",
@@ -165,7 +174,7 @@ function parseLlamaConfig(raw: Record<string, unknown>, file: string, modelType:
       };
       if (!(ropeScaling.highFreqFactor > ropeScaling.lowFreqFactor))
         throw new InvalidFileError(file, "rope_scaling.high_freq_factor must be larger than low_freq_factor");
-    } else if (type !== "default") unsupported(`rope_scaling type '${String(type)}' (llama3 or none only)`);
+    } else if (type !== "default") unsupported(`rope_scaling type '${String(type)}' (${modelType === "phi3" ? "none" : "llama3 or none"} only)`);
     if (scaling.attention_factor != null && scaling.attention_factor !== 1) unsupported("rope_scaling.attention_factor != 1");
   }
   const partial = raw.partial_rotary_factor ?? params?.partial_rotary_factor;
@@ -173,7 +182,7 @@ function parseLlamaConfig(raw: Record<string, unknown>, file: string, modelType:
 
   // attention pattern: full causal attention in every layer only
   if (raw.use_sliding_window === true) unsupported("sliding_window attention (use_sliding_window: true)");
-  if (modelType === "mistral" && raw.sliding_window != null) {
+  if ((modelType === "mistral" || modelType === "phi3") && raw.sliding_window != null) {
     const sw = int("sliding_window");
     if (sw < maxSeqLen) unsupported(`sliding_window ${sw} (active below max_position_embeddings ${maxSeqLen})`);
   }
@@ -189,7 +198,7 @@ function parseLlamaConfig(raw: Record<string, unknown>, file: string, modelType:
   };
   // Biases: Llama's attention_bias covers q,k,v and o; Qwen2 always has q,k,v biases and none on o; Mistral none.
   const llamaAttnBias = modelType === "llama" && bool("attention_bias", false);
-  const eps = raw.rms_norm_eps ?? 1e-6;
+  const eps = raw.rms_norm_eps ?? (modelType === "phi3" ? 1e-5 : 1e-6);
   if (typeof eps !== "number" || !(eps > 0)) throw new InvalidFileError(file, "field 'rms_norm_eps' must be a positive number");
   return {
     architecture: "llama",
@@ -209,6 +218,60 @@ function parseLlamaConfig(raw: Record<string, unknown>, file: string, modelType:
     attentionBias: modelType === "qwen2" || llamaAttnBias,
     oProjBias: llamaAttnBias,
     mlpBias: modelType === "llama" && bool("mlp_bias", false),
+    ...(modelType === "phi3" ? { fusedQkvGateUp: true } : {}),
+  };
+}
+
+/** PhiForCausalLM (phi-1, phi-1.5, phi-2): anything the engine would run differently is an UnsupportedModelError. */
+function parsePhiConfig(raw: Record<string, unknown>, file: string): PhiConfig {
+  const unsupported = (what: string): never => {
+    throw new UnsupportedModelError(`${file}: ${what} is not supported`);
+  };
+  const arch = Array.isArray(raw.architectures) && raw.architectures.length ? String(raw.architectures[0]) : undefined;
+  if (arch !== undefined && arch !== "PhiForCausalLM") unsupported(`architecture '${arch}' (model_type 'phi': PhiForCausalLM only)`);
+  const int = (key: string, fallback?: number): number => {
+    const v = raw[key] ?? fallback;
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw new InvalidFileError(file, `field '${key}' must be a positive integer`);
+    return v;
+  };
+  const pos = (obj: Record<string, unknown>, key: string, fallback: number): number => {
+    const v = obj[key] ?? fallback;
+    if (typeof v !== "number" || !(v > 0)) throw new InvalidFileError(file, `field '${key}' must be a positive number`);
+    return v;
+  };
+  if (raw.quantization_config != null) unsupported("option 'quantization_config' (quantized weights)");
+  const act = raw.hidden_act ?? "gelu_new";
+  if (act !== "gelu_new" && act !== "gelu_pytorch_tanh") unsupported(`hidden_act '${String(act)}' (gelu_new only)`);
+  if (raw.qk_layernorm === true) unsupported("qk_layernorm");
+  const channels = int("hidden_size"), numHeads = int("num_attention_heads");
+  const numKvHeads = int("num_key_value_heads", numHeads);
+  if (channels % numHeads !== 0) throw new InvalidFileError(file, `hidden_size ${channels} is not divisible by num_attention_heads ${numHeads}`);
+  if (numHeads % numKvHeads !== 0)
+    throw new InvalidFileError(file, `num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`);
+  const params = isObject(raw.rope_parameters) ? raw.rope_parameters : {};
+  const scaling = isObject(raw.rope_scaling) ? raw.rope_scaling : params;
+  const type = scaling.rope_type ?? scaling.type ?? "default";
+  if (type !== "default") unsupported(`rope_scaling type '${String(type)}' (none only)`);
+  const partial = pos(raw.partial_rotary_factor != null ? raw : params, "partial_rotary_factor", 0.5);
+  const headDim = channels / numHeads, rotaryDim = Math.trunc(headDim * partial);
+  if (partial > 1 || rotaryDim < 2 || rotaryDim % 2 !== 0)
+    unsupported(`partial_rotary_factor ${partial} (head_dim ${headDim}: the rotary dimensions must be even, 2 to head_dim)`);
+  const tie = raw.tie_word_embeddings ?? false;
+  if (typeof tie !== "boolean") throw new InvalidFileError(file, "field 'tie_word_embeddings' must be true or false");
+  return {
+    architecture: "phi",
+    modelType: "phi",
+    vocabSize: int("vocab_size"),
+    maxSeqLen: int("max_position_embeddings", 2048),
+    channels,
+    intermediateSize: int("intermediate_size"),
+    numLayers: int("num_hidden_layers"),
+    numHeads,
+    numKvHeads,
+    rotaryDim,
+    layerNormEps: pos(raw, "layer_norm_eps", 1e-5),
+    ropeTheta: pos(raw.rope_theta != null ? raw : params, "rope_theta", 10000),
+    tieWordEmbeddings: tie,
   };
 }
 

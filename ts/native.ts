@@ -39,6 +39,8 @@ export interface NativeLlamaConfig {
   oProjBias?: boolean;
   /** Biases on gate_proj, up_proj, down_proj. */
   mlpBias?: boolean;
+  /** Phi-3's fused self_attn.qkv_proj and mlp.gate_up_proj tensors (no biases) instead of q/k/v and gate/up. */
+  fusedQkvGateUp?: boolean;
 }
 
 /** Llama-3 rotary frequency adjustment (HF rope_scaling with rope_type "llama3"). */
@@ -50,9 +52,26 @@ export interface NativeRopeScaling {
   originalMaxPositionEmbeddings: number;
 }
 
+/** Phi (PhiForCausalLM): parallel attention/MLP behind one LayerNorm, partial rotary, lm_head with a bias. */
+export interface NativePhiConfig {
+  vocabSize: number;
+  maxSeqLen: number;
+  channels: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads?: number;
+  /** Rotated channels per q/k head: int(head_dim · partial_rotary_factor) (default head_dim). */
+  rotaryDim?: number;
+  layerNormEps?: number;
+  ropeTheta?: number;
+  tieWordEmbeddings?: boolean;
+}
+
 export type NativeModelConfig =
   | (NativeGPT2Config & { architecture?: "gpt2" })
-  | (NativeLlamaConfig & { architecture: "llama" });
+  | (NativeLlamaConfig & { architecture: "llama" })
+  | (NativePhiConfig & { architecture: "phi" });
 
 export interface NativeParamInfo {
   name: string;

@@ -63,6 +63,25 @@ LlamaConfig llama_config(const Napi::Object& c) {
   cfg.attention_bias = bool_field(c, "attentionBias", false);
   cfg.o_proj_bias = bool_field(c, "oProjBias", false);
   cfg.mlp_bias = bool_field(c, "mlpBias", false);
+  cfg.fused_qkv_gate_up = bool_field(c, "fusedQkvGateUp", false);
+  return cfg;
+}
+
+// {vocabSize, maxSeqLen, channels (hidden_size), intermediateSize, numLayers, numHeads, numKvHeads?, rotaryDim?,
+//  layerNormEps?, ropeTheta?, tieWordEmbeddings?}
+PhiConfig phi_config(const Napi::Object& c) {
+  PhiConfig cfg;
+  cfg.vocab_size = int_field(c, "vocabSize", 1);
+  cfg.max_seq_len = int_field(c, "maxSeqLen", 1);
+  cfg.hidden_size = int_field(c, "channels", 1);
+  cfg.intermediate_size = int_field(c, "intermediateSize", 1);
+  cfg.num_layers = int_field(c, "numLayers", 1);
+  cfg.num_heads = int_field(c, "numHeads", 1);
+  cfg.num_kv_heads = c.Get("numKvHeads").IsUndefined() ? cfg.num_heads : int_field(c, "numKvHeads", 1);
+  cfg.rotary_dim = c.Get("rotaryDim").IsUndefined() ? 0 : int_field(c, "rotaryDim", 1);
+  if (c.Get("layerNormEps").IsNumber()) cfg.layer_norm_eps = c.Get("layerNormEps").As<Napi::Number>().FloatValue();
+  if (c.Get("ropeTheta").IsNumber()) cfg.rope_theta = c.Get("ropeTheta").As<Napi::Number>().DoubleValue();
+  cfg.tie_word_embeddings = bool_field(c, "tieWordEmbeddings", false);
   return cfg;
 }
 
@@ -95,6 +114,7 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
   try {
     if (architecture == "gpt2") exec = ModelEngine::make(be, gpt2_config(c));
     else if (architecture == "llama") exec = ModelEngine::make(be, llama_config(c));
+    else if (architecture == "phi") exec = ModelEngine::make(be, phi_config(c));
     else throw Napi::Error::New(env, "unsupported architecture '" + architecture + "'");
   } catch (const Napi::Error&) {
     throw;

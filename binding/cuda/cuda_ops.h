@@ -107,6 +107,8 @@ void onehot_sub(float* A, const float* P, const int* labels, int R, int V);
 void row_dot(double* out, const float* a, const float* b, int R, int V);
 void gm_combine(GmScalars* out, float* per_sample, float* loss_out, const float* RA, const float* RH, const float* SA,
                 const float* SH, const double* noise_dots, int n, int B, double target_norm);
+void gm_bias_combine(GmScalars* out, float* per_sample, float* loss_out, const double* dots, const float* own,
+                     const float* SA, int B, double bias_norm);
 void scale_by(float* x, long n, const float* s);
 void axpy_by(float* y, const float* x, long n, const float* a);
 void softmax_jvp_rows(float* dlogits, const float* P, const float* G, int R, int V);

@@ -165,6 +165,21 @@ void gm_combine(GmScalars* out, float* per_sample, float* loss_out, const float*
                                                              B, target_norm);
   check_launch("gm_combine");
 }
+// One thread: the lm_head bias's part (method_ops.h gm_bias_combine; the same host/device scalar arithmetic)
+__global__ void gm_bias_combine_kernel(GmScalars* out, float* per_sample, float* loss_out, const double* dots,
+                                       const float* own, const float* SA, int B, double bias_norm) {
+  gm_bias_scalars(*out, dots[0], dots[1], B, bias_norm);
+  if (loss_out) *loss_out = (float)out->f;
+  if (per_sample)
+    for (int j = 0; j < B; ++j)
+      per_sample[j] = 0.5f * (per_sample[j] + gm_own_bias_loss(own[j], SA[(long)j * B + j], bias_norm));
+}
+void gm_bias_combine(GmScalars* out, float* per_sample, float* loss_out, const double* dots, const float* own,
+                     const float* SA, int B, double bias_norm) {
+  if (B <= 0) throw std::invalid_argument("gm_bias_combine: empty batch");
+  gm_bias_combine_kernel<<<1, 1>>>(out, per_sample, loss_out, dots, own, SA, B, bias_norm);
+  check_launch("gm_bias_combine");
+}
 void scale_by(float* x, long n, const float* s) {
   if (n <= 0) return;
   scale_by_kernel<<<grid_for(n, 256), 256>>>(x, n, s);

@@ -83,6 +83,9 @@ struct Backend {
   void (*row_dot)(double* out, const float* a, const float* b, int R, int V);
   void (*gm_combine)(GmScalars* out, float* per_sample, float* loss_out, const float* RA, const float* RH,
                      const float* SA, const float* SH, const double* noise_dots, int n, int B, double target_norm);
+  // the lm_head bias's part of the distance (method_ops.h gm_bias_combine), after gm_combine; dots: backend memory
+  void (*gm_bias_combine)(GmScalars* out, float* per_sample, float* loss_out, const double* dots, const float* own,
+                          const float* SA, int B, double bias_norm);
   // x *= *s  /  y += (*a)·x   with the scalar in backend memory (a field of GmScalars, say)
   void (*scale_by)(float* x, long n, const float* s);
   void (*axpy_by)(float* y, const float* x, long n, const float* a);

@@ -89,6 +89,7 @@ Backend make_table(const char* name, bool host_memory) {
   b.onehot_sub = onehot_sub;
   b.row_dot = row_dot;
   b.gm_combine = gm_combine;
+  b.gm_bias_combine = gm_bias_combine;
   b.scale_by = scale_by;
   b.axpy_by = axpy_by;
   b.softmax_jvp_rows = softmax_jvp_rows;

@@ -14,6 +14,9 @@ std::unique_ptr<CausalExec> ModelEngine::make(const Backend* be, const GPT2Confi
 std::unique_ptr<CausalExec> ModelEngine::make(const Backend* be, const LlamaConfig& cfg) {
   return std::make_unique<LlamaExec>(be, cfg);
 }
+std::unique_ptr<CausalExec> ModelEngine::make(const Backend* be, const PhiConfig& cfg) {
+  return std::make_unique<PhiExec>(be, cfg);
+}
 
 ModelEngine::ModelEngine(std::unique_ptr<CausalExec> exec)
     : be_(exec->backend()), mirror_(!exec->backend()->host_memory), exec_(std::move(exec)) {

@@ -45,6 +45,7 @@ class ModelEngine {
   explicit ModelEngine(std::unique_ptr<CausalExec> exec);
   static std::unique_ptr<CausalExec> make(const Backend* be, const GPT2Config& cfg);
   static std::unique_ptr<CausalExec> make(const Backend* be, const LlamaConfig& cfg);
+  static std::unique_ptr<CausalExec> make(const Backend* be, const PhiConfig& cfg);
 
   std::mutex mutex;  // one operation at a time touches the model's activations (callers lock)
   const ModelLayout& layout() const { return exec_->layout(); }

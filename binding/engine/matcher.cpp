@@ -48,11 +48,16 @@ MatchTarget build_target(CausalExec& model, const int* tokens, int n, int T, con
     be->to_host(t.H.data() + (size_t)i0 * C, model.hidden_rows(), sizeof(float) * rn * C);
   }
   for (int i = 0; i < n; ++i) t.A[(size_t)i * V + labels[i]] -= 1.f;  // a = p − e_y
-  finish_target(t, opts);
+  finish_target(t, opts, model.lm_head_bias() != nullptr);
   return t;
 }
 
-ExecTarget::ExecTarget(const Backend* be, const MatchTarget& t) : n(t.n), V(t.V), C(t.C), norm(t.norm) {
+ExecTarget::ExecTarget(const Backend* be, const MatchTarget& t)
+    : n(t.n), V(t.V), C(t.C), norm(t.norm), bias_norm(t.bias_norm) {
+  if (!t.bias.empty()) {
+    bias.reset(be, V);
+    be->to_device(bias.data(), t.bias.data(), sizeof(float) * V);
+  }
   A.reset(be, (size_t)n * V);
   H.reset(be, (size_t)n * C);
   be->to_device(A.data(), t.A.data(), sizeof(float) * A.size());
@@ -66,6 +71,8 @@ ExecTarget::ExecTarget(const Backend* be, const MatchTarget& t) : n(t.n), V(t.V)
 ExecMatcher::ExecMatcher(CausalExec& model, const ExecTarget& target) : m_(model), t_(target), be_(model.backend()) {
   if (target.V != model.dims().vocab_size || target.C != model.dims().channels)
     throw std::invalid_argument("ExecMatcher: target belongs to a different model shape");
+  if ((target.bias.size() != 0) != (model.lm_head_bias() != nullptr))
+    throw std::invalid_argument("ExecMatcher: the target's lm_head bias part does not match the model's lm_head");
   scalars_.reset(be_, 1);
   norm_scratch_.reset(be_, 1024);
 }
@@ -90,6 +97,14 @@ void ExecMatcher::ensure(int B, int L, int label) {
     g_scratch_.reset(be_, (size_t)B * L * C);
     per_.reset(be_, B);
     labels_.reset(be_, B);
+    if (t_.bias.size()) {
+      ones_.reset(be_, B);
+      be_->fill(ones_.data(), B, 1.f);
+      asum_.reset(be_, V);
+      brow_.reset(be_, V);
+      own_.reset(be_, B);
+      bias_dots_.reset(be_, 2);
+    }
     B_ = B;
     L_ = L;
     label_ = -1;
@@ -133,6 +148,14 @@ void ExecMatcher::evaluate(const float* X, int B, int L, int label, float* dX, f
   auto field = [s](size_t off) { return reinterpret_cast<const float*>(reinterpret_cast<const char*>(s) + off); };
   be.gm_combine(s, per_sample, loss_out, RA_.data(), RH_.data(), SA_.data(), SH_.data(),
                 noisy ? noise_dots_.data() : nullptr, n, B, t_.norm);
+  const bool bias = t_.bias.size() != 0;
+  if (bias) {  // the bias tensor's half: Σ_j a_j, its dots with g_bt and itself, and each a_j·g_bt
+    be.gemm(true, false, 1, V, B, ones_.data(), 1, A, V, asum_.data(), V, false);
+    be.row_dot(bias_dots_.data(), asum_.data(), t_.bias.data(), 1, V);
+    be.row_dot(bias_dots_.data() + 1, asum_.data(), asum_.data(), 1, V);
+    be.gemm(false, true, B, 1, V, A, V, t_.bias.data(), V, own_.data(), 1, false);
+    be.gm_bias_combine(s, per_sample, loss_out, bias_dots_.data(), own_.data(), SA_.data(), B, t_.bias_norm);
+  }
   if (!dX) return;
 
   // coefficient matrices in place (the Gram matrices are not needed again): wRH = cS·RH, wRA = cS·RA, wSH = cQ·SH,
@@ -148,6 +171,12 @@ void ExecMatcher::evaluate(const float* X, int B, int L, int label, float* dX, f
   if (noisy) {
     be.axpy_by(gA_.data(), NH_.data(), (long)B * V, field(offsetof(GmScalars, cN)));
     be.axpy_by(gH_.data(), NtA_.data(), (long)B * C, field(offsetof(GmScalars, cN)));
+  }
+  if (bias) {  // gA_j += cb1·g_bt + cb2·Σ_k a_k, the same row for every j
+    be.copy(brow_.data(), t_.bias.data(), sizeof(float) * V);
+    be.scale_by(brow_.data(), V, field(offsetof(GmScalars, cb1)));
+    be.axpy_by(brow_.data(), asum_.data(), V, field(offsetof(GmScalars, cb2)));
+    be.gemm(false, false, B, V, 1, ones_.data(), 1, brow_.data(), V, gA_.data(), V, true);
   }
   // through a = softmax(logits) − e_y
   be.softmax_jvp_rows(dlogits_.data(), m_.probs(), gA_.data(), B, V);

@@ -27,8 +27,9 @@ MatchTarget build_target(CausalExec& model, const int* tokens, int n, int T, con
 struct ExecTarget {
   ExecTarget(const Backend* be, const MatchTarget& t);
   int n, V, C;
-  double norm;
+  double norm, bias_norm;
   BackendBuffer<float> A, H, noise;  // noise empty (size 0) when the target has none
+  BackendBuffer<float> bias;         // the lm_head bias's target gradient [V]; empty without an lm_head bias
 };
 
 // match_loss and x_update on the model's backend. X, dX, z, lam, adam_m, adam_v are backend memory [B,L,C]; host
@@ -57,6 +58,9 @@ class ExecMatcher {
   BackendBuffer<int> labels_;
   BackendBuffer<float> A_, RA_, RH_, SA_, SH_, NH_, NtA_, gA_, gH_, dlogits_, d_hidden_, g_scratch_, losses_, per_, dX_;
   BackendBuffer<double> noise_dots_, norm_scratch_;
+  // the lm_head bias's part: ones [B], Σ_j a_j [V], the row added to every gA row [V], a_j·g_bt [B], the two dots
+  BackendBuffer<float> ones_, asum_, brow_, own_;
+  BackendBuffer<double> bias_dots_;
   BackendBuffer<GmScalars> scalars_;
 };
 

@@ -97,7 +97,8 @@ void CausalExec::head_forward(const Forward& f) {
   // lm_head on the selected rows only
   if (rows_mode_ == Rows::Listed) be.gather_rows_at(h_rows_.data(), hidden_, row_ids_.data(), R, C);
   else be.gather_rows(h_rows_.data(), hidden_, R, C, rows_mode_ == Rows::Last ? f.T : 1, rows_mode_ == Rows::Last ? f.T - 1 : 0);
-  be.gemm(false, true, R, V, C, h_rows_.data(), C, lm_head_weight(), C, logits_.data(), V, false);
+  if (lm_head_bias()) be.linear_forward(logits_.data(), V, h_rows_.data(), C, lm_head_weight(), lm_head_bias(), R, C, V);
+  else be.gemm(false, true, R, V, C, h_rows_.data(), C, lm_head_weight(), C, logits_.data(), V, false);
   have_targets_ = f.targets != nullptr;
   if (f.targets) {
     probs_.ensure(be_, (size_t)R * V);
@@ -143,13 +144,14 @@ void CausalExec::backward(const Backward& a) {
   if (a.d_embeds && !used_embeds_) throw std::logic_error("d_embeds requested but the forward took tokens");
   float* g = a.param_grads ? grads() : nullptr;
   d_h_.ensure(be_, (size_t)B_ * T_ * dims_.channels);
-  head_backward(a, d_h_.data(), g ? g + (lm_head_weight() - params_.data()) : nullptr);
+  head_backward(a, d_h_.data(), g ? g + (lm_head_weight() - params_.data()) : nullptr,
+                g && lm_head_bias() ? g + (lm_head_bias() - params_.data()) : nullptr);
   trunk_backward(a, d_h_.data(), g);
 }
 
 // The gradient entering h [B,T,C] (zeroed first): the lm_head's backward from the loss and/or d_logits, plus
-// d_hidden; dW (+)= the lm_head weight's gradient when not null.
-void CausalExec::head_backward(const Backward& a, float* d_h, float* dW) {
+// d_hidden; dW (+)= the lm_head weight's gradient and db (+)= its bias's when not null.
+void CausalExec::head_backward(const Backward& a, float* d_h, float* dW, float* db) {
   const Backend& be = *be_;
   const int C = dims_.channels, V = dims_.vocab_size, R = R_;
   const long BT = (long)B_ * T_;
@@ -178,6 +180,8 @@ void CausalExec::head_backward(const Backward& a, float* d_h, float* dW) {
     else be.scatter_rows(d_h, dh_rows_.data(), R, C, rows_mode_ == Rows::Last ? T_ : 1, rows_mode_ == Rows::Last ? T_ - 1 : 0, true);
     if (dW)  // dW += dlogitsᵀ · h_rows
       be.gemm(true, false, V, C, R, dlogits_.data(), V, h_rows_.data(), C, dW, C, true);
+    if (db)  // db += column sums of dlogits
+      be.linear_backward(nullptr, C, nullptr, db, dlogits_.data(), V, h_rows_.data(), C, lm_head_weight(), R, C, V);
   }
   if (a.d_hidden) be.residual_backward(d_h, nullptr, a.d_hidden, BT * C);
 }
@@ -197,7 +201,10 @@ void CausalExec::decode(ExecKVCache& cache, const int* tokens, const float* embe
   dec_h_.ensure(be_, (size_t)R * C);
   trunk_decode(cache, tokens, embeds, Tn, pos_base, cancel);
   cache.length += Tn;
-  if (logits_out) be_->gemm(false, true, R, V, C, dec_h_.data(), C, lm_head_weight(), C, logits_out, V, false);
+  if (logits_out && lm_head_bias())
+    be_->linear_forward(logits_out, V, dec_h_.data(), C, lm_head_weight(), lm_head_bias(), R, C, V);
+  else if (logits_out)
+    be_->gemm(false, true, R, V, C, dec_h_.data(), C, lm_head_weight(), C, logits_out, V, false);
 }
 
 }  // namespace gradmm

@@ -16,6 +16,7 @@
 #include "causal_lm.h"
 #include "gpt2.h"
 #include "llama.h"
+#include "phi.h"
 
 namespace gradmm {
 
@@ -59,6 +60,8 @@ class CausalExec {
   // Backend memory: the token embedding matrix [V,C] (the projection's similarities) and the lm_head weight [V,C].
   virtual const float* input_embeddings() const = 0;
   virtual const float* lm_head_weight() const = 0;
+  // The lm_head bias [V] (backend memory), or nullptr: logits = h·Wᵀ + b (Phi has one; GPT-2 and Llama do not).
+  virtual const float* lm_head_bias() const { return nullptr; }
 
   enum class Rows { Last, All, Listed };
   struct Forward {
@@ -131,7 +134,7 @@ class CausalExec {
 
  private:
   void head_forward(const Forward& f);
-  void head_backward(const Backward& a, float* d_h, float* dW);
+  void head_backward(const Backward& a, float* d_h, float* dW, float* db);
 };
 
 // GPT-2 through the table.
@@ -190,6 +193,42 @@ class LlamaExec : public CausalExec {
       normf_, normf_rstd_, tmp_;
   BackendBuffer<float> dec_x_, dec_ln_, dec_qkv_, dec_atty_, dec_proj_, dec_gate_, dec_up_, dec_act_, dec_last_;
   BackendBuffer<float> d_res_, d_tmp_, d_qkv_, d_atty_, d_act_, d_gate_, d_up_, d_att_scratch_;
+};
+
+// Phi (phi.h) through the table: a parallel attention/MLP block behind one LayerNorm, partial rotary embeddings,
+// GeLU-tanh MLP, an lm_head with a bias. Only existing table ops are used (partial rotary = the rope op on the first
+// rotary_dim channels of each head), so every backend that runs Llama runs Phi.
+class PhiExec : public CausalExec {
+ public:
+  PhiExec(const Backend* be, const PhiConfig& cfg);
+  const ModelLayout& layout() const override { return layout_; }
+  const PhiConfig& config() const { return cfg_; }
+  const float* input_embeddings() const override { return w_.embed; }
+  const float* lm_head_weight() const override { return w_.lm_head; }
+  const float* lm_head_bias() const override { return w_.lm_head_bias; }
+
+ private:
+  void trunk_forward(const Forward& f) override;
+  void trunk_backward(const Backward& b, float* d_h, float* g) override;
+  void trunk_decode(ExecKVCache& cache, const int* tokens, const float* embeds, int Tn, int pos_base,
+                    const std::atomic<bool>* cancel) override;
+  void ensure(int B, int T, bool keep);
+  void ensure_rope(int npos);
+  // rotary embeddings (forward, or the in-place backward) on the q and k heads of N packed qkv rows
+  void rope(float* qkv, int N, int T, int pos0, bool backward);
+
+  Phi layout_;
+  PhiConfig cfg_;
+  int C_, NH_, NKV_, HD_, RD_, I_, QKV_;
+  Phi::Weights w_;
+  std::vector<float> cos_host_, sin_host_;
+  int rope_npos_ = 0;
+  BackendBuffer<float> rope_cos_, rope_sin_;
+  int act_B_ = 0, act_T_ = 0, act_layers_ = 0;
+  BackendBuffer<float> resid_, ln_, ln_mean_, ln_rstd_, qkv_, att_, atty_, fc1_, fc1_gelu_, normf_, normf_mean_,
+      normf_rstd_, tmp_, tmp2_;
+  BackendBuffer<float> dec_x_, dec_ln_, dec_qkv_, dec_atty_, dec_proj_, dec_proj2_, dec_fc1_, dec_fc1g_, dec_last_;
+  BackendBuffer<float> d_res_, d_ln_, d_qkv_, d_atty_, d_fc1_, d_fc1_gelu_, d_att_scratch_;
 };
 
 }  // namespace gradmm

@@ -42,13 +42,15 @@ std::vector<std::pair<int, int>> target_chunks(int n, int T, int chunk_tokens) {
   return out;
 }
 
-void finish_target(MatchTarget& t, const TargetOptions& opts) {
+void finish_target(MatchTarget& t, const TargetOptions& opts, bool lm_head_bias) {
   const int n = t.n, V = t.V, C = t.C;
-  // Per-example clipping in factor space: ‖a hᵀ‖ = ‖a‖·‖h‖, scaled through a.
+  // Per-example clipping in factor space: ‖a hᵀ‖ = ‖a‖·‖h‖ (with a bias ‖(a hᵀ, a)‖ = ‖a‖·√(‖h‖² + 1)), scaled
+  // through a.
   t.example_norms.resize(n);
   for (int i = 0; i < n; ++i) {
     float* a = &t.A[(size_t)i * V];
-    double norm = std::sqrt(dot(a, a, V) * dot(&t.H[(size_t)i * C], &t.H[(size_t)i * C], C));
+    const double h2 = dot(&t.H[(size_t)i * C], &t.H[(size_t)i * C], C);
+    double norm = std::sqrt(dot(a, a, V) * (lm_head_bias ? h2 + 1.0 : h2));
     t.example_norms[i] = (float)norm;
     if (opts.clip_norm > 0 && norm > opts.clip_norm) {
       const float s = (float)(opts.clip_norm / norm);
@@ -62,10 +64,16 @@ void finish_target(MatchTarget& t, const TargetOptions& opts) {
   double g2 = 0;
   for (size_t i = 0; i < AA.size(); ++i) g2 += (double)AA[i] * HH[i];
   g2 /= (double)n * n;
+  std::vector<float> bias_noise;
   if (opts.noise_std > 0) {
     // ‖G + N‖² = ‖G‖² + 2⟨G,N⟩ + ‖N‖², ⟨G,N⟩ = (1/n) Σ_i a_iᵀ N h_i
-    t.noise.resize((size_t)V * C);
+    // (with a bias, its noise n_b is the next V draws of the same stream: N is the same with or without one)
+    t.noise.resize((size_t)V * C + (lm_head_bias ? V : 0));
     fill_normal(t.noise.data(), (long)t.noise.size(), opts.noise_seed, opts.noise_std);
+    if (lm_head_bias) {
+      bias_noise.assign(t.noise.end() - V, t.noise.end());
+      t.noise.resize((size_t)V * C);
+    }
     std::vector<float> NH((size_t)n * V);
     gemm<float>(false, true, n, V, C, t.H.data(), C, t.noise.data(), C, NH.data(), V, false);  // rows: N h_i
     double gn = 0;
@@ -74,6 +82,19 @@ void finish_target(MatchTarget& t, const TargetOptions& opts) {
     g2 += 2 * gn + dot(t.noise.data(), t.noise.data(), (long)t.noise.size());
   }
   t.norm = std::sqrt(std::max(g2, 0.0));
+  t.bias.clear();
+  t.bias_norm = 0;
+  if (lm_head_bias) {  // g_t = (1/n) Σ a_i + n_b, summed in double
+    t.bias.resize(V);
+    double b2 = 0;
+    for (int v = 0; v < V; ++v) {
+      double s = 0;
+      for (int i = 0; i < n; ++i) s += t.A[(size_t)i * V + v];
+      t.bias[v] = (float)(s / n + (bias_noise.empty() ? 0.0 : (double)bias_noise[v]));
+      b2 += (double)t.bias[v] * t.bias[v];
+    }
+    t.bias_norm = std::sqrt(b2);
+  }
 }
 
 }  // namespace gradmm

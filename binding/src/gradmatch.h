@@ -6,7 +6,10 @@
 // matrices of the a's and h's: nothing of size V×C is ever built per example. The optional DP noise N [V,C] is
 // the one dense term; it enters through N·h_j and Nᵀ·a_j (one matvec per sequence).
 //
-// Distance: f(X) = 1 − cos(G_syn(X), G_target)  (models here have no lm_head bias, so the weight term alone).
+// Distance: f(X) = 1 − cos(G_syn(X), G_target) for an lm_head without a bias (GPT-2, the Llama family). With a bias
+// b (Phi) each example's gradient is the pair (a hᵀ, a) and the distance is the mean over the two tensors,
+// f = ½[(1 − cos(G_syn, G_target)) + (1 − cos(g_syn, g_target))], g = the bias gradients; DP clipping bounds the
+// joint norm ‖(a hᵀ, a)‖ = ‖a‖·√(‖h‖² + 1), and the noise covers both tensors (N [V,C] and n_b [V], one stream).
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -23,7 +26,10 @@ struct MatchTarget {
   std::vector<float> H;      // [n,C]  h_i
   std::vector<float> noise;  // [V,C]  DP noise N, or empty
   double norm = 0;           // ‖G_target‖ = ‖(1/n) Σ a_i h_iᵀ + N‖
-  std::vector<float> example_norms;  // ‖a_i h_iᵀ‖ before clipping
+  std::vector<float> example_norms;  // ‖a_i h_iᵀ‖ (with a bias: ‖(a_i h_iᵀ, a_i)‖) before clipping
+  // With an lm_head bias only (else empty / 0): the target's bias gradient g_t = (1/n) Σ a_i + n_b [V], its norm
+  std::vector<float> bias;
+  double bias_norm = 0;
 };
 
 struct TargetOptions {
@@ -39,8 +45,9 @@ struct TargetOptions {
 std::vector<std::pair<int, int>> target_chunks(int n, int T, int chunk_tokens);
 
 // The target's host half, after the engine computed the factors: t.n, t.V, t.C, t.A = p − e_y and t.H filled;
-// applies the per-example clipping and the DP noise and sets t.norm and t.example_norms.
-void finish_target(MatchTarget& t, const TargetOptions& opts);
+// applies the per-example clipping and the DP noise and sets t.norm and t.example_norms; with lm_head_bias also
+// t.bias and t.bias_norm (clipping by the joint norm, noise on both tensors).
+void finish_target(MatchTarget& t, const TargetOptions& opts, bool lm_head_bias = false);
 
 // Deterministic standard normals (splitmix64 + Box–Muller) so every platform draws the same numbers from a seed.
 void fill_normal(float* out, long n, uint64_t seed, float std = 1.f);

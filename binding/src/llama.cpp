@@ -31,6 +31,8 @@ Llama::Llama(const LlamaConfig& cfg) : cfg_(cfg) {
   if (NH_ % NKV_ != 0)
     throw std::invalid_argument("Llama: num_attention_heads must be a multiple of num_key_value_heads");
   if (HD_ % 2 != 0) throw std::invalid_argument("Llama: head_dim must be even (rotary embeddings)");
+  if (cfg_.fused_qkv_gate_up && (cfg_.attention_bias || cfg_.o_proj_bias || cfg_.mlp_bias))
+    throw std::invalid_argument("Llama: fused qkv_proj / gate_up_proj tensors take no biases");
   if (!(cfg_.rope_theta > 0) || !(cfg_.rms_norm_eps > 0)) throw std::invalid_argument("Llama: rope_theta and rms_norm_eps must be positive");
   if (cfg_.rope_scaling.llama3) {
     const RopeScaling& s = cfg_.rope_scaling;
@@ -54,6 +56,20 @@ Llama::Llama(const LlamaConfig& cfg) : cfg_(cfg) {
   layer_off_.resize(cfg_.num_layers);
   for (int l = 0; l < cfg_.num_layers; ++l)
     for (int t = 0; t < kNumLayerTensors; ++t) {
+      if (cfg_.fused_qkv_gate_up) {  // one table entry for q|k|v and one for gate|up; k, v, up inside them
+        const std::string p = "model.layers." + std::to_string(l) + ".";
+        if (t == kWq) {
+          const size_t o = add(p + "self_attn.qkv_proj.weight", {Q + 2 * KV, C});
+          layer_off_[l][kWq] = o, layer_off_[l][kWk] = o + Q * C, layer_off_[l][kWv] = o + (Q + KV) * C;
+          continue;
+        }
+        if (t == kWg) {
+          const size_t o = add(p + "mlp.gate_up_proj.weight", {2 * I, C});
+          layer_off_[l][kWg] = o, layer_off_[l][kWu] = o + I * C;
+          continue;
+        }
+        if (t == kWk || t == kWv || t == kWu) continue;
+      }
       const bool present = (t == kBq || t == kBk || t == kBv)   ? cfg_.attention_bias
                            : t == kBo                           ? cfg_.o_proj_bias
                            : (t == kBg || t == kBu || t == kBd) ? cfg_.mlp_bias

@@ -24,6 +24,10 @@ struct LlamaConfig {
   bool attention_bias = false;  // biases on q_proj, k_proj, v_proj
   bool o_proj_bias = false;     // bias on o_proj (HF Llama's attention_bias sets both; Qwen2 has q/k/v only)
   bool mlp_bias = false;        // biases on gate_proj, up_proj, down_proj
+  // Phi-3's fused tensors (no biases): self_attn.qkv_proj.weight [(NH+2·NKV)·hd, C] = q | k | v rows and
+  // mlp.gate_up_proj.weight [2·I, C] = gate | up rows, stored where q_proj, k_proj, v_proj and gate_proj, up_proj
+  // would be (the same memory: the computation is Llama's unchanged)
+  bool fused_qkv_gate_up = false;
 };
 
 class Llama : public ModelLayout {

@@ -66,6 +66,14 @@ void gm_combine(GmScalars* out, float* per_sample, float* loss_out, const float*
   if (per_sample)
     for (int j = 0; j < B; ++j) per_sample[j] = gm_own_loss(s_j[j], SA[(size_t)j * B + j], SH[(size_t)j * B + j], target_norm);
 }
+void gm_bias_combine(GmScalars* out, float* per_sample, float* loss_out, const double* dots, const float* own,
+                     const float* SA, int B, double bias_norm) {
+  gm_bias_scalars(*out, dots[0], dots[1], B, bias_norm);
+  if (loss_out) *loss_out = (float)out->f;
+  if (per_sample)
+    for (int j = 0; j < B; ++j)
+      per_sample[j] = 0.5f * (per_sample[j] + gm_own_bias_loss(own[j], SA[(size_t)j * B + j], bias_norm));
+}
 void scale_by(float* x, long n, const float* s) {
   const float k = *s;
   for (long i = 0; i < n; ++i) x[i] *= k;

@@ -20,6 +20,8 @@ namespace gradmm {
 struct GmScalars {
   double S, Q, cosine, f;  // S = ⟨G_syn, G_t⟩, Q = ‖G_syn‖², f = 1 − cosine
   float cS, cN, cQ, pad;   // coefficients of the gradient: on the Gram part of dS, on its noise part, on dQ
+  // With an lm_head bias (gm_bias_combine): the bias part's coefficients, df/da_j += cb1·g_bt + cb2·Σ_k a_k (0 without)
+  float cb1, cb2;
 };
 
 // gm_combine's scalar arithmetic, shared by the CPU op and the CUDA kernel: from S = (1/B) Σ_j s_j and
@@ -37,7 +39,28 @@ GRADMM_HOST_DEVICE inline GmScalars gm_scalars(double S, double Q, int n, int B,
   g.cN = (float)(-1.0 / (qn * R) / B);                 // on the noise part of dS (1/B)
   g.cQ = (float)(S / (2.0 * Q * qn * R) * 2.0 / ((double)B * B));
   g.pad = 0.f;
+  g.cb1 = g.cb2 = 0.f;
   return g;
+}
+// The lm_head bias's part (models whose lm_head has a bias): the distance becomes the mean over the two tensors,
+// f = ½(f_W + f_b), f_b = 1 − cos(g_b, g_bt) with g_b = (1/B) Σ_j a_j and g_bt the target's bias gradient (its DP
+// noise included). From dot_t = Σ_j a_j·g_bt and dot_s = ‖Σ_j a_j‖²: S_b = dot_t/B, Q_b = dot_s/B²; the weight
+// part's f and coefficients are halved, and df_b/da_j = −g_bt/(B √Q_b R_b) + S_b/(Q_b^{3/2} R_b B²) Σ_k a_k (the
+// same row for every j), halved into cb1, cb2.
+GRADMM_HOST_DEVICE inline void gm_bias_scalars(GmScalars& g, double dot_t, double dot_s, int B, double bias_norm) {
+  const double Sb = dot_t / B, Qb = dot_s / ((double)B * B), qb = sqrt(gm_floor(Qb)), Rb = gm_floor(bias_norm);
+  const double cos_b = Sb / (qb * Rb);
+  g.cosine = 0.5 * (g.cosine + cos_b);
+  g.f = 0.5 * (g.f + (1.0 - cos_b));
+  g.cS *= 0.5f;
+  g.cN *= 0.5f;
+  g.cQ *= 0.5f;
+  g.cb1 = (float)(0.5 * (-1.0 / (qb * Rb * B)));
+  g.cb2 = (float)(0.5 * (Sb / (gm_floor(Qb) * qb * Rb * (double)B * B)));
+}
+// a sequence's own bias part 1 − cos(a_j, g_bt) from own_j = a_j·g_bt and sa_jj = ‖a_j‖²
+GRADMM_HOST_DEVICE inline float gm_own_bias_loss(float own_j, float sa_jj, double bias_norm) {
+  return (float)(1.0 - (double)own_j / (gm_floor(sqrt((double)sa_jj)) * gm_floor(bias_norm)));
 }
 // a sequence's own 1 − cos(a_j h_jᵀ, G_t) from s_j = ⟨a_j h_jᵀ, G_t⟩ and the diagonal Gram entries
 GRADMM_HOST_DEVICE inline float gm_own_loss(double s_j, float sa_jj, float sh_jj, double target_norm) {
@@ -61,6 +84,11 @@ void row_dot(double* out, const float* a, const float* b, int R, int V);
 // 1 − cos, if non-null) and *loss_out = (float)f (if non-null). target_norm = ‖G_target‖.
 void gm_combine(GmScalars* out, float* per_sample, float* loss_out, const float* RA, const float* RH, const float* SA,
                 const float* SH, const double* noise_dots, int n, int B, double target_norm);
+// After gm_combine, for a model whose lm_head has a bias: *out, per_sample [B] (if non-null) and *loss_out (if
+// non-null) become the mean over the weight and bias tensors (gm_bias_scalars); dots [2] = (Σ_j a_j·g_bt,
+// ‖Σ_j a_j‖²), own [B] = a_j·g_bt, SA the batch Gram matrix of the a's (its diagonal), bias_norm = ‖g_bt‖.
+void gm_bias_combine(GmScalars* out, float* per_sample, float* loss_out, const double* dots, const float* own,
+                     const float* SA, int B, double bias_norm);
 // x *= *s  /  y += (*a)·x   with the scalar read from memory (a field of GmScalars)
 void scale_by(float* x, long n, const float* s);
 void axpy_by(float* y, const float* x, long n, const float* a);

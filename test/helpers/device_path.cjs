@@ -5,7 +5,7 @@
 // memory: the host mirror and residency a GPU uses, here with CPU ops) and compares the two.
 // argv[2] picks the model: "gpt2" (the tiny GPT-2 fixture), "qwen2" (a random tiny Llama-family model: grouped-query
 // attention, biases on q/k/v, untied lm_head, llama3 RoPE) or "llama-tied" (one kv head, head_dim ≠ C/NH, biases on
-// every projection, tied lm_head).
+// every projection, tied lm_head) or "phi" (Phi: parallel attention/MLP, partial rotary, lm_head bias).
 const path = require("node:path");
 const { createHash } = require("node:crypto");
 const root = path.join(__dirname, "..", "..");
@@ -25,6 +25,10 @@ const llamaConfigs = {
     numHeads: 4, numKvHeads: 1, headDim: 14, rmsNormEps: 1e-5, ropeTheta: 500000, ropeScaling: null,
     tieWordEmbeddings: true, attentionBias: true, oProjBias: true, mlpBias: true,
   },
+  phi: {
+    architecture: "phi", vocabSize: 151, maxSeqLen: 32, channels: 32, intermediateSize: 56, numLayers: 2, numHeads: 4,
+    numKvHeads: 2, rotaryDim: 4, layerNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: false,
+  },
 };
 
 /** The model under test; `changed` names a tensor the weight-change step scales. */
@@ -40,7 +44,7 @@ function makeModel(kind) {
     for (let i = 0; i < t.length; i++) t[i] = p.name.endsWith(".bias") ? (rng() - 0.5) * 0.2 : 1 + (rng() - 0.5) * 0.4;
   }
   model.markParamsChanged();
-  return { model, changed: "model.layers.0.mlp.gate_proj.weight" };
+  return { model, changed: kind === "phi" ? "model.layers.0.mlp.fc1.weight" : "model.layers.0.mlp.gate_proj.weight" };
 }
 
 /**

@@ -105,6 +105,25 @@ static void check_gradmatch_ops(const Backend* be, Rng& r, int n, int B, int V, 
       return v;
     });
     report(std::string("gm_combine") + (noisy ? " noise " : " ") + s, nmse(res.first, res.second), kTolExact);
+    // the lm_head bias's part after it (models with an lm_head bias)
+    std::vector<double> dots = {r.normal(), std::fabs(r.normal()) + 1.0};
+    auto own = randn(r, B);
+    auto resb = run2([&](const Backend* k) {
+      auto a = up(k, RA), b = up(k, RH), c = up(k, SA), d = up(k, SH);
+      auto e = up(k, nd), dd = up(k, dots);
+      auto ow = up(k, own);
+      BackendBuffer<GmScalars> out(k, 1);
+      BackendBuffer<float> per(k, B), loss(k, 1);
+      k->gm_combine(out.data(), per.data(), loss.data(), a.data(), b.data(), c.data(), d.data(),
+                    noisy ? e.data() : nullptr, n, B, 3.7);
+      k->gm_bias_combine(out.data(), per.data(), loss.data(), dd.data(), ow.data(), c.data(), B, 2.3);
+      auto o = down(k, out);
+      std::vector<double> v = {o[0].S, o[0].Q, o[0].cosine, o[0].f, o[0].cS, o[0].cN, o[0].cQ, o[0].cb1, o[0].cb2};
+      for (float x : down(k, per)) v.push_back(x);
+      v.push_back(down(k, loss)[0]);
+      return v;
+    });
+    report(std::string("gm_bias_combine") + (noisy ? " noise " : " ") + s, nmse(resb.first, resb.second), kTolExact);
   }
   {
     auto x = randn(r, 1000), y = randn(r, 1000);

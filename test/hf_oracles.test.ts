@@ -1,0 +1,130 @@
+// The engine against Hugging Face transformers' own classes: test/fixtures/hf_oracles/<arch>/ made by
+// test/fixtures/gen_hf_oracles.py (torch 2.13.0, transformers 5.25.0; committed, so CI needs no Python). Each folder
+// is a save_pretrained() checkpoint loaded here with loadModel(), and its expected.safetensors holds the logits, the
+// loss (mean cross-entropy over every position), the final hidden states, the input-embedding gradient and every
+// parameter's gradient. Tolerance: max |Δ| / max |ref| ≤ 1e-4 on every tensor.
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { UnsupportedModelError } from "../ts/errors";
+import { loadModel, type LoadedModel } from "../ts/load_model";
+import { openSafetensors, type SafetensorsReader } from "../ts/safetensors";
+
+const root = path.join(__dirname, "fixtures", "hf_oracles");
+const TOL = 1e-4;
+
+/** Architectures the engine runs, and those it must refuse (by their model_type) until it supports them. */
+const SUPPORTED = ["gpt2", "llama", "llama3", "qwen2", "mistral", "phi", "phi3"];
+const UNSUPPORTED: Record<string, string> = { gemma3: "gemma3_text" };
+
+/** max |a-b| / max |b|: the error relative to the tensor's scale. */
+function scaledError(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let err = 0, scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    err = Math.max(err, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return err / Math.max(scale, 1e-30);
+}
+
+/** The engine's parameter for a checkpoint name (GPT-2 checkpoints prefix theirs with "transformer."). */
+function engineName(hf: string, names: Set<string>): string {
+  if (names.has(hf)) return hf;
+  const bare = hf.replace(/^transformer\./, "");
+  if (names.has(bare)) return bare;
+  throw new Error(`no engine parameter for '${hf}'`);
+}
+
+describe.each(SUPPORTED)("%s: the engine vs transformers", (arch) => {
+  const dir = path.join(root, arch);
+  let expected: SafetensorsReader;
+  let loaded: LoadedModel;
+  const errors: Record<string, number> = {};
+  const check = (what: string, got: Float32Array, ref: Float32Array): void => {
+    const err = scaledError(got, ref);
+    errors[what] = err;
+    expect(err, what).toBeLessThanOrEqual(TOL);
+  };
+
+  beforeAll(() => {
+    expected = openSafetensors(path.join(dir, "expected.safetensors"));
+    loaded = loadModel(dir);
+  });
+  afterAll(() => {
+    expected.close();
+    loaded.dispose();
+    const worst = Object.entries(errors).sort((a, b) => b[1] - a[1]).slice(0, 3);
+    console.log(`${arch} vs transformers: ${Object.keys(errors).length} tensors, worst ${JSON.stringify(worst)}`);
+  });
+
+  it("logits, loss and every parameter gradient (token input, loss at every position)", async () => {
+    const model = loaded.model;
+    const [B, T] = expected.info("input_ids").shape;
+    const loss = await model.forward({
+      tokens: expected.readI32("input_ids"),
+      targets: expected.readI32("targets"),
+      lossMask: new Float32Array(B * T).fill(1),
+      B,
+      T,
+    });
+    check("loss", Float32Array.of(loss), expected.readF32("loss"));
+    check("logits", model.logits(), expected.readF32("logits"));
+    model.zeroGrads();
+    await model.backward();
+    const names = new Set(model.paramTable.map((p) => p.name));
+    const compared = new Set<string>();
+    for (const key of expected.names().filter((n) => n.startsWith("grad."))) {
+      const hf = key.slice("grad.".length);
+      const name = engineName(hf, names);
+      check(key, model.tensor(name, "grads"), expected.readF32(key));
+      compared.add(name);
+    }
+    expect([...names].filter((n) => !compared.has(n)), "engine parameters without a reference gradient").toEqual([]);
+    // the matching method's quantities are among them: the lm_head (weight, and bias where the model has one)
+    expect(compared.has(model.lmHeadName)).toBe(true);
+  });
+
+  it("final hidden states and the input-embedding gradient (embeds input, loss at every position)", async () => {
+    const model = loaded.model;
+    const [B, T] = expected.info("input_ids").shape;
+    const C = model.config.channels;
+    const ids = expected.readI32("input_ids");
+    const table = model.inputEmbeddings();
+    const embeds = new Float32Array(B * T * C);
+    for (let i = 0; i < B * T; i++) embeds.set(table.subarray(ids[i] * C, (ids[i] + 1) * C), i * C);
+    const loss = await model.forward({ embeds, targets: expected.readI32("targets"), lossMask: new Float32Array(B * T).fill(1), B, T });
+    check("embeds loss", Float32Array.of(loss), expected.readF32("loss"));
+    check("hidden", model.hidden(), expected.readF32("hidden"));
+    const dEmbeds = new Float32Array(B * T * C);
+    await model.backward({ paramGrads: false, dEmbeds });
+    check("grad_input", dEmbeds, expected.readF32("grad_input"));
+  });
+
+  it("KV-cached decoding (a shared prefix, then one position at a time) gives the reference logits", async () => {
+    const model = loaded.model;
+    const [, T] = expected.info("input_ids").shape;
+    const V = model.config.vocabSize, P = 5;
+    const ids = expected.readI32("input_ids").subarray(0, T); // row 0
+    const ref = expected.readF32("logits");
+    const pre = model.createKVCache(1, P);
+    await model.decode(pre, { tokens: ids.subarray(0, P), T: P });
+    const rows = model.createKVCache(2, T - P, pre);
+    let err = 0;
+    for (let t = P; t < T; t++) {
+      const logits = await model.decode(rows, { tokens: Int32Array.from([ids[t], ids[t]]), T: 1 });
+      for (let r = 0; r < 2; r++) err = Math.max(err, scaledError(logits.subarray(r * V, (r + 1) * V), ref.subarray(t * V, (t + 1) * V)));
+    }
+    errors["decode logits"] = err;
+    expect(err).toBeLessThanOrEqual(TOL);
+  });
+});
+
+describe("architectures the engine does not run yet", () => {
+  for (const [arch, modelType] of Object.entries(UNSUPPORTED)) {
+    it(`${arch}: loadModel is an UnsupportedModelError naming model_type '${modelType}'`, () => {
+      const dir = path.join(root, arch);
+      expect(() => loadModel(dir)).toThrow(UnsupportedModelError);
+      expect(() => loadModel(dir)).toThrow(new RegExp(`model_type '${modelType}'`));
+    });
+  }
+});
