@@ -10,7 +10,7 @@ import { findGGUF, gaussian, GPT2Model, mulberry32 } from "../../ts/advanced";
 import { resolveModelPath } from "../../ts/advanced";
 import { packageRoot } from "../../ts/advanced";
 import { writeSafetensors, type WritableTensor } from "../../ts/advanced";
-import { Tokenizer } from "../../ts/index";
+import { Tokenizer, UnsupportedModelError } from "../../ts/index";
 import { alphabeticTokenMask } from "../../ts/advanced";
 import { gpt2TokenizerJsonFromFiles } from "../../ts/advanced";
 
@@ -91,8 +91,11 @@ export function hfConfigOf(c: ModelConfig, tied = true): Record<string, unknown>
 
 /** Saves a model's parameters as a float32 Hugging Face folder; untied: lm_head.weight written as its own tensor. */
 export function saveHFFolder(model: GPT2Model, dir: string, opts: { untied?: boolean } = {}): void {
-  fs.mkdirSync(dir, { recursive: true });
   const c = model.config;
+  // the PyTorch sides (bench/reference: gpt2_torch.py, llama_torch.py) model GPT-2 and the Llama family only
+  if (c.architecture !== "gpt2" && c.architecture !== "llama")
+    throw new UnsupportedModelError(`the benchmarks' PyTorch sides model GPT-2 and the Llama family (llama, qwen2, mistral); this model is ${c.architecture}: run it through synth, admm, utility or model instead`);
+  fs.mkdirSync(dir, { recursive: true });
   const tensors: Record<string, WritableTensor> = {};
   for (const p of model.paramTable) tensors[p.name] = { dtype: "F32", shape: p.shape, data: model.tensor(p.name) };
   const tied = c.architecture !== "llama" || c.tieWordEmbeddings !== false;
