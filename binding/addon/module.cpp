@@ -3,6 +3,7 @@
 
 #include "addon.h"
 #include "gemm.h"
+#include "gemm_bf16.h"
 #include "gguf_quants.h"
 #include "threadpool.h"
 
@@ -92,6 +93,15 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   o.Set("reason", c.reason);
   if (!c.note.empty()) o.Set("note", c.note);
   o.Set("products", c.backend->products());
+  // bf16 products (a model's precision "bf16"): whether this backend has them, on bf16 hardware (AVX512_BF16), and
+  // the kernel
+  Napi::Object bf = Napi::Object::New(env);
+  bf.Set("available", c.backend->gemm_bf16 != nullptr);
+  bf.Set("native", c.backend->bf16_native ? c.backend->bf16_native() : false);
+  bf.Set("cpuAvx512bf16", cpu_has_avx512bf16());
+  if (c.backend->bf16_products) bf.Set("kernel", c.backend->bf16_products());
+  else bf.Set("kernel", env.Null());
+  o.Set("bf16", bf);
   Napi::Object b = Napi::Object::New(env);
   b.Set("cuda", c.compiled);
   b.Set("cublas", c.cublas);

@@ -134,6 +134,18 @@ struct Backend {
   void (*gqa_attention_decode_forward)(float* out, float* kcache, float* vcache, const float* pk, const float* pv,
                                        const float* qkv, int R, int Tn, int NH, int NKV, int hd, int P, int len,
                                        int cap);
+
+  // ---- bf16 weights (a model's precision "bf16": model.h); nullptr where the backend has none (CUDA) ----
+  // dst[i] = the bf16 (round to nearest even) of src[i]
+  void (*to_bf16)(uint16_t* dst, const float* src, long n);
+  // gemm with B in bf16 and f32 accumulation (gemm_bf16.h): C[M,N] (+)= op(A)·op(B), A rounded to bf16
+  void (*gemm_bf16)(bool transA, bool transB, int M, int N, int K, const float* A, int lda, const uint16_t* B,
+                    int ldb, float* C, int ldc, bool accumulate);
+  // out[r·ldo + o] += bias[o] for r < N, o < OC (the bias half of linear_forward / matmul_forward)
+  void (*add_bias_rows)(float* out, int ldo, const float* bias, int N, int OC);
+  // whether gemm_bf16 runs on bf16 hardware here (the CPU: AVX512_BF16) rather than the portable reference
+  bool (*bf16_native)();
+  const char* (*bf16_products)();  // the bf16 kernel's name
 };
 
 const Backend* cpu_backend();

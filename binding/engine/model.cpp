@@ -50,9 +50,54 @@ float* CausalExec::adam_v() {
   return adam_v_.data();
 }
 
+void CausalExec::set_precision(Precision p) {
+  if (p == Precision::BF16 && (!be_->gemm_bf16 || !be_->to_bf16 || !be_->add_bias_rows))
+    throw std::invalid_argument(std::string("precision bf16: the ") + be_->name + " backend has no bf16 products");
+  precision_ = p;
+  if (p == Precision::Float32) bf16_.release();  // the copy's memory back
+  bf16_stale_ = true;
+}
+
+void CausalExec::refresh_bf16() {
+  if (!bf16() || !bf16_stale_) return;
+  bf16_.ensure(be_, nparams_);
+  be_->to_bf16(bf16_.data(), params_.data(), (long)nparams_);
+  bf16_stale_ = false;
+}
+
+void CausalExec::linear_fwd(float* out, int ldo, const float* inp, int ldi, const float* W, const float* bias, int N,
+                            int C, int OC) {
+  if (!bf16()) return be_->linear_forward(out, ldo, inp, ldi, W, bias, N, C, OC);
+  be_->gemm_bf16(false, true, N, OC, C, inp, ldi, bf16_of(W), C, out, ldo, false);
+  if (bias) be_->add_bias_rows(out, ldo, bias, N, OC);
+}
+void CausalExec::linear_bwd(float* dinp, int lddi, float* dW, float* db, const float* dout, int ldd, const float* inp,
+                            int ldi, const float* W, int N, int C, int OC) {
+  if (!bf16()) return be_->linear_backward(dinp, lddi, dW, db, dout, ldd, inp, ldi, W, N, C, OC);
+  if (dinp) be_->gemm_bf16(false, false, N, C, OC, dout, ldd, bf16_of(W), C, dinp, lddi, true);  // dinp += dout · W
+  if (dW || db) be_->linear_backward(nullptr, lddi, dW, db, dout, ldd, inp, ldi, W, N, C, OC);    // f32
+}
+void CausalExec::matmul_fwd(float* out, const float* inp, const float* W, const float* bias, int N, int C, int OC) {
+  if (!bf16()) return be_->matmul_forward(out, inp, W, bias, N, C, OC);
+  be_->gemm_bf16(false, false, N, OC, C, inp, C, bf16_of(W), OC, out, OC, false);
+  if (bias) be_->add_bias_rows(out, OC, bias, N, OC);
+}
+void CausalExec::matmul_bwd(float* dinp, float* dW, float* db, const float* dout, const float* inp, const float* W,
+                            int N, int C, int OC) {
+  if (!bf16()) return be_->matmul_backward(dinp, dW, db, dout, inp, W, N, C, OC);
+  if (dinp) be_->gemm_bf16(false, true, N, C, OC, dout, OC, bf16_of(W), OC, dinp, C, true);  // dinp += dout · Wᵀ
+  if (dW || db) be_->matmul_backward(nullptr, dW, db, dout, inp, W, N, C, OC);                // f32
+}
+void CausalExec::weight_gemm(bool transA, bool transW, int M, int N, int K, const float* A, int lda, const float* W,
+                             int ldw, float* C, int ldc, bool accumulate) {
+  if (!bf16()) return be_->gemm(transA, transW, M, N, K, A, lda, W, ldw, C, ldc, accumulate);
+  be_->gemm_bf16(transA, transW, M, N, K, A, lda, bf16_of(W), ldw, C, ldc, accumulate);
+}
+
 double CausalExec::adamw_step(float lr, float beta1, float beta2, float eps, float weight_decay, float max_norm, int t) {
   float* g = grads();
   float* m = adam_m();
+  bf16_stale_ = true;
   return be_->clip_adamw(params_.data(), g, m, adam_v_.data(), (long)nparams_, lr, beta1, beta2, eps, weight_decay,
                          max_norm, t);
 }
@@ -85,6 +130,7 @@ void CausalExec::forward(const Forward& f) {
   }
   if (f.row_weights) weights_host_.assign(f.row_weights, f.row_weights + R);
   else weights_host_.clear();
+  refresh_bf16();
   trunk_forward(f);
   if (R > 0) head_forward(f);
 }
@@ -97,7 +143,7 @@ void CausalExec::head_forward(const Forward& f) {
   // lm_head on the selected rows only
   if (rows_mode_ == Rows::Listed) be.gather_rows_at(h_rows_.data(), hidden_, row_ids_.data(), R, C);
   else be.gather_rows(h_rows_.data(), hidden_, R, C, rows_mode_ == Rows::Last ? f.T : 1, rows_mode_ == Rows::Last ? f.T - 1 : 0);
-  be.gemm(false, true, R, V, C, h_rows_.data(), C, lm_head_weight(), C, logits_.data(), V, false);
+  weight_gemm(false, true, R, V, C, h_rows_.data(), C, lm_head_weight(), C, logits_.data(), V, false);
   have_targets_ = f.targets != nullptr;
   if (f.targets) {
     probs_.ensure(be_, (size_t)R * V);
@@ -142,6 +188,7 @@ void CausalExec::backward(const Backward& a) {
   if (a.from_loss && !have_targets_) throw std::logic_error("backward from loss needs a forward with targets");
   if (a.d_embeds && !used_embeds_) throw std::logic_error("d_embeds requested but the forward took tokens");
   float* g = a.param_grads ? grads() : nullptr;
+  refresh_bf16();
   d_h_.ensure(be_, (size_t)B_ * T_ * dims_.channels);
   head_backward(a, d_h_.data(), g ? g + (lm_head_weight() - params_.data()) : nullptr);
   trunk_backward(a, d_h_.data(), g);
@@ -173,7 +220,7 @@ void CausalExec::head_backward(const Backward& a, float* d_h, float* dW) {
                                        weights_host_.empty() ? nullptr : weights_.data(), R, V);
     }
     if (a.d_logits) be.residual_backward(dlogits_.data(), nullptr, a.d_logits, (long)R * V);
-    be.gemm(false, false, R, C, V, dlogits_.data(), V, lm_head_weight(), C, dh_rows_.data(), C, false);
+    weight_gemm(false, false, R, C, V, dlogits_.data(), V, lm_head_weight(), C, dh_rows_.data(), C, false);
     if (rows_mode_ == Rows::Listed) be.scatter_rows_at(d_h, dh_rows_.data(), row_ids_.data(), R, C, true);
     else be.scatter_rows(d_h, dh_rows_.data(), R, C, rows_mode_ == Rows::Last ? T_ : 1, rows_mode_ == Rows::Last ? T_ - 1 : 0, true);
     if (dW)  // dW += dlogitsᵀ · h_rows
@@ -195,9 +242,10 @@ void CausalExec::decode(ExecKVCache& cache, const int* tokens, const float* embe
   if (cache.num_layers != dims_.num_layers || cache.channels != dims_.kv_channels || cache.be != be_)
     throw std::invalid_argument("decode: cache shape mismatch");
   dec_h_.ensure(be_, (size_t)R * C);
+  refresh_bf16();
   trunk_decode(cache, tokens, embeds, Tn, pos_base, cancel);
   cache.length += Tn;
-  if (logits_out) be_->gemm(false, true, R, V, C, dec_h_.data(), C, lm_head_weight(), C, logits_out, V, false);
+  if (logits_out) weight_gemm(false, true, R, V, C, dec_h_.data(), C, lm_head_weight(), C, logits_out, V, false);
 }
 
 }  // namespace gradmm
