@@ -4,7 +4,7 @@
  * This file is the public API; everything exported here is typed and documented.
  */
 export * from "./errors";
-export { setThreads, getThreads, sgemmKernel, backendInfo, type BackendInfo } from "./threads";
+export { setThreads, getThreads, sgemmKernel, backendInfo, type BackendInfo, bf16Support, resolvePrecision, type Precision, type PrecisionOption, type Bf16Support } from "./threads";
 export {
   CausalLMModel,
   GPT2Model,
@@ -17,6 +17,7 @@ export {
   type ModelConfig,
   type ModelConfigInput,
   type LoadedModel,
+  type LoadModelOptions,
   type CallOptions,
   type ModelInput,
   type ForwardOptions,

@@ -21,6 +21,7 @@ import { isGGUFFile, readGGUF, type GGUFFile } from "./gguf";
 import { ggufModelConfig, loadGGUFWeights } from "./gguf_model";
 import { tokenizerFromGGUF } from "./tokenizer/gguf";
 import { resolveModelPath } from "./registry";
+import { resolvePrecision, type Precision, type PrecisionOption } from "./threads";
 
 export { gaussian, mulberry32 };
 import { Tokenizer } from "./tokenizer";
@@ -146,14 +147,16 @@ export class CausalLMModel {
    * Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K or Q6_K dequantized to float32 while they stream in. A known model
    * name (`gradmm models`; e.g. "smollm2-135m-instruct") loads the cached file, verified by its sha256.
    */
-  static load(source: string): CausalLMModel {
+  static load(source: string, options: LoadModelOptions = {}): CausalLMModel {
+    const precision = resolvePrecision(options.precision, "precision"); // before any reading: a PrecisionError first
     const dir = resolveModelPath(source);
     const gguf = findGGUF(dir);
-    if (gguf) return CausalLMModel.loadGGUF(readGGUF(gguf));
+    if (gguf) return withPrecision(CausalLMModel.loadGGUF(readGGUF(gguf)), precision);
     const config = readModelConfig(dir);
     const model = CausalLMModel.create(config);
     try {
       model.loadWeights(dir);
+      if (precision !== "float32") model.setPrecision(precision);
     } catch (e) {
       model.dispose();
       throw e;
@@ -226,6 +229,29 @@ export class CausalLMModel {
 
   get numParams(): number {
     return this.#params.length;
+  }
+
+  /**
+   * Sets the arithmetic of the big products (attention and MLP projections, the lm_head / tied embedding, and their
+   * input-gradient products): "float32" (the default: exact, every result as before), "bf16" (the weight matrices
+   * read from a bf16 copy, 2 bytes per parameter beside the float32 master, activations rounded to bf16, f32
+   * accumulation, on the AVX512_BF16 kernel), or "auto" (bf16 where the CPU has AVX512_BF16, else float32). bf16
+   * where it cannot run throws a PrecisionError naming `field`. Returns the precision now in use.
+   */
+  setPrecision(precision: PrecisionOption, field = "precision"): Precision {
+    const p = resolvePrecision(precision, field);
+    this.handle.setPrecision(p);
+    return p;
+  }
+
+  /** The precision in use ("float32" unless setPrecision chose bf16). */
+  get precision(): Precision {
+    return this.handle.precision().precision;
+  }
+
+  /** The precision, the bf16 kernel (null in float32) and the bytes of the bf16 copy of the weights (0 until first used). */
+  precisionInfo(): { precision: Precision; kernel: string | null; bf16Bytes: number } {
+    return this.handle.precision();
   }
 
   /** Names and shapes of the parameters, as in Hugging Face checkpoints (GPT-2 Conv1D weights [in, out], nn.Linear [out, in]). */
@@ -601,6 +627,22 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+/** Options of loadModel() and CausalLMModel.load(). */
+export interface LoadModelOptions {
+  /** float32 (default), bf16 (throws a PrecisionError where the CPU lacks AVX512_BF16) or auto; see setPrecision. */
+  precision?: PrecisionOption;
+}
+
+function withPrecision(model: CausalLMModel, precision: Precision): CausalLMModel {
+  try {
+    if (precision !== "float32") model.setPrecision(precision);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return model;
+}
+
 /** What loadModel() returns; dispose() releases the native model. */
 export interface LoadedModel {
   model: CausalLMModel;
@@ -635,19 +677,20 @@ export function findGGUF(source: string): string | null {
  * known model name whose file is in the cache (`gradmm fetch-model NAME`). Typed errors: UnsupportedModelError,
  * InvalidFileError, ModelNotCachedError, UnknownModelError.
  */
-export function loadModel(source: string): LoadedModel {
+export function loadModel(source: string, options: LoadModelOptions = {}): LoadedModel {
+  const precision = resolvePrecision(options.precision, "precision"); // before any reading: a PrecisionError first
   const dir = resolveModelPath(source);
   const gguf = findGGUF(dir);
   if (gguf) {
     const g = readGGUF(gguf);
     const tokenizer = tokenizerFromGGUF(g.metadata, gguf);
-    const model = CausalLMModel.loadGGUF(g);
+    const model = withPrecision(CausalLMModel.loadGGUF(g), precision);
     const dispose = (): void => model.dispose();
     return { model, tokenizer, config: model.config, dispose, [Symbol.dispose]: dispose };
   }
   const tokFile = path.join(dir, "tokenizer.json");
   const tokenizer = fs.existsSync(tokFile) ? Tokenizer.fromFile(tokFile) : null;
-  const model = CausalLMModel.load(dir);
+  const model = CausalLMModel.load(dir, { precision });
   const dispose = (): void => model.dispose();
   return { model, tokenizer, config: model.config, dispose, [Symbol.dispose]: dispose };
 }

@@ -11,7 +11,7 @@ import { z } from "zod";
 import { ConfigError, GradmmError, InvalidCheckpointError, InvalidDataError, InvalidFileError, OutputError, typedEngineError } from "../errors";
 import { findGGUF, loadModel, mulberry32, type LoadedModel } from "../model";
 import type { NativeBuildTargetArgs, NativeMatchTarget } from "../native";
-import { getThreads, setThreads } from "../threads";
+import { getThreads, resolvePrecision, setThreads } from "../threads";
 import { alphabeticTokenMask, type Tokenizer } from "../tokenizer";
 import { writeJsonAtomic, writeJsonlAtomic } from "../io";
 import type { SynthConfig } from "./config";
@@ -69,8 +69,11 @@ interface StoredBatch extends BatchResult {
 /** What makes two runs the same: the config (minus output/threads) and the model and data files' contents. */
 function fingerprint(config: SynthConfig): string {
   const h = createHash("sha256");
-  const { output: _o, threads: _t, resolved, ...rest } = config;
+  const { output: _o, threads: _t, resolved, precision, ...rest } = config;
   h.update(JSON.stringify(rest));
+  // float32 (the default) leaves the fingerprint as it was before the setting existed; bf16 (given or chosen by
+  // auto) gives other results, so another fingerprint
+  if (resolvePrecision(precision, resolved.precisionField ?? "precision") === "bf16") h.update("precision: bf16");
   const gguf = findGGUF(resolved.modelDir);
   const files = gguf ? [resolved.dataPath, gguf] : [resolved.dataPath, path.join(resolved.modelDir, "model.safetensors"), path.join(resolved.modelDir, "tokenizer.json")];
   for (const f of files) h.update(fs.existsSync(f) ? fs.readFileSync(f) : Buffer.from("missing"));
@@ -254,6 +257,9 @@ async function prepare(config: SynthConfig, opts: SynthOptions): Promise<Prepare
   const fail = (p: PropertyKey[], message: string): never => {
     throw new ConfigError(cfgFile, [{ field: p.map(String).join("."), line: config.resolved.line?.(p), message }]);
   };
+  // ---- precision: bf16 where the CPU lacks AVX512_BF16 is a PrecisionError naming the setting ----
+  const precisionField = config.resolved.precisionField ?? `precision (${cfgFile}${config.resolved.line?.(["precision"]) ? `, line ${config.resolved.line?.(["precision"])}` : ""})`;
+  const precision = resolvePrecision(config.precision, precisionField);
   // ---- data ----
   const dataFile = config.resolved.dataPath;
   const examples = readLabelledFile(dataFile, {
@@ -291,7 +297,7 @@ async function prepare(config: SynthConfig, opts: SynthOptions): Promise<Prepare
   } else if (!opts.overwrite && RUN_FILES.some((f) => fs.existsSync(path.join(outDir, f)))) throw new OutputExistsError(outDir);
   // ---- model and tokenizer ----
   opts.onProgress?.({ phase: "setup", message: `loading model ${config.resolved.modelDir}` });
-  const loaded = loadModel(config.resolved.modelDir);
+  const loaded = loadModel(config.resolved.modelDir, { precision });
   try {
     if (!loaded.tokenizer) throw new InvalidFileError(config.resolved.modelDir, "the model folder has no tokenizer.json (synth needs the model's tokenizer)");
     const tokenizer = loaded.tokenizer;
@@ -563,7 +569,7 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
     }
     const publicSample = (s: SyntheticSample) => ({ text: s.text, label: s.label, matching_loss: s.matching_loss, perplexity: s.perplexity, batch: s.batch, rho: s.rho });
     const report = {
-      settings: { ...config, resolved: undefined, model_dir: config.resolved.modelDir },
+      settings: { ...config, resolved: undefined, model_dir: config.resolved.modelDir, precision: model.precision },
       model: model.config,
       dp: config.dp.enabled ? { epsilon: config.dp.epsilon, delta: config.dp.delta, clip_norm: config.dp.clip_norm, per_class: classes.map((c) => ({ class: c.name, n: c.dp!.n, sigma: c.dp!.sigma, mechanism: c.dp!.mechanism })) } : null,
       classes: perClass,
