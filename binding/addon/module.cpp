@@ -96,7 +96,7 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   // bf16 products (a model's precision "bf16"): whether this backend has them, on bf16 hardware (AVX512_BF16), and
   // the kernel
   Napi::Object bf = Napi::Object::New(env);
-  bf.Set("available", c.backend->gemm_bf16 != nullptr);
+  bf.Set("available", c.backend->gemm_bf16_packed != nullptr);
   bf.Set("native", c.backend->bf16_native ? c.backend->bf16_native() : false);
   bf.Set("cpuAvx512bf16", cpu_has_avx512bf16());
   if (c.backend->bf16_products) bf.Set("kernel", c.backend->bf16_products());

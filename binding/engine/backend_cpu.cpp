@@ -56,10 +56,10 @@ void x_adam(float* X, float* m, float* v, const float* dX, const float* z, const
   x_adam_step(X, m, v, dX, z, lam, g, B, row_n, free_n, rho, max_norm, beta1, beta2, eps, step_size, bc2_sqrt);
 }
 
-void to_bf16(uint16_t* dst, const float* src, long n) { f32_to_bf16_n(dst, src, n); }
-void gemm_bf16_f(bool ta, bool tb, int M, int N, int K, const float* A, int lda, const uint16_t* B, int ldb, float* C,
-                 int ldc, bool accumulate) {
-  gemm_bf16(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+void gemm_bf16_packed_f(bool ta, int M, int N, int K, const float* A, int lda, const uint32_t* Wp, float* C, int ldc,
+                        bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  gemm_bf16_packed(ta, M, N, K, A, lda, Wp, C, ldc, accumulate);
 }
 // the loop of linear_forward / matmul_forward's bias (same bits)
 void add_bias_rows(float* out, int ldo, const float* bias, int N, int OC) {
@@ -124,8 +124,9 @@ Backend make_table(const char* name, bool host_memory) {
   b.gqa_attention_forward = gqa_attention_forward<float>;
   b.gqa_attention_backward = gqa_attention_bwd;
   b.gqa_attention_decode_forward = gqa_attention_decode_forward;
-  b.to_bf16 = to_bf16;
-  b.gemm_bf16 = gemm_bf16_f;
+  b.bf16_packed_size = gemm_bf16_packed_size;
+  b.bf16_pack = gemm_bf16_pack;
+  b.gemm_bf16_packed = gemm_bf16_packed_f;
   b.add_bias_rows = add_bias_rows;
   b.bf16_native = bf16_native;
   b.bf16_products = bf16_products;

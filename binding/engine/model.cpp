@@ -51,47 +51,61 @@ float* CausalExec::adam_v() {
 }
 
 void CausalExec::set_precision(Precision p) {
-  if (p == Precision::BF16 && (!be_->gemm_bf16 || !be_->to_bf16 || !be_->add_bias_rows))
+  if (p == Precision::BF16 && (!be_->gemm_bf16_packed || !be_->bf16_pack || !be_->bf16_packed_size || !be_->add_bias_rows))
     throw std::invalid_argument(std::string("precision bf16: the ") + be_->name + " backend has no bf16 products");
   precision_ = p;
-  if (p == Precision::Float32) bf16_.release();  // the copy's memory back
-  bf16_stale_ = true;
+  packed_.clear();  // float32: the copies' memory back
+  bf16_stale_ = false;
+}
+
+size_t CausalExec::bf16_copy_bytes() const {
+  size_t n = 0;
+  for (const auto& kv : packed_) n += kv.second.size() * sizeof(uint32_t);
+  return n;
 }
 
 void CausalExec::refresh_bf16() {
-  if (!bf16() || !bf16_stale_) return;
-  bf16_.ensure(be_, nparams_);
-  be_->to_bf16(bf16_.data(), params_.data(), (long)nparams_);
+  if (!bf16_stale_) return;
+  packed_.clear();
   bf16_stale_ = false;
+}
+
+const uint32_t* CausalExec::packed(const float* W, bool transW, int ldw, int K, int N) {
+  BackendBuffer<uint32_t>& buf = packed_[{W, transW}];
+  if (!buf.data()) {
+    buf.reset(be_, be_->bf16_packed_size(K, N));
+    be_->bf16_pack(transW, W, ldw, K, N, buf.data());
+  }
+  return buf.data();
 }
 
 void CausalExec::linear_fwd(float* out, int ldo, const float* inp, int ldi, const float* W, const float* bias, int N,
                             int C, int OC) {
   if (!bf16()) return be_->linear_forward(out, ldo, inp, ldi, W, bias, N, C, OC);
-  be_->gemm_bf16(false, true, N, OC, C, inp, ldi, bf16_of(W), C, out, ldo, false);
+  be_->gemm_bf16_packed(false, N, OC, C, inp, ldi, packed(W, true, C, C, OC), out, ldo, false);  // out = inp · Wᵀ
   if (bias) be_->add_bias_rows(out, ldo, bias, N, OC);
 }
 void CausalExec::linear_bwd(float* dinp, int lddi, float* dW, float* db, const float* dout, int ldd, const float* inp,
                             int ldi, const float* W, int N, int C, int OC) {
   if (!bf16()) return be_->linear_backward(dinp, lddi, dW, db, dout, ldd, inp, ldi, W, N, C, OC);
-  if (dinp) be_->gemm_bf16(false, false, N, C, OC, dout, ldd, bf16_of(W), C, dinp, lddi, true);  // dinp += dout · W
-  if (dW || db) be_->linear_backward(nullptr, lddi, dW, db, dout, ldd, inp, ldi, W, N, C, OC);    // f32
+  if (dinp) be_->gemm_bf16_packed(false, N, C, OC, dout, ldd, packed(W, false, C, OC, C), dinp, lddi, true);  // += dout · W
+  if (dW || db) be_->linear_backward(nullptr, lddi, dW, db, dout, ldd, inp, ldi, W, N, C, OC);  // f32
 }
 void CausalExec::matmul_fwd(float* out, const float* inp, const float* W, const float* bias, int N, int C, int OC) {
   if (!bf16()) return be_->matmul_forward(out, inp, W, bias, N, C, OC);
-  be_->gemm_bf16(false, false, N, OC, C, inp, C, bf16_of(W), OC, out, OC, false);
+  be_->gemm_bf16_packed(false, N, OC, C, inp, C, packed(W, false, OC, C, OC), out, OC, false);  // out = inp · W
   if (bias) be_->add_bias_rows(out, OC, bias, N, OC);
 }
 void CausalExec::matmul_bwd(float* dinp, float* dW, float* db, const float* dout, const float* inp, const float* W,
                             int N, int C, int OC) {
   if (!bf16()) return be_->matmul_backward(dinp, dW, db, dout, inp, W, N, C, OC);
-  if (dinp) be_->gemm_bf16(false, true, N, C, OC, dout, OC, bf16_of(W), OC, dinp, C, true);  // dinp += dout · Wᵀ
-  if (dW || db) be_->matmul_backward(nullptr, dW, db, dout, inp, W, N, C, OC);                // f32
+  if (dinp) be_->gemm_bf16_packed(false, N, C, OC, dout, OC, packed(W, true, OC, OC, C), dinp, C, true);  // += dout · Wᵀ
+  if (dW || db) be_->matmul_backward(nullptr, dW, db, dout, inp, W, N, C, OC);  // f32
 }
 void CausalExec::weight_gemm(bool transA, bool transW, int M, int N, int K, const float* A, int lda, const float* W,
                              int ldw, float* C, int ldc, bool accumulate) {
   if (!bf16()) return be_->gemm(transA, transW, M, N, K, A, lda, W, ldw, C, ldc, accumulate);
-  be_->gemm_bf16(transA, transW, M, N, K, A, lda, bf16_of(W), ldw, C, ldc, accumulate);
+  be_->gemm_bf16_packed(transA, M, N, K, A, lda, packed(W, transW, ldw, K, N), C, ldc, accumulate);
 }
 
 double CausalExec::adamw_step(float lr, float beta1, float beta2, float eps, float weight_decay, float max_norm, int t) {

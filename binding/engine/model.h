@@ -9,6 +9,8 @@
 // inference forward keeping one layer's activations; KV-cached decoding continuing a shared prefix.
 #pragma once
 #include <atomic>
+#include <map>
+#include <utility>
 #include <memory>
 #include <vector>
 
@@ -59,17 +61,19 @@ class CausalExec {
   // ---- precision ----
   // Float32: every product in f32 (the default; the engine's exact results). BF16: the weight matrices of the big
   // products (attention and MLP projections, the lm_head / tied embedding for the logits, and their input-gradient
-  // products in the backward) read from a bf16 copy of the parameters through the backend's gemm_bf16 (f32
+  // products in the backward) read from bf16 copies packed for the kernel (gemm_bf16.h gemm_bf16_pack: f32
   // accumulation, activations rounded to bf16); everything else (norms, attention scores, softmax, the
-  // weight-gradient products, AdamW, the projection's similarities) stays f32 on the f32 parameters, which remain the
-  // master copy. The bf16 copy (2 bytes per parameter) is made on first use after set_precision(BF16) and again after
-  // any change of the parameters (params_written(), adamw_step). Throws std::invalid_argument where the backend has
-  // no bf16 products (CUDA).
+  // weight-gradient products, AdamW, the projection's similarities, the embedding lookup) stays f32 on the f32
+  // parameters, which remain the master copy. Each matrix is packed on first use in each orientation a product needs
+  // (the forward's; the input gradient's transposed one only once a backward runs): about 2 bytes per weight
+  // parameter for inference and decoding, 4 with backward passes, beside the 4 of the f32 master. The copies are
+  // dropped and remade on next use after any change of the parameters (params_written(), adamw_step). Throws
+  // std::invalid_argument where the backend has no bf16 products (CUDA).
   enum class Precision { Float32, BF16 };
   void set_precision(Precision p);
   Precision precision() const { return precision_; }
   void params_written() { bf16_stale_ = true; }  // the f32 parameters changed: the bf16 copy is remade on next use
-  size_t bf16_copy_bytes() const { return bf16_.size() * sizeof(uint16_t); }
+  size_t bf16_copy_bytes() const;
   // Backend memory: the token embedding matrix [V,C] (the projection's similarities) and the lm_head weight [V,C].
   virtual const float* input_embeddings() const = 0;
   virtual const float* lm_head_weight() const = 0;
@@ -145,15 +149,16 @@ class CausalExec {
   void weight_gemm(bool transA, bool transW, int M, int N, int K, const float* A, int lda, const float* W, int ldw,
                    float* C, int ldc, bool accumulate);
   bool bf16() const { return precision_ == Precision::BF16; }
-  const uint16_t* bf16_of(const float* W) const { return bf16_.data() + (W - params_.data()); }
-  void refresh_bf16();  // remakes the bf16 copy when stale (called at the start of forward, backward, decode)
+  // op(W) [K,N] packed in bf16 (transW: W stored N×K with row stride ldw), made on first use
+  const uint32_t* packed(const float* W, bool transW, int ldw, int K, int N);
+  void refresh_bf16();  // drops stale packed copies (called at the start of forward, backward, decode)
 
   const Backend* be_;
   ModelDims dims_;
   size_t nparams_ = 0;
   Precision precision_ = Precision::Float32;
   bool bf16_stale_ = true;
-  BackendBuffer<uint16_t> bf16_;
+  std::map<std::pair<const float*, bool>, BackendBuffer<uint32_t>> packed_;  // (W, transW) → packed op(W)
   BackendBuffer<float> params_, grads_, adam_m_, adam_v_;
   int B_ = 0, T_ = 0, R_ = 0;  // the last forward's shape
   Rows rows_mode_ = Rows::Last;

@@ -18,6 +18,7 @@ namespace {
 constexpr int KC = 256;      // even: every block but the last is whole pairs (the pairing is the same in every kernel)
 constexpr int MC_ROWS = 96;  // rows of A packed at once (rounded to the kernel's mr)
 constexpr int NC = 2048;     // columns of B packed at once
+constexpr int PANEL = 32;    // every kernel's nr: the panel width of weights packed once (gemm_bf16_pack)
 
 bool detect_avx512bf16() {
 #if defined(GRADMM_BF16_EMULATED)
@@ -57,21 +58,25 @@ uint32_t* scratch(std::unique_ptr<uint32_t, AlignedFree>& buf, size_t& cap, size
   return buf.get();
 }
 
+// Bp: op(B) packed whole (gemm_bf16_pack), or nullptr: B packed here block by block.
 void block_bf16(const GemmBf16Kernel& kern, bool transA, bool transB, int m0, int m1, int n0, int n1, int K,
-                const float* A, int lda, const uint16_t* B, int ldb, float* C, int ldc, bool accumulate) {
+                const float* A, int lda, const uint16_t* B, int ldb, const uint32_t* Bp, int N, float* C, int ldc,
+                bool accumulate) {
   thread_local std::unique_ptr<uint32_t, AlignedFree> a_buf, b_buf;
   thread_local size_t a_cap = 0, b_cap = 0;
   const int mr = kern.mr, nr = kern.nr;
   const int mc_max = std::max(mr, (MC_ROWS / mr) * mr);
   const int nc_max = (NC / nr) * nr;
   uint32_t* a_pack = scratch(a_buf, a_cap, (size_t)mc_max * (KC / 2));
-  uint32_t* b_pack = scratch(b_buf, b_cap, (size_t)nc_max * (KC / 2));
+  uint32_t* b_pack = Bp ? nullptr : scratch(b_buf, b_cap, (size_t)nc_max * (KC / 2));
+  const long n_pad = (N + PANEL - 1) / PANEL * PANEL;
   for (int jc = n0; jc < n1; jc += nc_max) {
     const int nc = std::min(nc_max, n1 - jc);
     for (int pc = 0; pc < K; pc += KC) {
       const int kc = std::min(KC, K - pc), kp = (kc + 1) / 2;
       const bool acc = accumulate || pc > 0;
-      kern.pack_b(transB, B, ldb, pc, kc, jc, nc, b_pack);
+      if (Bp) b_pack = const_cast<uint32_t*>(Bp) + (long)pc / 2 * n_pad + (long)jc * kp;  // block pc, column jc
+      else kern.pack_b(transB, B, ldb, pc, kc, jc, nc, b_pack);
       for (int ic = m0; ic < m1; ic += mc_max) {
         const int mc = std::min(mc_max, m1 - ic);
         kern.pack_a(transA, A, lda, ic, mc, pc, kc, a_pack);
@@ -111,8 +116,9 @@ void f32_to_bf16_n(uint16_t* dst, const float* src, long n) {
   else parallel_for(n, run);
 }
 
-void gemm_bf16(bool transA, bool transB, int M, int N, int K, const float* A, int lda, const uint16_t* B, int ldb,
-               float* C, int ldc, bool accumulate) {
+namespace {
+void gemm_bf16_impl(bool transA, bool transB, int M, int N, int K, const float* A, int lda, const uint16_t* B, int ldb,
+                    const uint32_t* Bp, float* C, int ldc, bool accumulate) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     if (!accumulate)
@@ -126,11 +132,59 @@ void gemm_bf16(bool transA, bool transB, int M, int N, int K, const float* A, in
   const double flops = 2.0 * M * N * K;
   auto run_range = [&](long u0, long u1) {
     const int lo = (int)(u0 * unit), hi = (int)std::min<long>(u1 * unit, split_cols ? N : M);
-    if (split_cols) block_bf16(kern, transA, transB, 0, M, lo, hi, K, A, lda, B, ldb, C, ldc, accumulate);
-    else block_bf16(kern, transA, transB, lo, hi, 0, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    if (split_cols) block_bf16(kern, transA, transB, 0, M, lo, hi, K, A, lda, B, ldb, Bp, N, C, ldc, accumulate);
+    else block_bf16(kern, transA, transB, lo, hi, 0, N, K, A, lda, B, ldb, Bp, N, C, ldc, accumulate);
   };
   if (flops < 2e5 || units < 2) run_range(0, units);
   else parallel_for(units, run_range);
+}
+}  // namespace
+
+void gemm_bf16(bool transA, bool transB, int M, int N, int K, const float* A, int lda, const uint16_t* B, int ldb,
+               float* C, int ldc, bool accumulate) {
+  gemm_bf16_impl(transA, transB, M, N, K, A, lda, B, ldb, nullptr, C, ldc, accumulate);
+}
+
+void gemm_bf16_packed(bool transA, int M, int N, int K, const float* A, int lda, const uint32_t* Bp, float* C,
+                      int ldc, bool accumulate) {
+  gemm_bf16_impl(transA, false, M, N, K, A, lda, nullptr, 0, Bp, C, ldc, accumulate);
+}
+
+size_t gemm_bf16_packed_size(int K, int N) {
+  const size_t n_pad = (size_t)(N + PANEL - 1) / PANEL * PANEL;
+  return n_pad * (size_t)((K + 1) / 2);  // KC is even: the pairs of all blocks add up to ⌈K/2⌉
+}
+
+// The layout of block_bf16 with Bp: block pc (whole pairs but the last) at pc/2 · n_pad, in it the panel of columns
+// [j, j+32) at j · kp, kp groups of 32 pairs: exactly what pack_b_bf16<32> writes for all N columns from 0.
+void gemm_bf16_pack(bool transB, const float* B, int ldb, int K, int N, uint32_t* dst) {
+  const long n_pad = (N + PANEL - 1) / PANEL * PANEL;
+  const long panels = n_pad / PANEL;
+  for (int pc = 0; pc < K; pc += KC) {
+    const int kc = std::min(KC, K - pc), kp = (kc + 1) / 2;
+    uint32_t* block = dst + (long)pc / 2 * n_pad;
+    parallel_for(panels, [&](long p0, long p1) {
+      for (long p = p0; p < p1; ++p) {
+        const int j0 = (int)(p * PANEL), cols = std::min(PANEL, N - j0);
+        uint32_t* d = block + (long)j0 * kp;
+        auto at = [&](int k, int j) { return f32_to_bf16(transB ? B[(long)j * ldb + k] : B[(long)k * ldb + j]); };
+        auto put = [&](int q, int j) {
+          const int k = pc + 2 * q;
+          const uint16_t lo = at(k, j0 + j), hi = 2 * q + 1 < kc ? at(k + 1, j0 + j) : (uint16_t)0;
+          d[(long)q * PANEL + j] = (uint32_t)lo | ((uint32_t)hi << 16);
+        };
+        if (transB) {  // read along rows of the storage
+          for (int j = 0; j < cols; ++j)
+            for (int q = 0; q < kp; ++q) put(q, j);
+        } else {
+          for (int q = 0; q < kp; ++q)
+            for (int j = 0; j < cols; ++j) put(q, j);
+        }
+        for (int q = 0; q < kp; ++q)
+          for (int j = cols; j < PANEL; ++j) d[(long)q * PANEL + j] = 0;
+      }
+    });
+  }
 }
 
 }  // namespace gradmm

@@ -12,6 +12,7 @@
 // (_mm512_dpbf16_ps) and is chosen at run time only where CPUID reports AVX512_BF16. Threads split rows or columns
 // of C, never K: every element is the same bits whatever the thread count and whichever kernel.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -36,6 +37,18 @@ void f32_to_bf16_n(uint16_t* dst, const float* src, long n);
 void gemm_bf16(bool transA, bool transB, int M, int N, int K, const float* A, int lda, const uint16_t* B, int ldb,
                float* C, int ldc, bool accumulate);
 
+// A weight matrix packed once for the kernels (the model's bf16 weight storage): op(B) [K,N] rounded to bf16 and laid
+// out as gemm_bf16 packs it (blocks of KC values of k; per block, panels of 32 columns of ⌈kc/2⌉ bf16 pairs), so
+// a product reads it as it is, with no packing of B and half the bytes of f32. Every kernel has panels 32 wide, so
+// one packed matrix serves both. The same bits as gemm_bf16 on the bf16 copy of B.
+//   size: uint32 elements for op(B) [K,N]
+size_t gemm_bf16_packed_size(int K, int N);
+//   dst (64-byte aligned, gemm_bf16_packed_size) = op(B) packed; B f32, storage as in gemm_bf16 (transB: N×K)
+void gemm_bf16_pack(bool transB, const float* B, int ldb, int K, int N, uint32_t* dst);
+//   C[M,N] (+)= op(A)[M,K] · op(B) with op(B) packed by gemm_bf16_pack(…, K, N, Bp)
+void gemm_bf16_packed(bool transA, int M, int N, int K, const float* A, int lda, const uint32_t* Bp, float* C,
+                      int ldc, bool accumulate);
+
 // Whether this CPU (CPUID) and this build have the AVX512_BF16 kernel.
 bool cpu_has_avx512bf16();
 // Name of the bf16 kernel in use ("avx512bf16" | "bf16-scalar").
@@ -43,7 +56,7 @@ const char* gemm_bf16_kernel_name();
 // Forces a kernel by name ("avx512bf16" | "scalar" | "auto"); false if unsupported here.
 bool gemm_bf16_force_kernel(const char* name);
 
-// Internal: one micro-kernel over packed panels. A panel holds kp = ⌈kc/2⌉ groups of mr uint32 (row i's bf16 pair
+// Internal: one micro-kernel over packed panels (nr = 32 for every kernel: the packed weights' panel width). A panel holds kp = ⌈kc/2⌉ groups of mr uint32 (row i's bf16 pair
 // (k, k+1): k in the low half), a B panel kp groups of nr uint32 (column j's pair). Computes a tile C[m×n] (m<=mr,
 // n<=nr), writing or adding.
 struct GemmBf16Kernel {

@@ -10,7 +10,7 @@ namespace gradmm {
 namespace {
 #include "gemm_bf16_tile.inc"
 
-constexpr int MR = 4, NR = 16;
+constexpr int MR = 4, NR = 32;  // NR: the packed weights' panel width (gemm_bf16.h)
 
 inline float daz(uint16_t h) {  // bf16 → f32 with a denormal read as a signed zero
   return (h & 0x7f80u) ? bf16_to_f32(h) : bf16_to_f32(h & 0x8000u);

@@ -6,6 +6,7 @@
 // SIMDe's vdpbf16ps need not round as the instruction does. Prints "N passed, N failed".
 #include <cfloat>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -136,6 +137,26 @@ static void test_kernels() {
           if (!same_bits(sc, ref, &at) || show)
             report("gemm_bf16 scalar = reference bits " + name, same_bits(sc, ref) ? 0 : 1, 0);
           if (rel_err(sc, exact) > 2e-6 || show) report("gemm_bf16 scalar vs double " + name, rel_err(sc, exact), 2e-6);
+          // the weights packed once: the same bits as packing per product
+          {
+            std::vector<float> Bq(Bf.size());  // op(B) as the kernels see it: B's bf16 values
+            for (size_t i = 0; i < Bq.size(); ++i) Bq[i] = bf16_to_f32(Bh[i]);
+            const size_t n = gemm_bf16_packed_size(K, N);
+            uint32_t* Bp = static_cast<uint32_t*>(std::aligned_alloc(64, (n * 4 + 63) / 64 * 64));
+            gemm_bf16_pack(tb, Bq.data(), ldb, K, N, Bp);
+            std::vector<float> pk = C0;
+            gemm_bf16_packed(ta, M, N, K, A.data(), lda, Bp, pk.data(), N, acc);
+            if (!same_bits(pk, ref) || show) report("gemm_bf16_packed scalar = reference bits " + name, same_bits(pk, ref) ? 0 : 1, 0);
+            if (have) {
+              gemm_bf16_force_kernel("avx512bf16");
+              pk = C0;
+              gemm_bf16_packed(ta, M, N, K, A.data(), lda, Bp, pk.data(), N, acc);
+              const bool ok = kEmulated ? rel_err(pk, ref) <= 2e-6 : same_bits(pk, ref);
+              if (!ok || show) report(std::string("gemm_bf16_packed avx512bf16 ") + (kEmulated ? "(emulated) ~ " : "= ") + "reference " + name, ok ? 0 : 1, 0);
+              gemm_bf16_force_kernel("scalar");
+            }
+            std::free(Bp);
+          }
           if (!have) continue;
           gemm_bf16_force_kernel("avx512bf16");
           std::vector<float> vx = C0;

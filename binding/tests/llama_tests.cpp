@@ -497,7 +497,9 @@ static void test_bf16_precision() {
     report("llama bf16 logits vs f32" + tag, rel_err(lg16, lg32), 2e-2);
     report("llama bf16 differs from f32 (the bf16 path ran)" + tag, lg16 == lg32 ? 1 : 0, 0);
     report("llama bf16 loss vs f32" + tag, std::fabs(loss16 - loss32) / std::fabs(loss32), 1e-2);
-    report("llama bf16 copy is 2 bytes per parameter" + tag, m.exec().bf16_copy_bytes() == 2 * m.num_params() ? 0 : 1, 0);
+    // the forward's orientation of every weight matrix: about 2 bytes per parameter (panels padded to 32 columns)
+    const double per_param = (double)m.exec().bf16_copy_bytes() / m.num_params();
+    report("llama bf16 packed copies after a forward: ~2 bytes per parameter" + tag, per_param > 1.5 && per_param < 4 ? 0 : 1, 0);
     // threads
     set_num_threads(1);
     m.forward(fa);
