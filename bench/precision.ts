@@ -1,0 +1,206 @@
+/**
+ * `npm run bench -- precision [--model NAME] [--quick] [--json]`: precision bf16 against float32 on the same model
+ * and the same inputs (issue #22 item 3): the matching loss f(X) and its x-gradient (cosine), the tokens the
+ * projection picks (fraction of positions with the same token), a few x-update steps from the same start, and the
+ * times of one x-update step and of one projection in each precision. Real IMDB reviews are the class's examples and
+ * X starts from the embeddings of random allowed tokens (as a batch's init does), so the numbers are those of a run.
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { loadModel } from "../ts/model";
+import { native, packageRoot } from "../ts/native";
+import { bf16Support, getThreads, setThreads, sgemmKernel, type Precision } from "../ts/threads";
+import { alphabeticTokenMask } from "../ts/tokenizer";
+
+export interface PrecisionSide {
+  precision: Precision;
+  kernel: string;
+  /** f(X) at the shared start X, and after the x-update steps from it. */
+  f_start: number;
+  f_after_steps: number;
+  /** Seconds: one x-update step (forward + backward to X + Adam), one projection (free_len decoding steps). */
+  x_step_s: number;
+  projection_s: number;
+  /** Bytes of the packed bf16 weight copies (0 in float32). */
+  bf16_bytes: number;
+}
+
+export interface PrecisionBenchResult {
+  model: string;
+  params: number;
+  cpu: string;
+  cpu_flags: string[];
+  threads: number;
+  sgemm_kernel: string;
+  B: number;
+  L: number;
+  free_len: number;
+  real_examples: number;
+  x_steps: number;
+  sides: PrecisionSide[];
+  /** |f_bf16 − f_f32| / |f_f32| at the shared X. */
+  f_rel_diff: number;
+  /** cos(∇_X f in bf16, ∇_X f in float32) at the shared X, and the gradients' norm ratio. */
+  x_grad_cosine: number;
+  x_grad_norm_ratio: number;
+  /** Fraction of the B·free_len projection positions where bf16 picks float32's token (same U, same prefix). */
+  projection_same_token: number;
+  /** The same after the x-update steps (each precision from its own x). */
+  projection_same_token_after_steps: number;
+  speedup_x_step: number;
+  speedup_projection: number;
+}
+
+async function median(fn: () => Promise<unknown>, reps: number): Promise<number> {
+  const t: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const s = process.hrtime.bigint();
+    await fn();
+    t.push(Number(process.hrtime.bigint() - s) / 1e9);
+  }
+  t.sort((a, b) => a - b);
+  return t[Math.floor(t.length / 2)];
+}
+
+function cosine(a: Float32Array, b: Float32Array): number {
+  let d = 0, na = 0, nb = 0;
+  for (let i = 0; i < a.length; i++) (d += a[i] * b[i]), (na += a[i] * a[i]), (nb += b[i] * b[i]);
+  return d / Math.sqrt(na * nb);
+}
+function norm(a: Float32Array): number {
+  let s = 0;
+  for (const v of a) s += v * v;
+  return Math.sqrt(s);
+}
+
+function cpuFlags(): string[] {
+  try {
+    const line = fs.readFileSync("/proc/cpuinfo", "utf8").split("\n").find((l) => l.startsWith("flags")) ?? "";
+    return line.split(":")[1].trim().split(/\s+/).filter((f) => /^(avx2|fma|avx512f|avx512bw|avx512vl|avx512_vnni|avx512_bf16|avx512_fp16|amx_bf16|amx_tile)$/.test(f));
+  } catch {
+    return [];
+  }
+}
+
+export async function benchPrecision(opts: { model?: string; quick?: boolean; threads?: number; log?: (s: string) => void } = {}): Promise<PrecisionBenchResult> {
+  const log = opts.log ?? ((s: string) => process.stderr.write(s + "\n"));
+  if (opts.threads) setThreads(opts.threads);
+  const support = bf16Support();
+  if (!support.available) throw new Error(`bench precision needs bf16: ${support.missing}`);
+  const source = opts.model ?? path.join(packageRoot(), "models", "default");
+  const loaded = loadModel(source);
+  const { model } = loaded;
+  const tok = loaded.tokenizer;
+  if (!tok) throw new Error(`${source} has no tokenizer`);
+  try {
+    const { channels: C, vocabSize: V, maxSeqLen } = model.config;
+    const B = 10;
+    // the class: IMDB positive reviews (examples/data/imdb) as the real examples, " great" the label word
+    const rows = fs.readFileSync(path.join(packageRoot(), "examples", "data", "imdb", "train.jsonl"), "utf8").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l) as { text: string; label: number });
+    const n = opts.quick ? 16 : 64;
+    const real = rows.filter((r) => r.label === 1).slice(0, n);
+    const template = tok.encode(" All in all, the movie was");
+    const label = tok.encode(" great")[0];
+    const T = Math.min(128, maxSeqLen);
+    const tokens = new Int32Array(n * T);
+    const lastPos = new Int32Array(n);
+    real.forEach((r, i) => {
+      const ids = [...tok.encode(r.text).slice(0, T - template.length), ...template];
+      tokens.set(ids, i * T);
+      lastPos[i] = ids.length - 1;
+    });
+    const labels = new Int32Array(n).fill(label);
+    const prompt = tok.encode("Write a positive movie review about a film you watched recently, with details about the plot, the acting and the ending.");
+    const free = Math.min(opts.quick ? 12 : 32, maxSeqLen - prompt.length - template.length);
+    const L = free + template.length;
+    const allowed = alphabeticTokenMask(tok);
+    const allowedIds = [...allowed.keys()].filter((v) => allowed[v]);
+    // the shared start: embeddings of random allowed tokens on the free positions, the template's after them
+    const E = model.inputEmbeddings();
+    let seed = 12345;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    const X = new Float32Array(B * L * C);
+    for (let b = 0; b < B; b++)
+      for (let t = 0; t < L; t++) {
+        const id = t < free ? allowedIds[Math.floor(rnd() * allowedIds.length)] : template[t - free];
+        X.set(E.subarray(id * C, (id + 1) * C), (b * L + t) * C);
+      }
+    // U for the projection: X moved a little (as x after an x-update is)
+    const U = X.map((v, i) => v + 0.02 * Math.sin(i * 12.9898));
+    const xSteps = opts.quick ? 5 : 20;
+    log(`model ${source}: ${model.numParams} params, ${n} real examples, B=${B}, L=${L} (${free} free), threads ${getThreads()}`);
+
+    const sides: (PrecisionSide & { dX: Float32Array; f: number; proj: Int32Array; projAfter: Int32Array })[] = [];
+    for (const precision of ["float32", "bf16"] as Precision[]) {
+      model.setPrecision(precision);
+      const target = await model.native.buildTarget({ tokens, n, T, lastPos, labels });
+      const prefix = model.createKVCache(1, prompt.length);
+      const prefixLogits = await model.decode(prefix, { tokens: Int32Array.from(prompt), T: prompt.length });
+      const dX = new Float32Array(X.length);
+      const f = await model.native.matchLoss(target, { X, B, L, label, dX });
+      const proj = new Int32Array(B * free);
+      const project = (u: Float32Array, out: Int32Array) => model.native.project({ U: u, B, L, freeLen: free, allowed, topk: 200, prefix: prefix.handle, prefixLogits, outTokens: out });
+      await project(U, proj);
+      const projection_s = await median(() => project(U, new Int32Array(B * free)), opts.quick ? 2 : 3);
+      // x-update steps from the same start (z = X, λ = 0)
+      const batch = new (native().Batch)(model.native, target, { B, L, freeLen: free, label, templateTokens: Int32Array.from(template) });
+      batch.write("x", X);
+      batch.write("z", X);
+      const fAfter = await batch.xUpdate({ steps: xSteps, rho: 0.1, lr: 0.008, maxGradNorm: 1 });
+      const projAfter = new Int32Array(B * free);
+      await project(batch.read("x"), projAfter);
+      const timed = new (native().Batch)(model.native, target, { B, L, freeLen: free, label, templateTokens: Int32Array.from(template) });
+      timed.write("x", X);
+      timed.write("z", X);
+      const steps = opts.quick ? 3 : 10;
+      const x_step_s = (await median(() => timed.xUpdate({ steps, rho: 0.1, lr: 0.008, maxGradNorm: 1 }), opts.quick ? 2 : 3)) / (steps + 1);
+      const info = model.precisionInfo();
+      sides.push({ precision, kernel: precision === "bf16" ? info.kernel ?? "?" : sgemmKernel(), f_start: f, f_after_steps: fAfter, x_step_s, projection_s, bf16_bytes: info.bf16Bytes, dX, f, proj, projAfter });
+      log(`${precision}: f(X) ${f.toFixed(6)}, after ${xSteps} steps ${fAfter.toFixed(6)}, x-update step ${(x_step_s * 1e3).toFixed(1)} ms, projection ${(projection_s * 1e3).toFixed(1)} ms`);
+    }
+    const [a, b] = sides;
+    const same = (p: Int32Array, q: Int32Array) => p.reduce((s, v, i) => s + (v === q[i] ? 1 : 0), 0) / p.length;
+    return {
+      model: source,
+      params: model.numParams,
+      cpu: os.cpus()[0]?.model ?? "?",
+      cpu_flags: cpuFlags(),
+      threads: getThreads(),
+      sgemm_kernel: sgemmKernel(),
+      B,
+      L,
+      free_len: free,
+      real_examples: n,
+      x_steps: xSteps,
+      sides: sides.map(({ dX: _d, f: _f, proj: _p, projAfter: _q, ...s }) => s),
+      f_rel_diff: Math.abs(b.f - a.f) / Math.abs(a.f),
+      x_grad_cosine: cosine(a.dX, b.dX),
+      x_grad_norm_ratio: norm(b.dX) / norm(a.dX),
+      projection_same_token: same(a.proj, b.proj),
+      projection_same_token_after_steps: same(a.projAfter, b.projAfter),
+      speedup_x_step: a.x_step_s / b.x_step_s,
+      speedup_projection: a.projection_s / b.projection_s,
+    };
+  } finally {
+    loaded.dispose();
+  }
+}
+
+export function formatPrecisionTable(r: PrecisionBenchResult): string {
+  const [a, b] = r.sides;
+  const row = (k: string, x: string, y: string, z = "") => `${k.padEnd(34)}${x.padStart(14)}${y.padStart(14)}  ${z}`;
+  return [
+    `model ${r.model} (${(r.params / 1e6).toFixed(1)}M params), B=${r.B}, L=${r.L} (${r.free_len} free), ${r.real_examples} real examples; ${r.cpu}, ${r.threads} threads`,
+    `cpu flags: ${r.cpu_flags.join(" ")}`,
+    row("", "float32", "bf16", "bf16 / f32"),
+    row("kernel", a.kernel, b.kernel),
+    row("matching loss f(X)", a.f_start.toFixed(6), b.f_start.toFixed(6), `${(r.f_rel_diff * 100).toFixed(3)}% diff`),
+    row(`f after ${r.x_steps} x-update steps`, a.f_after_steps.toFixed(6), b.f_after_steps.toFixed(6)),
+    row("x-update step (ms)", (a.x_step_s * 1e3).toFixed(1), (b.x_step_s * 1e3).toFixed(1), `${r.speedup_x_step.toFixed(2)}× faster`),
+    row("projection (ms)", (a.projection_s * 1e3).toFixed(1), (b.projection_s * 1e3).toFixed(1), `${r.speedup_projection.toFixed(2)}× faster`),
+    row("bf16 weight copies (MiB)", "0", (b.bf16_bytes / 2 ** 20).toFixed(1)),
+    `x-gradient cosine (bf16 vs float32): ${r.x_grad_cosine.toFixed(6)}, norm ratio ${r.x_grad_norm_ratio.toFixed(4)}`,
+    `projection picks the same token: ${(r.projection_same_token * 100).toFixed(1)}% of positions at the same U; ${(r.projection_same_token_after_steps * 100).toFixed(1)}% after ${r.x_steps} x-update steps from the same start`,
+  ].join("\n");
+}
