@@ -15,6 +15,7 @@ import { alphabeticTokenMask } from "../ts/tokenizer";
 
 export interface PrecisionSide {
   precision: Precision;
+  /** float32: the SGEMM kernel; bf16: the bf16 kernel (each bf16 kernel this CPU has gets its own side). */
   kernel: string;
   /** f(X) at the shared start X, and after the x-update steps from it. */
   f_start: number;
@@ -39,6 +40,7 @@ export interface PrecisionBenchResult {
   real_examples: number;
   x_steps: number;
   sides: PrecisionSide[];
+  /** The comparisons below are of the first bf16 side (the kernel `auto` picks) against float32. */
   /** |f_bf16 − f_f32| / |f_f32| at the shared X. */
   f_rel_diff: number;
   /** cos(∇_X f in bf16, ∇_X f in float32) at the shared X, and the gradients' norm ratio. */
@@ -50,6 +52,8 @@ export interface PrecisionBenchResult {
   projection_same_token_after_steps: number;
   speedup_x_step: number;
   speedup_projection: number;
+  /** Every bf16 side against float32: kernel, the same comparisons and speed-ups. */
+  per_kernel: { kernel: string; f_rel_diff: number; x_grad_cosine: number; projection_same_token: number; projection_same_token_after_steps: number; speedup_x_step: number; speedup_projection: number }[];
 }
 
 async function median(fn: () => Promise<unknown>, reps: number): Promise<number> {
@@ -98,7 +102,7 @@ export async function benchPrecision(opts: { model?: string; quick?: boolean; th
     const B = 10;
     // the class: IMDB positive reviews (examples/data/imdb) as the real examples, " great" the label word
     const rows = fs.readFileSync(path.join(packageRoot(), "examples", "data", "imdb", "train.jsonl"), "utf8").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l) as { text: string; label: number });
-    const n = opts.quick ? 16 : 64;
+    const n = opts.quick ? 16 : 32;
     const real = rows.filter((r) => r.label === 1).slice(0, n);
     const template = tok.encode(" All in all, the movie was");
     const label = tok.encode(" great")[0];
@@ -112,7 +116,7 @@ export async function benchPrecision(opts: { model?: string; quick?: boolean; th
     });
     const labels = new Int32Array(n).fill(label);
     const prompt = tok.encode("Write a positive movie review about a film you watched recently, with details about the plot, the acting and the ending.");
-    const free = Math.min(opts.quick ? 12 : 32, maxSeqLen - prompt.length - template.length);
+    const free = Math.min(opts.quick ? 12 : 24, maxSeqLen - prompt.length - template.length);
     const L = free + template.length;
     const allowed = alphabeticTokenMask(tok);
     const allowedIds = [...allowed.keys()].filter((v) => allowed[v]);
@@ -128,11 +132,15 @@ export async function benchPrecision(opts: { model?: string; quick?: boolean; th
       }
     // U for the projection: X moved a little (as x after an x-update is)
     const U = X.map((v, i) => v + 0.02 * Math.sin(i * 12.9898));
-    const xSteps = opts.quick ? 5 : 20;
+    const xSteps = opts.quick ? 5 : 10;
     log(`model ${source}: ${model.numParams} params, ${n} real examples, B=${B}, L=${L} (${free} free), threads ${getThreads()}`);
 
     const sides: (PrecisionSide & { dX: Float32Array; f: number; proj: Int32Array; projAfter: Int32Array })[] = [];
-    for (const precision of ["float32", "bf16"] as Precision[]) {
+    const kernels = (["amx-bf16", "avx512bf16"] as const).filter((k) => native().forceBf16Kernel(k));
+    native().forceBf16Kernel("auto");
+    const runs: [Precision, (typeof kernels)[number] | null][] = [["float32", null], ...kernels.map((k): [Precision, (typeof kernels)[number]] => ["bf16", k])];
+    for (const [precision, kernel] of runs) {
+      if (kernel) native().forceBf16Kernel(kernel);
       model.setPrecision(precision);
       const target = await model.native.buildTarget({ tokens, n, T, lastPos, labels });
       const prefix = model.createKVCache(1, prompt.length);
@@ -153,14 +161,24 @@ export async function benchPrecision(opts: { model?: string; quick?: boolean; th
       const timed = new (native().Batch)(model.native, target, { B, L, freeLen: free, label, templateTokens: Int32Array.from(template) });
       timed.write("x", X);
       timed.write("z", X);
-      const steps = opts.quick ? 3 : 10;
+      const steps = opts.quick ? 3 : 5;
       const x_step_s = (await median(() => timed.xUpdate({ steps, rho: 0.1, lr: 0.008, maxGradNorm: 1 }), opts.quick ? 2 : 3)) / (steps + 1);
       const info = model.precisionInfo();
       sides.push({ precision, kernel: precision === "bf16" ? info.kernel ?? "?" : sgemmKernel(), f_start: f, f_after_steps: fAfter, x_step_s, projection_s, bf16_bytes: info.bf16Bytes, dX, f, proj, projAfter });
-      log(`${precision}: f(X) ${f.toFixed(6)}, after ${xSteps} steps ${fAfter.toFixed(6)}, x-update step ${(x_step_s * 1e3).toFixed(1)} ms, projection ${(projection_s * 1e3).toFixed(1)} ms`);
+      log(`${precision}${kernel ? ` (${kernel})` : ""}: f(X) ${f.toFixed(6)}, after ${xSteps} steps ${fAfter.toFixed(6)}, x-update step ${(x_step_s * 1e3).toFixed(1)} ms, projection ${(projection_s * 1e3).toFixed(1)} ms`);
     }
+    native().forceBf16Kernel("auto");
     const [a, b] = sides;
     const same = (p: Int32Array, q: Int32Array) => p.reduce((s, v, i) => s + (v === q[i] ? 1 : 0), 0) / p.length;
+    const per_kernel = sides.slice(1).map((s) => ({
+      kernel: s.kernel,
+      f_rel_diff: Math.abs(s.f - a.f) / Math.abs(a.f),
+      x_grad_cosine: cosine(a.dX, s.dX),
+      projection_same_token: same(a.proj, s.proj),
+      projection_same_token_after_steps: same(a.projAfter, s.projAfter),
+      speedup_x_step: a.x_step_s / s.x_step_s,
+      speedup_projection: a.projection_s / s.projection_s,
+    }));
     return {
       model: source,
       params: model.numParams,
@@ -181,6 +199,7 @@ export async function benchPrecision(opts: { model?: string; quick?: boolean; th
       projection_same_token_after_steps: same(a.projAfter, b.projAfter),
       speedup_x_step: a.x_step_s / b.x_step_s,
       speedup_projection: a.projection_s / b.projection_s,
+      per_kernel,
     };
   } finally {
     loaded.dispose();
@@ -188,19 +207,25 @@ export async function benchPrecision(opts: { model?: string; quick?: boolean; th
 }
 
 export function formatPrecisionTable(r: PrecisionBenchResult): string {
-  const [a, b] = r.sides;
-  const row = (k: string, x: string, y: string, z = "") => `${k.padEnd(34)}${x.padStart(14)}${y.padStart(14)}  ${z}`;
+  const a = r.sides[0];
+  const cell = (v: string) => v.padStart(16);
+  const row = (k: string, f: (s: PrecisionSide, i: number) => string) => `${k.padEnd(32)}${r.sides.map((s, i) => cell(f(s, i))).join("")}`;
+  const vs = (i: number) => r.per_kernel[i - 1];
   return [
     `model ${r.model} (${(r.params / 1e6).toFixed(1)}M params), B=${r.B}, L=${r.L} (${r.free_len} free), ${r.real_examples} real examples; ${r.cpu}, ${r.threads} threads`,
     `cpu flags: ${r.cpu_flags.join(" ")}`,
-    row("", "float32", "bf16", "bf16 / f32"),
-    row("kernel", a.kernel, b.kernel),
-    row("matching loss f(X)", a.f_start.toFixed(6), b.f_start.toFixed(6), `${(r.f_rel_diff * 100).toFixed(3)}% diff`),
-    row(`f after ${r.x_steps} x-update steps`, a.f_after_steps.toFixed(6), b.f_after_steps.toFixed(6)),
-    row("x-update step (ms)", (a.x_step_s * 1e3).toFixed(1), (b.x_step_s * 1e3).toFixed(1), `${r.speedup_x_step.toFixed(2)}× faster`),
-    row("projection (ms)", (a.projection_s * 1e3).toFixed(1), (b.projection_s * 1e3).toFixed(1), `${r.speedup_projection.toFixed(2)}× faster`),
-    row("bf16 weight copies (MiB)", "0", (b.bf16_bytes / 2 ** 20).toFixed(1)),
-    `x-gradient cosine (bf16 vs float32): ${r.x_grad_cosine.toFixed(6)}, norm ratio ${r.x_grad_norm_ratio.toFixed(4)}`,
-    `projection picks the same token: ${(r.projection_same_token * 100).toFixed(1)}% of positions at the same U; ${(r.projection_same_token_after_steps * 100).toFixed(1)}% after ${r.x_steps} x-update steps from the same start`,
+    row("", (s) => s.precision),
+    row("kernel", (s) => s.kernel),
+    row("matching loss f(X)", (s) => s.f_start.toFixed(6)),
+    row("  relative difference", (s, i) => (i ? `${(vs(i).f_rel_diff * 100).toFixed(3)}%` : "")),
+    row("x-gradient cosine vs float32", (s, i) => (i ? vs(i).x_grad_cosine.toFixed(6) : "")),
+    row("same token (projection of U)", (s, i) => (i ? `${(vs(i).projection_same_token * 100).toFixed(1)}%` : "")),
+    row(`same token after ${r.x_steps} x steps`, (s, i) => (i ? `${(vs(i).projection_same_token_after_steps * 100).toFixed(1)}%` : "")),
+    row(`f after ${r.x_steps} x-update steps`, (s) => s.f_after_steps.toFixed(6)),
+    row("x-update step (ms)", (s) => (s.x_step_s * 1e3).toFixed(1)),
+    row("  speed-up", (s, i) => (i ? `${vs(i).speedup_x_step.toFixed(2)}×` : "")),
+    row("projection (ms)", (s) => (s.projection_s * 1e3).toFixed(1)),
+    row("  speed-up", (s, i) => (i ? `${vs(i).speedup_projection.toFixed(2)}×` : "")),
+    row("bf16 weight copies (MiB)", (s) => (s.bf16_bytes / 2 ** 20).toFixed(1)),
   ].join("\n");
 }

@@ -70,6 +70,7 @@ describe("native bf16 GEMM checks (binding/tests/gemm_bf16_tests.cpp)", () => {
     expect(out).toMatch(/^PASS f32_to_bf16 round to nearest even/m);
     expect(out).toMatch(/^PASS gemm_bf16 scalar = reference bits 37x300x513 At Bt \+=/m);
     if (/^avx512bf16 kernel: yes/m.test(out)) expect(out).toMatch(/^PASS gemm_bf16 avx512bf16 = scalar bits 37x300x513 At Bt \+=/m);
+    if (/^amx-bf16 kernel: yes/m.test(out)) expect(out).toMatch(/^PASS gemm_bf16 amx-bf16 ~ reference and double 37x300x513 At Bt \+=/m);
     expect(/^(\d+) passed, 0 failed$/m.test(out), out).toBe(true);
     expect(run.status).toBe(0);
   });

@@ -273,6 +273,8 @@ export interface NativeModule {
   getThreads(): number;
   sgemmKernel(): string;
   forceSgemmKernel(name: "auto" | "scalar" | "avx2" | "avx512"): boolean;
+  /** The bf16 kernel for every later bf16 product (benchmarks, tests); false where this CPU or build lacks it. */
+  forceBf16Kernel(name: "auto" | "scalar" | "avx512bf16" | "amx-bf16"): boolean;
   /** Backend choice: GRADMM_BACKEND=cpu|cuda forces one; a fallback to the CPU prints one stderr line, once. */
   backendInfo(): NativeBackendInfo;
   /** GGUF block data (ggml type id) to float32, bit-identical to gguf.quants.dequantize; throws RangeError on bad sizes. */

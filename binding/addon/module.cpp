@@ -38,6 +38,11 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), get_num_threads()); }
+// forceBf16Kernel("amx-bf16" | "avx512bf16" | "scalar" | "auto") -> false where unsupported (benchmarks, tests)
+Napi::Value ForceBf16Kernel(const Napi::CallbackInfo& info) {
+  if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), "forceBf16Kernel: expected a kernel name");
+  return Napi::Boolean::New(info.Env(), gemm_bf16_force_kernel(info[0].As<Napi::String>().Utf8Value().c_str()));
+}
 Napi::Value KernelName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), sgemm_kernel_name()); }
 Napi::Value ForceKernel(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), sgemm_force_kernel(info[0].As<Napi::String>().Utf8Value().c_str()));
@@ -126,6 +131,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sgemmKernel", Napi::Function::New(env, KernelName));
   exports.Set("forceSgemmKernel", Napi::Function::New(env, ForceKernel));
   exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
+  exports.Set("forceBf16Kernel", Napi::Function::New(env, ForceBf16Kernel));
   exports.Set("dequantize", Napi::Function::New(env, Dequantize));
   return exports;
 }

@@ -13,6 +13,10 @@
 #include "threadpool.h"
 
 namespace gradmm {
+#if defined(GRADMM_BF16_EMULATED)
+const GemmBf16Kernel* gemm_bf16_kernel_amx() { return nullptr; }  // the emulated test build has no AMX kernel
+bool amx_bf16_usable() { return false; }
+#endif
 namespace {
 
 constexpr int KC = 256;      // even: every block but the last is whole pairs (the pairing is the same in every kernel)
@@ -36,7 +40,16 @@ bool detect_avx512bf16() {
 #endif
 }
 
+bool amx_ok() {
+#if defined(GRADMM_BF16_EMULATED)
+  return false;
+#else
+  return gemm_bf16_kernel_amx() && amx_bf16_usable();
+#endif
+}
+
 const GemmBf16Kernel* detect_best() {
+  if (std::getenv("GRADMM_NO_AMX") == nullptr && amx_ok()) return gemm_bf16_kernel_amx();
   if (cpu_has_avx512bf16()) return gemm_bf16_kernel_avx512();
   return gemm_bf16_kernel_scalar();
 }
@@ -103,6 +116,7 @@ bool gemm_bf16_force_kernel(const char* name) {
   if (!std::strcmp(name, "auto")) k = detect_best();
   else if (!std::strcmp(name, "scalar") || !std::strcmp(name, "bf16-scalar")) k = gemm_bf16_kernel_scalar();
   else if (!std::strcmp(name, "avx512bf16") && cpu_has_avx512bf16()) k = gemm_bf16_kernel_avx512();
+  else if ((!std::strcmp(name, "amx-bf16") || !std::strcmp(name, "amx")) && amx_ok()) k = gemm_bf16_kernel_amx();
   if (!k) return false;
   active() = k;
   return true;

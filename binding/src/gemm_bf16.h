@@ -51,9 +51,10 @@ void gemm_bf16_packed(bool transA, int M, int N, int K, const float* A, int lda,
 
 // Whether this CPU (CPUID) and this build have the AVX512_BF16 kernel.
 bool cpu_has_avx512bf16();
-// Name of the bf16 kernel in use ("avx512bf16" | "bf16-scalar").
+// Name of the bf16 kernel in use ("amx-bf16" | "avx512bf16" | "bf16-scalar"): AMX where the CPU and the OS allow it
+// (within rounding of the others: its tile instruction adds a pair's products in its own order), else vdpbf16ps.
 const char* gemm_bf16_kernel_name();
-// Forces a kernel by name ("avx512bf16" | "scalar" | "auto"); false if unsupported here.
+// Forces a kernel by name ("amx-bf16" | "avx512bf16" | "scalar" | "auto"); false if unsupported here.
 bool gemm_bf16_force_kernel(const char* name);
 
 // Internal: one micro-kernel over packed panels (nr = 32 for every kernel: the packed weights' panel width). A panel holds kp = ⌈kc/2⌉ groups of mr uint32 (row i's bf16 pair
@@ -69,5 +70,7 @@ struct GemmBf16Kernel {
 };
 const GemmBf16Kernel* gemm_bf16_kernel_scalar();
 const GemmBf16Kernel* gemm_bf16_kernel_avx512();  // nullptr if not compiled in
+const GemmBf16Kernel* gemm_bf16_kernel_amx();     // nullptr if not compiled in
+bool amx_bf16_usable();  // CPUID has AMX-BF16/AMX-TILE (and AVX512_BF16) and the OS granted the tile state
 
 }  // namespace gradmm

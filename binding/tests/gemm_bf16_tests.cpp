@@ -104,6 +104,7 @@ static void test_kernels() {
                            {130, 45, 70}, {3, 1000, 17}, {10, 197, 300}, {16, 64, 33}, {25, 70, 1100}};
   const bool have = gemm_bf16_force_kernel("avx512bf16");
   std::printf("avx512bf16 kernel: %s\n", have ? (kEmulated ? "emulated (SIMDe)" : "yes") : "not on this CPU");
+  std::printf("amx-bf16 kernel: %s\n", gemm_bf16_force_kernel("amx-bf16") ? "yes" : "not here");
   for (auto& s : shapes)
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb)
@@ -156,6 +157,14 @@ static void test_kernels() {
               gemm_bf16_force_kernel("scalar");
             }
             std::free(Bp);
+          }
+          // AMX: the same products, added in the tile instruction's order: within rounding of the reference
+          if (gemm_bf16_force_kernel("amx-bf16")) {
+            std::vector<float> mx = C0;
+            gemm_bf16(ta, tb, M, N, K, A.data(), lda, Bh.data(), ldb, mx.data(), N, acc);
+            const double e = std::max(rel_err(mx, exact), rel_err(mx, ref) / 2);
+            if (e > 2e-6 || show) report("gemm_bf16 amx-bf16 ~ reference and double " + name, e, 2e-6);
+            gemm_bf16_force_kernel("scalar");
           }
           if (!have) continue;
           gemm_bf16_force_kernel("avx512bf16");
