@@ -4,11 +4,12 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { loadModel } from "../ts/model";
-import { native, packageRoot } from "../ts/native";
-import { setThreads } from "../ts/threads";
-import { alphabeticTokenMask, Tokenizer } from "../ts/tokenizer";
-import { runBatch, type BatchSettings, type ClassSetup } from "../ts/gradmm/method";
+import { loadModel } from "../ts/index";
+import { native, packageRoot } from "../ts/advanced";
+import { setThreads } from "../ts/index";
+import { Tokenizer } from "../ts/index";
+import { alphabeticTokenMask } from "../ts/advanced";
+import { runBatch, type BatchSettings, type ClassSetup } from "../ts/advanced";
 
 export interface AdmmBenchResult {
   model: string;

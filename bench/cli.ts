@@ -105,10 +105,11 @@ program
   .option("--sim-ms <ms>", "a simulated batch's duration", (v) => Number.parseInt(v, 10), 200)
   .option("--default-batch-s <s>", "the default model's batch at the paper's settings (the goal's yardstick; bench/README \"Speed\")", Number, 88.97)
   .option("--max-seconds <s>", "stop after this long", (v) => Number.parseInt(v, 10), 900)
+  .option("--model <name|file|dir>", "the model the local and queued runs load (default: the tiny fixture model; e.g. smollm2-135m-instruct with --jobs 8 --workers 2: each worker holds its own copy)")
   .option("--json", "print one JSON object")
-  .action(async (o: { jobs: number; workers: number; simWorkers: string; simJobs: number; simMs: number; defaultBatchS: number; maxSeconds: number; json?: boolean }) => {
+  .action(async (o: { jobs: number; workers: number; simWorkers: string; simJobs: number; simMs: number; defaultBatchS: number; maxSeconds: number; model?: string; json?: boolean }) => {
     const { benchQueue, formatQueueTable } = await import("./queue");
-    const r = await benchQueue({ jobs: o.jobs, workers: o.workers, simWorkers: o.simWorkers.split(",").filter(Boolean).map(Number), simJobs: o.simJobs, simMs: o.simMs, defaultBatchS: o.defaultBatchS, maxSeconds: o.maxSeconds });
+    const r = await benchQueue({ jobs: o.jobs, workers: o.workers, simWorkers: o.simWorkers.split(",").filter(Boolean).map(Number), simJobs: o.simJobs, simMs: o.simMs, defaultBatchS: o.defaultBatchS, maxSeconds: o.maxSeconds, model: o.model });
     process.stdout.write(o.json ? JSON.stringify(r) + "\n" : formatQueueTable(r) + "\n");
   });
 
@@ -132,12 +133,12 @@ program
   .option("--no-save", "do not write evaluation.json/.md (into a pretrained model's folder and its README, else bench/results/model/<name>/)")
   .action(async (o: { model?: string; config?: string; json?: boolean; quick?: boolean; save: boolean }) => {
     const { evaluateModel, formatModelEvaluation, saveModelEvaluation, isRecipeModel } = await import("./model/eval");
-    const { resolveModelPath } = await import("../ts/registry");
+    const { resolveModelPath } = await import("../ts/advanced");
     const recipe = o.config !== undefined || !o.model || isRecipeModel(resolveModelPath(o.model));
     const r = await evaluateModel(recipe ? { modelDir: o.model, configFile: o.config, quick: o.quick } : { model: o.model, quick: o.quick });
     if (o.save && !o.quick) {
       if (recipe) {
-        const { refreshModelCard } = await import("../ts/pretrain/train");
+        const { refreshModelCard } = await import("../ts/advanced");
         saveModelEvaluation(r, r.modelDir);
         refreshModelCard(o.config, r.modelDir);
       } else {
@@ -160,8 +161,8 @@ program
     const { markdown } = compareRuns(files);
     const text = o.note ? `${markdown}\n\n${o.note}\n` : `${markdown}\n`;
     if (o.save) {
-      const { writeFileAtomic } = await import("../ts/io");
-      const { refreshModelCard } = await import("../ts/pretrain/train");
+      const { writeFileAtomic } = await import("../ts/advanced");
+      const { refreshModelCard } = await import("../ts/advanced");
       writeFileAtomic(`${o.save}/architecture.md`, text);
       refreshModelCard(undefined, o.save);
     }

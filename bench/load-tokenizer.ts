@@ -10,9 +10,9 @@
  */
 
 import * as path from "node:path";
-import { Tokenizer } from "../ts/tokenizer";
-import { gpt2TokenizerJsonFromFiles } from "../ts/tokenizer/gpt2Files";
-import { mulberry32 } from "../ts/random";
+import { Tokenizer } from "../ts/index";
+import { gpt2TokenizerJsonFromFiles } from "../ts/advanced";
+import { mulberry32 } from "../ts/advanced";
 
 export interface TokenizerBenchResult {
   ours_mb_s: number;

@@ -13,11 +13,12 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { readGGUF } from "../ts/gguf";
-import { CausalLMModel, loadModel, mulberry32, type LlamaConfig } from "../ts/model";
-import { cachedModelFile, sha256FileSync } from "../ts/registry";
-import { tokenizerFromGGUF } from "../ts/tokenizer/gguf";
-import { writeSafetensors, type WritableTensor } from "../ts/safetensors";
+import { readGGUF } from "../ts/advanced";
+import { CausalLMModel, loadModel, type LlamaConfig } from "../ts/index";
+import { mulberry32 } from "../ts/advanced";
+import { cachedModelFile, sha256FileSync } from "../ts/advanced";
+import { tokenizerFromGGUF } from "../ts/advanced";
+import { writeSafetensors, type WritableTensor } from "../ts/advanced";
 import { benchTokenizer, type TokenizerBenchResult } from "./load-tokenizer";
 
 export interface CheckpointLoadResult {

@@ -8,10 +8,8 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { loadModel } from "../ts/model";
-import { native, packageRoot } from "../ts/native";
-import { bf16Support, getThreads, setThreads, sgemmKernel, type Precision } from "../ts/threads";
-import { alphabeticTokenMask } from "../ts/tokenizer";
+import { bf16Support, getThreads, loadModel, setThreads, type Precision } from "../ts/index";
+import { alphabeticTokenMask, native, packageRoot, sgemmKernel } from "../ts/advanced";
 
 export interface PrecisionSide {
   precision: Precision;

@@ -16,11 +16,11 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import IORedis from "ioredis";
-import { parseConfig } from "../ts/gradmm/config";
-import type { BatchRunner } from "../ts/gradmm/runner";
-import { synthesize } from "../ts/gradmm/synthesize";
-import { packageRoot } from "../ts/native";
-import { queueBatchRunner, type QueueRunStats } from "../ts/queue/coordinator";
+import { parseConfig } from "../ts/index";
+import type { BatchRunner } from "../ts/advanced";
+import { synthesize } from "../ts/index";
+import { packageRoot } from "../ts/advanced";
+import { queueBatchRunner, type QueueRunStats } from "../ts/advanced";
 import { startRedis, type RedisServer } from "./redis_server";
 
 export interface QueueBenchOptions {
@@ -34,6 +34,8 @@ export interface QueueBenchOptions {
   simMs: number;
   /** The default model's batch at the paper's settings (s), the goal's yardstick (bench/README "Speed"). */
   defaultBatchS: number;
+  /** The model every worker loads (a known name, GGUF file or folder); default the tiny fixture model. */
+  model?: string;
   log?: (l: string) => void;
 }
 
@@ -60,7 +62,7 @@ async function redisInfo(redis: IORedis) {
   return { cpuS: num("used_cpu_user") + num("used_cpu_sys"), usedMemory: num("used_memory"), peakMemory: num("used_memory_peak") };
 }
 
-function runConfig(dir: string, name: string, jobs: number) {
+function runConfig(dir: string, name: string, jobs: number, model?: string) {
   const root = packageRoot();
   return parseConfig(
     {
@@ -70,7 +72,7 @@ function runConfig(dir: string, name: string, jobs: number) {
         { label: 1, name: "positive", label_word: " great", instruction: "Write a positive movie review:" },
       ],
       template: " It was",
-      model: path.join(root, "test", "fixtures", "tiny_lm"),
+      model: model ?? path.join(root, "test", "fixtures", "tiny_lm"),
       // the default batch size (10), a short ADMM so that the queue's cost is visible
       method: { batch_size: 10, batches_per_class: Math.ceil(jobs / 2), length: 6, outer_steps: 2, inner_steps: 5, top_k: 20, init_candidates: 4 },
       filter: { enabled: false },
@@ -146,7 +148,7 @@ export async function benchQueue(o: QueueBenchOptions) {
 
     // ---- 1. one process ----
     log(`one process: ${o.jobs} jobs on 1 thread…`);
-    const localCfg = runConfig(dir, "local", o.jobs);
+    const localCfg = runConfig(dir, "local", o.jobs, o.model);
     // CPU of the batch loop alone: from the targets' end to the filter's start
     let cpuAtBatches: NodeJS.CpuUsage | null = null, cpuBatches: NodeJS.CpuUsage | null = null;
     const local = await synthesize(localCfg, {
@@ -175,7 +177,7 @@ export async function benchQueue(o: QueueBenchOptions) {
     const r0 = await redisInfo(redis);
     const runner = queueBatchRunner({ url: server.url, log: silent });
     const { wrapped, m } = measured(runner);
-    const queued = await synthesize(runConfig(dir, "queued", o.jobs), { htmlReport: false, batchRunner: wrapped, signal: controller.signal });
+    const queued = await synthesize(runConfig(dir, "queued", o.jobs, o.model), { htmlReport: false, batchRunner: wrapped, signal: controller.signal });
     const r1 = await redisInfo(redis);
     const workerCpuS = workers.reduce((a, w, i) => a + procCpuS(w.pid!) - cpuBefore[i], 0);
     await stopAll(workers);
@@ -256,7 +258,7 @@ export async function benchQueue(o: QueueBenchOptions) {
     return {
       machine: { cpu: os.cpus()[0]?.model ?? null, cores: os.cpus().length, node: process.version, loadavg_end: os.loadavg() },
       redis: (await import("node:child_process")).spawnSync("redis-server", ["--version"], { encoding: "utf8" }).stdout.trim(),
-      settings: { jobs: o.jobs, workers: o.workers, batch_size: 10, model: "test/fixtures/tiny_lm", method: localCfg.method, default_batch_s: o.defaultBatchS, sim_ms: o.simMs, sim_jobs: o.simJobs },
+      settings: { jobs: o.jobs, workers: o.workers, batch_size: 10, model: o.model ?? "test/fixtures/tiny_lm", method: localCfg.method, default_batch_s: o.defaultBatchS, sim_ms: o.simMs, sim_jobs: o.simJobs },
       one_process: { batches_s: timings.batches_s, per_job_ms: localJobS * 1000, cpu_s: localCpuS, cpu_per_job_ms: (localCpuS / nJobs) * 1000 },
       queue,
       simulated: sim,
@@ -274,7 +276,7 @@ export function formatQueueTable(r: Awaited<ReturnType<typeof benchQueue>>): str
   const q = r.queue;
   const f = (x: number, d = 1) => x.toFixed(d);
   const lines = [
-    `${r.settings.jobs} jobs (batch size 10, tiny model), ${q.workers} worker processes, ${r.machine.cores} cores (${r.machine.cpu}), ${r.redis}`,
+    `${r.settings.jobs} jobs (batch size 10, ${r.settings.model === "test/fixtures/tiny_lm" ? "tiny model" : r.settings.model}; simulated runs: tiny model), ${q.workers} worker processes, ${r.machine.cores} cores (${r.machine.cpu}), ${r.redis}`,
     `one process:        ${f(r.one_process.per_job_ms)} ms per job (${f(r.one_process.cpu_per_job_ms)} ms CPU), ${f(q.one_process_jobs_per_s)} jobs/s`,
     `queue:              ${f(q.jobs_per_s)} jobs/s, output identical: ${q.identical_output}`,
     `queue wait:         p50 ${f(q.queue_wait_s.p50, 2)} s, p99 ${f(q.queue_wait_s.p99, 2)} s (enqueued → started; all ${q.jobs} enqueued at once)`,

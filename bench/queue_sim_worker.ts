@@ -2,7 +2,7 @@
  * For `npm run bench -- queue`: N BullMQ workers in this one process, each storing a canned result after MS
  * milliseconds instead of computing (the queue's cost alone). Usage: node dist/bench/queue_sim_worker.js URL N MS
  */
-import { startWorker, type WorkerHandle } from "../ts/queue/worker";
+import { startWorker, type WorkerHandle } from "../ts/advanced";
 
 async function main() {
   const [url, n, ms] = process.argv.slice(2);

@@ -6,11 +6,11 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { readLabelledFile } from "../ts/gradmm/data";
-import { filterSamples, type SyntheticSample } from "../ts/gradmm/filter";
-import { parseGGUFBuffer } from "../ts/gguf";
-import { loadModel } from "../ts/model";
-import { Tokenizer } from "../ts/tokenizer";
+import { readLabelledFile } from "../ts/advanced";
+import { filterSamples, type SyntheticSample } from "../ts/advanced";
+import { parseGGUFBuffer } from "../ts/advanced";
+import { loadModel } from "../ts/index";
+import { Tokenizer } from "../ts/index";
 import { benchParagraphs } from "./load-tokenizer";
 
 const root = path.join(__dirname, "..", "..");

@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, EXIT_CODES, GradmmError } from "../ts/errors";
 import { loadConfigFile, parseConfig } from "../ts/gradmm/config";
 import { readLabelledFile } from "../ts/gradmm/data";
-import { readCheckpoint } from "../ts/gradmm/synthesize";
+import { readCheckpoint } from "../ts/gradmm/output";
 import { parseGGUFBuffer } from "../ts/gguf";
 import { parseSafetensorsBuffer } from "../ts/safetensors";
 

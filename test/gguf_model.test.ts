@@ -8,8 +8,9 @@ import { describe, expect, it } from "vitest";
 import { InvalidFileError, UnsupportedModelError } from "../ts/errors";
 import { parseGGUFBuffer, readGGUF } from "../ts/gguf";
 import { ggufModelConfig } from "../ts/gguf_model";
-import { CausalLMModel, findGGUF, readModelConfig } from "../ts/model";
-import { float16BitsToFloat32, float32ToFloat16Bits } from "../ts/safetensors";
+import { CausalLMModel } from "../ts/model";
+import { findGGUF, readModelConfig } from "../ts/model_config";
+import { float16BitsToFloat32, float32ToFloat16Bits } from "../ts/half";
 
 const fx = path.join(__dirname, "fixtures");
 const gg = (name: string) => path.join(fx, "gguf", name);

@@ -5,17 +5,12 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidFileError, UnsupportedModelError } from "../ts/errors";
-import { CausalLMModel, GPT2Model, loadModel, readModelConfig, type LlamaConfig } from "../ts/model";
-import {
-  bfloat16BitsToFloat32,
-  float16BitsToFloat32,
-  float32ToBfloat16Bits,
-  float32ToFloat16Bits,
-  openSafetensors,
-  writeSafetensors,
-  type SafetensorsReader,
-  type WritableTensor,
-} from "../ts/safetensors";
+import { CausalLMModel, GPT2Model } from "../ts/model";
+import { loadModel } from "../ts/load_model";
+import { readModelConfig, type LlamaConfig } from "../ts/model_config";
+import { openSafetensors, type SafetensorsReader } from "../ts/safetensors";
+import { bfloat16BitsToFloat32, float16BitsToFloat32, float32ToBfloat16Bits, float32ToFloat16Bits } from "../ts/half";
+import { writeSafetensors, type WritableTensor } from "../ts/safetensors_write";
 
 const dir = path.join(__dirname, "fixtures", "llama_tiny");
 const baseConfig = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8")) as Record<string, unknown>;

@@ -5,7 +5,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { AbortError, DisposedError, EngineArgumentError, InvalidFileError, UnsupportedModelError } from "../ts/errors";
-import { GPT2Model, readGPT2Config } from "../ts/model";
+import { GPT2Model } from "../ts/model";
+import { readGPT2Config } from "../ts/model_config";
 import { getThreads, setThreads } from "../ts/threads";
 
 const fixture = path.join(__dirname, "fixtures", "gpt2_tiny");
@@ -144,9 +145,9 @@ describe("GPT2Model API", () => {
 describe("package entry points", () => {
   const root = path.join(__dirname, "..");
   it("can be required from CommonJS and imported from ESM (no top-level await)", () => {
-    const cjs = execFileSync(process.execPath, ["-e", "const g = require('gradmm'); console.log(typeof g.GPT2Model, typeof g.setThreads)"], { cwd: root, encoding: "utf8" });
+    const cjs = execFileSync(process.execPath, ["-e", "const g = require('gradmm'); console.log(typeof g.CausalLMModel, typeof g.setThreads)"], { cwd: root, encoding: "utf8" });
     expect(cjs.trim()).toBe("function function");
-    const esm = execFileSync(process.execPath, ["--input-type=module", "-e", "import { GPT2Model, getThreads } from 'gradmm'; console.log(typeof GPT2Model, getThreads() > 0)"], { cwd: root, encoding: "utf8" });
+    const esm = execFileSync(process.execPath, ["--input-type=module", "-e", "import { CausalLMModel, getThreads } from 'gradmm'; console.log(typeof CausalLMModel, getThreads() > 0)"], { cwd: root, encoding: "utf8" });
     expect(esm.trim()).toBe("function true");
   });
 });

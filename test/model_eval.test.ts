@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { KneserNeyTrigram } from "../bench/model/kneser_ney";
 import { predictBow, trainBow } from "../bench/model/bow";
-import { mulberry32 } from "../ts/model";
+import { mulberry32 } from "../ts/random";
 
 /** Interpolated Kneser-Ney written directly from its definition with string-keyed maps (the independent reference). */
 function referenceKN(stream: number[], V: number) {

@@ -8,7 +8,7 @@ import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ConfigError, PrecisionError } from "../ts/errors";
 import { applyOverrides, loadConfigFile, parseConfig } from "../ts/gradmm/config";
-import { CausalLMModel, loadModel } from "../ts/model";
+import { loadModel } from "../ts/load_model";
 import { backendInfo, bf16Support, resolvePrecision } from "../ts/threads";
 
 const root = path.join(__dirname, "..");

@@ -14,16 +14,15 @@ import { AbortError, InvalidFileError, ModelFetchError, ModelNotCachedError, Unk
 import {
   KNOWN_MODELS,
   cachedModelFile,
-  fetchModel,
   listCachedModels,
   modelCacheDir,
   resolveModelPath,
-  type FetchProgress,
   type HubSource,
   type KnownModel,
   type ModelTable,
   type PyPISource,
 } from "../ts/registry";
+import { fetchModel, type FetchProgress } from "../ts/fetch_model";
 import { SMOLLM2_MISSING, smollm2GGUF } from "./helpers/real_model";
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");

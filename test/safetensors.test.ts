@@ -5,19 +5,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DisposedError, InvalidFileError, UnsupportedModelError } from "../ts/errors";
 import { mulberry32 as rng } from "../ts/random";
 import {
-  bfloat16BitsToFloat32,
-  float16BitsToFloat32,
-  float32ToBfloat16Bits,
-  float32ToFloat16Bits,
   openSafetensors,
   openSafetensorsDir,
   parseSafetensorsBuffer,
   readSafetensorsHeader,
   readTensorF32,
   readTensorI32,
-  writeSafetensors,
-  type WritableTensor,
 } from "../ts/safetensors";
+import { bfloat16BitsToFloat32, float16BitsToFloat32, float32ToBfloat16Bits, float32ToFloat16Bits } from "../ts/half";
+import { writeSafetensors, type WritableTensor } from "../ts/safetensors_write";
 
 const FIXTURE_DIR = path.join(__dirname, "fixtures", "gpt2_tiny");
 

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UnsupportedModelError } from "../ts/errors";
 import { readGGUF } from "../ts/gguf";
 import { ggufModelConfig, permuteRows, unpermuteRows } from "../ts/gguf_model";
-import { loadModel, type LoadedModel } from "../ts/model";
+import { loadModel, type LoadedModel } from "../ts/load_model";
 import { openSafetensors, type SafetensorsReader } from "../ts/safetensors";
 import { smollm2GGUF, SMOLLM2_MISSING } from "./helpers/real_model";
 

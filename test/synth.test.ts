@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidFileError } from "../ts/errors";
 import { loadConfigFile, parseConfig } from "../ts/gradmm/config";
 import { analyticGaussianSigma, classicGaussianSigma, dpParameters } from "../ts/gradmm/dp";
-import { OutputExistsError, synthesize } from "../ts/gradmm/synthesize";
+import { OutputExistsError } from "../ts/gradmm/output";
+import { synthesize } from "../ts/gradmm/synthesize";
 import { native } from "../ts/native";
 import { makeTinyLM } from "./fixtures/make_tiny_lm";
 

@@ -20,7 +20,8 @@ import { DatasetSourceMissingError, fortuneEntries, fortunesSplit, prepareDatase
 import { readItems } from "../bench/utility/splits";
 import type { SyntheticSample } from "../ts/gradmm/filter";
 import { ConfigError } from "../ts/errors";
-import { GPT2Model, mulberry32 } from "../ts/model";
+import { GPT2Model } from "../ts/model";
+import { mulberry32 } from "../ts/random";
 import { Tokenizer } from "../ts/tokenizer";
 
 const root = path.join(__dirname, "..");

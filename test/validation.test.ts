@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, EXIT_CODES, GradmmError, InvalidCheckpointError, InvalidDataError, OutputError, exitCodeOf, typedEngineError } from "../ts/errors";
 import { loadConfigFile, parseConfig } from "../ts/gradmm/config";
 import { readLabelledFile } from "../ts/gradmm/data";
-import { removePreviousRun, validateRun } from "../ts/gradmm/synthesize";
+import { removePreviousRun } from "../ts/gradmm/output";
+import { validateRun } from "../ts/gradmm/synthesize";
 import { loadPretrainConfig } from "../ts/pretrain/config";
 import { didYouMean, strictObject, parseWithSchema } from "../ts/strict";
 import { z } from "zod";
@@ -251,7 +252,7 @@ describe("checkpoints and --overwrite", () => {
   });
 
   it("the checkpoint reader reports the field path", async () => {
-    const { readCheckpoint } = await import("../ts/gradmm/synthesize");
+    const { readCheckpoint } = await import("../ts/gradmm/output");
     const f = writeFile("ck2.json", JSON.stringify({ fingerprint: "a".repeat(64) }));
     const e = caught(() => readCheckpoint(f)) as InvalidCheckpointError;
     expect(e.field).toBe("batches");
@@ -341,7 +342,7 @@ describe("typed errors and exit codes", () => {
   });
 
   it("the addon's argument errors become EngineArgumentErrors with the numbers", async () => {
-    const { loadModel } = await import("../ts/model");
+    const { loadModel } = await import("../ts/load_model");
     const m = loadModel(tinyLM);
     try {
       const V = m.config.vocabSize, T = m.config.maxSeqLen;

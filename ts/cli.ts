@@ -17,7 +17,8 @@ import { synthesize, validateRun, type SynthProgress } from "./gradmm/synthesize
 import { registerQueueCommands } from "./queue/cli";
 import { bf16Support, getThreads, sgemmKernel } from "./threads";
 import { native } from "./native";
-import { KNOWN_MODELS, fetchModel, knownModel, listCachedModels, modelCacheDir, type FetchProgress } from "./registry";
+import { KNOWN_MODELS, knownModel, listCachedModels, modelCacheDir } from "./registry";
+import { fetchModel, type FetchProgress } from "./fetch_model";
 
 const program = new Command("gradmm")
   .description("synthetic training text by gradient matching (GRADMM)")

@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import { InvalidFileError, UnsupportedModelError } from "./errors";
 import { GGML_TYPES, GGUFMetadata, ggmlTypeName, type GGUFFile, type GGUFTensorInfo } from "./gguf";
 import { dequantize, GGML_DEQUANTIZABLE } from "./gguf_quants";
-import type { GPT2Config, LlamaConfig, ModelConfig } from "./model";
+import type { GPT2Config, LlamaConfig, ModelConfig } from "./model_config";
 import type { NativeRopeScaling } from "./native";
 
 /** GGUF architectures the engine runs, and the engine family each maps to. */

@@ -1,5 +1,5 @@
 /**
- * Reader and writer for the safetensors format (https://github.com/huggingface/safetensors):
+ * Reader for the safetensors format (the writer is ts/safetensors_write.ts, float16/bfloat16 in ts/half.ts) (https://github.com/huggingface/safetensors):
  *
  *   [u64 little-endian N][N bytes of UTF-8 JSON header][tensor data]
  *
@@ -15,9 +15,10 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { DisposedError, InvalidFileError, UnsupportedModelError } from "./errors";
+import { f16Table } from "./half";
 
 /** Bytes per element of every dtype the format defines (sub-byte types are not supported). */
-const DTYPE_SIZES = {
+export const DTYPE_SIZES = {
   BOOL: 1,
   U8: 1,
   I8: 1,
@@ -80,27 +81,17 @@ export interface SafetensorsReader {
   close(): void;
 }
 
-export type WritableDtype = "F32" | "F16" | "BF16" | "I32" | "I64";
-
-export interface WritableTensor {
-  dtype: WritableDtype;
-  shape: number[];
-  /**
-   * F32: Float32Array. F16/BF16: Float32Array (rounded to nearest even) or Uint16Array of raw bits.
-   * I32: Int32Array. I64: BigInt64Array or Int32Array (widened).
-   */
-  data: Float32Array | Uint16Array | Int32Array | BigInt64Array;
-}
-
 /** The format's 100 MB cap on header size; larger values indicate a corrupt or hostile file. */
 export const MAX_HEADER_BYTES = 100_000_000;
 
 /** Tensors are moved between disk and memory in chunks of this size (a multiple of every element size). */
-const CHUNK_BYTES = 4 << 20;
+export const CHUNK_BYTES = 4 << 20;
 
-const HOST_IS_LE = os.endianness() === "LE";
+/** Whether this machine stores numbers little-endian, as the format does. */
+export const HOST_IS_LE = os.endianness() === "LE";
 
-const METADATA_KEY = "__metadata__";
+/** The header key of the string-to-string metadata map. */
+export const METADATA_KEY = "__metadata__";
 
 // ---------------------------------------------------------------------------------------------- header
 
@@ -300,7 +291,7 @@ function lookup(header: SafetensorsHeader, name: string): SafetensorsEntry {
   return entry;
 }
 
-function elementCount(shape: readonly number[]): number {
+export function elementCount(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
@@ -425,84 +416,12 @@ function readExactly(fd: number, file: string, position: number, dest: Uint8Arra
   }
 }
 
-function swapInPlace(bytes: Uint8Array, elemSize: number): void {
+/** Reverses the byte order of every element (big-endian hosts). */
+export function swapInPlace(bytes: Uint8Array, elemSize: number): void {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (elemSize === 2) buf.swap16();
   else if (elemSize === 4) buf.swap32();
   else if (elemSize === 8) buf.swap64();
-}
-
-// ---------------------------------------------------------------------------------------------- float16 / bfloat16
-
-let f16ToF32: Float32Array | undefined;
-
-/** All 65536 half-precision values decoded once: a lookup is faster than decoding each element. */
-function f16Table(): Float32Array {
-  if (f16ToF32) return f16ToF32;
-  const table = new Float32Array(65536);
-  const bits = new Uint32Array(table.buffer);
-  for (let h = 0; h < 65536; h++) {
-    const sign = (h & 0x8000) << 16;
-    const exp = (h >>> 10) & 0x1f;
-    const mant = h & 0x3ff;
-    if (exp === 0) table[h] = (sign ? -1 : 1) * mant * 2 ** -24;
-    else if (exp === 31) bits[h] = sign | 0x7f800000 | (mant << 13);
-    else bits[h] = sign | ((exp - 15 + 127) << 23) | (mant << 13);
-  }
-  f16ToF32 = table;
-  return table;
-}
-
-export function float16BitsToFloat32(bits: number): number {
-  return f16Table()[bits & 0xffff];
-}
-
-export function bfloat16BitsToFloat32(bits: number): number {
-  scratchU32[0] = (bits & 0xffff) << 16;
-  return scratchF32[0];
-}
-
-const scratchF32 = new Float32Array(1);
-const scratchU32 = new Uint32Array(scratchF32.buffer);
-
-/** Rounds a number (first to float32) to the nearest float16, ties to even; overflow gives infinity. */
-export function float32ToFloat16Bits(x: number): number {
-  scratchF32[0] = x;
-  return f32BitsToF16Bits(scratchU32[0]);
-}
-
-/** Rounds a number (first to float32) to the nearest bfloat16, ties to even. */
-export function float32ToBfloat16Bits(x: number): number {
-  scratchF32[0] = x;
-  return f32BitsToBf16Bits(scratchU32[0]);
-}
-
-function f32BitsToF16Bits(x: number): number {
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  const mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 | (mant >>> 13) : 0);
-  const e = exp - 127;
-  if (e > 15) return sign | 0x7c00;
-  if (e >= -14) {
-    const h = sign | ((e + 15) << 10) | (mant >>> 13);
-    const rem = mant & 0x1fff;
-    // A carry out of the mantissa correctly bumps the exponent (and 0x7bff + 1 is infinity).
-    return rem > 0x1000 || (rem === 0x1000 && h & 1) ? h + 1 : h;
-  }
-  if (e < -25) return sign;
-  // Subnormal half: the value in units of 2^-24 is the full 24-bit significand shifted right.
-  const m = mant | 0x800000;
-  const shift = -e - 1;
-  const h = m >>> shift;
-  const rem = m & ((1 << shift) - 1);
-  const half = 1 << (shift - 1);
-  return sign | (rem > half || (rem === half && h & 1) ? h + 1 : h);
-}
-
-function f32BitsToBf16Bits(x: number): number {
-  if ((x & 0x7f800000) === 0x7f800000 && x & 0x7fffff) return ((x >>> 16) | 0x40) & 0xffff;
-  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
 // ---------------------------------------------------------------------------------------------- object API
@@ -660,109 +579,4 @@ function readWeightMap(indexPath: string): Map<string, string> {
     map.set(name, shard);
   }
   return map;
-}
-
-// ---------------------------------------------------------------------------------------------- writer
-
-/**
- * Writes tensors to `file` atomically (a temporary file renamed into place), names sorted, header padded
- * to 8 bytes so the data section is aligned.
- */
-export function writeSafetensors(file: string, tensors: Record<string, WritableTensor>, metadata?: Record<string, string>): void {
-  const names = Object.keys(tensors).sort();
-  const entries: string[] = [];
-  if (metadata) {
-    for (const [k, v] of Object.entries(metadata)) {
-      if (typeof v !== "string") throw new TypeError(`metadata value for ${JSON.stringify(k)} is not a string`);
-    }
-    entries.push(`${JSON.stringify(METADATA_KEY)}:${JSON.stringify(metadata)}`);
-  }
-  let offset = 0;
-  for (const name of names) {
-    if (name === METADATA_KEY) throw new TypeError(`"${METADATA_KEY}" cannot be used as a tensor name`);
-    const t = tensors[name];
-    checkWritable(name, t);
-    const end = offset + elementCount(t.shape) * DTYPE_SIZES[t.dtype];
-    entries.push(`${JSON.stringify(name)}:${JSON.stringify({ dtype: t.dtype, shape: t.shape, data_offsets: [offset, end] })}`);
-    offset = end;
-  }
-  // Built by hand: an object literal would move integer-like tensor names ahead of the sorted order.
-  let headerText = `{${entries.join(",")}}`;
-  headerText += " ".repeat((8 - (Buffer.byteLength(headerText) % 8)) % 8);
-  const header = Buffer.from(headerText, "utf8");
-  const lengthField = Buffer.alloc(8);
-  lengthField.writeBigUInt64LE(BigInt(header.byteLength));
-
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = fs.openSync(tmp, "w");
-  try {
-    writeAll(fd, lengthField);
-    writeAll(fd, header);
-    for (const name of names) writeTensorData(fd, tensors[name]);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fs.renameSync(tmp, file);
-  } catch (err) {
-    try {
-      fs.closeSync(fd);
-    } catch {
-      // already closed
-    }
-    fs.rmSync(tmp, { force: true });
-    throw err;
-  }
-}
-
-function checkWritable(name: string, t: WritableTensor): void {
-  const where = `tensor ${JSON.stringify(name)}`;
-  if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw new TypeError(`${where}: shape ${JSON.stringify(t.shape)} must be non-negative integers`);
-  }
-  const ok =
-    (t.dtype === "F32" && t.data instanceof Float32Array) ||
-    ((t.dtype === "F16" || t.dtype === "BF16") && (t.data instanceof Float32Array || t.data instanceof Uint16Array)) ||
-    (t.dtype === "I32" && t.data instanceof Int32Array) ||
-    (t.dtype === "I64" && (t.data instanceof BigInt64Array || t.data instanceof Int32Array));
-  if (!ok) throw new TypeError(`${where}: ${t.data?.constructor?.name} data cannot be written as ${t.dtype}`);
-  const n = elementCount(t.shape);
-  if (t.data.length !== n) throw new RangeError(`${where}: shape ${JSON.stringify(t.shape)} needs ${n} elements, data has ${t.data.length}`);
-}
-
-function writeTensorData(fd: number, t: WritableTensor): void {
-  const elemSize = DTYPE_SIZES[t.dtype];
-  const data = t.data;
-  const sameLayout = data.BYTES_PER_ELEMENT === elemSize;
-  if (sameLayout) {
-    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    if (HOST_IS_LE) return writeAll(fd, bytes);
-    for (let off = 0; off < bytes.byteLength; off += CHUNK_BYTES) {
-      const chunk = Buffer.from(bytes.subarray(off, off + CHUNK_BYTES));
-      swapInPlace(chunk, elemSize);
-      writeAll(fd, chunk);
-    }
-    return;
-  }
-
-  // Converting cases (f32 -> f16/bf16, i32 -> i64): convert chunk by chunk to bound memory.
-  const perChunk = CHUNK_BYTES / elemSize;
-  const scratch = Buffer.allocUnsafeSlow(Math.min(CHUNK_BYTES, data.length * elemSize));
-  for (let first = 0; first < data.length; first += perChunk) {
-    const count = Math.min(perChunk, data.length - first);
-    const chunk = scratch.subarray(0, count * elemSize);
-    if (t.dtype === "I64") {
-      const src = data as Int32Array;
-      for (let i = 0; i < count; i++) chunk.writeBigInt64LE(BigInt(src[first + i]), i * 8);
-    } else {
-      const src = data as Float32Array;
-      const srcBits = new Uint32Array(src.buffer, src.byteOffset + first * 4, count);
-      const convert = t.dtype === "F16" ? f32BitsToF16Bits : f32BitsToBf16Bits;
-      for (let i = 0; i < count; i++) chunk.writeUInt16LE(convert(srcBits[i]), i * 2);
-    }
-    writeAll(fd, chunk);
-  }
-}
-
-function writeAll(fd: number, bytes: Uint8Array): void {
-  let done = 0;
-  while (done < bytes.byteLength) done += fs.writeSync(fd, bytes, done, bytes.byteLength - done);
 }

@@ -7,6 +7,7 @@ export function setThreads(n: number): void {
   native().setThreads(n);
 }
 
+/** How many CPU threads the engine uses now. */
 export function getThreads(): number {
   return native().getThreads();
 }

@@ -14,16 +14,17 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { readLabelledFile } from "../../ts/gradmm/data";
-import { GPT2Model, loadModel, mulberry32 } from "../../ts/model";
-import { resolveModelPath } from "../../ts/registry";
-import { packageRoot } from "../../ts/native";
-import { loadPretrainConfig } from "../../ts/pretrain/config";
-import { prepareCorpus } from "../../ts/pretrain/corpus";
-import { prepareData, sequenceWindows, type TokenData } from "../../ts/pretrain/data";
-import { evaluateWindows, imdbBitsPerByte } from "../../ts/pretrain/train";
-import { Tokenizer } from "../../ts/tokenizer";
-import { writeFileAtomic, writeJsonAtomic } from "../../ts/io";
+import { readLabelledFile } from "../../ts/advanced";
+import { loadModel } from "../../ts/index";
+import { GPT2Model, mulberry32 } from "../../ts/advanced";
+import { resolveModelPath } from "../../ts/advanced";
+import { packageRoot } from "../../ts/advanced";
+import { loadPretrainConfig } from "../../ts/advanced";
+import { prepareCorpus } from "../../ts/advanced";
+import { prepareData, sequenceWindows, type TokenData } from "../../ts/advanced";
+import { evaluateWindows, imdbBitsPerByte } from "../../ts/advanced";
+import { Tokenizer } from "../../ts/index";
+import { writeFileAtomic, writeJsonAtomic } from "../../ts/advanced";
 import { finetuneClassifier } from "../utility/finetune";
 import { evaluateClassifier, labelPrior, labelWordLogProbs, scoreEvaluation, classifierInput, type ClassifierSpec, type LabelledSeq } from "../utility/scorer";
 import { takeStratified, type Item } from "../utility/splits";

@@ -5,9 +5,9 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { GPT2Model } from "../../ts/model";
-import { openSafetensors } from "../../ts/safetensors";
-import { setThreads } from "../../ts/threads";
+import { GPT2Model } from "../../ts/advanced";
+import { openSafetensors } from "../../ts/advanced";
+import { setThreads } from "../../ts/index";
 import { makeInputs, PAPER, SHAPE, smallModel, type Inputs, type ModelChoice } from "./models";
 import { Ours } from "./ours";
 import { FAST, REF, runPy } from "./peers";

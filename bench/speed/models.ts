@@ -5,12 +5,14 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { findGGUF, gaussian, GPT2Model, loadModel, mulberry32, readModelConfig, type ModelConfig } from "../../ts/model";
-import { resolveModelPath } from "../../ts/registry";
-import { packageRoot } from "../../ts/native";
-import { writeSafetensors, type WritableTensor } from "../../ts/safetensors";
-import { alphabeticTokenMask, Tokenizer } from "../../ts/tokenizer";
-import { gpt2TokenizerJsonFromFiles } from "../../ts/tokenizer/gpt2Files";
+import { loadModel, readModelConfig, type ModelConfig } from "../../ts/index";
+import { findGGUF, gaussian, GPT2Model, mulberry32 } from "../../ts/advanced";
+import { resolveModelPath } from "../../ts/advanced";
+import { packageRoot } from "../../ts/advanced";
+import { writeSafetensors, type WritableTensor } from "../../ts/advanced";
+import { Tokenizer } from "../../ts/index";
+import { alphabeticTokenMask } from "../../ts/advanced";
+import { gpt2TokenizerJsonFromFiles } from "../../ts/advanced";
 
 /** The paper's settings (and ours: ts/gradmm/config.ts defaults). */
 export const PAPER = { outer: 30, inner: 50, lr: 0.008, max_grad_norm: 1, rho: 0.1, topk: 200, init_candidates: 500, init_token_norm: 1.4, seed: 1234 };

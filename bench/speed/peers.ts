@@ -10,7 +10,7 @@
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { packageRoot } from "../../ts/native";
+import { packageRoot } from "../../ts/advanced";
 import { torchEnv, torchPython } from "../torch_env";
 import type { Inputs, ModelChoice, Settings } from "./models";
 import { median } from "./ours";

@@ -2,7 +2,7 @@
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { GPT2Model } from "../../ts/model";
+import { GPT2Model } from "../../ts/advanced";
 import { makeInputs, PAPER, SHAPE, type ModelChoice } from "./models";
 import { Ours } from "./ours";
 

@@ -1,6 +1,6 @@
 /** The `utility` subcommand's body: progress bar on stderr (log lines without a TTY), Ctrl-C, the table on stdout. */
 import { MultiBar } from "cli-progress";
-import { AbortError } from "../../ts/errors";
+import { AbortError } from "../../ts/index";
 import { loadUtilityConfig } from "./config";
 import { formatMarkdown } from "./report";
 import { runUtility, type UtilityProgress } from "./run";

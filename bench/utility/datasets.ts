@@ -19,11 +19,11 @@ import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { GradmmError } from "../../ts/errors";
-import { shuffled } from "../../ts/gradmm/data";
-import { writeJsonlAtomic } from "../../ts/io";
-import { mulberry32 } from "../../ts/model";
-import { packageRoot } from "../../ts/native";
+import { GradmmError } from "../../ts/index";
+import { shuffled } from "../../ts/advanced";
+import { writeJsonlAtomic } from "../../ts/advanced";
+import { mulberry32 } from "../../ts/advanced";
+import { packageRoot } from "../../ts/advanced";
 import type { UtilityConfig } from "./config";
 import { normalizeText } from "./splits";
 

@@ -2,8 +2,8 @@
  * The generation baselines: the model samples continuations of a prompt (temperature + nucleus sampling), rows in
  * lockstep on a KV cache that shares the prompt's one-row prefix.
  */
-import type { GPT2Model } from "../../ts/model";
-import type { Tokenizer } from "../../ts/tokenizer";
+import type { GPT2Model } from "../../ts/advanced";
+import type { Tokenizer } from "../../ts/index";
 
 export interface SamplingOptions {
   temperature: number;

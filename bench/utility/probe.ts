@@ -10,8 +10,8 @@
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { writeFileAtomic } from "../../ts/io";
-import type { CausalLMModel } from "../../ts/model";
+import { writeFileAtomic } from "../../ts/advanced";
+import type { CausalLMModel } from "../../ts/index";
 import type { LabelledSeq } from "./scorer";
 
 /** Rows of equal length are run together, up to this many per forward. */

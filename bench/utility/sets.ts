@@ -5,15 +5,16 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { withCancel } from "../../ts/abort";
-import { writeJsonAtomic, writeJsonlAtomic } from "../../ts/io";
-import { filterSamples, type SyntheticSample } from "../../ts/gradmm/filter";
-import { continuationLoss } from "../../ts/gradmm/lm";
-import type { BatchResult, BatchSettings, ClassSetup } from "../../ts/gradmm/method";
-import { synthesize } from "../../ts/gradmm/synthesize";
-import { type GPT2Model, mulberry32 } from "../../ts/model";
-import { alphabeticTokenMask, type Tokenizer } from "../../ts/tokenizer";
-import { shuffled } from "../../ts/gradmm/data";
+import { withCancel } from "../../ts/advanced";
+import { writeJsonAtomic, writeJsonlAtomic } from "../../ts/advanced";
+import { filterSamples, type SyntheticSample } from "../../ts/advanced";
+import { continuationLoss } from "../../ts/advanced";
+import type { BatchResult, BatchSettings, ClassSetup } from "../../ts/advanced";
+import { synthesize } from "../../ts/index";
+import { type GPT2Model, mulberry32 } from "../../ts/advanced";
+import { type Tokenizer } from "../../ts/index";
+import { alphabeticTokenMask } from "../../ts/advanced";
+import { shuffled } from "../../ts/advanced";
 import { derivedSynthConfig, type UtilityConfig } from "./config";
 import { runContinuousBatch } from "./continuous";
 import { bannedForGeneration, fewShotPrompt, sampleContinuations } from "./generate";

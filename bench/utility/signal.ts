@@ -7,8 +7,8 @@
  * targets), contrastive on both sides, the p-only part of the factor (softmax without −e_y), and the label-word rows
  * only. Needs nothing but the model and the data: no synthesis.
  */
-import { readLabelledFile } from "../../ts/gradmm/data";
-import { loadModel } from "../../ts/model";
+import { readLabelledFile } from "../../ts/advanced";
+import { loadModel } from "../../ts/index";
 import type { UtilityConfig } from "./config";
 import { gradientFactors, type GradientFactors } from "./metrics";
 

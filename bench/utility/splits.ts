@@ -3,9 +3,9 @@
  * every seed then draws, from what is left, disjoint private (GRADMM target), dev (lr/checkpoint choice) slices,
  * and the `real` training set from everything but dev and test.
  */
-import { readLabelledFile, shuffled } from "../../ts/gradmm/data";
-import { mulberry32 } from "../../ts/model";
-import type { SynthConfig } from "../../ts/gradmm/config";
+import { readLabelledFile, shuffled } from "../../ts/advanced";
+import { mulberry32 } from "../../ts/advanced";
+import type { SynthConfig } from "../../ts/index";
 
 export interface Item {
   /** `file-tag:index`, unique across the files of a run. */

@@ -67,65 +67,6 @@ void micro_avx2(int kc, const float* a, const float* b, float* c, long ldc, int 
 }
 // clang-format on
 
-// In-register 8×8 transpose: on return r[q] holds what was column q.
-inline void transpose8x8(__m256 r[8]) {
-  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20); r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20); r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31); r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31); r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
-
-// Packing where the panel runs across the storage order (A not transposed, B transposed): 8×8 register transposes
-// instead of strided scalar stores. Partial panels and k tails take the generic code.
-void pack_a_avx2(bool transA, const float* A, int lda, int i0, int mc, int p0, int kc, float* dst) {
-  if (transA) return pack_a_panels<MR>(transA, A, lda, i0, mc, p0, kc, dst);
-  const int k8 = kc / 8 * 8;
-  for (int ip = 0; ip < mc; ip += MR, dst += (long)MR * kc) {
-    if (mc - ip < MR) return pack_a_panels<MR>(transA, A, lda, i0 + ip, mc - ip, p0, kc, dst);
-    const float* src = A + (long)(i0 + ip) * lda + p0;
-    for (int k = 0; k < k8; k += 8) {
-      __m256 r[8];
-      for (int i = 0; i < MR; ++i) r[i] = _mm256_loadu_ps(src + (long)i * lda + k);
-      r[6] = r[7] = _mm256_setzero_ps();
-      transpose8x8(r);
-      // r[q] = the 6 values of column k+q, then 2 zeros: each full store spills 2 floats into the next column's
-      // slot, which the next store overwrites; the last one stores exactly 6.
-      float* d = dst + (long)k * MR;
-      for (int q = 0; q < 7; ++q) _mm256_storeu_ps(d + q * MR, r[q]);
-      _mm_storeu_ps(d + 7 * MR, _mm256_castps256_ps128(r[7]));
-      _mm_storel_pi(reinterpret_cast<__m64*>(d + 7 * MR + 4), _mm256_extractf128_ps(r[7], 1));
-    }
-    for (int k = k8; k < kc; ++k)
-      for (int i = 0; i < MR; ++i) dst[(long)k * MR + i] = src[(long)i * lda + k];
-  }
-}
-
-void pack_b_avx2(bool transB, const float* B, int ldb, int p0, int kc, int j0, int nc, float* dst) {
-  if (!transB) return pack_b_panels<NR>(transB, B, ldb, p0, kc, j0, nc, dst);
-  const int k8 = kc / 8 * 8;
-  for (int jp = 0; jp < nc; jp += NR, dst += (long)NR * kc) {
-    if (nc - jp < NR) return pack_b_panels<NR>(transB, B, ldb, p0, kc, j0 + jp, nc - jp, dst);
-    const float* src = B + (long)(j0 + jp) * ldb + p0;
-    for (int k = 0; k < k8; k += 8)
-      for (int h = 0; h < NR; h += 8) {
-        __m256 r[8];
-        for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(src + (long)(h + j) * ldb + k);
-        transpose8x8(r);
-        for (int q = 0; q < 8; ++q) _mm256_store_ps(dst + (long)(k + q) * NR + h, r[q]);
-      }
-    for (int k = k8; k < kc; ++k)
-      for (int j = 0; j < NR; ++j) dst[(long)k * NR + j] = src[(long)j * ldb + k];
-  }
-}
-
 // Small-M products (drivers in gemm_tile.inc). nn tile: R ≤ 6 rows × 16 columns (up to 12 accumulators, the packed
 // kernel's shape), so a strip of B is read once per 6 rows of A.
 struct SmallNNTile {
@@ -194,7 +135,7 @@ struct SmallNTTile {
   }
 };
 
-const GemmMicroKernel kernel = {"avx2", MR, NR, micro_avx2, pack_a_avx2, pack_b_avx2, small_nn_blocked<SmallNNTile>,
+const GemmMicroKernel kernel = {"avx2", MR, NR, micro_avx2, pack_a_transposing<MR>, pack_b_transposing<NR>, small_nn_blocked<SmallNNTile>,
                                 small_nt_pairs<SmallNTTile>};
 }  // namespace
 

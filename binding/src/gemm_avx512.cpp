@@ -171,7 +171,7 @@ struct SmallNTTile {
   }
 };
 
-const GemmMicroKernel kernel = {"avx512", MR, NR, micro_avx512, pack_a_panels<MR>, pack_b_panels<NR>,
+const GemmMicroKernel kernel = {"avx512", MR, NR, micro_avx512, pack_a_transposing<MR>, pack_b_transposing<NR>,
                                 small_nn_blocked<SmallNNTile>, small_nt_pairs<SmallNTTile>};
 }  // namespace
 

@@ -34,7 +34,35 @@ inline __m256 gelu_inner8(__m256 x) {  // s·(x + 0.044715·x·x·x)
   return _mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f), _mm256_add_ps(x, cube));
 }
 
+inline __m256 sigmoid8(__m256 g) {  // 1 / (1 + exp_fast(−g)), the negation exact (sign flip)
+  const __m256 one = _mm256_set1_ps(1.0f);
+  return _mm256_div_ps(one, _mm256_add_ps(one, exp_fast8(_mm256_xor_ps(g, _mm256_set1_ps(-0.0f)))));
+}
+
 }  // namespace
+
+long swiglu_forward_avx2(float* out, const float* gate, const float* up, long n) {
+  long i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(g, sigmoid8(g)), _mm256_loadu_ps(up + i)));
+  }
+  return i;
+}
+
+long swiglu_backward_avx2(float* dgate, float* dup, const float* dout, const float* gate, const float* up, long n) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  long i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i), s = sigmoid8(g), d = _mm256_loadu_ps(dout + i);
+    if (dgate) {
+      const __m256 ds = _mm256_mul_ps(s, _mm256_add_ps(one, _mm256_mul_ps(g, _mm256_sub_ps(one, s))));
+      _mm256_storeu_ps(dgate + i, _mm256_add_ps(_mm256_loadu_ps(dgate + i), _mm256_mul_ps(_mm256_mul_ps(d, _mm256_loadu_ps(up + i)), ds)));
+    }
+    if (dup) _mm256_storeu_ps(dup + i, _mm256_add_ps(_mm256_loadu_ps(dup + i), _mm256_mul_ps(d, _mm256_mul_ps(g, s))));
+  }
+  return i;
+}
 
 long exp_shifted_avx2(float* p, const float* x, float shift, long n) {
   const __m256 sh = _mm256_set1_ps(shift);

@@ -11,5 +11,8 @@ bool simd_avx2();
 long exp_shifted_avx2(float* p, const float* x, float shift, long n);               // p = exp_fast(x − shift)
 long gelu_forward_avx2(float* out, const float* inp, long n);                         // out = gelu(inp)
 long gelu_backward_avx2(float* dinp, const float* inp, const float* dout, long n);    // dinp += gelu'(inp)·dout
+long swiglu_forward_avx2(float* out, const float* gate, const float* up, long n);     // out = silu(gate)·up
+// dgate += dout·up·silu'(gate), dup += dout·silu(gate) (either may be null)
+long swiglu_backward_avx2(float* dgate, float* dup, const float* dout, const float* gate, const float* up, long n);
 
 }  // namespace gradmm

@@ -215,6 +215,23 @@ static void test_swiglu() {
   swiglu_backward(dgf.data(), duf.data(), Rf.data(), gf.data(), uf.data(), N);
   report("swiglu float vs double (out, dgate, dup)", std::max({rel_err(outf, out), rel_err(dgf, dg), rel_err(duf, du)}),
          1e-4);
+  // the float path (8 AVX2 lanes where the CPU has them, then the scalar tail) must give exactly the scalar
+  // formula's bits: 37 elements = 4 vectors + a 5-element tail; accumulation into nonzero dgate/dup included
+  int mismatches = 0;
+  std::vector<float> dg2(N), du2(N);
+  for (long i = 0; i < N; ++i) dg2[i] = du2[i] = 0.25f * (float)i;
+  swiglu_backward(dg2.data(), du2.data(), Rf.data(), gf.data(), uf.data(), N);
+  for (long i = 0; i < N; ++i) {
+    const float x = gf[i], s = 1.0f / (1.0f + exp_fast(-x)), d = Rf[i];
+    const float dgate = 0.25f * (float)i + d * uf[i] * (s * (1.0f + x * (1.0f - s)));
+    const float dup = 0.25f * (float)i + d * (x * s);
+    if (outf[i] != (x * s) * uf[i] || dg2[i] != dgate || du2[i] != dup) ++mismatches;
+  }
+  std::vector<float> du3(N, 0);  // dgate not wanted (null)
+  swiglu_backward<float>(nullptr, du3.data(), Rf.data(), gf.data(), uf.data(), N);
+  for (long i = 0; i < N; ++i)
+    if (du3[i] != duf[i]) ++mismatches;
+  report(std::string("swiglu float path (") + (simd_avx2() ? "AVX2" : "scalar") + ") = scalar formula, bit for bit", mismatches, 0);
 }
 
 static void test_gqa_attention() {

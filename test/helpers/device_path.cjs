@@ -9,7 +9,8 @@
 const path = require("node:path");
 const { createHash } = require("node:crypto");
 const root = path.join(__dirname, "..", "..");
-const { CausalLMModel, mulberry32 } = require(path.join(root, "dist", "ts", "model.js"));
+const { CausalLMModel } = require(path.join(root, "dist", "ts", "model.js"));
+const { mulberry32 } = require(path.join(root, "dist", "ts", "random.js"));
 const { native } = require(path.join(root, "dist", "ts", "native.js"));
 
 const llamaConfigs = {

@@ -86,6 +86,7 @@ export const configSchema = strictObject({
     .describe("the model's big products: float32 (exact), bf16 (needs AVX512_BF16), auto (bf16 where the CPU has it)"),
 });
 
+/** A checked config with every default filled in (what loadConfigFile and parseConfig return; README: The config). */
 export type SynthConfig = z.infer<typeof configSchema> & {
   /** Absolute paths resolved from the config file's folder. */
   resolved: {

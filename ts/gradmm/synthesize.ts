@@ -7,9 +7,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { withCancel } from "../abort";
 import * as os from "node:os";
-import { z } from "zod";
-import { ConfigError, GradmmError, InvalidCheckpointError, InvalidDataError, InvalidFileError, OutputError, typedEngineError } from "../errors";
-import { findGGUF, loadModel, mulberry32, type LoadedModel } from "../model";
+import { ConfigError, InvalidCheckpointError, InvalidDataError, InvalidFileError, typedEngineError } from "../errors";
+import { loadModel, type LoadedModel } from "../load_model";
+import { mulberry32 } from "../random";
 import type { NativeBuildTargetArgs, NativeMatchTarget } from "../native";
 import { getThreads, resolvePrecision, setThreads } from "../threads";
 import { alphabeticTokenMask, type Tokenizer } from "../tokenizer";
@@ -19,15 +19,11 @@ import { readLabelledFile, shuffled, type Example } from "./data";
 import { dpParameters, type DPParameters } from "./dp";
 import { filterSamples, type SyntheticSample } from "./filter";
 import { continuationLoss } from "./lm";
-import { runBatch, type BatchResult, type BatchSettings, type ClassSetup } from "./method";
+import { runBatch, type BatchSettings, type ClassSetup } from "./method";
+import { checkOutputDir, fingerprint, OutputExistsError, readCheckpoint, removePreviousRun, RUN_FILES, writeOutput, type Checkpoint } from "./output";
 import type { BatchRunner } from "./runner";
 
-export class OutputExistsError extends GradmmError {
-  constructor(dir: string) {
-    super("OUTPUT_EXISTS", `${dir} already holds a run; pass --resume to continue it, --overwrite to replace it, or choose another output folder`);
-  }
-}
-
+/** What synthesize reports through `onProgress`: setup messages, each ADMM step of a batch, finished batches, long steps. */
 export type SynthProgress =
   | { phase: "setup"; message: string }
   | { phase: "batch"; cls: string; batch: number; batchesDone: number; batchesTotal: number; outer: number; outerSteps: number; xLoss: number; zLoss: number }
@@ -36,8 +32,11 @@ export type SynthProgress =
   /** A long step other than the batches (class targets, the real examples' statistics, the filter, the HTML report), for progress bars. */
   | { phase: "step"; step: "target" | "init" | "real" | "filter" | "report"; done: number; total: number };
 
+/** Options of synthesize and validateRun. */
 export interface SynthOptions {
+  /** Aborting it stops the run after saving the finished batches (the batch in progress is dropped); throws AbortError. */
   signal?: AbortSignal;
+  /** Called with every progress event (synchronously; keep it cheap). */
   onProgress?: (p: SynthProgress) => void;
   /** Continue the run in the output folder (its checkpoint must match this config). */
   resume?: boolean;
@@ -49,35 +48,16 @@ export interface SynthOptions {
   htmlReport?: boolean;
 }
 
+/** What synthesize returns; the same is written to the output folder (README: Make synthetic data). */
 export interface SynthResult {
+  /** Absolute path of the output folder. */
   outputDir: string;
+  /** Every decoded sample (synthetic.jsonl). */
   samples: SyntheticSample[];
+  /** The samples the filter kept (filtered.jsonl). */
   filtered: SyntheticSample[];
+  /** report.json's content. */
   report: Record<string, unknown>;
-}
-
-interface Checkpoint {
-  fingerprint: string;
-  batches: Record<string, StoredBatch>;
-}
-interface StoredBatch extends BatchResult {
-  texts: string[];
-  perplexity: number[];
-  seconds: number;
-}
-
-/** What makes two runs the same: the config (minus output/threads) and the model and data files' contents. */
-function fingerprint(config: SynthConfig): string {
-  const h = createHash("sha256");
-  const { output: _o, threads: _t, resolved, precision, ...rest } = config;
-  h.update(JSON.stringify(rest));
-  // float32 (the default) leaves the fingerprint as it was before the setting existed; bf16 (given or chosen by
-  // auto) gives other results, so another fingerprint
-  if (resolvePrecision(precision, resolved.precisionField ?? "precision") === "bf16") h.update("precision: bf16");
-  const gguf = findGGUF(resolved.modelDir);
-  const files = gguf ? [resolved.dataPath, gguf] : [resolved.dataPath, path.join(resolved.modelDir, "model.safetensors"), path.join(resolved.modelDir, "tokenizer.json")];
-  for (const f of files) h.update(fs.existsSync(f) ? fs.readFileSync(f) : Buffer.from("missing"));
-  return h.digest("hex");
 }
 
 /** The settings of one batch (class k, ρ index r, batch b) of a run: the same for a local run and a queue worker. */
@@ -103,113 +83,6 @@ export function batchSettings(config: Pick<SynthConfig, "method" | "seed">, free
 export function batchSeed(seed: number, cls: number, rhoIndex: number, batch: number): number {
   const h = createHash("sha256").update(`${seed}/${cls}/${rhoIndex}/${batch}`).digest();
   return h.readUInt32LE(0);
-}
-
-/** The output folder's files of a run, in the order --overwrite removes them (results first, the checkpoint last). */
-const RUN_FILES = ["report.html", "report.json", "filtered.jsonl", "synthetic.jsonl", "checkpoint.json"];
-
-/**
- * Checks that `dir` can be the output folder without writing anything: not a file, and writable (or creatable in a
- * writable folder). A read-only mount is reported as such, not as a missing file.
- */
-export function checkOutputDir(dir: string): void {
-  let probe = dir;
-  for (;;) {
-    let st: fs.Stats | null = null;
-    try {
-      st = fs.statSync(probe);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code !== "ENOENT") {
-        if (code === "ENOTDIR") throw new OutputError("OUTPUT_NOT_DIR", dir, "a parent of the output folder is a file, not a folder", { cause: e });
-        throw new OutputError("OUTPUT_NOT_WRITABLE", dir, `cannot use the output folder (${code})`, { cause: e });
-      }
-    }
-    if (st) {
-      if (!st.isDirectory())
-        throw new OutputError("OUTPUT_NOT_DIR", dir, probe === dir ? "the output path is a file, not a folder" : `${probe} (a parent of the output folder) is a file, not a folder`);
-      try {
-        fs.accessSync(probe, fs.constants.W_OK | fs.constants.X_OK);
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        const what = code === "EROFS" ? "is on a read-only file system" : "is not writable";
-        throw new OutputError("OUTPUT_NOT_WRITABLE", dir, probe === dir ? `the output folder ${what}` : `the output folder would be made in ${probe}, which ${what}`, { cause: e });
-      }
-      return;
-    }
-    const parent = path.dirname(probe);
-    if (parent === probe) return;
-    probe = parent;
-  }
-}
-
-/** Writes under the output folder; a file-system failure becomes a typed OutputError naming the file. */
-function writeOutput(file: string, write: () => void): void {
-  try {
-    write();
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (!code) throw e;
-    throw new OutputError(code === "EEXIST" || code === "ENOTDIR" || code === "EISDIR" ? "OUTPUT_NOT_DIR" : "OUTPUT_NOT_WRITABLE", file, `cannot write (${code}: ${(e as Error).message.replace(/^\w+: /, "").split(",")[0]})`, { cause: e });
-  }
-}
-
-/**
- * --overwrite: the previous run leaves before the first batch, so an interrupted run never leaves one run's results
- * beside another's checkpoint. A folder holding only a run's files is renamed aside in one step (then deleted);
- * otherwise the run's files are deleted results first, checkpoint last (each step leaves a consistent folder).
- */
-export function removePreviousRun(dir: string): void {
-  if (!fs.existsSync(dir)) return;
-  const entries = fs.readdirSync(dir);
-  const ours = (f: string) => RUN_FILES.includes(f) || /\.tmp-\d+$/.test(f);
-  writeOutput(dir, () => {
-    if (entries.every(ours)) {
-      const aside = path.join(path.dirname(dir), `.${path.basename(dir)}.replaced-${process.pid}-${Date.now()}`);
-      fs.renameSync(dir, aside);
-      fs.rmSync(aside, { recursive: true, force: true });
-    } else {
-      for (const f of RUN_FILES) fs.rmSync(path.join(dir, f), { force: true });
-      for (const f of entries) if (/\.tmp-\d+$/.test(f) && RUN_FILES.some((r) => f.startsWith(r))) fs.rmSync(path.join(dir, f), { force: true });
-    }
-  });
-}
-
-const storedBatchSchema = z.object({
-  tokens: z.array(z.array(z.number().int().min(0))),
-  perSampleLoss: z.array(z.number()),
-  decodedLoss: z.number(),
-  bestXLoss: z.number(),
-  initLoss: z.number(),
-  xLossPerOuter: z.array(z.number()),
-  zLossPerOuter: z.array(z.number()),
-  texts: z.array(z.string()),
-  perplexity: z.array(z.number().nullable()),
-  seconds: z.number(),
-});
-const checkpointSchema = z.object({ fingerprint: z.string().regex(/^[0-9a-f]{64}$/), batches: z.record(z.string().regex(/^\d+\/\d+\/\d+$/), storedBatchSchema) });
-
-/** Reads and validates a checkpoint for --resume; a bad one is an InvalidCheckpointError naming its file and field. */
-export function readCheckpoint(file: string): Checkpoint {
-  let src: string;
-  try {
-    src = fs.readFileSync(file, "utf8");
-  } catch (e) {
-    throw new InvalidCheckpointError(file, `cannot read: ${(e as Error).message}`, { cause: e });
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(src);
-  } catch (e) {
-    throw new InvalidCheckpointError(file, `not valid JSON (${src.trim() ? "truncated or corrupted" : "empty"}: ${(e as Error).message.replace(/, ".*" is not valid JSON$/s, "")}); remove it or use --overwrite`, { cause: e });
-  }
-  const r = checkpointSchema.safeParse(raw);
-  if (!r.success) {
-    const i = r.error.issues[0];
-    const field = i.path.map(String).join(".") || "(root)";
-    throw new InvalidCheckpointError(file, `field ${field}: ${i.message}; remove it or use --overwrite`, { field });
-  }
-  return r.data as Checkpoint;
 }
 
 /** Bytes the method needs beyond the weights for a batch of B samples of L positions (a deliberate over-estimate). */
@@ -363,6 +236,12 @@ export async function validateRun(config: SynthConfig, opts: Pick<SynthOptions, 
   return { warnings: p.warnings };
 }
 
+/**
+ * Runs GRADMM on a config (loadConfigFile / parseConfig): per class, the target gradient of the real examples, then
+ * ADMM batches matching it, decoding, filtering, and the output files written atomically (checkpointed per batch, so
+ * `resume` continues a stopped run). Runs off the main thread; typed errors (ConfigError, InvalidDataError,
+ * OutputExistsError, ResourceLimitError, AbortError, …).
+ */
 export async function synthesize(config: SynthConfig, opts: SynthOptions = {}): Promise<SynthResult> {
   try {
     return await run(config, opts);

@@ -7,7 +7,7 @@
 import * as fs from "node:fs";
 import { Command } from "commander";
 import { MultiBar } from "cli-progress";
-import { AbortError, GradmmError } from "../errors";
+import { AbortError, GradmmError } from "../index";
 import { loadPretrainConfig } from "./config";
 import { writeCard, type RunSummary } from "./export";
 import { pretrain, summaryFile, type PretrainEvent } from "./train";

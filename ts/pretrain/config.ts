@@ -5,11 +5,9 @@
  */
 import * as path from "node:path";
 import { z } from "zod";
-import { ConfigError } from "../errors";
-import { parseWithSchema, strictObject } from "../strict";
-import { packageRoot } from "../native";
+import { ConfigError } from "../index";
+import { packageRoot, parseWithSchema, readYamlFile, strictObject } from "../advanced";
 import { SOURCE_IDS } from "./sources";
-import { readYamlFile } from "../yaml";
 
 export const pretrainSchema = strictObject({
   seed: z.number().int().min(0).default(1234).describe("drives the corpus split, the data order and the initialisation"),

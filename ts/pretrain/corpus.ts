@@ -10,9 +10,7 @@ import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { writeFileAtomic, writeJsonAtomic } from "../io";
-import { shuffled } from "../gradmm/data";
-import { mulberry32 } from "../model";
+import { mulberry32, shuffled, writeFileAtomic, writeJsonAtomic } from "../advanced";
 import type { PretrainConfig } from "./config";
 import {
   imdbParagraphs,

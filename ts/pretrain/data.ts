@@ -6,11 +6,15 @@
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { writeFileAtomic, writeJsonAtomic } from "../io";
-import { shuffled } from "../gradmm/data";
-import { mulberry32 } from "../model";
-import { Tokenizer } from "../tokenizer";
-import { trainByteLevelBPE, writeTokenizerJson } from "../tokenizer/train";
+import { Tokenizer } from "../index";
+import {
+  mulberry32,
+  shuffled,
+  trainByteLevelBPE,
+  writeFileAtomic,
+  writeJsonAtomic,
+  writeTokenizerJson,
+} from "../advanced";
 import type { PretrainConfig } from "./config";
 import { readDocs, type Corpus } from "./corpus";
 import type { SourceId } from "./sources";

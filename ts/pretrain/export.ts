@@ -1,9 +1,14 @@
 /** Writes the trained model as a Hugging Face GPT-2 folder, with its tokenizer, training log, loss curve and card. */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { writeFileAtomic, writeJsonAtomic, writeJsonlAtomic } from "../io";
-import type { GPT2Model } from "../model";
-import { writeSafetensors, type WritableTensor } from "../safetensors";
+import type { CausalLMModel } from "../index";
+import {
+  type WritableTensor,
+  writeFileAtomic,
+  writeJsonAtomic,
+  writeJsonlAtomic,
+  writeSafetensors,
+} from "../advanced";
 import type { PretrainConfig } from "./config";
 import type { CorpusManifest } from "./corpus";
 import type { TokenCounts } from "./data";
@@ -42,7 +47,7 @@ export interface RunSummary {
 }
 
 /** config.json in the transformers format of the model's architecture (no dropout: it was trained without it). */
-export function hfConfig(model: GPT2Model, eosId: number): Record<string, unknown> {
+export function hfConfig(model: CausalLMModel, eosId: number): Record<string, unknown> {
   const c = model.config;
   if (c.architecture === "llama") {
     return {
@@ -96,13 +101,13 @@ export function hfConfig(model: GPT2Model, eosId: number): Record<string, unknow
 }
 
 /** The model's parameters as safetensors entries, named as `paramTable` gives them (views, no copies). */
-export function paramTensors(model: GPT2Model): Record<string, WritableTensor> {
+export function paramTensors(model: CausalLMModel): Record<string, WritableTensor> {
   const tensors: Record<string, WritableTensor> = {};
   for (const p of model.paramTable) tensors[p.name] = { dtype: "F32", shape: p.shape, data: model.tensor(p.name) };
   return tensors;
 }
 
-export function exportModel(outDir: string, model: GPT2Model, tokenizerFile: string, summary: RunSummary): string {
+export function exportModel(outDir: string, model: CausalLMModel, tokenizerFile: string, summary: RunSummary): string {
   fs.mkdirSync(outDir, { recursive: true });
   const tokenizerJson = fs.readFileSync(tokenizerFile);
   const eos = (JSON.parse(tokenizerJson.toString("utf8")) as { added_tokens: Array<{ id: number; content: string }> }).added_tokens.find((a) => a.content === "<|endoftext|>");

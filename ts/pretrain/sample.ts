@@ -1,6 +1,6 @@
 /** Text continuation with the KV cache: greedy by default, or seeded top-k sampling. */
-import { GPT2Model, mulberry32 } from "../model";
-import type { Tokenizer } from "../tokenizer";
+import { CausalLMModel, type Tokenizer } from "../index";
+import { mulberry32 } from "../advanced";
 
 export interface GenerateOptions {
   maxNewTokens?: number;
@@ -13,12 +13,12 @@ export interface GenerateOptions {
 }
 
 /** Continues `prompt` (stopping at the context length or the stop token); returns only the new text. */
-export async function generate(model: GPT2Model, tok: Tokenizer, prompt: string, opts: GenerateOptions = {}): Promise<string> {
+export async function generate(model: CausalLMModel, tok: Tokenizer, prompt: string, opts: GenerateOptions = {}): Promise<string> {
   const ids = await generateIds(model, tok.encode(prompt, { addSpecialTokens: false }), { stopId: tok.tokenToId("<|endoftext|>"), ...opts });
   return tok.decode(ids);
 }
 
-export async function generateIds(model: GPT2Model, prompt: number[], opts: GenerateOptions = {}): Promise<number[]> {
+export async function generateIds(model: CausalLMModel, prompt: number[], opts: GenerateOptions = {}): Promise<number[]> {
   const V = model.config.vocabSize;
   const capacity = model.config.maxSeqLen;
   if (prompt.length === 0 || prompt.length >= capacity) throw new RangeError(`the prompt must have 1..${capacity - 1} tokens, got ${prompt.length}`);
@@ -74,7 +74,7 @@ export const SAMPLE_PROMPTS = [
  * The model card's samples: `unconditional` texts started from `<|endoftext|>` and two per prompt of SAMPLE_PROMPTS,
  * all top-k 40 at temperature 0.8 with fixed seeds (so a checkpoint always gives the same samples).
  */
-export async function modelSamples(model: GPT2Model, tok: Tokenizer, o: { unconditional?: number; maxNewTokens?: number } = {}): Promise<ModelSample[]> {
+export async function modelSamples(model: CausalLMModel, tok: Tokenizer, o: { unconditional?: number; maxNewTokens?: number } = {}): Promise<ModelSample[]> {
   const eot = tok.tokenToId("<|endoftext|>");
   if (eot === undefined) throw new Error("the tokenizer has no <|endoftext|> token");
   const maxNewTokens = o.maxNewTokens ?? 48;

@@ -10,13 +10,16 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { AbortError, InvalidFileError } from "../errors";
-import { writeFileAtomic, writeJsonlAtomic } from "../io";
-import { GPT2Model, type ModelConfigInput } from "../model";
-import { openSafetensors, writeSafetensors } from "../safetensors";
-import { getThreads, setThreads, sgemmKernel } from "../threads";
+import { AbortError, CausalLMModel, getThreads, InvalidFileError, type ModelConfigInput, setThreads } from "../index";
+import {
+  openSafetensors,
+  packageRoot,
+  sgemmKernel,
+  writeFileAtomic,
+  writeJsonlAtomic,
+  writeSafetensors,
+} from "../advanced";
 import { loadPretrainConfig, mlpWidth, type PretrainConfig } from "./config";
-import { packageRoot } from "../native";
 import { prepareCorpus, type Corpus } from "./corpus";
 import { prepareData, runDir, sequenceWindows, streamWindows, WindowSampler, type EvalWindow, type TokenData } from "./data";
 import { exportModel, paramTensors, writeCard, type RunSummary } from "./export";
@@ -77,7 +80,7 @@ export function learningRate(step: number, progress: number, t: PretrainConfig["
 }
 
 /** Mean cross-entropy (nats per scored token) over windows, B at a time, and how many tokens it scored. */
-export async function evaluateWindows(model: GPT2Model, windows: EvalWindow[], B: number, T: number, signal?: AbortSignal): Promise<{ nats: number; tokens: number }> {
+export async function evaluateWindows(model: CausalLMModel, windows: EvalWindow[], B: number, T: number, signal?: AbortSignal): Promise<{ nats: number; tokens: number }> {
   const tokens = new Int32Array(B * T);
   const targets = new Int32Array(B * T);
   const mask = new Float32Array(B * T);
@@ -105,7 +108,7 @@ export async function evaluateWindows(model: GPT2Model, windows: EvalWindow[], B
 }
 
 /** Validation loss per source and the token-weighted mean over sources. */
-async function validate(model: GPT2Model, data: TokenData, cfg: PretrainConfig, maxTokens: number, signal?: AbortSignal) {
+async function validate(model: CausalLMModel, data: TokenData, cfg: PretrainConfig, maxTokens: number, signal?: AbortSignal) {
   const T = cfg.model.n_ctx;
   const perSource: Record<string, number> = {};
   let nats = 0;
@@ -120,7 +123,7 @@ async function validate(model: GPT2Model, data: TokenData, cfg: PretrainConfig, 
 }
 
 /** Bits per UTF-8 byte of the IMDB evaluation reviews, each scored from an EOT start. */
-export async function imdbBitsPerByte(model: GPT2Model, data: TokenData, B: number, T: number, signal?: AbortSignal) {
+export async function imdbBitsPerByte(model: CausalLMModel, data: TokenData, B: number, T: number, signal?: AbortSignal) {
   const windows = data.imdbEval.flatMap((r) => sequenceWindows([data.eotId, ...r.ids], T));
   const r = await evaluateWindows(model, windows, B, T, signal);
   const bytes = data.imdbEval.reduce((a, x) => a + Buffer.byteLength(x.text), 0);
@@ -135,7 +138,7 @@ function fingerprint(cfg: PretrainConfig, data: TokenData): string {
     .slice(0, 16);
 }
 
-function saveCheckpoint(dir: string, model: GPT2Model, state: LoopState, log: LogRecord[]): void {
+function saveCheckpoint(dir: string, model: CausalLMModel, state: LoopState, log: LogRecord[]): void {
   // The log first: a checkpoint never points past the log it belongs to.
   writeJsonlAtomic(path.join(dir, "training_log.jsonl"), log);
   const { m, v } = model.adamMoments();
@@ -143,7 +146,7 @@ function saveCheckpoint(dir: string, model: GPT2Model, state: LoopState, log: Lo
   writeSafetensors(path.join(dir, CHECKPOINT), paramTensors(model), { format: "pt", gradmm_pretrain_state: JSON.stringify(state) });
 }
 
-function loadCheckpoint(dir: string, model: GPT2Model): { state: LoopState; log: LogRecord[]; momentsRestored: boolean } {
+function loadCheckpoint(dir: string, model: CausalLMModel): { state: LoopState; log: LogRecord[]; momentsRestored: boolean } {
   const file = path.join(dir, CHECKPOINT);
   const reader = openSafetensors(file);
   let state: LoopState;
@@ -215,7 +218,7 @@ export async function pretrain(cfg: PretrainConfig, opts: PretrainOptions = {}):
   const stepsFromTokens = Math.max(1, Math.ceil(t.max_tokens / tokensPerStep));
   log(`corpus: ${data.train.length.toLocaleString()} training tokens, vocabulary ${data.tokenizer.vocabSize}; ${threads} thread(s), ${sgemmKernel()} kernels`);
 
-  const model = GPT2Model.create(modelConfigOf(cfg, data.tokenizer.vocabSize));
+  const model = CausalLMModel.create(modelConfigOf(cfg, data.tokenizer.vocabSize));
   try {
     model.initRandom(cfg.seed);
     const fp = fingerprint(cfg, data);

@@ -13,7 +13,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
 import { configSchema } from "../gradmm/config";
-import { findGGUF } from "../model";
+import { findGGUF } from "../model_config";
 import type { NativeBuildTargetArgs } from "../native";
 import { KNOWN_MODELS, sha256FileSync } from "../registry";
 import { strictObject } from "../strict";

@@ -17,7 +17,7 @@ import * as fs from "node:fs";
 import { UnrecoverableError, Worker, type Job, type JobJsonRaw } from "bullmq";
 import type IORedis from "ioredis";
 import { GradmmError } from "../errors";
-import { loadModel, type LoadedModel } from "../model";
+import { loadModel, type LoadedModel } from "../load_model";
 import { KNOWN_MODELS } from "../registry";
 import { memoryEstimate } from "../gradmm/synthesize";
 import { setThreads } from "../threads";

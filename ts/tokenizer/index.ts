@@ -33,6 +33,7 @@ import {
 
 export type { AddedToken } from "./addedTokens";
 
+/** Options of Tokenizer.encode. */
 export interface EncodeOptions {
   /** Add the post-processor's special tokens (e.g. BOS). Default true, as in `tokenizers`. */
   addSpecialTokens?: boolean;
@@ -40,6 +41,7 @@ export interface EncodeOptions {
   encodeSpecialTokens?: boolean;
 }
 
+/** Options of Tokenizer.decode. */
 export interface DecodeOptions {
   /** Leave out special tokens (added tokens marked `special`). Default false. */
   skipSpecialTokens?: boolean;
@@ -53,6 +55,10 @@ function isObj(v: unknown): v is Json {
 
 const ALPHA = /^[A-Za-z]+$/;
 
+/**
+ * A Hugging Face tokenizer.json (BPE, WordPiece, Unigram; byte-level or SentencePiece-style) or a GGUF file's
+ * tokenizer, encoding and decoding as the `tokenizers` library does. `Tokenizer.fromFile(path)` loads one.
+ */
 export class Tokenizer {
   /** Where the configuration came from (a path or a name given to `fromJSON`). */
   readonly source: string;
