@@ -9,6 +9,8 @@ import { resolveModelPath } from "./registry";
 import { Tokenizer } from "./tokenizer";
 import { tokenizerFromGGUF } from "./tokenizer/gguf";
 
+export { type LoadModelOptions } from "./model";
+
 /** What loadModel() returns; dispose() releases the native model. */
 export interface LoadedModel {
   model: CausalLMModel;
@@ -27,7 +29,6 @@ export interface LoadedModel {
  * InvalidFileError, ModelNotCachedError, UnknownModelError; `options.precision` (float32, bf16, auto: see
  * CausalLMModel.setPrecision) bf16 where it cannot run: PrecisionError, before anything is read.
  */
-export { type LoadModelOptions } from "./model";
 export function loadModel(source: string, options: LoadModelOptions = {}): LoadedModel {
   const precision = resolvePrecision(options.precision, "precision"); // before any reading: a PrecisionError first
   const dir = resolveModelPath(source);
