@@ -7,6 +7,7 @@ import { Command } from "commander";
 import { benchAdmm } from "./admm";
 import { benchEngine, formatEngineTable } from "./engine";
 import { benchLoad, formatLoadTable } from "./load";
+import { benchPrecision, formatPrecisionTable } from "./precision";
 import { benchSpeed, checkAgreement, formatAgreement, formatSpeedTable, modelFromSource } from "./speed";
 
 const program = new Command("bench").description("gradmm benchmarks (ours vs PyTorch, side by side in one run)");
@@ -53,6 +54,18 @@ program
 function paperBatchSeconds(r: { init_candidate_s: number; inner_step_s: number; projection_s: number }): number {
   return 500 * r.init_candidate_s + 30 * (50 * r.inner_step_s + r.projection_s) + r.projection_s;
 }
+
+program
+  .command("precision")
+  .description("precision bf16 vs float32 on one model: matching loss, x-gradient cosine, same-token projections, x-update step and projection times")
+  .option("--model <name|file|dir>", "model folder, GGUF file or known model name (default: models/default)")
+  .option("--json", "print one JSON object")
+  .option("--quick", "fewer examples, positions and repetitions")
+  .option("--threads <n>", "threads (default: all cores)", (v) => Number.parseInt(v, 10))
+  .action(async (o: { model?: string; json?: boolean; quick?: boolean; threads?: number }) => {
+    const r = await benchPrecision({ model: o.model, quick: o.quick, threads: o.threads });
+    process.stdout.write(o.json ? JSON.stringify(r) + "\n" : formatPrecisionTable(r) + "\n");
+  });
 
 program
   .command("speed")

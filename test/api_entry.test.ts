@@ -14,15 +14,15 @@ const root = path.join(__dirname, "..");
 const INDEX_VALUES = [
   "AbortError", "CausalLMModel", "ConfigError", "DisposedError", "EngineArgumentError", "GradmmError",
   "InvalidCheckpointError", "InvalidDataError", "InvalidFileError", "KNOWN_MODELS", "KVCache", "ModelFetchError",
-  "ModelNotCachedError", "NoBinaryFoundError", "OutputError", "OutputExistsError", "ResourceLimitError", "Tokenizer",
-  "UnknownModelError", "UnsupportedModelError", "backendInfo", "fetchModel", "getThreads", "listCachedModels",
+  "ModelNotCachedError", "NoBinaryFoundError", "OutputError", "OutputExistsError", "PrecisionError", "ResourceLimitError", "Tokenizer",
+  "UnknownModelError", "UnsupportedModelError", "backendInfo", "bf16Support", "fetchModel", "getThreads", "listCachedModels",
   "loadConfigFile", "loadModel", "parseConfig", "readModelConfig", "setThreads", "synthesize", "validateRun",
 ];
 const INDEX_TYPES = [
-  "AdamWOptions", "BackendInfo", "BackwardOptions", "CachedModel", "CallOptions", "ConfigIssue", "DecodeOptions",
+  "AdamWOptions", "BackendInfo", "BackwardOptions", "Bf16Support", "CachedModel", "CallOptions", "ConfigIssue", "DecodeOptions",
   "EncodeOptions", "FetchOptions", "FetchProgress", "ForwardOptions", "GPT2Config", "KnownModel", "LlamaConfig",
-  "LoadedModel", "ModelConfig", "ModelConfigInput", "ModelInput", "PhiConfig", "SynthConfig", "SynthOptions",
-  "SynthProgress", "SynthResult",
+  "LoadModelOptions", "LoadedModel", "ModelConfig", "ModelConfigInput", "ModelInput", "PhiConfig", "Precision",
+  "PrecisionOption", "SynthConfig", "SynthOptions", "SynthProgress", "SynthResult",
 ];
 const ADVANCED_VALUES = [
   "EXIT_CODES", "GPT2Model", "QueueError", "alphabeticTokenMask", "analyticGaussianSigma", "applyOverrides",

@@ -55,6 +55,35 @@ describe("native Llama checks (binding/tests/llama_tests.cpp)", () => {
     expect(Number(summary![2])).toBe(0);
     for (const op of ["rmsnorm", "rope", "swiglu", "gqa_attention", "linear"]) expect(out).toMatch(new RegExp(`^PASS ${op}_backward .*\\(fd`, "m"));
     expect(out).toMatch(/^PASS llama KV cache/m);
+    expect(out).toMatch(/^PASS llama bf16 d_embeds vs f32 \(tied\)/m);
+    expect(run.status).toBe(0);
+  });
+});
+
+// The bf16 GEMM (binding/tests/gemm_bf16_tests.cpp): rounding, the portable kernel against the documented arithmetic,
+// the AVX512_BF16 kernel bit for bit against it where the CPU has it.
+describe("native bf16 GEMM checks (binding/tests/gemm_bf16_tests.cpp)", () => {
+  it("the bf16 kernels pass their reference checks", () => {
+    const run = spawnSync(path.join(__dirname, "..", "build", "gemm_bf16_tests"), { encoding: "utf8", timeout: 120_000 });
+    const out = run.stdout ?? "";
+    expect(out.split("\n").filter((l) => l.startsWith("FAIL")), out).toEqual([]);
+    expect(out).toMatch(/^PASS f32_to_bf16 round to nearest even/m);
+    expect(out).toMatch(/^PASS gemm_bf16 scalar = reference bits 37x300x513 At Bt \+=/m);
+    if (/^avx512bf16 kernel: yes/m.test(out)) expect(out).toMatch(/^PASS gemm_bf16 avx512bf16 = scalar bits 37x300x513 At Bt \+=/m);
+    if (/^amx-bf16 kernel: yes/m.test(out)) expect(out).toMatch(/^PASS gemm_bf16 amx-bf16 ~ reference and double 37x300x513 At Bt \+=/m);
+    expect(/^(\d+) passed, 0 failed$/m.test(out), out).toBe(true);
+    expect(run.status).toBe(0);
+  });
+});
+
+const emulatedBf16 = path.join(__dirname, "..", "build", "gemm_bf16_tests_emulated");
+describe.skipIf(!fs.existsSync(emulatedBf16))("bf16 GEMM checks with the AVX512_BF16 kernel emulated (SIMDe)", () => {
+  it("passes every check with the emulated kernel", () => {
+    const run = spawnSync(emulatedBf16, { encoding: "utf8", timeout: 300_000 });
+    const out = run.stdout ?? "";
+    expect(out).toMatch(/^avx512bf16 kernel: emulated/m);
+    expect(out.split("\n").filter((l) => l.startsWith("FAIL")), out).toEqual([]);
+    expect(/^(\d+) passed, 0 failed$/m.test(out), out).toBe(true);
     expect(run.status).toBe(0);
   });
 });

@@ -15,7 +15,7 @@ import { applyOverrides, loadConfigFile } from "./gradmm/config";
 import { initPaths, proposeConfig, starterConfigYaml } from "./gradmm/init";
 import { synthesize, validateRun, type SynthProgress } from "./gradmm/synthesize";
 import { registerQueueCommands } from "./queue/cli";
-import { getThreads, sgemmKernel } from "./threads";
+import { bf16Support, getThreads, sgemmKernel } from "./threads";
 import { native } from "./native";
 import { KNOWN_MODELS, knownModel, listCachedModels, modelCacheDir } from "./registry";
 import { fetchModel, type FetchProgress } from "./fetch_model";
@@ -42,6 +42,11 @@ Exit codes: ${EXIT_CODES.ok} success, ${EXIT_CODES.usage} usage error, ${EXIT_CO
   .configureOutput({ writeErr: (str) => process.stderr.write(str) });
 
 /** A non-negative integer option value, else a usage error (exit 2). */
+function precisionOption(v: string): string {
+  if (!["float32", "bf16", "auto"].includes(v)) throw new InvalidArgumentError("--precision expects float32, bf16 or auto.");
+  return v;
+}
+
 function intOption(name: string) {
   return (v: string): number => {
     if (!/^\d+$/.test(v.trim())) throw new InvalidArgumentError(`${name} expects a whole number (0 = all cores).`);
@@ -59,6 +64,7 @@ program
   .option("-o, --output <dir>", "output folder (overrides the config's output; relative to the current folder)")
   .option("--threads <n>", "CPU threads (overrides the config's threads; 0 = all cores)", intOption("--threads"))
   .option("--model <name|path>", "the model (overrides the config's model): a known name (gradmm models), a GGUF file or a Hugging Face folder")
+  .option("--precision <p>", "the model's big products (overrides the config's precision): float32 (exact), bf16 (needs AVX512_BF16), auto", precisionOption)
   .option("--resume", "continue the run in the output folder")
   .option("--overwrite", "replace a previous run in the output folder")
   .option("--json", "print one JSON summary on stdout")
@@ -68,9 +74,9 @@ program
   .option("--queue <url>", "run the batches on `gradmm worker`s through Redis: redis://[:password@]host:port[/db], rediss:// for TLS (README: \"Many machines\")")
   .option("--queue-name <name>", "the BullMQ queue the workers take from", "gradmm")
   .addHelpText("after", "\nExamples:\n  gradmm synth examples/quick.yaml -o /tmp/quick --threads 2\n  gradmm synth examples/imdb.yaml --model smollm2-135m-instruct --json\n  gradmm synth run.yaml --resume          # after Ctrl-C")
-  .action(async (file: string, o: { output?: string; threads?: number; model?: string; resume?: boolean; overwrite?: boolean; json?: boolean; progress: boolean; report: boolean; dryRun?: boolean; queue?: string; queueName: string }) => {
+  .action(async (file: string, o: { output?: string; threads?: number; model?: string; precision?: string; resume?: boolean; overwrite?: boolean; json?: boolean; progress: boolean; report: boolean; dryRun?: boolean; queue?: string; queueName: string }) => {
     if (o.resume && o.overwrite) throw new CommanderError(EXIT_CODES.usage, "gradmm.usage", "error: --resume and --overwrite cannot be used together");
-    const config = applyOverrides(loadConfigFile(file), { output: o.output, threads: o.threads, model: o.model });
+    const config = applyOverrides(loadConfigFile(file), { output: o.output, threads: o.threads, model: o.model, precision: o.precision });
     if (o.dryRun) {
       const v = await validateRun(config, { resume: o.resume, overwrite: o.overwrite, onProgress: (p) => "message" in p && process.stderr.write(p.message + "\n") });
       if (o.json) process.stdout.write(JSON.stringify({ valid: true, warnings: v.warnings }) + "\n");
@@ -156,6 +162,7 @@ program
   .description("print the engine's backend, threads and build facts (paste it into bug reports)")
   .action(() => {
     const b = native().backendInfo();
+    const bf = bf16Support();
     const gpu = b.devices[0];
     const info = {
       backend: b.chosen,
@@ -167,6 +174,9 @@ program
       gpu_count: b.devices.length,
       build: { cuda: b.build.cuda, cublas: b.build.cublas, cuda_archs: b.build.archs || null, cuda_runtime: b.build.cudaRuntime },
       sgemm_kernel: sgemmKernel(),
+      // precision bf16 (config `precision`, --precision): whether it runs here, on which kernel, else what is missing
+      bf16: { available: bf.available, kernel: bf.kernel, ...(bf.missing ? { missing: bf.missing } : {}), cpu_avx512bf16: b.bf16?.cpuAvx512bf16 ?? false },
+      precision_auto: bf.available ? "bf16" : "float32",
       threads: getThreads(),
       cpu: os.cpus()[0]?.model,
       cores: os.cpus().length,

@@ -82,6 +82,21 @@ export class ResourceLimitError extends GradmmError {
 }
 
 /**
+ * A model precision this machine cannot run: `precision: bf16` where the CPU lacks AVX512_BF16 (or the backend has no
+ * bf16 products). `field` names the setting (`precision` in a config, `--precision`, the `precision` option);
+ * `missing` says what the machine lacks.
+ */
+export class PrecisionError extends GradmmError {
+  readonly field: string;
+  readonly missing: string;
+  constructor(field: string, missing: string) {
+    super("PRECISION_UNSUPPORTED", `${field}: bf16 was requested, but ${missing}; use float32, or auto (bf16 only where the CPU has AVX512_BF16)`);
+    this.field = field;
+    this.missing = missing;
+  }
+}
+
+/**
  * The native engine refused its arguments (a token id out of the vocabulary, a sequence longer than the model's
  * context, …); the message gives the numbers. After validation this means a bug, so the CLI exits with 70.
  */

@@ -31,13 +31,13 @@ export {
   type ModelConfig,
   type ModelConfigInput,
 } from "./model_config";
-export { loadModel, type LoadedModel } from "./load_model";
+export { loadModel, type LoadedModel, type LoadModelOptions } from "./load_model";
 export { Tokenizer, type EncodeOptions, type DecodeOptions } from "./tokenizer";
 export { listCachedModels, KNOWN_MODELS, type KnownModel, type CachedModel } from "./registry";
 export { fetchModel, type FetchOptions, type FetchProgress } from "./fetch_model";
 
 // ---- the machine ----
-export { setThreads, getThreads, backendInfo, type BackendInfo } from "./threads";
+export { setThreads, getThreads, backendInfo, type BackendInfo, bf16Support, type Bf16Support, type Precision, type PrecisionOption } from "./threads";
 
 // ---- errors: every one a GradmmError with a stable `code` ----
 export {
@@ -56,6 +56,7 @@ export {
   UnknownModelError,
   ModelNotCachedError,
   ModelFetchError,
+  PrecisionError,
   type ConfigIssue,
 } from "./errors";
 export { OutputExistsError } from "./gradmm/output";

@@ -2,11 +2,14 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { readGGUF } from "./gguf";
-import { CausalLMModel } from "./model";
+import { CausalLMModel, withPrecision, type LoadModelOptions } from "./model";
+import { resolvePrecision } from "./threads";
 import { findGGUF, type ModelConfig } from "./model_config";
 import { resolveModelPath } from "./registry";
 import { Tokenizer } from "./tokenizer";
 import { tokenizerFromGGUF } from "./tokenizer/gguf";
+
+export { type LoadModelOptions } from "./model";
 
 /** What loadModel() returns; dispose() releases the native model. */
 export interface LoadedModel {
@@ -23,21 +26,23 @@ export interface LoadedModel {
  * Loads a model with its tokenizer: a Hugging Face folder (config.json, model.safetensors or a sharded index, and
  * tokenizer.json if present), a GGUF file or a folder holding one (the tokenizer comes from its metadata), or a
  * known model name whose file is in the cache (`gradmm fetch-model NAME`). Typed errors: UnsupportedModelError,
- * InvalidFileError, ModelNotCachedError, UnknownModelError.
+ * InvalidFileError, ModelNotCachedError, UnknownModelError; `options.precision` (float32, bf16, auto: see
+ * CausalLMModel.setPrecision) bf16 where it cannot run: PrecisionError, before anything is read.
  */
-export function loadModel(source: string): LoadedModel {
+export function loadModel(source: string, options: LoadModelOptions = {}): LoadedModel {
+  const precision = resolvePrecision(options.precision, "precision"); // before any reading: a PrecisionError first
   const dir = resolveModelPath(source);
   const gguf = findGGUF(dir);
   if (gguf) {
     const g = readGGUF(gguf);
     const tokenizer = tokenizerFromGGUF(g.metadata, gguf);
-    const model = CausalLMModel.loadGGUF(g);
+    const model = withPrecision(CausalLMModel.loadGGUF(g), precision);
     const dispose = (): void => model.dispose();
     return { model, tokenizer, config: model.config, dispose, [Symbol.dispose]: dispose };
   }
   const tokFile = path.join(dir, "tokenizer.json");
   const tokenizer = fs.existsSync(tokFile) ? Tokenizer.fromFile(tokFile) : null;
-  const model = CausalLMModel.load(dir);
+  const model = CausalLMModel.load(dir, { precision });
   const dispose = (): void => model.dispose();
   return { model, tokenizer, config: model.config, dispose, [Symbol.dispose]: dispose };
 }

@@ -13,6 +13,7 @@ import { readGGUF, type GGUFFile } from "./gguf";
 import { ggufModelConfig, loadGGUFWeights } from "./gguf_model";
 import { findGGUF, readModelConfig, type ModelConfig, type ModelConfigInput } from "./model_config";
 import { resolveModelPath } from "./registry";
+import { resolvePrecision, type Precision, type PrecisionOption } from "./threads";
 
 /** Options every heavy model call takes. */
 export interface CallOptions {
@@ -123,14 +124,16 @@ export class CausalLMModel {
    * Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K or Q6_K dequantized to float32 while they stream in. A known model
    * name (`gradmm models`; e.g. "smollm2-135m-instruct") loads the cached file, verified by its sha256.
    */
-  static load(source: string): CausalLMModel {
+  static load(source: string, options: LoadModelOptions = {}): CausalLMModel {
+    const precision = resolvePrecision(options.precision, "precision"); // before any reading: a PrecisionError first
     const dir = resolveModelPath(source);
     const gguf = findGGUF(dir);
-    if (gguf) return CausalLMModel.loadGGUF(readGGUF(gguf));
+    if (gguf) return withPrecision(CausalLMModel.loadGGUF(readGGUF(gguf)), precision);
     const config = readModelConfig(dir);
     const model = CausalLMModel.create(config);
     try {
       model.loadWeights(dir);
+      if (precision !== "float32") model.setPrecision(precision);
     } catch (e) {
       model.dispose();
       throw e;
@@ -208,6 +211,29 @@ export class CausalLMModel {
 
   get numParams(): number {
     return this.#params.length;
+  }
+
+  /**
+   * Sets the arithmetic of the big products (attention and MLP projections, the lm_head / tied embedding, and their
+   * input-gradient products): "float32" (the default: exact, every result as before), "bf16" (the weight matrices
+   * read from a bf16 copy, 2 bytes per parameter beside the float32 master, activations rounded to bf16, f32
+   * accumulation, on the AVX512_BF16 kernel), or "auto" (bf16 where the CPU has AVX512_BF16, else float32). bf16
+   * where it cannot run throws a PrecisionError naming `field`. Returns the precision now in use.
+   */
+  setPrecision(precision: PrecisionOption, field = "precision"): Precision {
+    const p = resolvePrecision(precision, field);
+    this.handle.setPrecision(p);
+    return p;
+  }
+
+  /** The precision in use ("float32" unless setPrecision chose bf16). */
+  get precision(): Precision {
+    return this.handle.precision().precision;
+  }
+
+  /** The precision, the bf16 kernel (null in float32) and the bytes of the bf16 copy of the weights (0 until first used). */
+  precisionInfo(): { precision: Precision; kernel: string | null; bf16Bytes: number } {
+    return this.handle.precision();
   }
 
   /** Names and shapes of the parameters, as in Hugging Face checkpoints (GPT-2 Conv1D weights [in, out], nn.Linear [out, in]). */
@@ -402,3 +428,20 @@ async function engineCall<T>(call: () => Promise<T>): Promise<T> {
 export const GPT2Model = CausalLMModel;
 /** @deprecated Use `CausalLMModel`. */
 export type GPT2Model = CausalLMModel;
+
+/** Options of loadModel() and CausalLMModel.load(). */
+export interface LoadModelOptions {
+  /** float32 (default), bf16 (throws a PrecisionError where the CPU lacks AVX512_BF16) or auto; see setPrecision. */
+  precision?: PrecisionOption;
+}
+
+/** @internal The model with the precision set (disposed if that throws). */
+export function withPrecision(model: CausalLMModel, precision: Precision): CausalLMModel {
+  try {
+    if (precision !== "float32") model.setPrecision(precision);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return model;
+}

@@ -249,6 +249,10 @@ export interface NativeGPT2Model {
   paramsChanged(): void;
   /** Copies to the host whatever a device copy has newer (parameters after device training steps, gradients, moments). */
   syncHost(): void;
+  /** The big products in f32 or on a bf16 copy of the weight matrices (binding/engine/model.h Precision). */
+  setPrecision(precision: "float32" | "bf16"): void;
+  /** The precision, the bf16 kernel's name (null in float32) and the bf16 copy's bytes (0 until first used). */
+  precision(): { precision: "float32" | "bf16"; kernel: string | null; bf16Bytes: number };
 }
 
 /** The native model handle is the same for every architecture (binding/engine/model.h). */
@@ -267,6 +271,12 @@ export interface NativeBackendInfo {
   /** How the chosen backend runs the large matrix products (the CPU's SGEMM kernel, cuBLAS, ...). */
   products: string;
   build: { cuda: boolean; cublas: boolean; archs: string; cudaRuntime: string | null };
+  /**
+   * bf16 products (a model's precision "bf16"): `available` on this backend at all, `native` on bf16 hardware
+   * (AVX512_BF16), `cpuAvx512bf16` what CPUID says, `kernel` the bf16 kernel ("avx512bf16" or the portable
+   * "bf16-scalar"; null without bf16 products).
+   */
+  bf16: { available: boolean; native: boolean; cpuAvx512bf16: boolean; kernel: string | null };
 }
 
 export interface NativeModule {
@@ -282,6 +292,8 @@ export interface NativeModule {
   getThreads(): number;
   sgemmKernel(): string;
   forceSgemmKernel(name: "auto" | "scalar" | "avx2" | "avx512"): boolean;
+  /** The bf16 kernel for every later bf16 product (benchmarks, tests); false where this CPU or build lacks it. */
+  forceBf16Kernel(name: "auto" | "scalar" | "avx512bf16" | "amx-bf16"): boolean;
   /** Backend choice: GRADMM_BACKEND=cpu|cuda forces one; a fallback to the CPU prints one stderr line, once. */
   backendInfo(): NativeBackendInfo;
   /** GGUF block data (ggml type id) to float32, bit-identical to gguf.quants.dequantize; throws RangeError on bad sizes. */

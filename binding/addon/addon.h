@@ -33,6 +33,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value AdamMoments(const Napi::CallbackInfo& info);
   Napi::Value ZeroGrads(const Napi::CallbackInfo& info);
   Napi::Value ParamsChanged(const Napi::CallbackInfo& info);
+  Napi::Value SetPrecision(const Napi::CallbackInfo& info);
+  Napi::Value Precision(const Napi::CallbackInfo& info);
   Napi::Value Forward(const Napi::CallbackInfo& info);
   Napi::Value Backward(const Napi::CallbackInfo& info);
   Napi::Value Logits(const Napi::CallbackInfo& info);

@@ -98,7 +98,8 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
        InstanceMethod("adamwStep", &ModelWrap::AdamwStep), InstanceMethod("decode", &ModelWrap::Decode),
        InstanceMethod("release", &ModelWrap::Release), InstanceMethod("buildTarget", &ModelWrap::BuildTarget),
        InstanceMethod("matchLoss", &ModelWrap::MatchLoss), InstanceMethod("project", &ModelWrap::Project),
-       InstanceMethod("paramsChanged", &ModelWrap::ParamsChanged), InstanceMethod("syncHost", &ModelWrap::SyncHost)});
+       InstanceMethod("paramsChanged", &ModelWrap::ParamsChanged), InstanceMethod("syncHost", &ModelWrap::SyncHost),
+       InstanceMethod("setPrecision", &ModelWrap::SetPrecision), InstanceMethod("precision", &ModelWrap::Precision)});
   g_ctor = new Napi::FunctionReference(Napi::Persistent(f));
   return f;
 }
@@ -196,6 +197,40 @@ Napi::Value ModelWrap::ParamsChanged(const Napi::CallbackInfo& info) {
   std::lock_guard<std::mutex> lk(s->mutex);
   s->params_changed();
   return info.Env().Undefined();
+}
+
+// setPrecision("float32" | "bf16"): the big products in f32, or on a bf16 copy of the weight matrices (model.h
+// Precision). bf16 runs on the AVX512_BF16 kernel where the CPU has it, else on the portable bf16 kernel (exact but
+// slow: the library refuses bf16 there, ts/model.ts); throws on a backend without bf16 products (CUDA).
+Napi::Value ModelWrap::SetPrecision(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = engine(env);
+  if (!info[0].IsString()) throw Napi::TypeError::New(env, "setPrecision: expected \"float32\" or \"bf16\"");
+  const std::string p = info[0].As<Napi::String>().Utf8Value();
+  if (p != "float32" && p != "bf16")
+    throw Napi::TypeError::New(env, "setPrecision: expected \"float32\" or \"bf16\", got \"" + p + "\"");
+  std::lock_guard<std::mutex> lk(s->mutex);
+  try {
+    s->exec().set_precision(p == "bf16" ? CausalExec::Precision::BF16 : CausalExec::Precision::Float32);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  return env.Undefined();
+}
+// precision() -> {precision: "float32" | "bf16", kernel: the bf16 kernel's name or null, bf16Bytes: the bf16 copy's
+// size (0 until first used)}
+Napi::Value ModelWrap::Precision(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = engine(env);
+  std::lock_guard<std::mutex> lk(s->mutex);
+  const CausalExec& x = s->exec();
+  const bool bf = x.precision() == CausalExec::Precision::BF16;
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("precision", bf ? "bf16" : "float32");
+  if (bf && s->backend()->bf16_products) o.Set("kernel", s->backend()->bf16_products());
+  else o.Set("kernel", env.Null());
+  o.Set("bf16Bytes", (double)x.bf16_copy_bytes());
+  return o;
 }
 
 // forward({tokens | embeds, B, T, targets?, lossMask?, allLogits?, keepActivations?}, cancelToken?) -> Promise<loss>

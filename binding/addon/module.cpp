@@ -3,6 +3,7 @@
 
 #include "addon.h"
 #include "gemm.h"
+#include "gemm_bf16.h"
 #include "gguf_quants.h"
 #include "threadpool.h"
 
@@ -37,6 +38,11 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), get_num_threads()); }
+// forceBf16Kernel("amx-bf16" | "avx512bf16" | "scalar" | "auto") -> false where unsupported (benchmarks, tests)
+Napi::Value ForceBf16Kernel(const Napi::CallbackInfo& info) {
+  if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), "forceBf16Kernel: expected a kernel name");
+  return Napi::Boolean::New(info.Env(), gemm_bf16_force_kernel(info[0].As<Napi::String>().Utf8Value().c_str()));
+}
 Napi::Value KernelName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), sgemm_kernel_name()); }
 Napi::Value ForceKernel(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), sgemm_force_kernel(info[0].As<Napi::String>().Utf8Value().c_str()));
@@ -92,6 +98,15 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   o.Set("reason", c.reason);
   if (!c.note.empty()) o.Set("note", c.note);
   o.Set("products", c.backend->products());
+  // bf16 products (a model's precision "bf16"): whether this backend has them, on bf16 hardware (AVX512_BF16), and
+  // the kernel
+  Napi::Object bf = Napi::Object::New(env);
+  bf.Set("available", c.backend->gemm_bf16_packed != nullptr);
+  bf.Set("native", c.backend->bf16_native ? c.backend->bf16_native() : false);
+  bf.Set("cpuAvx512bf16", cpu_has_avx512bf16());
+  if (c.backend->bf16_products) bf.Set("kernel", c.backend->bf16_products());
+  else bf.Set("kernel", env.Null());
+  o.Set("bf16", bf);
   Napi::Object b = Napi::Object::New(env);
   b.Set("cuda", c.compiled);
   b.Set("cublas", c.cublas);
@@ -116,6 +131,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sgemmKernel", Napi::Function::New(env, KernelName));
   exports.Set("forceSgemmKernel", Napi::Function::New(env, ForceKernel));
   exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
+  exports.Set("forceBf16Kernel", Napi::Function::New(env, ForceBf16Kernel));
   exports.Set("dequantize", Napi::Function::New(env, Dequantize));
   return exports;
 }

@@ -137,6 +137,20 @@ struct Backend {
   void (*gqa_attention_decode_forward)(float* out, float* kcache, float* vcache, const float* pk, const float* pv,
                                        const float* qkv, int R, int Tn, int NH, int NKV, int hd, int P, int len,
                                        int cap);
+
+  // ---- bf16 weights (a model's precision "bf16": model.h); nullptr where the backend has none (CUDA) ----
+  // A weight matrix op(W) [K,N] packed once in bf16 for gemm_bf16_packed (gemm_bf16.h): its size in uint32, and
+  // the packing (dst: backend memory of that size; W f32, stored N×K when transW)
+  size_t (*bf16_packed_size)(int K, int N);
+  void (*bf16_pack)(bool transW, const float* W, int ldw, int K, int N, uint32_t* dst);
+  // C[M,N] (+)= op(A)·op(W) with op(W) packed: f32 accumulation, A rounded to bf16
+  void (*gemm_bf16_packed)(bool transA, int M, int N, int K, const float* A, int lda, const uint32_t* Wp, float* C,
+                           int ldc, bool accumulate);
+  // out[r·ldo + o] += bias[o] for r < N, o < OC (the bias half of linear_forward / matmul_forward)
+  void (*add_bias_rows)(float* out, int ldo, const float* bias, int N, int OC);
+  // whether gemm_bf16 runs on bf16 hardware here (the CPU: AVX512_BF16) rather than the portable reference
+  bool (*bf16_native)();
+  const char* (*bf16_products)();  // the bf16 kernel's name
 };
 
 const Backend* cpu_backend();

@@ -7,6 +7,7 @@
 
 #include "backend.h"
 #include "gemm.h"
+#include "gemm_bf16.h"
 #include "llama_ops.h"
 #include "method_ops.h"
 #include "ops.h"
@@ -54,6 +55,21 @@ void x_adam(float* X, float* m, float* v, const float* dX, const float* z, const
             float bc2_sqrt) {
   x_adam_step(X, m, v, dX, z, lam, g, B, row_n, free_n, rho, max_norm, beta1, beta2, eps, step_size, bc2_sqrt);
 }
+
+void gemm_bf16_packed_f(bool ta, int M, int N, int K, const float* A, int lda, const uint32_t* Wp, float* C, int ldc,
+                        bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  gemm_bf16_packed(ta, M, N, K, A, lda, Wp, C, ldc, accumulate);
+}
+// the loop of linear_forward / matmul_forward's bias (same bits)
+void add_bias_rows(float* out, int ldo, const float* bias, int N, int OC) {
+  parallel_for(N, [&](long r0, long r1) {
+    for (long r = r0; r < r1; ++r)
+      for (int o = 0; o < OC; ++o) out[r * ldo + o] += bias[o];
+  });
+}
+bool bf16_native() { return cpu_has_avx512bf16(); }
+const char* bf16_products() { return gemm_bf16_kernel_name(); }
 
 Backend make_table(const char* name, bool host_memory) {
   Backend b{};
@@ -109,6 +125,12 @@ Backend make_table(const char* name, bool host_memory) {
   b.gqa_attention_forward = gqa_attention_forward<float>;
   b.gqa_attention_backward = gqa_attention_bwd;
   b.gqa_attention_decode_forward = gqa_attention_decode_forward;
+  b.bf16_packed_size = gemm_bf16_packed_size;
+  b.bf16_pack = gemm_bf16_pack;
+  b.gemm_bf16_packed = gemm_bf16_packed_f;
+  b.add_bias_rows = add_bias_rows;
+  b.bf16_native = bf16_native;
+  b.bf16_products = bf16_products;
   return b;
 }
 

@@ -86,6 +86,7 @@ void ModelEngine::host_adam(float** m, float** v) {
 
 void ModelEngine::params_changed() {
   ++params_version_;
+  exec_->params_written();  // a bf16 copy of the parameters is remade before its next use
   backend_params_newer_ = false;
   if (mirror_) {
     if (!host_grads_.empty() && grads_newer_ == Newer::Same) grads_newer_ = Newer::Host;

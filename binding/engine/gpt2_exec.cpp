@@ -71,15 +71,15 @@ void GPT2Exec::trunk_forward(const Forward& f) {
     float* res3 = res3_.data() + oC;
     be.layernorm_forward(ln1, ln1_mean_.data() + s * BT, ln1_rstd_.data() + s * BT, residual, w.ln1w + l * C,
                          w.ln1b + l * C, (int)BT, C, cfg_.layer_norm_eps);
-    be.matmul_forward(qkv, ln1, w.qkvw + (long)l * 3 * C * C, w.qkvb + l * 3 * C, (int)BT, C, 3 * C);
+    matmul_fwd(qkv, ln1, w.qkvw + (long)l * 3 * C * C, w.qkvb + l * 3 * C, (int)BT, C, 3 * C);
     be.gqa_attention_forward(atty, att, qkv, B, T, NH, NH, C / NH);
-    be.matmul_forward(attproj, atty, w.attprojw + (long)l * C * C, w.attprojb + l * C, (int)BT, C, C);
+    matmul_fwd(attproj, atty, w.attprojw + (long)l * C * C, w.attprojb + l * C, (int)BT, C, C);
     be.residual_forward(res2, residual, attproj, BT * C);
     be.layernorm_forward(ln2, ln2_mean_.data() + s * BT, ln2_rstd_.data() + s * BT, res2, w.ln2w + l * C,
                          w.ln2b + l * C, (int)BT, C, cfg_.layer_norm_eps);
-    be.matmul_forward(fch, ln2, w.fcw + (long)l * 4 * C * C, w.fcb + l * 4 * C, (int)BT, C, 4 * C);
+    matmul_fwd(fch, ln2, w.fcw + (long)l * 4 * C * C, w.fcb + l * 4 * C, (int)BT, C, 4 * C);
     be.gelu_forward(fch_gelu, fch, BT * 4 * C);
-    be.matmul_forward(fcproj, fch_gelu, w.fcprojw + (long)l * 4 * C * C, w.fcprojb + l * C, (int)BT, 4 * C, C);
+    matmul_fwd(fcproj, fch_gelu, w.fcprojw + (long)l * 4 * C * C, w.fcprojb + l * C, (int)BT, 4 * C, C);
     be.residual_forward(res3, res2, fcproj, BT * C);
     residual = res3;
   }
@@ -115,24 +115,24 @@ void GPT2Exec::trunk_backward(const Backward& a, float* d_h, float* gblock) {
     const float* residual = l == 0 ? encoded_.data() : res3_.data() + (l - 1) * BT * C;
     // residual3 = residual2 + fcproj(gelu(fc(ln2(residual2))))
     d_fch_gelu_.zero();
-    be.matmul_backward(d_fch_gelu_.data(), opt(g.fcprojw, (long)l * 4 * C * C), opt(g.fcprojb, l * C), d_res_.data(),
+    matmul_bwd(d_fch_gelu_.data(), opt(g.fcprojw, (long)l * 4 * C * C), opt(g.fcprojb, l * C), d_res_.data(),
                        fch_gelu_.data() + 4 * oC, w.fcprojw + (long)l * 4 * C * C, (int)BT, 4 * C, C);
     d_fch_.zero();
     be.gelu_backward(d_fch_.data(), fch_.data() + 4 * oC, d_fch_gelu_.data(), BT * 4 * C);
     d_tmp_.zero();
-    be.matmul_backward(d_tmp_.data(), opt(g.fcw, (long)l * 4 * C * C), opt(g.fcb, l * 4 * C), d_fch_.data(),
+    matmul_bwd(d_tmp_.data(), opt(g.fcw, (long)l * 4 * C * C), opt(g.fcb, l * 4 * C), d_fch_.data(),
                        ln2_.data() + oC, w.fcw + (long)l * 4 * C * C, (int)BT, C, 4 * C);
     be.layernorm_backward(d_res_.data(), opt(g.ln2w, l * C), opt(g.ln2b, l * C), d_tmp_.data(), res2_.data() + oC,
                           w.ln2w + l * C, ln2_mean_.data() + l * BT, ln2_rstd_.data() + l * BT, (int)BT, C);
     // residual2 = residual + attproj(attention(qkv(ln1(residual))))
     d_atty_.zero();
-    be.matmul_backward(d_atty_.data(), opt(g.attprojw, (long)l * C * C), opt(g.attprojb, l * C), d_res_.data(),
+    matmul_bwd(d_atty_.data(), opt(g.attprojw, (long)l * C * C), opt(g.attprojb, l * C), d_res_.data(),
                        atty_.data() + oC, w.attprojw + (long)l * C * C, (int)BT, C, C);
     d_qkv_.zero();
     be.gqa_attention_backward(d_qkv_.data(), d_att_scratch_.data(), d_atty_.data(), qkv_.data() + 3 * oC,
                               att_.data() + (long)l * B * NH * T * T, B, T, NH, NH, C / NH);
     d_tmp_.zero();
-    be.matmul_backward(d_tmp_.data(), opt(g.qkvw, (long)l * 3 * C * C), opt(g.qkvb, l * 3 * C), d_qkv_.data(),
+    matmul_bwd(d_tmp_.data(), opt(g.qkvw, (long)l * 3 * C * C), opt(g.qkvb, l * 3 * C), d_qkv_.data(),
                        ln1_.data() + oC, w.qkvw + (long)l * 3 * C * C, (int)BT, C, 3 * C);
     be.layernorm_backward(d_res_.data(), opt(g.ln1w, l * C), opt(g.ln1b, l * C), d_tmp_.data(), residual,
                           w.ln1w + l * C, ln1_mean_.data() + l * BT, ln1_rstd_.data() + l * BT, (int)BT, C);
@@ -158,16 +158,16 @@ void GPT2Exec::trunk_decode(ExecKVCache& cache, const int* tokens, const float* 
   for (int l = 0; l < cfg_.num_layers; ++l) {
     check_cancel(cancel);
     be.layernorm_forward(ln, nullptr, nullptr, x, w.ln1w + l * C, w.ln1b + l * C, (int)N, C, cfg_.layer_norm_eps);
-    be.matmul_forward(qkv, ln, w.qkvw + (long)l * 3 * C * C, w.qkvb + l * 3 * C, (int)N, C, 3 * C);
+    matmul_fwd(qkv, ln, w.qkvw + (long)l * 3 * C * C, w.qkvb + l * 3 * C, (int)N, C, 3 * C);
     be.gqa_attention_decode_forward(atty, cache.k_layer(l), cache.v_layer(l), P ? cache.prefix->k_layer(l) : nullptr,
                                     P ? cache.prefix->v_layer(l) : nullptr, qkv, R, Tn, NH, NH, C / NH, P,
                                     cache.length, cache.capacity);
-    be.matmul_forward(proj, atty, w.attprojw + (long)l * C * C, w.attprojb + l * C, (int)N, C, C);
+    matmul_fwd(proj, atty, w.attprojw + (long)l * C * C, w.attprojb + l * C, (int)N, C, C);
     be.residual_forward(x, x, proj, N * C);
     be.layernorm_forward(ln, nullptr, nullptr, x, w.ln2w + l * C, w.ln2b + l * C, (int)N, C, cfg_.layer_norm_eps);
-    be.matmul_forward(dec_fch_.data(), ln, w.fcw + (long)l * 4 * C * C, w.fcb + l * 4 * C, (int)N, C, 4 * C);
+    matmul_fwd(dec_fch_.data(), ln, w.fcw + (long)l * 4 * C * C, w.fcb + l * 4 * C, (int)N, C, 4 * C);
     be.gelu_forward(dec_fchg_.data(), dec_fch_.data(), N * 4 * C);
-    be.matmul_forward(proj, dec_fchg_.data(), w.fcprojw + (long)l * 4 * C * C, w.fcprojb + l * C, (int)N, 4 * C, C);
+    matmul_fwd(proj, dec_fchg_.data(), w.fcprojw + (long)l * 4 * C * C, w.fcprojb + l * C, (int)N, 4 * C, C);
     be.residual_forward(x, x, proj, N * C);
   }
   // the final layernorm on each row's last new position only

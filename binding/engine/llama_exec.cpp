@@ -92,19 +92,19 @@ void LlamaExec::trunk_forward(const Forward& f) {
     float* act = act_.data() + s * BT * I_;
     float* out = resid_.data() + (keep ? l + 1 : (l + 1) % 2) * BT * C;
     be.rmsnorm_forward(ln1, ln1_rstd_.data() + s * BT, x, lw.ln1, (int)BT, C, eps);
-    be.linear_forward(qkv, QKV_, ln1, C, lw.wq, lw.bq, (int)BT, C, Q);
-    be.linear_forward(qkv + Q, QKV_, ln1, C, lw.wk, lw.bk, (int)BT, C, KV);
-    be.linear_forward(qkv + Q + KV, QKV_, ln1, C, lw.wv, lw.bv, (int)BT, C, KV);
+    linear_fwd(qkv, QKV_, ln1, C, lw.wq, lw.bq, (int)BT, C, Q);
+    linear_fwd(qkv + Q, QKV_, ln1, C, lw.wk, lw.bk, (int)BT, C, KV);
+    linear_fwd(qkv + Q + KV, QKV_, ln1, C, lw.wv, lw.bv, (int)BT, C, KV);
     // q heads and k heads are adjacent in the packed row: rotate NH + NKV heads in place
     be.rope_forward(qkv, qkv, (int)BT, T, QKV_, NH_ + NKV_, HD_, rope_cos_.data(), rope_sin_.data(), 0);
     be.gqa_attention_forward(atty, att, qkv, B, T, NH_, NKV_, HD_);
-    be.linear_forward(tmp_.data(), C, atty, Q, lw.wo, lw.bo, (int)BT, Q, C);
+    linear_fwd(tmp_.data(), C, atty, Q, lw.wo, lw.bo, (int)BT, Q, C);
     be.residual_forward(mid, x, tmp_.data(), BT * C);
     be.rmsnorm_forward(ln2, ln2_rstd_.data() + s * BT, mid, lw.ln2, (int)BT, C, eps);
-    be.linear_forward(gate, I_, ln2, C, lw.wg, lw.bg, (int)BT, C, I_);
-    be.linear_forward(up, I_, ln2, C, lw.wu, lw.bu, (int)BT, C, I_);
+    linear_fwd(gate, I_, ln2, C, lw.wg, lw.bg, (int)BT, C, I_);
+    linear_fwd(up, I_, ln2, C, lw.wu, lw.bu, (int)BT, C, I_);
     be.swiglu_forward(act, gate, up, BT * I_);
-    be.linear_forward(tmp_.data(), C, act, I_, lw.wd, lw.bd, (int)BT, I_, C);
+    linear_fwd(tmp_.data(), C, act, I_, lw.wd, lw.bd, (int)BT, I_, C);
     be.residual_forward(out, mid, tmp_.data(), BT * C);
   }
   const long last = keep ? cfg_.num_layers : cfg_.num_layers % 2;
@@ -148,26 +148,26 @@ void LlamaExec::trunk_backward(const Backward& a, float* d_h, float* gblock) {
     const float* act = act_.data() + l * BT * I_;
     // out = mid + down(swiglu(gate(ln2(mid)), up(ln2(mid))))
     d_act_.zero();
-    be.linear_backward(d_act_.data(), I_, lg.wd, lg.bd, d_res_.data(), C, act, I_, lw.wd, (int)BT, I_, C);
+    linear_bwd(d_act_.data(), I_, lg.wd, lg.bd, d_res_.data(), C, act, I_, lw.wd, (int)BT, I_, C);
     d_gate_.zero();
     d_up_.zero();
     be.swiglu_backward(d_gate_.data(), d_up_.data(), d_act_.data(), gate, up, BT * I_);
     d_tmp_.zero();
-    be.linear_backward(d_tmp_.data(), C, lg.wg, lg.bg, d_gate_.data(), I_, ln2, C, lw.wg, (int)BT, C, I_);
-    be.linear_backward(d_tmp_.data(), C, lg.wu, lg.bu, d_up_.data(), I_, ln2, C, lw.wu, (int)BT, C, I_);
+    linear_bwd(d_tmp_.data(), C, lg.wg, lg.bg, d_gate_.data(), I_, ln2, C, lw.wg, (int)BT, C, I_);
+    linear_bwd(d_tmp_.data(), C, lg.wu, lg.bu, d_up_.data(), I_, ln2, C, lw.wu, (int)BT, C, I_);
     be.rmsnorm_backward(d_res_.data(), lg.ln2, d_tmp_.data(), mid, lw.ln2, ln2_rstd_.data() + l * BT, (int)BT, C);
     // mid = x + o(attention(rope(q(ln1(x))), rope(k(ln1(x))), v(ln1(x))))
     d_atty_.zero();
-    be.linear_backward(d_atty_.data(), Q, lg.wo, lg.bo, d_res_.data(), C, atty, Q, lw.wo, (int)BT, Q, C);
+    linear_bwd(d_atty_.data(), Q, lg.wo, lg.bo, d_res_.data(), C, atty, Q, lw.wo, (int)BT, Q, C);
     d_qkv_.zero();
     be.gqa_attention_backward(d_qkv_.data(), d_att_scratch_.data(), d_atty_.data(), qkv, att, B, T, NH_, NKV_, HD_);
     // through the rotation, in place: d_pre = Rᵀ d_post on the q and k heads
     be.rope_backward(d_qkv_.data(), d_qkv_.data(), (int)BT, T, QKV_, NH_ + NKV_, HD_, rope_cos_.data(),
                      rope_sin_.data(), 0, false);
     d_tmp_.zero();
-    be.linear_backward(d_tmp_.data(), C, lg.wq, lg.bq, d_qkv_.data(), QKV_, ln1, C, lw.wq, (int)BT, C, Q);
-    be.linear_backward(d_tmp_.data(), C, lg.wk, lg.bk, d_qkv_.data() + Q, QKV_, ln1, C, lw.wk, (int)BT, C, KV);
-    be.linear_backward(d_tmp_.data(), C, lg.wv, lg.bv, d_qkv_.data() + Q + KV, QKV_, ln1, C, lw.wv, (int)BT, C, KV);
+    linear_bwd(d_tmp_.data(), C, lg.wq, lg.bq, d_qkv_.data(), QKV_, ln1, C, lw.wq, (int)BT, C, Q);
+    linear_bwd(d_tmp_.data(), C, lg.wk, lg.bk, d_qkv_.data() + Q, QKV_, ln1, C, lw.wk, (int)BT, C, KV);
+    linear_bwd(d_tmp_.data(), C, lg.wv, lg.bv, d_qkv_.data() + Q + KV, QKV_, ln1, C, lw.wv, (int)BT, C, KV);
     be.rmsnorm_backward(d_res_.data(), lg.ln1, d_tmp_.data(), x, lw.ln1, ln1_rstd_.data() + l * BT, (int)BT, C);
   }
   if (used_embeds_) {
@@ -197,20 +197,20 @@ void LlamaExec::trunk_decode(ExecKVCache& cache, const int* tokens, const float*
     check_cancel(cancel);
     const Llama::LayerWeights& lw = w.layers[l];
     be.rmsnorm_forward(ln, nullptr, x, lw.ln1, (int)N, C, eps);
-    be.linear_forward(qkv, QKV_, ln, C, lw.wq, lw.bq, (int)N, C, Q);
-    be.linear_forward(qkv + Q, QKV_, ln, C, lw.wk, lw.bk, (int)N, C, KV);
-    be.linear_forward(qkv + Q + KV, QKV_, ln, C, lw.wv, lw.bv, (int)N, C, KV);
+    linear_fwd(qkv, QKV_, ln, C, lw.wq, lw.bq, (int)N, C, Q);
+    linear_fwd(qkv + Q, QKV_, ln, C, lw.wk, lw.bk, (int)N, C, KV);
+    linear_fwd(qkv + Q + KV, QKV_, ln, C, lw.wv, lw.bv, (int)N, C, KV);
     be.rope_forward(qkv, qkv, (int)N, Tn, QKV_, NH_ + NKV_, HD_, rope_cos_.data(), rope_sin_.data(), pos_base);
     be.gqa_attention_decode_forward(atty, cache.k_layer(l), cache.v_layer(l), P ? cache.prefix->k_layer(l) : nullptr,
                                     P ? cache.prefix->v_layer(l) : nullptr, qkv, R, Tn, NH_, NKV_, HD_, P,
                                     cache.length, cache.capacity);
-    be.linear_forward(proj, C, atty, Q, lw.wo, lw.bo, (int)N, Q, C);
+    linear_fwd(proj, C, atty, Q, lw.wo, lw.bo, (int)N, Q, C);
     be.residual_forward(x, x, proj, N * C);
     be.rmsnorm_forward(ln, nullptr, x, lw.ln2, (int)N, C, eps);
-    be.linear_forward(dec_gate_.data(), I_, ln, C, lw.wg, lw.bg, (int)N, C, I_);
-    be.linear_forward(dec_up_.data(), I_, ln, C, lw.wu, lw.bu, (int)N, C, I_);
+    linear_fwd(dec_gate_.data(), I_, ln, C, lw.wg, lw.bg, (int)N, C, I_);
+    linear_fwd(dec_up_.data(), I_, ln, C, lw.wu, lw.bu, (int)N, C, I_);
     be.swiglu_forward(dec_act_.data(), dec_gate_.data(), dec_up_.data(), N * I_);
-    be.linear_forward(proj, C, dec_act_.data(), I_, lw.wd, lw.bd, (int)N, I_, C);
+    linear_fwd(proj, C, dec_act_.data(), I_, lw.wd, lw.bd, (int)N, I_, C);
     be.residual_forward(x, x, proj, N * C);
   }
   // the final norm on each row's last new position only

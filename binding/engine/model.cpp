@@ -50,9 +50,68 @@ float* CausalExec::adam_v() {
   return adam_v_.data();
 }
 
+void CausalExec::set_precision(Precision p) {
+  if (p == Precision::BF16 && (!be_->gemm_bf16_packed || !be_->bf16_pack || !be_->bf16_packed_size || !be_->add_bias_rows))
+    throw std::invalid_argument(std::string("precision bf16: the ") + be_->name + " backend has no bf16 products");
+  precision_ = p;
+  packed_.clear();  // float32: the copies' memory back
+  bf16_stale_ = false;
+}
+
+size_t CausalExec::bf16_copy_bytes() const {
+  size_t n = 0;
+  for (const auto& kv : packed_) n += kv.second.size() * sizeof(uint32_t);
+  return n;
+}
+
+void CausalExec::refresh_bf16() {
+  if (!bf16_stale_) return;
+  packed_.clear();
+  bf16_stale_ = false;
+}
+
+const uint32_t* CausalExec::packed(const float* W, bool transW, int ldw, int K, int N) {
+  BackendBuffer<uint32_t>& buf = packed_[{W, transW}];
+  if (!buf.data()) {
+    buf.reset(be_, be_->bf16_packed_size(K, N));
+    be_->bf16_pack(transW, W, ldw, K, N, buf.data());
+  }
+  return buf.data();
+}
+
+void CausalExec::linear_fwd(float* out, int ldo, const float* inp, int ldi, const float* W, const float* bias, int N,
+                            int C, int OC) {
+  if (!bf16()) return be_->linear_forward(out, ldo, inp, ldi, W, bias, N, C, OC);
+  be_->gemm_bf16_packed(false, N, OC, C, inp, ldi, packed(W, true, C, C, OC), out, ldo, false);  // out = inp · Wᵀ
+  if (bias) be_->add_bias_rows(out, ldo, bias, N, OC);
+}
+void CausalExec::linear_bwd(float* dinp, int lddi, float* dW, float* db, const float* dout, int ldd, const float* inp,
+                            int ldi, const float* W, int N, int C, int OC) {
+  if (!bf16()) return be_->linear_backward(dinp, lddi, dW, db, dout, ldd, inp, ldi, W, N, C, OC);
+  if (dinp) be_->gemm_bf16_packed(false, N, C, OC, dout, ldd, packed(W, false, C, OC, C), dinp, lddi, true);  // += dout · W
+  if (dW || db) be_->linear_backward(nullptr, lddi, dW, db, dout, ldd, inp, ldi, W, N, C, OC);  // f32
+}
+void CausalExec::matmul_fwd(float* out, const float* inp, const float* W, const float* bias, int N, int C, int OC) {
+  if (!bf16()) return be_->matmul_forward(out, inp, W, bias, N, C, OC);
+  be_->gemm_bf16_packed(false, N, OC, C, inp, C, packed(W, false, OC, C, OC), out, OC, false);  // out = inp · W
+  if (bias) be_->add_bias_rows(out, OC, bias, N, OC);
+}
+void CausalExec::matmul_bwd(float* dinp, float* dW, float* db, const float* dout, const float* inp, const float* W,
+                            int N, int C, int OC) {
+  if (!bf16()) return be_->matmul_backward(dinp, dW, db, dout, inp, W, N, C, OC);
+  if (dinp) be_->gemm_bf16_packed(false, N, C, OC, dout, OC, packed(W, true, OC, OC, C), dinp, C, true);  // += dout · Wᵀ
+  if (dW || db) be_->matmul_backward(nullptr, dW, db, dout, inp, W, N, C, OC);  // f32
+}
+void CausalExec::weight_gemm(bool transA, bool transW, int M, int N, int K, const float* A, int lda, const float* W,
+                             int ldw, float* C, int ldc, bool accumulate) {
+  if (!bf16()) return be_->gemm(transA, transW, M, N, K, A, lda, W, ldw, C, ldc, accumulate);
+  be_->gemm_bf16_packed(transA, M, N, K, A, lda, packed(W, transW, ldw, K, N), C, ldc, accumulate);
+}
+
 double CausalExec::adamw_step(float lr, float beta1, float beta2, float eps, float weight_decay, float max_norm, int t) {
   float* g = grads();
   float* m = adam_m();
+  bf16_stale_ = true;
   return be_->clip_adamw(params_.data(), g, m, adam_v_.data(), (long)nparams_, lr, beta1, beta2, eps, weight_decay,
                          max_norm, t);
 }
@@ -85,6 +144,7 @@ void CausalExec::forward(const Forward& f) {
   }
   if (f.row_weights) weights_host_.assign(f.row_weights, f.row_weights + R);
   else weights_host_.clear();
+  refresh_bf16();
   trunk_forward(f);
   if (R > 0) head_forward(f);
 }
@@ -97,8 +157,10 @@ void CausalExec::head_forward(const Forward& f) {
   // lm_head on the selected rows only
   if (rows_mode_ == Rows::Listed) be.gather_rows_at(h_rows_.data(), hidden_, row_ids_.data(), R, C);
   else be.gather_rows(h_rows_.data(), hidden_, R, C, rows_mode_ == Rows::Last ? f.T : 1, rows_mode_ == Rows::Last ? f.T - 1 : 0);
+  // an lm_head with a bias (Phi) takes the float32 linear op; without one the product goes through weight_gemm
+  // (bf16 weights when the model's precision is bf16)
   if (lm_head_bias()) be.linear_forward(logits_.data(), V, h_rows_.data(), C, lm_head_weight(), lm_head_bias(), R, C, V);
-  else be.gemm(false, true, R, V, C, h_rows_.data(), C, lm_head_weight(), C, logits_.data(), V, false);
+  else weight_gemm(false, true, R, V, C, h_rows_.data(), C, lm_head_weight(), C, logits_.data(), V, false);
   have_targets_ = f.targets != nullptr;
   if (f.targets) {
     probs_.ensure(be_, (size_t)R * V);
@@ -143,6 +205,7 @@ void CausalExec::backward(const Backward& a) {
   if (a.from_loss && !have_targets_) throw std::logic_error("backward from loss needs a forward with targets");
   if (a.d_embeds && !used_embeds_) throw std::logic_error("d_embeds requested but the forward took tokens");
   float* g = a.param_grads ? grads() : nullptr;
+  refresh_bf16();
   d_h_.ensure(be_, (size_t)B_ * T_ * dims_.channels);
   head_backward(a, d_h_.data(), g ? g + (lm_head_weight() - params_.data()) : nullptr,
                 g && lm_head_bias() ? g + (lm_head_bias() - params_.data()) : nullptr);
@@ -175,7 +238,7 @@ void CausalExec::head_backward(const Backward& a, float* d_h, float* dW, float* 
                                        weights_host_.empty() ? nullptr : weights_.data(), R, V);
     }
     if (a.d_logits) be.residual_backward(dlogits_.data(), nullptr, a.d_logits, (long)R * V);
-    be.gemm(false, false, R, C, V, dlogits_.data(), V, lm_head_weight(), C, dh_rows_.data(), C, false);
+    weight_gemm(false, false, R, C, V, dlogits_.data(), V, lm_head_weight(), C, dh_rows_.data(), C, false);
     if (rows_mode_ == Rows::Listed) be.scatter_rows_at(d_h, dh_rows_.data(), row_ids_.data(), R, C, true);
     else be.scatter_rows(d_h, dh_rows_.data(), R, C, rows_mode_ == Rows::Last ? T_ : 1, rows_mode_ == Rows::Last ? T_ - 1 : 0, true);
     if (dW)  // dW += dlogitsᵀ · h_rows
@@ -199,12 +262,13 @@ void CausalExec::decode(ExecKVCache& cache, const int* tokens, const float* embe
   if (cache.num_layers != dims_.num_layers || cache.channels != dims_.kv_channels || cache.be != be_)
     throw std::invalid_argument("decode: cache shape mismatch");
   dec_h_.ensure(be_, (size_t)R * C);
+  refresh_bf16();
   trunk_decode(cache, tokens, embeds, Tn, pos_base, cancel);
   cache.length += Tn;
   if (logits_out && lm_head_bias())
     be_->linear_forward(logits_out, V, dec_h_.data(), C, lm_head_weight(), lm_head_bias(), R, C, V);
   else if (logits_out)
-    be_->gemm(false, true, R, V, C, dec_h_.data(), C, lm_head_weight(), C, logits_out, V, false);
+    weight_gemm(false, true, R, V, C, dec_h_.data(), C, lm_head_weight(), C, logits_out, V, false);
 }
 
 }  // namespace gradmm

@@ -9,6 +9,8 @@
 // inference forward keeping one layer's activations; KV-cached decoding continuing a shared prefix.
 #pragma once
 #include <atomic>
+#include <map>
+#include <utility>
 #include <memory>
 #include <vector>
 
@@ -57,6 +59,22 @@ class CausalExec {
   // AdamW over all parameters with global grad-norm clipping (max_norm <= 0: none; the clipped gradients are written
   // back). Returns the norm before clipping. t counts from 1.
   double adamw_step(float lr, float beta1, float beta2, float eps, float weight_decay, float max_norm, int t);
+  // ---- precision ----
+  // Float32: every product in f32 (the default; the engine's exact results). BF16: the weight matrices of the big
+  // products (attention and MLP projections, the lm_head / tied embedding for the logits, and their input-gradient
+  // products in the backward) read from bf16 copies packed for the kernel (gemm_bf16.h gemm_bf16_pack: f32
+  // accumulation, activations rounded to bf16); everything else (norms, attention scores, softmax, the
+  // weight-gradient products, AdamW, the projection's similarities, the embedding lookup) stays f32 on the f32
+  // parameters, which remain the master copy. Each matrix is packed on first use in each orientation a product needs
+  // (the forward's; the input gradient's transposed one only once a backward runs): about 2 bytes per weight
+  // parameter for inference and decoding, 4 with backward passes, beside the 4 of the f32 master. The copies are
+  // dropped and remade on next use after any change of the parameters (params_written(), adamw_step). Throws
+  // std::invalid_argument where the backend has no bf16 products (CUDA).
+  enum class Precision { Float32, BF16 };
+  void set_precision(Precision p);
+  Precision precision() const { return precision_; }
+  void params_written() { bf16_stale_ = true; }  // the f32 parameters changed: the bf16 copy is remade on next use
+  size_t bf16_copy_bytes() const;
   // Backend memory: the token embedding matrix [V,C] (the projection's similarities) and the lm_head weight [V,C].
   virtual const float* input_embeddings() const = 0;
   virtual const float* lm_head_weight() const = 0;
@@ -119,9 +137,31 @@ class CausalExec {
   virtual void trunk_decode(ExecKVCache& cache, const int* tokens, const float* embeds, int Tn, int pos_base,
                             const std::atomic<bool>* cancel) = 0;
 
+  // The big products on the model's weights (W: a pointer into params_), in f32 or through the bf16 copy. f32: exactly
+  // the backend op of the same name.
+  // nn.Linear layout (llama_ops.h): W [OC, C]
+  void linear_fwd(float* out, int ldo, const float* inp, int ldi, const float* W, const float* bias, int N, int C,
+                  int OC);
+  void linear_bwd(float* dinp, int lddi, float* dW, float* db, const float* dout, int ldd, const float* inp, int ldi,
+                  const float* W, int N, int C, int OC);
+  // GPT-2's Conv1D layout (ops.h): W [C, OC]
+  void matmul_fwd(float* out, const float* inp, const float* W, const float* bias, int N, int C, int OC);
+  void matmul_bwd(float* dinp, float* dW, float* db, const float* dout, const float* inp, const float* W, int N, int C,
+                  int OC);
+  // C (+)= op(A) · op(W), W being a weight matrix (the lm_head)
+  void weight_gemm(bool transA, bool transW, int M, int N, int K, const float* A, int lda, const float* W, int ldw,
+                   float* C, int ldc, bool accumulate);
+  bool bf16() const { return precision_ == Precision::BF16; }
+  // op(W) [K,N] packed in bf16 (transW: W stored N×K with row stride ldw), made on first use
+  const uint32_t* packed(const float* W, bool transW, int ldw, int K, int N);
+  void refresh_bf16();  // drops stale packed copies (called at the start of forward, backward, decode)
+
   const Backend* be_;
   ModelDims dims_;
   size_t nparams_ = 0;
+  Precision precision_ = Precision::Float32;
+  bool bf16_stale_ = true;
+  std::map<std::pair<const float*, bool>, BackendBuffer<uint32_t>> packed_;  // (W, transW) → packed op(W)
   BackendBuffer<float> params_, grads_, adam_m_, adam_v_;
   int B_ = 0, T_ = 0, R_ = 0;  // the last forward's shape
   Rows rows_mode_ = Rows::Last;

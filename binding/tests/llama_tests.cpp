@@ -488,6 +488,103 @@ static void test_kv_cache() {
   report("llama decode from embeds = decode from token ids", l1 == l2 ? 0 : 1, 0);
 }
 
+// Precision bf16 (model.h): the big products on a bf16 copy of the weights. Close to f32, the same bits for any thread
+// count, decode = forward, the copy remade after the parameters change (params_changed, AdamW), and back to float32
+// gives the f32 bits again.
+static void test_bf16_precision() {
+  const int B = 3, T = 9, C = 30, V = 89;
+  Rng rng(23);
+  std::vector<int> tok(B * T), tgt(B * T);
+  for (auto& t : tok) t = rng.below(V);
+  for (auto& t : tgt) t = rng.below(V);
+  auto emb = to_f(randn(rng, (size_t)B * T * C, 0.5));
+  for (bool tied : {false, true}) {
+    const std::string tag = tied ? " (tied)" : " (untied)";
+    HostModel m = random_llama(small_config(tied, true), 29);
+    ForwardArgs fa;
+    fa.tokens = tok.data();
+    fa.B = B;
+    fa.T = T;
+    fa.targets = tgt.data();
+    const float loss32 = m.forward(fa);
+    std::vector<float> lg32(m.logits(), m.logits() + (size_t)B * T * V);
+    m.exec().set_precision(CausalExec::Precision::BF16);
+    const float loss16 = m.forward(fa);
+    std::vector<float> lg16(m.logits(), m.logits() + (size_t)B * T * V);
+    report("llama bf16 logits vs f32" + tag, rel_err(lg16, lg32), 2e-2);
+    report("llama bf16 differs from f32 (the bf16 path ran)" + tag, lg16 == lg32 ? 1 : 0, 0);
+    report("llama bf16 loss vs f32" + tag, std::fabs(loss16 - loss32) / std::fabs(loss32), 1e-2);
+    // the forward's orientation of every weight matrix: about 2 bytes per parameter (panels padded to 32 columns)
+    const double per_param = (double)m.exec().bf16_copy_bytes() / m.num_params();
+    report("llama bf16 packed copies after a forward: ~2 bytes per parameter" + tag, per_param > 1.5 && per_param < 4 ? 0 : 1, 0);
+    // threads
+    set_num_threads(1);
+    m.forward(fa);
+    std::vector<float> one(m.logits(), m.logits() + lg16.size());
+    set_num_threads(0);
+    report("llama bf16 forward bit-identical for 1 and all threads" + tag, one == lg16 ? 0 : 1, 0);
+    // input gradient (the x-update's backward) against f32's
+    ForwardArgs fe;
+    fe.embeds = emb.data();
+    fe.B = B;
+    fe.T = T;
+    fe.targets = tgt.data();
+    std::vector<float> g16((size_t)B * T * C, 0.f), g32((size_t)B * T * C, 0.f);
+    BackwardArgs ba;
+    ba.param_grads = false;
+    m.forward(fe);
+    ba.d_embeds = g16.data();
+    m.backward(ba);
+    m.exec().set_precision(CausalExec::Precision::Float32);
+    m.forward(fe);
+    ba.d_embeds = g32.data();
+    m.backward(ba);
+    report("llama bf16 d_embeds vs f32" + tag, rel_err(g16, g32), 3e-2);
+    m.forward(fa);
+    std::vector<float> back(m.logits(), m.logits() + lg32.size());
+    report("llama float32 again: the f32 bits" + tag, back == lg32 && m.exec().bf16_copy_bytes() == 0 ? 0 : 1, 0);
+    // decode = forward in bf16 (one element's arithmetic does not depend on the rows in the product)
+    m.exec().set_precision(CausalExec::Precision::BF16);
+    m.forward(fa);
+    std::vector<float> full(m.logits(), m.logits() + lg32.size());
+    auto cache = m.cache(B, T);
+    std::vector<float> dl((size_t)B * V);
+    std::vector<int> step(B);
+    bool same = true;
+    for (int t = 0; t < T; ++t) {
+      for (int b = 0; b < B; ++b) step[b] = tok[b * T + t];
+      m.decode(cache, step.data(), nullptr, 1, dl.data());
+      for (int b = 0; b < B; ++b)
+        for (int v = 0; v < V; ++v) same = same && std::fabs(dl[(size_t)b * V + v] - full[((size_t)b * T + t) * V + v]) <= 1e-4f * (1 + std::fabs(full[((size_t)b * T + t) * V + v]));
+    }
+    report("llama bf16 decode = bf16 forward" + tag, same ? 0 : 1, 0);
+    // the copy follows the parameters: written through the host view, and trained by AdamW
+    for (size_t i = 0; i < m.num_params(); i += 7) m.params()[i] *= 1.5f;
+    m.params_changed();
+    m.forward(fa);
+    std::vector<float> after(m.logits(), m.logits() + lg32.size());
+    HostModel fresh = random_llama(small_config(tied, true), 29);
+    for (size_t i = 0; i < m.num_params(); ++i) fresh.params()[i] = m.params()[i];
+    fresh.params_changed();
+    fresh.exec().set_precision(CausalExec::Precision::BF16);
+    fresh.forward(fa);
+    std::vector<float> want(fresh.logits(), fresh.logits() + lg32.size());
+    report("llama bf16 copy remade after params_changed" + tag, after == want && after != full ? 0 : 1, 0);
+    m.zero_grads();
+    m.forward(fa);
+    BackwardArgs bp;
+    m.backward(bp);
+    m.engine().adamw_step(1e-2f, 0.9f, 0.999f, 1e-8f, 0.f, 1.f, 1);
+    m.forward(fa);
+    std::vector<float> trained(m.logits(), m.logits() + lg32.size());
+    for (size_t i = 0; i < m.num_params(); ++i) fresh.params()[i] = m.params()[i];
+    fresh.params_changed();
+    fresh.forward(fa);
+    std::vector<float> want2(fresh.logits(), fresh.logits() + lg32.size());
+    report("llama bf16 copy remade after an AdamW step" + tag, trained == want2 && trained != after ? 0 : 1, 0);
+  }
+}
+
 int main() {
   std::printf("llama checks, threads: %d\n", get_num_threads());
   test_linear();
@@ -500,6 +597,7 @@ int main() {
   test_input_gradient();
   test_param_gradient();
   test_kv_cache();
+  test_bf16_precision();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed ? 1 : 0;
 }

@@ -80,6 +80,10 @@ export const configSchema = strictObject({
   output: z.string().default("runs/gradmm").describe("output folder (relative to the config file)"),
   seed: z.number().int().min(0).max(2 ** 32 - 1).default(0),
   threads: z.number().int().min(0).max(4096).default(0).describe("CPU threads (0 = all cores)"),
+  precision: z
+    .enum(["float32", "bf16", "auto"])
+    .default("float32")
+    .describe("the model's big products: float32 (exact), bf16 (needs AVX512_BF16), auto (bf16 where the CPU has it)"),
 });
 
 /** A checked config with every default filled in (what loadConfigFile and parseConfig return; README: The config). */
@@ -92,6 +96,8 @@ export type SynthConfig = z.infer<typeof configSchema> & {
     configFile: string;
     /** The line of a config path in the config file, where known (for errors found after parsing). */
     line?: (p: PropertyKey[]) => number | undefined;
+    /** Where `precision` came from, for a PrecisionError: "--precision" when the command line set it. */
+    precisionField?: string;
   };
 };
 
@@ -159,11 +165,11 @@ export function loadConfigFile(file: string): SynthConfig {
 }
 
 /**
- * Command-line overrides of a loaded config (`gradmm synth -o DIR --threads N --model NAME|PATH`): paths resolve
+ * Command-line overrides of a loaded config (`gradmm synth -o DIR --threads N --model NAME|PATH --precision P`): paths resolve
  * against the current folder, as any path typed on a command line does. The checkpoint's fingerprint covers the model
  * (so --resume with another --model is refused) and not the output folder or threads.
  */
-export function applyOverrides(config: SynthConfig, o: { output?: string; threads?: number; model?: string }): SynthConfig {
+export function applyOverrides(config: SynthConfig, o: { output?: string; threads?: number; model?: string; precision?: string }): SynthConfig {
   const out: SynthConfig = { ...config, resolved: { ...config.resolved } };
   if (o.output !== undefined) {
     out.output = o.output;
@@ -176,6 +182,12 @@ export function applyOverrides(config: SynthConfig, o: { output?: string; thread
   if (o.model !== undefined) {
     out.model = o.model;
     out.resolved.modelDir = resolveModelDir(o.model, process.cwd());
+  }
+  if (o.precision !== undefined) {
+    if (o.precision !== "float32" && o.precision !== "bf16" && o.precision !== "auto")
+      throw new ConfigError("--precision", [{ field: "precision", message: `expected float32, bf16 or auto, got ${o.precision}` }]);
+    out.precision = o.precision;
+    out.resolved.precisionField = "--precision";
   }
   return out;
 }

@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
+import { resolvePrecision } from "../threads";
 import { GradmmError, InvalidCheckpointError, OutputError } from "../errors";
 import { findGGUF } from "../model_config";
 import type { SynthConfig } from "./config";
@@ -33,8 +34,11 @@ export interface StoredBatch extends BatchResult {
 /** What makes two runs the same: the config (minus output/threads) and the model and data files' contents. */
 export function fingerprint(config: SynthConfig): string {
   const h = createHash("sha256");
-  const { output: _o, threads: _t, resolved, ...rest } = config;
+  const { output: _o, threads: _t, resolved, precision, ...rest } = config;
   h.update(JSON.stringify(rest));
+  // float32 (the default) leaves the fingerprint as it was before the setting existed; bf16 (given or chosen by
+  // auto) gives other results, so another fingerprint
+  if (resolvePrecision(precision, resolved.precisionField ?? "precision") === "bf16") h.update("precision: bf16");
   const gguf = findGGUF(resolved.modelDir);
   const files = gguf ? [resolved.dataPath, gguf] : [resolved.dataPath, path.join(resolved.modelDir, "model.safetensors"), path.join(resolved.modelDir, "tokenizer.json")];
   for (const f of files) h.update(fs.existsSync(f) ? fs.readFileSync(f) : Buffer.from("missing"));

@@ -11,7 +11,7 @@ import { ConfigError, InvalidCheckpointError, InvalidDataError, InvalidFileError
 import { loadModel, type LoadedModel } from "../load_model";
 import { mulberry32 } from "../random";
 import type { NativeBuildTargetArgs, NativeMatchTarget } from "../native";
-import { getThreads, setThreads } from "../threads";
+import { getThreads, resolvePrecision, setThreads } from "../threads";
 import { alphabeticTokenMask, type Tokenizer } from "../tokenizer";
 import { writeJsonAtomic, writeJsonlAtomic } from "../io";
 import type { SynthConfig } from "./config";
@@ -130,6 +130,9 @@ async function prepare(config: SynthConfig, opts: SynthOptions): Promise<Prepare
   const fail = (p: PropertyKey[], message: string): never => {
     throw new ConfigError(cfgFile, [{ field: p.map(String).join("."), line: config.resolved.line?.(p), message }]);
   };
+  // ---- precision: bf16 where the CPU lacks AVX512_BF16 is a PrecisionError naming the setting ----
+  const precisionField = config.resolved.precisionField ?? `precision (${cfgFile}${config.resolved.line?.(["precision"]) ? `, line ${config.resolved.line?.(["precision"])}` : ""})`;
+  const precision = resolvePrecision(config.precision, precisionField);
   // ---- data ----
   const dataFile = config.resolved.dataPath;
   const examples = readLabelledFile(dataFile, {
@@ -167,7 +170,7 @@ async function prepare(config: SynthConfig, opts: SynthOptions): Promise<Prepare
   } else if (!opts.overwrite && RUN_FILES.some((f) => fs.existsSync(path.join(outDir, f)))) throw new OutputExistsError(outDir);
   // ---- model and tokenizer ----
   opts.onProgress?.({ phase: "setup", message: `loading model ${config.resolved.modelDir}` });
-  const loaded = loadModel(config.resolved.modelDir);
+  const loaded = loadModel(config.resolved.modelDir, { precision });
   try {
     if (!loaded.tokenizer) throw new InvalidFileError(config.resolved.modelDir, "the model folder has no tokenizer.json (synth needs the model's tokenizer)");
     const tokenizer = loaded.tokenizer;
@@ -445,7 +448,7 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
     }
     const publicSample = (s: SyntheticSample) => ({ text: s.text, label: s.label, matching_loss: s.matching_loss, perplexity: s.perplexity, batch: s.batch, rho: s.rho });
     const report = {
-      settings: { ...config, resolved: undefined, model_dir: config.resolved.modelDir },
+      settings: { ...config, resolved: undefined, model_dir: config.resolved.modelDir, precision: model.precision },
       model: model.config,
       dp: config.dp.enabled ? { epsilon: config.dp.epsilon, delta: config.dp.delta, clip_norm: config.dp.clip_norm, per_class: classes.map((c) => ({ class: c.name, n: c.dp!.n, sigma: c.dp!.sigma, mechanism: c.dp!.mechanism })) } : null,
       classes: perClass,

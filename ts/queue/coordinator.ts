@@ -17,6 +17,7 @@
  */
 import { Queue } from "bullmq";
 import type IORedis from "ioredis";
+import { resolvePrecision } from "../threads";
 import { AbortError } from "../errors";
 import type { BatchJob, BatchRunContext, BatchRunner } from "../gradmm/runner";
 import { jobIdOf, modelIdentity, resultSchema, runIdOf, specClass, formatIssues, type BatchResultWire, type RunSpec } from "./protocol";
@@ -81,7 +82,8 @@ async function runOnQueue(ctx: BatchRunContext, o: QueueRunOptions): Promise<Que
       v: 1,
       run,
       fingerprint: ctx.fingerprint,
-      config: plainConfig as RunSpec["config"],
+      // auto resolved here, so every worker runs the coordinator's precision (a worker without bf16 fails the job)
+      config: { ...plainConfig, precision: resolvePrecision(config.precision, config.resolved.precisionField ?? "precision") } as RunSpec["config"],
       model,
       classes: ctx.classes.map((c) => specClass(c.name, c.freeLen, c.targetArgs)),
     };

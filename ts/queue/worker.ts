@@ -210,6 +210,9 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
       if (p.k >= spec.classes.length || p.r >= rhos.length || p.b >= spec.config.method.batches_per_class)
         throw new QueueError("QUEUE_PAYLOAD", `invalid job payload (job ${job.id}): batch ${key} is outside the run (${spec.classes.length} classes, ${rhos.length} ρ, ${spec.config.method.batches_per_class} batches)`);
       if (!o.simulateMs) {
+        // the run's precision on this worker's copy (float32 unless the run asked for bf16; bf16 where this CPU
+        // lacks AVX512_BF16 is a PrecisionError: the job fails)
+        if (run.model.loaded.model.precision !== spec.config.precision) run.model.loaded.model.setPrecision(spec.config.precision, "precision (run spec)");
         let c = run.classes.get(p.k);
         if (!c) {
           c = classSetup(run.model.loaded.model, run.model.tokenizer, spec.config, p.k, targetArgsOf(spec, p.k), spec.classes[p.k].freeLen);
