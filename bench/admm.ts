@@ -4,12 +4,8 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { loadModel } from "../ts/index";
-import { native, packageRoot } from "../ts/advanced";
-import { setThreads } from "../ts/index";
-import { Tokenizer } from "../ts/index";
-import { alphabeticTokenMask } from "../ts/advanced";
-import { runBatch, type BatchSettings, type ClassSetup } from "../ts/advanced";
+import { loadModel, setThreads, Tokenizer } from "../ts/index";
+import { native, packageRoot, alphabeticTokenMask, runBatch, type BatchSettings, type ClassSetup } from "../ts/advanced";
 
 export interface AdmmBenchResult {
   model: string;

@@ -5,11 +5,8 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { loadModel } from "../ts/index";
-import { GPT2Model } from "../ts/advanced";
-import { native } from "../ts/advanced";
-import { getThreads, setThreads } from "../ts/index";
-import { sgemmKernel } from "../ts/advanced";
+import { loadModel, getThreads, setThreads } from "../ts/index";
+import { GPT2Model, native, sgemmKernel } from "../ts/advanced";
 import { embeddingName, saveHFFolder } from "./speed/models";
 import { runTorchScript, torchAvailable } from "./torch_env";
 

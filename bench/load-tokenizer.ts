@@ -11,8 +11,7 @@
 
 import * as path from "node:path";
 import { Tokenizer } from "../ts/index";
-import { gpt2TokenizerJsonFromFiles } from "../ts/advanced";
-import { mulberry32 } from "../ts/advanced";
+import { gpt2TokenizerJsonFromFiles, mulberry32 } from "../ts/advanced";
 
 export interface TokenizerBenchResult {
   ours_mb_s: number;

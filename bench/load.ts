@@ -13,12 +13,8 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { readGGUF } from "../ts/advanced";
+import { readGGUF, mulberry32, cachedModelFile, sha256FileSync, tokenizerFromGGUF, writeSafetensors, type WritableTensor } from "../ts/advanced";
 import { CausalLMModel, loadModel, type LlamaConfig } from "../ts/index";
-import { mulberry32 } from "../ts/advanced";
-import { cachedModelFile, sha256FileSync } from "../ts/advanced";
-import { tokenizerFromGGUF } from "../ts/advanced";
-import { writeSafetensors, type WritableTensor } from "../ts/advanced";
 import { benchTokenizer, type TokenizerBenchResult } from "./load-tokenizer";
 
 export interface CheckpointLoadResult {

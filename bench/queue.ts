@@ -16,11 +16,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import IORedis from "ioredis";
-import { parseConfig } from "../ts/index";
-import type { BatchRunner } from "../ts/advanced";
-import { synthesize } from "../ts/index";
-import { packageRoot } from "../ts/advanced";
-import { queueBatchRunner, type QueueRunStats } from "../ts/advanced";
+import { parseConfig, synthesize } from "../ts/index";
+import { type BatchRunner, packageRoot, queueBatchRunner, type QueueRunStats } from "../ts/advanced";
 import { startRedis, type RedisServer } from "./redis_server";
 
 export interface QueueBenchOptions {

@@ -16,10 +16,8 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { GPT2Model } from "../ts/advanced";
-import { native } from "../ts/advanced";
+import { GPT2Model, native, sgemmKernel } from "../ts/advanced";
 import { getThreads, setThreads } from "../ts/index";
-import { sgemmKernel } from "../ts/advanced";
 import { removeTmp } from "./speed/agreement";
 import { gpt2Model, makeInputs, modelFromSource, PAPER, SHAPE, smallModel, xUpdateFlops, type ModelChoice, type Settings } from "./speed/models";
 import { median, Ours, timeIt } from "./speed/ours";

@@ -6,11 +6,8 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { readLabelledFile } from "../ts/advanced";
-import { filterSamples, type SyntheticSample } from "../ts/advanced";
-import { parseGGUFBuffer } from "../ts/advanced";
-import { loadModel } from "../ts/index";
-import { Tokenizer } from "../ts/index";
+import { readLabelledFile, filterSamples, type SyntheticSample, parseGGUFBuffer } from "../ts/advanced";
+import { loadModel, Tokenizer } from "../ts/index";
 import { benchParagraphs } from "./load-tokenizer";
 
 const root = path.join(__dirname, "..", "..");

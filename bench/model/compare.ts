@@ -3,9 +3,7 @@
  * is run first (`npm run pretrain -- <recipe>`); this reads their run summaries and tabulates them side by side.
  */
 import * as fs from "node:fs";
-import { loadPretrainConfig, mlpWidth } from "../../ts/advanced";
-import type { RunSummary } from "../../ts/advanced";
-import { summaryFile } from "../../ts/advanced";
+import { loadPretrainConfig, mlpWidth, type RunSummary, summaryFile } from "../../ts/advanced";
 
 export function compareRuns(configFiles: string[]): { summaries: RunSummary[]; markdown: string } {
   const summaries = configFiles.map((f) => {

@@ -14,17 +14,8 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { readLabelledFile } from "../../ts/advanced";
-import { loadModel } from "../../ts/index";
-import { GPT2Model, mulberry32 } from "../../ts/advanced";
-import { resolveModelPath } from "../../ts/advanced";
-import { packageRoot } from "../../ts/advanced";
-import { loadPretrainConfig } from "../../ts/advanced";
-import { prepareCorpus } from "../../ts/advanced";
-import { prepareData, sequenceWindows, type TokenData } from "../../ts/advanced";
-import { evaluateWindows, imdbBitsPerByte } from "../../ts/advanced";
-import { Tokenizer } from "../../ts/index";
-import { writeFileAtomic, writeJsonAtomic } from "../../ts/advanced";
+import { readLabelledFile, GPT2Model, mulberry32, resolveModelPath, packageRoot, loadPretrainConfig, prepareCorpus, prepareData, sequenceWindows, type TokenData, evaluateWindows, imdbBitsPerByte, writeFileAtomic, writeJsonAtomic } from "../../ts/advanced";
+import { loadModel, Tokenizer } from "../../ts/index";
 import { finetuneClassifier } from "../utility/finetune";
 import { evaluateClassifier, labelPrior, labelWordLogProbs, scoreEvaluation, classifierInput, type ClassifierSpec, type LabelledSeq } from "../utility/scorer";
 import { takeStratified, type Item } from "../utility/splits";

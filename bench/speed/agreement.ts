@@ -5,8 +5,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { GPT2Model } from "../../ts/advanced";
-import { openSafetensors } from "../../ts/advanced";
+import { GPT2Model, openSafetensors } from "../../ts/advanced";
 import { setThreads } from "../../ts/index";
 import { makeInputs, PAPER, SHAPE, smallModel, type Inputs, type ModelChoice } from "./models";
 import { Ours } from "./ours";

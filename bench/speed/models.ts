@@ -5,14 +5,8 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { loadModel, readModelConfig, type ModelConfig } from "../../ts/index";
-import { findGGUF, gaussian, GPT2Model, mulberry32 } from "../../ts/advanced";
-import { resolveModelPath } from "../../ts/advanced";
-import { packageRoot } from "../../ts/advanced";
-import { writeSafetensors, type WritableTensor } from "../../ts/advanced";
-import { Tokenizer, UnsupportedModelError } from "../../ts/index";
-import { alphabeticTokenMask } from "../../ts/advanced";
-import { gpt2TokenizerJsonFromFiles } from "../../ts/advanced";
+import { loadModel, readModelConfig, type ModelConfig, Tokenizer, UnsupportedModelError } from "../../ts/index";
+import { findGGUF, gaussian, GPT2Model, mulberry32, resolveModelPath, packageRoot, writeSafetensors, type WritableTensor, alphabeticTokenMask, gpt2TokenizerJsonFromFiles } from "../../ts/advanced";
 
 /** The paper's settings (and ours: ts/gradmm/config.ts defaults). */
 export const PAPER = { outer: 30, inner: 50, lr: 0.008, max_grad_norm: 1, rho: 0.1, topk: 200, init_candidates: 500, init_token_norm: 1.4, seed: 1234 };

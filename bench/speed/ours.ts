@@ -1,7 +1,5 @@
 /** Our side of `npm run bench -- speed`: the native API on the benchmark's inputs, one stage at a time. */
-import { runBatch, type BatchSettings } from "../../ts/advanced";
-import { GPT2Model } from "../../ts/advanced";
-import { native, type NativeMatchTarget } from "../../ts/advanced";
+import { runBatch, type BatchSettings, GPT2Model, native, type NativeMatchTarget } from "../../ts/advanced";
 import { embeddingName, type Inputs, type ModelChoice, type Settings } from "./models";
 
 export function seconds(t0: bigint): number {

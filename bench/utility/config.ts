@@ -5,10 +5,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
-import { InvalidFileError } from "../../ts/index";
-import { parseConfig, type SynthConfig } from "../../ts/index";
-import { readYamlFile } from "../../ts/advanced";
-import { parseWithSchema, strictObject } from "../../ts/advanced";
+import { InvalidFileError, parseConfig, type SynthConfig } from "../../ts/index";
+import { readYamlFile, parseWithSchema, strictObject } from "../../ts/advanced";
 
 export const METHODS = ["gradmm", "gradmm_dp", "real", "zero_shot_gen", "few_shot_gen", "continuous_gm", "zero_shot_cls"] as const;
 export type MethodName = (typeof METHODS)[number];

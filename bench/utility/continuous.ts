@@ -7,10 +7,7 @@
  *
  * Same initialisation, step counts, lr and clipping as GRADMM's runBatch; only the z- and dual updates are gone.
  */
-import { withCancel } from "../../ts/advanced";
-import type { GPT2Model } from "../../ts/advanced";
-import { native } from "../../ts/advanced";
-import type { BatchResult, BatchSettings, ClassSetup } from "../../ts/advanced";
+import { withCancel, type GPT2Model, native, type BatchResult, type BatchSettings, type ClassSetup } from "../../ts/advanced";
 
 export async function runContinuousBatch(
   model: GPT2Model,

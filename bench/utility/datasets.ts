@@ -20,10 +20,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { GradmmError } from "../../ts/index";
-import { shuffled } from "../../ts/advanced";
-import { writeJsonlAtomic } from "../../ts/advanced";
-import { mulberry32 } from "../../ts/advanced";
-import { packageRoot } from "../../ts/advanced";
+import { shuffled, writeJsonlAtomic, mulberry32, packageRoot } from "../../ts/advanced";
 import type { UtilityConfig } from "./config";
 import { normalizeText } from "./splits";
 

@@ -4,9 +4,7 @@
  * seeded shuffle. Each lr of the grid starts from the pretrained weights (a fresh model, so a fresh Adam state);
  * the dev slice picks the (lr, checkpoint) pair; the caller evaluates test once, on the chosen weights.
  */
-import type { GPT2Model } from "../../ts/advanced";
-import { mulberry32 } from "../../ts/advanced";
-import { shuffled } from "../../ts/advanced";
+import { type GPT2Model, mulberry32, shuffled } from "../../ts/advanced";
 import { classifierInput, evaluateClassifier, type ClassifierSpec, type LabelledSeq } from "./scorer";
 
 export interface FinetuneOptions {

@@ -5,8 +5,7 @@
  * static SVG on the server (ts/report/page.ts), like the run report; nothing is fetched when the page opens.
  */
 import * as path from "node:path";
-import { writeFileAtomic } from "../../ts/advanced";
-import { dataTable, esc, figure, fmt, kvTable, page, vegaLiteSvg, type VegaLiteSpec } from "../../ts/advanced";
+import { writeFileAtomic, dataTable, esc, figure, fmt, kvTable, page, vegaLiteSvg, type VegaLiteSpec } from "../../ts/advanced";
 import type { MethodSummary } from "./report";
 
 /** The fields of the benchmark's report.json this page reads. */

@@ -3,8 +3,7 @@
  * n-gram shared verbatim with the private examples), fluency (perplexity under the model) and how well its
  * classifier gradient matches the private examples' one (cosine of lm_head gradients, as GRADMM measures it).
  */
-import type { GPT2Model } from "../../ts/advanced";
-import { continuationLoss } from "../../ts/advanced";
+import { type GPT2Model, continuationLoss } from "../../ts/advanced";
 
 /** Lower-cased words and single punctuation marks. */
 export function words(text: string): string[] {

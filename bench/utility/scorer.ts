@@ -2,8 +2,7 @@
  * Label-word classification (the paper's protocol): the input is text + template, and class k's score is the
  * log-probability of the first token of its label word at the last position.
  */
-import type { GPT2Model } from "../../ts/advanced";
-import { lastPositionLogits } from "../../ts/advanced";
+import { type GPT2Model, lastPositionLogits } from "../../ts/advanced";
 
 export interface ClassifierSpec {
   /** First token of each class's label word. */

@@ -5,16 +5,8 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { withCancel } from "../../ts/advanced";
-import { writeJsonAtomic, writeJsonlAtomic } from "../../ts/advanced";
-import { filterSamples, type SyntheticSample } from "../../ts/advanced";
-import { continuationLoss } from "../../ts/advanced";
-import type { BatchResult, BatchSettings, ClassSetup } from "../../ts/advanced";
-import { synthesize } from "../../ts/index";
-import { type GPT2Model, mulberry32 } from "../../ts/advanced";
-import { type Tokenizer } from "../../ts/index";
-import { alphabeticTokenMask } from "../../ts/advanced";
-import { shuffled } from "../../ts/advanced";
+import { withCancel, writeJsonAtomic, writeJsonlAtomic, filterSamples, type SyntheticSample, continuationLoss, type BatchResult, type BatchSettings, type ClassSetup, type GPT2Model, mulberry32, alphabeticTokenMask, shuffled } from "../../ts/advanced";
+import { synthesize, type Tokenizer } from "../../ts/index";
 import { derivedSynthConfig, type UtilityConfig } from "./config";
 import { runContinuousBatch } from "./continuous";
 import { bannedForGeneration, fewShotPrompt, sampleContinuations } from "./generate";

@@ -3,8 +3,7 @@
  * every seed then draws, from what is left, disjoint private (GRADMM target), dev (lr/checkpoint choice) slices,
  * and the `real` training set from everything but dev and test.
  */
-import { readLabelledFile, shuffled } from "../../ts/advanced";
-import { mulberry32 } from "../../ts/advanced";
+import { readLabelledFile, shuffled, mulberry32 } from "../../ts/advanced";
 import type { SynthConfig } from "../../ts/index";
 
 export interface Item {
