@@ -157,10 +157,7 @@ void CausalExec::head_forward(const Forward& f) {
   // lm_head on the selected rows only
   if (rows_mode_ == Rows::Listed) be.gather_rows_at(h_rows_.data(), hidden_, row_ids_.data(), R, C);
   else be.gather_rows(h_rows_.data(), hidden_, R, C, rows_mode_ == Rows::Last ? f.T : 1, rows_mode_ == Rows::Last ? f.T - 1 : 0);
-  // an lm_head with a bias (Phi) takes the float32 linear op; without one the product goes through weight_gemm
-  // (bf16 weights when the model's precision is bf16)
-  if (lm_head_bias()) be.linear_forward(logits_.data(), V, h_rows_.data(), C, lm_head_weight(), lm_head_bias(), R, C, V);
-  else weight_gemm(false, true, R, V, C, h_rows_.data(), C, lm_head_weight(), C, logits_.data(), V, false);
+  lm_head_logits(logits_.data(), h_rows_.data(), R);
   have_targets_ = f.targets != nullptr;
   if (f.targets) {
     probs_.ensure(be_, (size_t)R * V);
@@ -251,7 +248,7 @@ void CausalExec::head_backward(const Backward& a, float* d_h, float* dW, float* 
 
 void CausalExec::decode(ExecKVCache& cache, const int* tokens, const float* embeds, int Tn, float* logits_out,
                         const std::atomic<bool>* cancel) {
-  const int R = cache.rows, C = dims_.channels, V = dims_.vocab_size;
+  const int R = cache.rows, C = dims_.channels;
   const int pos_base = cache.prefix_len() + cache.length;
   if ((tokens == nullptr) == (embeds == nullptr)) throw std::invalid_argument("decode: give exactly one of tokens or embeds");
   if (Tn <= 0) throw std::invalid_argument("decode: need at least one new position");
@@ -265,10 +262,13 @@ void CausalExec::decode(ExecKVCache& cache, const int* tokens, const float* embe
   refresh_bf16();
   trunk_decode(cache, tokens, embeds, Tn, pos_base, cancel);
   cache.length += Tn;
-  if (logits_out && lm_head_bias())
-    be_->linear_forward(logits_out, V, dec_h_.data(), C, lm_head_weight(), lm_head_bias(), R, C, V);
-  else if (logits_out)
-    weight_gemm(false, true, R, V, C, dec_h_.data(), C, lm_head_weight(), C, logits_out, V, false);
+  if (logits_out) lm_head_logits(logits_out, dec_h_.data(), R);
+}
+
+void CausalExec::lm_head_logits(float* logits, const float* h, int R) {
+  const int C = dims_.channels, V = dims_.vocab_size;
+  if (lm_head_bias()) be_->linear_forward(logits, V, h, C, lm_head_weight(), lm_head_bias(), R, C, V);
+  else weight_gemm(false, true, R, V, C, h, C, lm_head_weight(), C, logits, V, false);
 }
 
 }  // namespace gradmm

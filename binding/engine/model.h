@@ -151,6 +151,9 @@ class CausalExec {
   // C (+)= op(A) · op(W), W being a weight matrix (the lm_head)
   void weight_gemm(bool transA, bool transW, int M, int N, int K, const float* A, int lda, const float* W, int ldw,
                    float* C, int ldc, bool accumulate);
+  // logits[R,V] = h[R,C] · lm_headᵀ (+ its bias): an lm_head with a bias (Phi) takes the float32 linear op; without
+  // one the product goes through weight_gemm (bf16 weights when the model's precision is bf16)
+  void lm_head_logits(float* logits, const float* h, int R);
   bool bf16() const { return precision_ == Precision::BF16; }
   // op(W) [K,N] packed in bf16 (transW: W stored N×K with row stride ldw), made on first use
   const uint32_t* packed(const float* W, bool transW, int ldw, int K, int N);
