@@ -1,6 +1,7 @@
 // Loading GGUF models: tiny GGUF files laid out as llama.cpp's converter writes them (test/fixtures/gen_gguf_models.py)
 // must give exactly the model that loading the Hugging Face folder gives: names, shapes, llama's Q/K permutation,
-// GPT-2's transposed Conv1D weights and duplicated head, Llama 3 RoPE factors, Qwen2 biases. And typed errors.
+// GPT-2's transposed Conv1D weights and duplicated head, Llama 3 RoPE factors, Qwen2 biases, phi-2 (separate or fused
+// q/k/v) and phi-3 (fused qkv and gate_up). And typed errors.
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -52,6 +53,41 @@ describe("GGUF models", () => {
     expectSameModel(viaGGUF, viaHF);
     viaGGUF.dispose();
     viaHF.dispose();
+  });
+
+  it("phi2: the same model as the HF PhiForCausalLM folder (partial rotary, biases), from separate or fused q/k/v", () => {
+    const viaHF = CausalLMModel.load(path.join(fx, "hf_oracles", "phi"));
+    for (const file of ["phi2_tiny.gguf", "phi2_fused_tiny.gguf"]) {
+      const viaGGUF = CausalLMModel.load(gg(file));
+      expectSameModel(viaGGUF, viaHF);
+      expect(viaGGUF.config).toMatchObject({ architecture: "phi", rotaryDim: 4, tieWordEmbeddings: false });
+      viaGGUF.dispose();
+    }
+    viaHF.dispose();
+  });
+
+  it("phi3: the same model as the HF Phi3ForCausalLM folder (fused attn_qkv and gate_up in ffn_up)", () => {
+    const viaGGUF = CausalLMModel.load(gg("phi3_tiny.gguf"));
+    const viaHF = CausalLMModel.load(path.join(fx, "hf_oracles", "phi3"));
+    expectSameModel(viaGGUF, viaHF);
+    expect(viaGGUF.config).toMatchObject({ modelType: "phi3", fusedQkvGateUp: true, ropeScaling: null });
+    viaGGUF.dispose();
+    viaHF.dispose();
+  });
+
+  it("phi2 / phi3: typed errors for what the engine does not run", () => {
+    const withMeta = (file: string, edit: (g: ReturnType<typeof readGGUF>) => void) => {
+      const g = readGGUF(gg(file));
+      const copy = { ...g, metadata: new Map(g.metadata), tensors: new Map(g.tensors) };
+      edit(copy);
+      return copy;
+    };
+    expect(() => ggufModelConfig(withMeta("phi2_tiny.gguf", (g) => g.metadata.set("phi2.rope.dimension_count", 3 as never)))).toThrow(/rope.dimension_count' 3 must be even/);
+    expect(() => ggufModelConfig(withMeta("phi3_tiny.gguf", (g) => g.tensors.set("rope_factors_long.weight", g.tensors.get("blk.0.attn_norm.weight")!)))).toThrow(
+      UnsupportedModelError,
+    );
+    expect(() => ggufModelConfig(withMeta("phi3_tiny.gguf", (g) => g.tensors.delete("blk.0.attn_qkv.weight")))).toThrow(/separate attn_q \/ attn_k \/ attn_v/);
+    expect(() => ggufModelConfig(withMeta("phi3_tiny.gguf", (g) => g.metadata.set("phi3.attention.sliding_window", 16 as never)))).toThrow(/sliding_window 16/);
   });
 
   it("finds the GGUF file of a folder, and readModelConfig reads it", () => {

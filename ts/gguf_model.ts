@@ -2,19 +2,21 @@
  * Models from GGUF files: the engine's config from GGUF metadata, llama.cpp's tensor names mapped to the Hugging
  * Face names the engine uses, and the weights dequantized in C++ while they stream into the parameter block.
  *
- * llama.cpp's converter changes two things that must be undone, or the model still runs but computes something
- * else: for the `llama` architecture it permutes the rows of attn_q / attn_k (their bias too) so that RoPE rotates
- * adjacent pairs instead of the two halves of a head, and for `gpt2` it stores the Conv1D weights transposed.
+ * llama.cpp's converter changes things that must be undone, or the model still runs but computes something else:
+ * for the `llama` architecture it permutes the rows of attn_q / attn_k (their bias too) so that RoPE rotates
+ * adjacent pairs instead of the two halves of a head; for `gpt2` it stores the Conv1D weights transposed; phi-2 files
+ * converted from Microsoft's original layout hold q, k and v as one fused attn_qkv tensor (split here); `phi3` keeps
+ * HF's fused qkv_proj and gate_up_proj (as attn_qkv and ffn_up), which the engine runs as they are.
  */
 import * as fs from "node:fs";
 import { InvalidFileError, UnsupportedModelError } from "./errors";
 import { GGML_TYPES, GGUFMetadata, ggmlTypeName, type GGUFFile, type GGUFTensorInfo } from "./gguf";
 import { dequantize, GGML_DEQUANTIZABLE } from "./gguf_quants";
-import type { GPT2Config, LlamaConfig, ModelConfig } from "./model_config";
+import type { GPT2Config, LlamaConfig, ModelConfig, PhiConfig } from "./model_config";
 import type { NativeRopeScaling } from "./native";
 
 /** GGUF architectures the engine runs, and the engine family each maps to. */
-export const GGUF_ARCHITECTURES = ["llama", "qwen2", "gpt2"] as const;
+export const GGUF_ARCHITECTURES = ["llama", "qwen2", "gpt2", "phi2", "phi3"] as const;
 
 /** Reads the engine's config from a GGUF file's metadata (and the presence of optional tensors). */
 export function ggufModelConfig(g: GGUFFile): ModelConfig {
@@ -54,6 +56,39 @@ export function ggufModelConfig(g: GGUFFile): ModelConfig {
     return config;
   }
 
+  if (arch === "phi2") {
+    // llama.cpp's Phi2Model: LayerNorm eps, rope.dimension_count = the rotated dims of each head (partial rotary),
+    // no rope base stored (10,000)
+    const numKvHeads = positive("attention.head_count_kv", numHeads);
+    if (channels % numHeads !== 0) throw new InvalidFileError(g.file, `embedding_length ${channels} is not divisible by head_count ${numHeads}`);
+    if (numHeads % numKvHeads !== 0) throw new InvalidFileError(g.file, `head_count ${numHeads} is not a multiple of head_count_kv ${numKvHeads}`);
+    const headDim = channels / numHeads;
+    const rotaryDim = m.uint(key("rope.dimension_count"), null) ?? headDim;
+    if (rotaryDim < 2 || rotaryDim % 2 !== 0 || rotaryDim > headDim)
+      throw new InvalidFileError(g.file, `metadata '${key("rope.dimension_count")}' ${rotaryDim} must be even, 2 to the head size ${headDim}`);
+    const scalingType = m.string(key("rope.scaling.type"), null);
+    if (scalingType !== null && scalingType !== "none") unsupported(`rope.scaling.type '${scalingType}' (none only)`);
+    const ropeTheta = shortestF32(m.number(key("rope.freq_base"), 10000)!);
+    const eps = shortestF32(m.number(key("attention.layer_norm_epsilon"), 1e-5)!);
+    if (!(ropeTheta > 0) || !(eps > 0)) throw new InvalidFileError(g.file, `metadata '${key("rope.freq_base")}' and '${key("attention.layer_norm_epsilon")}' must be positive`);
+    const config: PhiConfig = {
+      architecture: "phi",
+      modelType: "phi",
+      vocabSize,
+      maxSeqLen,
+      channels,
+      intermediateSize: positive("feed_forward_length"),
+      numLayers,
+      numHeads,
+      numKvHeads,
+      rotaryDim,
+      layerNormEps: eps,
+      ropeTheta,
+      tieWordEmbeddings: !g.tensors.has("output.weight"),
+    };
+    return config;
+  }
+
   const numKvHeads = positive("attention.head_count_kv", numHeads);
   if (numHeads % numKvHeads !== 0)
     throw new InvalidFileError(g.file, `head_count ${numHeads} is not a multiple of head_count_kv ${numKvHeads}`);
@@ -80,6 +115,35 @@ export function ggufModelConfig(g: GGUFFile): ModelConfig {
   const ropeScaling = g.tensors.has("rope_freqs.weight") ? llama3ScalingFromFactors(g, headDim, ropeTheta) : null;
 
   const has = (t: string) => g.tensors.has(`blk.0.${t}`);
+  if (arch === "phi3") {
+    // llama.cpp's Phi3MiniModel: HF's fused qkv_proj (attn_qkv) and gate_up_proj (ffn_up), RMSNorm, no biases;
+    // LongRoPE files carry rope_factors_long / rope_factors_short
+    if (g.tensors.has("rope_factors_long.weight") || g.tensors.has("rope_factors_short.weight"))
+      unsupported("LongRoPE (tensors rope_factors_long / rope_factors_short; Phi-3 with rope_scaling none only)");
+    if (!has("attn_qkv.weight")) unsupported("a phi3 file with separate attn_q / attn_k / attn_v tensors (fused attn_qkv only)");
+    if (has("ffn_gate.weight")) unsupported("a phi3 file with a separate ffn_gate tensor (ffn_up holding gate_up_proj only)");
+    const config: LlamaConfig = {
+      architecture: "llama",
+      modelType: "phi3",
+      vocabSize,
+      maxSeqLen,
+      channels,
+      intermediateSize: ff,
+      numLayers,
+      numHeads,
+      numKvHeads,
+      headDim,
+      rmsNormEps: eps,
+      ropeTheta,
+      ropeScaling: null,
+      tieWordEmbeddings: !g.tensors.has("output.weight"),
+      attentionBias: false,
+      oProjBias: false,
+      mlpBias: false,
+      fusedQkvGateUp: true,
+    };
+    return config;
+  }
   const config: LlamaConfig = {
     architecture: "llama",
     modelType: arch,
@@ -161,6 +225,8 @@ interface TensorMapping {
   unpermuteHeads?: number;
   /** GPT-2 Conv1D weights: stored [out, in] in GGUF, [in, out] in the engine. */
   transpose?: boolean;
+  /** A fused tensor whose consecutive row blocks are these parameters (phi-2's attn_qkv: q, k, v). */
+  split?: string[];
 }
 
 const LLAMA_LAYER: Record<string, string> = {
@@ -172,6 +238,25 @@ const LLAMA_LAYER: Record<string, string> = {
   ffn_norm: "post_attention_layernorm",
   ffn_gate: "mlp.gate_proj",
   ffn_up: "mlp.up_proj",
+  ffn_down: "mlp.down_proj",
+};
+
+const PHI2_LAYER: Record<string, string> = {
+  attn_norm: "input_layernorm",
+  attn_q: "self_attn.q_proj",
+  attn_k: "self_attn.k_proj",
+  attn_v: "self_attn.v_proj",
+  attn_output: "self_attn.dense",
+  ffn_up: "mlp.fc1",
+  ffn_down: "mlp.fc2",
+};
+
+const PHI3_LAYER: Record<string, string> = {
+  attn_norm: "input_layernorm",
+  attn_qkv: "self_attn.qkv_proj",
+  attn_output: "self_attn.o_proj",
+  ffn_norm: "post_attention_layernorm",
+  ffn_up: "mlp.gate_up_proj",
   ffn_down: "mlp.down_proj",
 };
 
@@ -196,9 +281,25 @@ export function mapGGUFTensorName(config: ModelConfig, arch: string, name: strin
     const conv1d = mm[3] === "weight" && mm[2] !== "attn_norm" && mm[2] !== "ffn_norm";
     return { name: `h.${mm[1]}.${GPT2_LAYER[mm[2]]}.${mm[3]}`, transpose: conv1d };
   }
+  if (config.architecture === "phi") {
+    const top: Record<string, string> = {
+      "token_embd.weight": "model.embed_tokens.weight",
+      "output_norm.weight": "model.final_layernorm.weight",
+      "output_norm.bias": "model.final_layernorm.bias",
+      "output.weight": "lm_head.weight",
+      "output.bias": "lm_head.bias",
+    };
+    if (name in top) return { name: top[name] };
+    const mm = /^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$/.exec(name);
+    if (!mm) return undefined;
+    const p = `model.layers.${mm[1]}.`;
+    if (mm[2] === "attn_qkv") return { name: `${p}self_attn.q_proj.${mm[3]}`, split: ["q", "k", "v"].map((x) => `${p}self_attn.${x}_proj.${mm[3]}`) };
+    return mm[2] in PHI2_LAYER ? { name: `${p}${PHI2_LAYER[mm[2]]}.${mm[3]}` } : undefined;
+  }
   const top: Record<string, string> = { "token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight", "output.weight": "lm_head.weight" };
   if (name in top) return { name: top[name] };
   const mm = /^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$/.exec(name);
+  if (arch === "phi3") return mm && mm[2] in PHI3_LAYER ? { name: `model.layers.${mm[1]}.${PHI3_LAYER[mm[2]]}.${mm[3]}` } : undefined;
   if (!mm || !(mm[2] in LLAMA_LAYER)) return undefined;
   const mapped: TensorMapping = { name: `model.layers.${mm[1]}.${LLAMA_LAYER[mm[2]]}.${mm[3]}` };
   if (arch === "llama" && (mm[2] === "attn_q" || mm[2] === "attn_k"))
@@ -280,6 +381,25 @@ export interface GGUFLoadTarget {
   tensor(name: string): Float32Array;
 }
 
+/** A fused tensor (rows = the parts' rows one after another, same columns) read into each part's parameter. */
+function readSplitTensor(g: GGUFFile, t: GGUFTensorInfo, parts: string[], target: GGUFLoadTarget, fd: number): void {
+  const shapes = parts.map((n) => target.paramShape(n));
+  const missing = parts.findIndex((_, i) => !shapes[i]);
+  if (missing >= 0) throw new InvalidFileError(g.file, `tensor '${t.name}' (${parts[missing]}) is not a parameter of this model's config`);
+  const rows = shapes.reduce((a, s) => a + s![0], 0);
+  const want = shapes[0]!.length === 2 ? [rows, shapes[0]![1]] : [rows];
+  if (shapes.some((s) => s!.length !== want.length || (want.length === 2 && s![1] !== want[1])) || t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i]))
+    throw new InvalidFileError(g.file, `tensor '${t.name}' has shape [${t.shape}], the metadata implies [${want}] (${parts.join(" + ")})`);
+  const tmp = new Float32Array(t.elements);
+  readGGUFTensorF32(g, t, tmp, fd);
+  let at = 0;
+  for (const n of parts) {
+    const out = target.tensor(n);
+    out.set(tmp.subarray(at, at + out.length));
+    at += out.length;
+  }
+}
+
 /** Fills every parameter of `target` from the GGUF file; unknown, mis-shaped and missing tensors are errors. */
 export function loadGGUFWeights(g: GGUFFile, target: GGUFLoadTarget): void {
   const arch = new GGUFMetadata(g.file, g.metadata).string("general.architecture");
@@ -294,6 +414,11 @@ export function loadGGUFWeights(g: GGUFFile, target: GGUFLoadTarget): void {
         continue;
       }
       if (map === undefined) throw new InvalidFileError(g.file, `unexpected tensor '${t.name}' for a ${arch} model`);
+      if (map.split) {
+        readSplitTensor(g, t, map.split, target, fd);
+        for (const n of map.split) seen.add(n);
+        continue;
+      }
       const shape = target.paramShape(map.name);
       if (!shape) throw new InvalidFileError(g.file, `tensor '${t.name}' (${map.name}) is not a parameter of this ${arch} model's config`);
       const want = map.transpose ? [shape[1], shape[0]] : shape;
