@@ -1,6 +1,6 @@
 // SmolLM2-135M-Instruct loaded from its GGUF file (Q4_1 + Q8_0 + F32 tensors) against Hugging Face transformers
 // loading the same file in float32: tokenizer ids, logits on 8 prompts, and the method's matching loss with its
-// input-embedding gradient (double backprop in PyTorch). Fixtures: test/fixtures/gen_smollm2.py. Skipped, with a
+// input-embedding gradient (double backprop in PyTorch). Fixtures: test/fixtures/gen_real_models.py. Skipped, with a
 // message, where the model is not in the cache (.ci/run fetches it first).
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
