@@ -46,6 +46,7 @@ class ModelEngine {
   static std::unique_ptr<CausalExec> make(const Backend* be, const GPT2Config& cfg);
   static std::unique_ptr<CausalExec> make(const Backend* be, const LlamaConfig& cfg);
   static std::unique_ptr<CausalExec> make(const Backend* be, const PhiConfig& cfg);
+  static std::unique_ptr<CausalExec> make(const Backend* be, const Gemma3Config& cfg);
 
   std::mutex mutex;  // one operation at a time touches the model's activations (callers lock)
   const ModelLayout& layout() const { return exec_->layout(); }
