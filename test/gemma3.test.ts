@@ -12,6 +12,7 @@ import { synthesize } from "../ts/gradmm/synthesize";
 import { CausalLMModel } from "../ts/model";
 import { readModelConfig, type Gemma3Config } from "../ts/model_config";
 import { writeSafetensors, type WritableTensor } from "../ts/safetensors_write";
+import { bf16Support } from "../ts/threads";
 
 const root = path.join(__dirname, "..");
 const oracle = path.join(__dirname, "fixtures", "hf_oracles", "gemma3");
@@ -127,6 +128,36 @@ describe("Gemma 3 token embeddings", () => {
       // the unscaled rows are a different input
       await m.forward({ embeds: table.slice(0, 5 * 32), B: 1, T: 5, allLogits: true });
       expect(m.logits()).not.toEqual(byTokens);
+    } finally {
+      m.dispose();
+    }
+  });
+});
+
+describe.skipIf(!bf16Support().available)("Gemma 3 in bf16 (this CPU has AVX512_BF16)", () => {
+  it("the projections' products in bf16: logits and the input-embedding gradient close to float32's", async () => {
+    const m = CausalLMModel.load(oracle);
+    try {
+      const B = 2, T = 12, C = 32, V = 256;
+      const tokens = new Int32Array(B * T).map((_, i) => (i * 37 + 11) % V);
+      const embeds = m.tokenEmbeddings(tokens);
+      const run = async () => {
+        await m.forward({ embeds, targets: tokens, B, T, allLogits: true });
+        const logits = m.logits().slice(), dEmbeds = new Float32Array(B * T * C);
+        await m.backward({ paramGrads: false, dEmbeds });
+        return { logits, dEmbeds };
+      };
+      const f32 = await run();
+      expect(m.setPrecision("bf16")).toBe("bf16");
+      const bf = await run();
+      expect(bf.logits).not.toEqual(f32.logits);
+      const cos = (a: Float32Array, b: Float32Array) => {
+        let d = 0, na = 0, nb = 0;
+        for (let i = 0; i < a.length; i++) (d += a[i] * b[i]), (na += a[i] * a[i]), (nb += b[i] * b[i]);
+        return d / Math.sqrt(na * nb);
+      };
+      expect(cos(bf.logits, f32.logits)).toBeGreaterThan(0.999);
+      expect(cos(bf.dEmbeds, f32.dEmbeds)).toBeGreaterThan(0.99);
     } finally {
       m.dispose();
     }
