@@ -1,4 +1,4 @@
-// Model: a GPT-2 or Llama-family model on the engine. Parameter, gradient and Adam-moment memory is exposed as
+// Model: a GPT-2, Llama-family, Phi or Gemma 3 model on the engine. Parameter, gradient and Adam-moment memory is exposed as
 // Float32Array views over native memory (no copies; on a GPU, over the host mirror); each view keeps the model's
 // memory alive, so a view outliving release() stays valid.
 #include <cstring>

@@ -108,7 +108,8 @@ void LlamaExec::trunk_forward(const Forward& f) {
     be.residual_forward(out, mid, tmp_.data(), BT * C);
   }
   const long last = keep ? cfg_.num_layers : cfg_.num_layers % 2;
-  be.rmsnorm_forward(normf_.data(), normf_rstd_.data(), resid_.data() + last * BT * C, w.norm, (int)BT, C, eps, 1, C, 0.f);
+  be.rmsnorm_forward(normf_.data(), normf_rstd_.data(), resid_.data() + last * BT * C, w.norm, (int)BT, C, eps, 1, C,
+                     0.f);
   hidden_ = normf_.data();
 }
 
@@ -155,7 +156,8 @@ void LlamaExec::trunk_backward(const Backward& a, float* d_h, float* gblock) {
     d_tmp_.zero();
     linear_bwd(d_tmp_.data(), C, lg.wg, lg.bg, d_gate_.data(), I_, ln2, C, lw.wg, (int)BT, C, I_);
     linear_bwd(d_tmp_.data(), C, lg.wu, lg.bu, d_up_.data(), I_, ln2, C, lw.wu, (int)BT, C, I_);
-    be.rmsnorm_backward(d_res_.data(), lg.ln2, d_tmp_.data(), mid, lw.ln2, ln2_rstd_.data() + l * BT, (int)BT, C, 1, C, 0.f);
+    be.rmsnorm_backward(d_res_.data(), lg.ln2, d_tmp_.data(), mid, lw.ln2, ln2_rstd_.data() + l * BT, (int)BT, C, 1, C,
+                        0.f);
     // mid = x + o(attention(rope(q(ln1(x))), rope(k(ln1(x))), v(ln1(x))))
     d_atty_.zero();
     linear_bwd(d_atty_.data(), Q, lg.wo, lg.bo, d_res_.data(), C, atty, Q, lw.wo, (int)BT, Q, C);
@@ -168,7 +170,8 @@ void LlamaExec::trunk_backward(const Backward& a, float* d_h, float* gblock) {
     linear_bwd(d_tmp_.data(), C, lg.wq, lg.bq, d_qkv_.data(), QKV_, ln1, C, lw.wq, (int)BT, C, Q);
     linear_bwd(d_tmp_.data(), C, lg.wk, lg.bk, d_qkv_.data() + Q, QKV_, ln1, C, lw.wk, (int)BT, C, KV);
     linear_bwd(d_tmp_.data(), C, lg.wv, lg.bv, d_qkv_.data() + Q + KV, QKV_, ln1, C, lw.wv, (int)BT, C, KV);
-    be.rmsnorm_backward(d_res_.data(), lg.ln1, d_tmp_.data(), x, lw.ln1, ln1_rstd_.data() + l * BT, (int)BT, C, 1, C, 0.f);
+    be.rmsnorm_backward(d_res_.data(), lg.ln1, d_tmp_.data(), x, lw.ln1, ln1_rstd_.data() + l * BT, (int)BT, C, 1, C,
+                        0.f);
   }
   if (used_embeds_) {
     if (a.d_embeds) be.residual_backward(a.d_embeds, nullptr, d_res_.data(), BT * C);

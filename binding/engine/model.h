@@ -1,8 +1,8 @@
 // The one engine's model: GPT-2 (GPT2Exec) and the Llama family (LlamaExec: Llama, Qwen2, Mistral without sliding
 // windows; RMSNorm, RoPE with llama3 scaling, SwiGLU, grouped-query attention, optional q/k/v/o/MLP biases, tied or
-// untied lm_head) written once against the backend table (backend.h), so the same code runs on the CPU and on CUDA.
-// Both behind CausalExec, so the matcher, the projection and the x-update (matcher.h, batch.h) and the addon are
-// written once too. Parameters, gradients, Adam moments, activations and KV caches are the backend's memory.
+// untied lm_head), Phi (PhiExec) and Gemma 3 (Gemma3Exec) written once against the backend table (backend.h), so the
+// same code runs on the CPU and on CUDA. All behind CausalExec, so the matcher, the projection and the x-update
+// (matcher.h, batch.h) and the addon are written once too. Parameters, gradients, Adam moments, activations and KV caches are the backend's memory.
 //
 // Scope: the training/analysis path (causal forward, backward to input embeddings and, optionally, to the
 // parameters, AdamW) with logits at the last position of each row, at every position or at listed positions; an

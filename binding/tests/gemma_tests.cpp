@@ -267,6 +267,11 @@ static void test_scaled_lookup() {
   m.forward(fe);
   report("token input = its scaled rows as input embeddings (logits)",
          rel_err(std::vector<float>(m.logits(), m.logits() + ref.size()), ref), 0);
+  ForwardArgs fi = fa;
+  fi.keep_activations = false;  // one layer's activations at a time
+  m.forward(fi);
+  report("gemma3 inference forward (one layer's activations) = the training forward, bit for bit",
+         std::vector<float>(m.logits(), m.logits() + ref.size()) == ref ? 0 : 1, 0);
 }
 
 static void test_threads_determinism() {
