@@ -119,15 +119,12 @@ export async function benchPrecision(opts: { model?: string; quick?: boolean; th
     const allowed = alphabeticTokenMask(tok);
     const allowedIds = [...allowed.keys()].filter((v) => allowed[v]);
     // the shared start: embeddings of random allowed tokens on the free positions, the template's after them
-    const E = model.inputEmbeddings();
     let seed = 12345;
     const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
-    const X = new Float32Array(B * L * C);
+    const ids: number[] = [];
     for (let b = 0; b < B; b++)
-      for (let t = 0; t < L; t++) {
-        const id = t < free ? allowedIds[Math.floor(rnd() * allowedIds.length)] : template[t - free];
-        X.set(E.subarray(id * C, (id + 1) * C), (b * L + t) * C);
-      }
+      for (let t = 0; t < L; t++) ids.push(t < free ? allowedIds[Math.floor(rnd() * allowedIds.length)] : template[t - free]);
+    const X = model.tokenEmbeddings(ids); // [B*L, C], scaled as a token lookup is
     // U for the projection: X moved a little (as x after an x-update is)
     const U = X.map((v, i) => v + 0.02 * Math.sin(i * 12.9898));
     const xSteps = opts.quick ? 5 : 10;

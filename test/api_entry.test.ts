@@ -20,7 +20,7 @@ const INDEX_VALUES = [
 ];
 const INDEX_TYPES = [
   "AdamWOptions", "BackendInfo", "BackwardOptions", "Bf16Support", "CachedModel", "CallOptions", "ConfigIssue", "DecodeOptions",
-  "EncodeOptions", "FetchOptions", "FetchProgress", "ForwardOptions", "GPT2Config", "KnownModel", "LlamaConfig",
+  "EncodeOptions", "FetchOptions", "FetchProgress", "ForwardOptions", "GPT2Config", "Gemma3Config", "KnownModel", "LlamaConfig",
   "LoadModelOptions", "LoadedModel", "ModelConfig", "ModelConfigInput", "ModelInput", "PhiConfig", "Precision",
   "PrecisionOption", "SynthConfig", "SynthOptions", "SynthProgress", "SynthResult",
 ];

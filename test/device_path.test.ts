@@ -26,7 +26,9 @@ describe("every model call through the engine's host mirror (GRADMM_BACKEND=cpu-
   // gpt2: the tiny GPT-2 fixture. qwen2: grouped-query attention (6 heads, 2 kv heads), q/k/v biases, untied lm_head,
   // llama3 RoPE. llama-tied: one kv head, head_dim ≠ channels / heads, biases on every projection, tied lm_head.
   // phi: parallel attention/MLP behind one LayerNorm, partial rotary, an lm_head bias (the matcher's bias term).
-  it.each(["gpt2", "qwen2", "llama-tied", "phi"])("%s: equals the CPU engine bit for bit, across target switches and weight changes", (model) => {
+  // gemma3: the scaled token lookup (the z-update's and init's rows too), (1 + w) norms, per-head q/k norms, GeGLU,
+  // a sliding-window layer (window 3, shorter than the sequences) beside a full one.
+  it.each(["gpt2", "qwen2", "llama-tied", "phi", "gemma3"])("%s: equals the CPU engine bit for bit, across target switches and weight changes", (model) => {
     const cpu = run("cpu", model);
     const table = run("cpu-table", model);
     expect(cpu.backend).toBe("cpu");

@@ -28,6 +28,7 @@ export {
   type GPT2Config,
   type LlamaConfig,
   type PhiConfig,
+  type Gemma3Config,
   type ModelConfig,
   type ModelConfigInput,
 } from "./model_config";

@@ -1,6 +1,6 @@
 /**
  * Causal language models on the native engine: GPT-2, the Llama family (Llama, Qwen2, Mistral without sliding
- * windows, Phi-3) and Phi. Creation, loading from a Hugging Face folder or a GGUF file, forward/backward, AdamW, and KV-cached
+ * windows, Phi-3), Phi and Gemma 3 (text). Creation, loading from a Hugging Face folder or a GGUF file, forward/backward, AdamW, and KV-cached
  * decoding. Every heavy call is a Promise run off the main thread and takes an AbortSignal. Config reading lives in
  * model_config.ts, loadModel (model + tokenizer) in load_model.ts.
  */
@@ -113,13 +113,16 @@ export class CausalLMModel {
 
   /** A model with all parameters zero; fill them through `params` / `tensor()` or `initRandom()`. GPT-2 by default. */
   static create(config: ModelConfigInput): CausalLMModel {
-    const full: ModelConfig = config.architecture === "llama" || config.architecture === "phi" ? { ...config } : { ...config, architecture: "gpt2" };
+    const full: ModelConfig =
+      config.architecture === "llama" || config.architecture === "phi" || config.architecture === "gemma3"
+        ? { ...config }
+        : { ...config, architecture: "gpt2" };
     return new CausalLMModel(full);
   }
 
   /**
    * Loads a model from a Hugging Face folder (config.json + model.safetensors or a sharded index: GPT2LMHeadModel,
-   * LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM, Phi3ForCausalLM or PhiForCausalLM; see readModelConfig), or from a GGUF file (or a
+   * LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM, Phi3ForCausalLM, PhiForCausalLM or Gemma3ForCausalLM; see readModelConfig), or from a GGUF file (or a
    * folder holding one and no config.json): architectures llama, qwen2 and gpt2, weights of type F32, F16, BF16,
    * Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K or Q6_K dequantized to float32 while they stream in. A known model
    * name (`gradmm models`; e.g. "smollm2-135m-instruct") loads the cached file, verified by its sha256.
@@ -182,6 +185,27 @@ export class CausalLMModel {
   /** View of the input token-embedding matrix [V, C] (no copy). */
   inputEmbeddings(): Float32Array {
     return this.tensor(this.inputEmbeddingName);
+  }
+
+  /**
+   * What a token lookup multiplies the embedding rows by: Gemma 3's sqrt(channels) rounded to float32, 1 for every
+   * other architecture. Input embeddings given to forward/decode/matchLoss are used as given, so the input embedding
+   * of token t is `inputEmbeddingScale · inputEmbeddings()[t]` (`tokenEmbeddings`).
+   */
+  get inputEmbeddingScale(): number {
+    return this.config.architecture === "gemma3" ? Math.fround(Math.sqrt(this.config.channels)) : 1;
+  }
+
+  /** The input embeddings of `tokens` [tokens.length, C], as a forward with token ids sees them (scaled: see inputEmbeddingScale). */
+  tokenEmbeddings(tokens: ArrayLike<number>, out?: Float32Array): Float32Array {
+    const C = this.config.channels, table = this.inputEmbeddings(), scale = this.inputEmbeddingScale;
+    const dst = out ?? new Float32Array(tokens.length * C);
+    for (let i = 0; i < tokens.length; i++) {
+      const row = table.subarray(tokens[i] * C, (tokens[i] + 1) * C);
+      if (scale === 1) dst.set(row, i * C);
+      else for (let c = 0; c < C; c++) dst[i * C + c] = Math.fround(row[c] * scale);
+    }
+    return dst;
   }
 
   private get handle(): NativeModel {
@@ -270,7 +294,8 @@ export class CausalLMModel {
 
   /**
    * Random initialisation. GPT-2: N(0, 0.02) weights (residual projections scaled by 1/sqrt(2L)), zero biases, unit LN.
-   * Llama (HF `_init_weights`): N(0, 0.02) weights, zero biases, unit RMSNorm weights.
+   * Llama (HF `_init_weights`): N(0, 0.02) weights, zero biases, unit RMSNorm weights. Gemma 3: the same with zero
+   * norm weights (they scale by 1 + w).
    */
   initRandom(seed: number): void {
     const rng = mulberry32(seed);
@@ -278,7 +303,8 @@ export class CausalLMModel {
     const llama = this.config.architecture !== "gpt2";
     for (const p of this.#table.values()) {
       const t = this.tensor(p.name);
-      if (llama ? p.name.endsWith("norm.weight") : p.name.includes("ln_")) t.fill(p.name.endsWith(".weight") ? 1 : 0);
+      if (llama ? p.name.endsWith("norm.weight") : p.name.includes("ln_"))
+        t.fill(p.name.endsWith(".weight") && this.config.architecture !== "gemma3" ? 1 : 0);
       else if (p.name.endsWith(".bias")) t.fill(0);
       else {
         const std = llama ? 0.02 : p.name.endsWith("c_proj.weight") ? projStd : p.name === "wpe.weight" ? 0.01 : 0.02;
@@ -355,7 +381,8 @@ export class CausalLMModel {
    */
   loadWeights(source: string): void {
     const reader = openSafetensorsDir(source);
-    const kind = this.config.architecture === "llama" ? "Llama-family" : this.config.architecture === "phi" ? "Phi" : "GPT-2";
+    const kinds = { llama: "Llama-family", phi: "Phi", gemma3: "Gemma 3", gpt2: "GPT-2" } as const;
+    const kind = kinds[this.config.architecture];
     try {
       const seen = new Set<string>();
       for (const raw of reader.names()) {

@@ -1,11 +1,11 @@
 /**
- * Model configs: reading and checking a Hugging Face config.json (GPT-2, the Llama family and Phi) or a GGUF file's
+ * Model configs: reading and checking a Hugging Face config.json (GPT-2, the Llama family, Phi and Gemma 3) or a GGUF file's
  * metadata into the config the engine runs, and finding the GGUF file a path names.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { InvalidFileError, UnsupportedModelError } from "./errors";
-import type { NativeGPT2Config, NativeLlamaConfig, NativePhiConfig } from "./native";
+import type { NativeGemma3Config, NativeGPT2Config, NativeLlamaConfig, NativePhiConfig } from "./native";
 import { isGGUFFile, readGGUF } from "./gguf";
 import { ggufModelConfig } from "./gguf_model";
 
@@ -29,11 +29,36 @@ export interface PhiConfig extends NativePhiConfig {
   modelType?: string;
 }
 
+/**
+ * Gemma 3 text config (Gemma3ForCausalLM, model_type "gemma3_text"): `ropeTheta` / `ropeScalingFactor` are the full
+ * layers', `ropeLocalTheta` / `ropeLocalScalingFactor` the sliding layers'; `layerTypes` gives each layer's kind.
+ */
+export interface Gemma3Config extends NativeGemma3Config {
+  architecture: "gemma3";
+  modelType?: string;
+  headDim: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeLocalTheta: number;
+  ropeScalingFactor: number;
+  ropeLocalScalingFactor: number;
+  slidingWindow: number | null;
+  layerTypes: ("sliding_attention" | "full_attention")[];
+  queryPreAttnScalar: number;
+  tieWordEmbeddings: boolean;
+  /** GPT-2 and Phi only (Gemma 3 uses rmsNormEps); typed as absent so `config.layerNormEps ?? …` compiles on any model. */
+  layerNormEps?: undefined;
+}
+
 /** Every supported model's config. Shared fields: vocabSize, maxSeqLen, channels, numLayers, numHeads. */
-export type ModelConfig = GPT2Config | LlamaConfig | PhiConfig;
+export type ModelConfig = GPT2Config | LlamaConfig | PhiConfig | Gemma3Config;
 
 /** What `create()` accepts: a GPT-2 config may omit `architecture`. */
-export type ModelConfigInput = (Omit<GPT2Config, "architecture"> & { architecture?: "gpt2" }) | LlamaConfig | PhiConfig;
+export type ModelConfigInput =
+  | (Omit<GPT2Config, "architecture"> & { architecture?: "gpt2" })
+  | LlamaConfig
+  | PhiConfig
+  | Gemma3Config;
 
 function readConfigJson(dir: string): { file: string; raw: Record<string, unknown> } {
   const file = path.join(dir, "config.json");
@@ -100,7 +125,8 @@ const LLAMA_FAMILY: Record<string, { arch: string; maxPositions: number }> = {
 /**
  * Reads a Hugging Face config.json into the config of a supported model: GPT-2 (model_type "gpt2") or the Llama
  * family (model_type "llama", "qwen2", "mistral", "phi3"; LlamaForCausalLM / Qwen2ForCausalLM / MistralForCausalLM /
- * Phi3ForCausalLM) or Phi (model_type "phi", PhiForCausalLM).
+ * Phi3ForCausalLM) or Phi (model_type "phi", PhiForCausalLM) or Gemma 3 text models (model_type "gemma3_text",
+ * Gemma3ForCausalLM).
  * Anything the engine would run differently (another architecture, rope_scaling other than none/llama3, an active
  * sliding window, an activation other than SiLU, quantized weights, …) is an UnsupportedModelError naming it;
  * a malformed file is an InvalidFileError.
@@ -112,12 +138,14 @@ export function readModelConfig(dir: string): ModelConfig {
   const arch = Array.isArray(raw.architectures) && raw.architectures.length ? String(raw.architectures[0]) : undefined;
   if (raw.model_type === "gpt2" || (raw.model_type === undefined && arch === "GPT2LMHeadModel")) return parseGPT2Config(raw, file);
   if (raw.model_type === "phi" || (raw.model_type === undefined && arch === "PhiForCausalLM")) return parsePhiConfig(raw, file);
+  if (raw.model_type === "gemma3_text" || (raw.model_type === undefined && arch === "Gemma3ForCausalLM"))
+    return parseGemma3Config(raw, file);
   const byArch = Object.keys(LLAMA_FAMILY).find((k) => LLAMA_FAMILY[k].arch === arch);
   const modelType = typeof raw.model_type === "string" ? raw.model_type : byArch;
   if (modelType === undefined || !(modelType in LLAMA_FAMILY))
     throw new UnsupportedModelError(
       `${file}: model_type '${String(raw.model_type)}' / architecture '${arch}' is not supported ` +
-        `(supported: gpt2, ${Object.keys(LLAMA_FAMILY).join(", ")}, phi)`,
+        `(supported: gpt2, ${Object.keys(LLAMA_FAMILY).join(", ")}, phi, gemma3_text)`,
     );
   return parseLlamaConfig(raw, file, modelType);
 }
@@ -271,6 +299,117 @@ function parsePhiConfig(raw: Record<string, unknown>, file: string): PhiConfig {
     rotaryDim,
     layerNormEps: pos(raw, "layer_norm_eps", 1e-5),
     ropeTheta: pos(raw.rope_theta != null ? raw : params, "rope_theta", 10000),
+    tieWordEmbeddings: tie,
+  };
+}
+
+/**
+ * Gemma3ForCausalLM (model_type "gemma3_text"; transformers 5.x rope_parameters per layer kind, or the older
+ * rope_theta + rope_local_base_freq + rope_scaling and sliding_window_pattern). Anything the engine would run
+ * differently (logit soft-capping, bidirectional attention, rope types other than default/linear, a
+ * query_pre_attn_scalar other than head_dim, attention biases, …) is an UnsupportedModelError naming it.
+ */
+function parseGemma3Config(raw: Record<string, unknown>, file: string): Gemma3Config {
+  const unsupported = (what: string): never => {
+    throw new UnsupportedModelError(`${file}: ${what} is not supported`);
+  };
+  const arch = Array.isArray(raw.architectures) && raw.architectures.length ? String(raw.architectures[0]) : undefined;
+  if (arch !== undefined && arch !== "Gemma3ForCausalLM")
+    unsupported(`architecture '${arch}' (model_type 'gemma3_text': Gemma3ForCausalLM only)`);
+  const int = (key: string, fallback?: number): number => {
+    const v = raw[key] ?? fallback;
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw new InvalidFileError(file, `field '${key}' must be a positive integer`);
+    return v;
+  };
+  const pos = (obj: Record<string, unknown>, key: string, where: string, fallback: number): number => {
+    const v = obj[key] ?? fallback;
+    if (typeof v !== "number" || !Number.isFinite(v) || !(v > 0)) throw new InvalidFileError(file, `field '${where}${key}' must be a positive number`);
+    return v;
+  };
+  if (raw.quantization_config != null) unsupported("option 'quantization_config' (quantized weights)");
+  const act = raw.hidden_activation ?? raw.hidden_act ?? "gelu_pytorch_tanh";
+  if (act !== "gelu_pytorch_tanh" && act !== "gelu_new") unsupported(`hidden_activation '${String(act)}' (gelu_pytorch_tanh only)`);
+  for (const key of ["attn_logit_softcapping", "final_logit_softcapping"])
+    if (raw[key] != null) unsupported(`${key} ${String(raw[key])} (null only)`);
+  if (raw.use_bidirectional_attention === true) unsupported("use_bidirectional_attention");
+  if (raw.attention_bias === true) unsupported("attention_bias");
+
+  // HF defaults (Gemma3TextConfig) where a field is absent
+  const channels = int("hidden_size", 2304), numHeads = int("num_attention_heads", 8);
+  const numKvHeads = int("num_key_value_heads", 4);
+  if (numHeads % numKvHeads !== 0)
+    throw new InvalidFileError(file, `num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`);
+  const headDim = int("head_dim", 256);
+  if (headDim % 2 !== 0) throw new InvalidFileError(file, `head_dim ${headDim} must be even (rotary embeddings)`);
+  const queryPreAttnScalar = pos(raw, "query_pre_attn_scalar", "", 256);
+  if (queryPreAttnScalar !== headDim) unsupported(`query_pre_attn_scalar ${queryPreAttnScalar} (head_dim ${headDim} only)`);
+  const numLayers = int("num_hidden_layers", 26);
+
+  // each layer's kind: layer_types, or every sliding_window_pattern-th layer full (older configs)
+  let layerTypes: Gemma3Config["layerTypes"];
+  if (Array.isArray(raw.layer_types)) {
+    if (raw.layer_types.length !== numLayers)
+      throw new InvalidFileError(file, `layer_types has ${raw.layer_types.length} entries for ${numLayers} layers`);
+    const other = raw.layer_types.find((t) => t !== "sliding_attention" && t !== "full_attention");
+    if (other !== undefined) unsupported(`layer_types entry '${String(other)}' (sliding_attention, full_attention only)`);
+    layerTypes = raw.layer_types as Gemma3Config["layerTypes"];
+  } else {
+    const pattern = int(raw.sliding_window_pattern != null ? "sliding_window_pattern" : "_sliding_window_pattern", 6);
+    layerTypes = Array.from({ length: numLayers }, (_, l) => ((l + 1) % pattern ? "sliding_attention" : "full_attention"));
+  }
+  const anySliding = layerTypes.includes("sliding_attention");
+  const slidingWindow = raw.sliding_window === null ? null : int("sliding_window", 4096);
+  if (anySliding && slidingWindow === null) throw new InvalidFileError(file, "sliding layers need a sliding_window");
+
+  // rotary embeddings per layer kind: rope_parameters {full_attention, sliding_attention} (transformers 5.x), or
+  // rope_theta / rope_local_base_freq with rope_scaling applying to the full layers
+  const rope = (kind: "full_attention" | "sliding_attention"): { theta: number; factor: number } => {
+    const params = isObject(raw.rope_parameters) ? raw.rope_parameters : undefined;
+    const fallback = kind === "full_attention" ? 1e6 : 1e4;
+    let p: Record<string, unknown>, where: string, theta: number;
+    if (params) {
+      p = isObject(params[kind]) ? params[kind] : {};
+      where = `rope_parameters.${kind}.`;
+      theta = pos(p, "rope_theta", where, fallback);
+    } else if (kind === "full_attention") {
+      if (raw.rope_scaling != null && !isObject(raw.rope_scaling)) throw new InvalidFileError(file, "field 'rope_scaling' must be an object or null");
+      p = isObject(raw.rope_scaling) ? raw.rope_scaling : {};
+      where = "rope_scaling.";
+      theta = pos(raw, "rope_theta", "", fallback);
+    } else {
+      p = {};
+      where = "";
+      theta = pos(raw, "rope_local_base_freq", "", fallback);
+    }
+    const type = p.rope_type ?? p.type ?? "default";
+    if (type === "default") return { theta, factor: 1 };
+    if (type === "linear") return { theta, factor: pos(p, "factor", where, 1) };
+    return unsupported(`rope_type '${String(type)}' on the ${kind} layers (default or linear only)`);
+  };
+  const full = rope("full_attention"), local = rope("sliding_attention");
+  const eps = raw.rms_norm_eps ?? 1e-6;
+  if (typeof eps !== "number" || !(eps > 0)) throw new InvalidFileError(file, "field 'rms_norm_eps' must be a positive number");
+  const tie = raw.tie_word_embeddings ?? true;
+  if (typeof tie !== "boolean") throw new InvalidFileError(file, "field 'tie_word_embeddings' must be true or false");
+  return {
+    architecture: "gemma3",
+    modelType: "gemma3_text",
+    vocabSize: int("vocab_size", 262208),
+    maxSeqLen: int("max_position_embeddings", 131072),
+    channels,
+    intermediateSize: int("intermediate_size", 9216),
+    numLayers,
+    numHeads,
+    numKvHeads,
+    headDim,
+    rmsNormEps: eps,
+    ropeTheta: full.theta,
+    ropeLocalTheta: local.theta,
+    ropeScalingFactor: full.factor,
+    ropeLocalScalingFactor: local.factor,
+    slidingWindow,
+    layerTypes,
+    queryPreAttnScalar,
     tieWordEmbeddings: tie,
   };
 }

@@ -68,10 +68,44 @@ export interface NativePhiConfig {
   tieWordEmbeddings?: boolean;
 }
 
+/**
+ * Gemma 3 text models (Gemma3ForCausalLM): sqrt(channels)-scaled token embeddings, four (1 + w) RMSNorms per block,
+ * per-head q/k RMSNorms, GeGLU (tanh) MLP, sliding-window and full attention layers with their own rotary bases.
+ */
+export interface NativeGemma3Config {
+  vocabSize: number;
+  maxSeqLen: number;
+  channels: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads?: number;
+  /** head_dim (default channels / numHeads; Gemma 3 sets it). */
+  headDim?: number;
+  rmsNormEps?: number;
+  /** Rotary base of the full-attention layers (HF rope_parameters.full_attention.rope_theta; default 1e6). */
+  ropeTheta?: number;
+  /** Rotary base of the sliding-window layers (rope_parameters.sliding_attention.rope_theta; default 1e4). */
+  ropeLocalTheta?: number;
+  /** Linear rope scaling of the full layers (inv_freq / factor; 1 = none). */
+  ropeScalingFactor?: number;
+  /** Linear rope scaling of the sliding layers (1 = none). */
+  ropeLocalScalingFactor?: number;
+  /** The sliding layers' window: key j is visible from query i when i − window < j ≤ i. */
+  slidingWindow?: number | null;
+  /** Each layer's attention (default: all full). */
+  layerTypes?: ("sliding_attention" | "full_attention")[];
+  /** Scores are scaled by queryPreAttnScalar^-1/2; the engine runs head_dim only (the default). */
+  queryPreAttnScalar?: number;
+  /** Default true (Gemma 3 ties its lm_head). */
+  tieWordEmbeddings?: boolean;
+}
+
 export type NativeModelConfig =
   | (NativeGPT2Config & { architecture?: "gpt2" })
   | (NativeLlamaConfig & { architecture: "llama" })
-  | (NativePhiConfig & { architecture: "phi" });
+  | (NativePhiConfig & { architecture: "phi" })
+  | (NativeGemma3Config & { architecture: "gemma3" });
 
 export interface NativeParamInfo {
   name: string;

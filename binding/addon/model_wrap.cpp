@@ -1,4 +1,4 @@
-// Model: a GPT-2 or Llama-family model on the engine. Parameter, gradient and Adam-moment memory is exposed as
+// Model: a GPT-2, Llama-family, Phi or Gemma 3 model on the engine. Parameter, gradient and Adam-moment memory is exposed as
 // Float32Array views over native memory (no copies; on a GPU, over the host mirror); each view keeps the model's
 // memory alive, so a view outliving release() stays valid.
 #include <cstring>
@@ -85,6 +85,52 @@ PhiConfig phi_config(const Napi::Object& c) {
   return cfg;
 }
 
+// {vocabSize, maxSeqLen, channels (hidden_size), intermediateSize, numLayers, numHeads, numKvHeads?, headDim?,
+//  rmsNormEps?, ropeTheta? (full layers), ropeLocalTheta? (sliding layers), ropeScalingFactor?,
+//  ropeLocalScalingFactor? (linear rope scaling; 1 = none), slidingWindow?, layerTypes?: ("sliding_attention" |
+//  "full_attention")[], queryPreAttnScalar?, tieWordEmbeddings? (default true)}
+Gemma3Config gemma3_config(const Napi::Object& c) {
+  Napi::Env env = c.Env();
+  Gemma3Config cfg;
+  cfg.vocab_size = int_field(c, "vocabSize", 1);
+  cfg.max_seq_len = int_field(c, "maxSeqLen", 1);
+  cfg.hidden_size = int_field(c, "channels", 1);
+  cfg.intermediate_size = int_field(c, "intermediateSize", 1);
+  cfg.num_layers = int_field(c, "numLayers", 1);
+  cfg.num_heads = int_field(c, "numHeads", 1);
+  cfg.num_kv_heads = c.Get("numKvHeads").IsUndefined() ? cfg.num_heads : int_field(c, "numKvHeads", 1);
+  cfg.head_dim = c.Get("headDim").IsUndefined() ? 0 : int_field(c, "headDim", 1);
+  cfg.sliding_window = c.Get("slidingWindow").IsUndefined() || c.Get("slidingWindow").IsNull()
+                           ? 0
+                           : int_field(c, "slidingWindow", 1);
+  auto number = [&](const char* k, double& out) {
+    if (c.Get(k).IsNumber()) out = c.Get(k).As<Napi::Number>().DoubleValue();
+    else if (!c.Get(k).IsUndefined()) throw Napi::TypeError::New(env, std::string(k) + " must be a number");
+  };
+  double eps = cfg.rms_norm_eps;
+  number("rmsNormEps", eps);
+  cfg.rms_norm_eps = (float)eps;
+  number("ropeTheta", cfg.rope_theta);
+  number("ropeLocalTheta", cfg.rope_local_theta);
+  number("ropeScalingFactor", cfg.rope_scaling_factor);
+  number("ropeLocalScalingFactor", cfg.rope_local_scaling_factor);
+  number("queryPreAttnScalar", cfg.query_pre_attn_scalar);
+  Napi::Value lt = c.Get("layerTypes");
+  if (lt.IsArray()) {
+    Napi::Array a = lt.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      const std::string kind = a.Get(i).IsString() ? a.Get(i).As<Napi::String>().Utf8Value() : "";
+      if (kind != "sliding_attention" && kind != "full_attention")
+        throw Napi::TypeError::New(env, "layerTypes entries must be 'sliding_attention' or 'full_attention'");
+      cfg.sliding.push_back(kind == "sliding_attention");
+    }
+  } else if (!lt.IsUndefined()) {
+    throw Napi::TypeError::New(env, "layerTypes must be an array");
+  }
+  cfg.tie_word_embeddings = bool_field(c, "tieWordEmbeddings", true);
+  return cfg;
+}
+
 }  // namespace
 
 Napi::Function ModelWrap::Init(Napi::Env env) {
@@ -116,6 +162,7 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
     if (architecture == "gpt2") exec = ModelEngine::make(be, gpt2_config(c));
     else if (architecture == "llama") exec = ModelEngine::make(be, llama_config(c));
     else if (architecture == "phi") exec = ModelEngine::make(be, phi_config(c));
+    else if (architecture == "gemma3") exec = ModelEngine::make(be, gemma3_config(c));
     else throw Napi::Error::New(env, "unsupported architecture '" + architecture + "'");
   } catch (const Napi::Error&) {
     throw;

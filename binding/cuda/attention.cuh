@@ -11,39 +11,46 @@
 namespace gradmm {
 namespace cuda {
 
-// rows = B·NH·T rows of T scores; row t of each (b, h) block keeps columns ≤ t
-__global__ void attention_softmax_kernel(float* att, long rows, int T, float scale) {
+// The first key query position t sees: t − window + 1 with a sliding window (window > 0), else 0 (llama_ops.h
+// first_key).
+__device__ __forceinline__ int first_key_(int t, int window) { return window > 0 && t >= window ? t - window + 1 : 0; }
+
+// rows = B·NH·T rows of T scores; row t of each (b, h) block keeps columns lo..t (lo = first_key_(t, window))
+__global__ void attention_softmax_kernel(float* att, long rows, int T, float scale, int window) {
   const int lane = threadIdx.x % kWarp;
   const long rr = (long)blockIdx.x * (blockDim.x / kWarp) + threadIdx.x / kWarp;
   if (rr >= rows) return;  // warp-uniform
-  const int t = (int)(rr % T);
+  const int t = (int)(rr % T), lo = first_key_(t, window);
   float* row = att + rr * T;
   float maxv = -INFINITY;
-  for (int t2 = lane; t2 <= t; t2 += kWarp) maxv = fmaxf(maxv, row[t2] * scale);
+  for (int t2 = lo + lane; t2 <= t; t2 += kWarp) maxv = fmaxf(maxv, row[t2] * scale);
   maxv = warp_max(maxv);
   float sum = 0.f;
-  for (int t2 = lane; t2 <= t; t2 += kWarp) {
+  for (int t2 = lo + lane; t2 <= t; t2 += kWarp) {
     const float e = expf(row[t2] * scale - maxv);
     row[t2] = e;
     sum += e;
   }
   const float inv = 1.f / warp_sum(sum);
-  for (int t2 = lane; t2 <= t; t2 += kWarp) row[t2] *= inv;
+  for (int t2 = lo + lane; t2 <= t; t2 += kWarp) row[t2] *= inv;
+  for (int t2 = lane; t2 < lo; t2 += kWarp) row[t2] = 0.f;
   for (int t2 = t + 1 + lane; t2 < T; t2 += kWarp) row[t2] = 0.f;
 }
 
-// datt ← att ⊙ (datt − Σ att·datt) · scale on the causal part, 0 above it
-__global__ void attention_softmax_backward_kernel(float* datt, const float* att, long rows, int T, float scale) {
+// datt ← att ⊙ (datt − Σ att·datt) · scale on the visible part, 0 elsewhere
+__global__ void attention_softmax_backward_kernel(float* datt, const float* att, long rows, int T, float scale,
+                                                  int window) {
   const int lane = threadIdx.x % kWarp;
   const long rr = (long)blockIdx.x * (blockDim.x / kWarp) + threadIdx.x / kWarp;
   if (rr >= rows) return;
-  const int t = (int)(rr % T);
+  const int t = (int)(rr % T), lo = first_key_(t, window);
   const float* a = att + rr * T;
   float* d = datt + rr * T;
   float dot = 0.f;
-  for (int t2 = lane; t2 <= t; t2 += kWarp) dot += a[t2] * d[t2];
+  for (int t2 = lo + lane; t2 <= t; t2 += kWarp) dot += a[t2] * d[t2];
   dot = warp_sum(dot);
-  for (int t2 = lane; t2 <= t; t2 += kWarp) d[t2] = a[t2] * (d[t2] - dot) * scale;
+  for (int t2 = lo + lane; t2 <= t; t2 += kWarp) d[t2] = a[t2] * (d[t2] - dot) * scale;
+  for (int t2 = lane; t2 < lo; t2 += kWarp) d[t2] = 0.f;
   for (int t2 = t + 1 + lane; t2 < T; t2 += kWarp) d[t2] = 0.f;
 }
 
@@ -73,7 +80,8 @@ struct GqaShape {
 };
 }  // namespace
 
-void gqa_attention_forward(float* out, float* att, const float* qkv, int B, int T, int NH, int NKV, int hd) {
+void gqa_attention_forward(float* out, float* att, const float* qkv, int B, int T, int NH, int NKV, int hd,
+                           int window) {
   if (B <= 0 || T <= 0) return;
   const GqaShape g(B, T, NH, NKV, hd);
   const int batch = B * NKV;
@@ -83,7 +91,8 @@ void gqa_attention_forward(float* out, float* att, const float* qkv, int B, int 
                  batch, NKV, g.sq, g.q_inner(), g.sq, hd, g.att_outer(), g.att_inner());
   const long rows = (long)B * NH * T;
   const int warps = 256 / kWarp;
-  attention_softmax_kernel<<<(unsigned)((rows + warps - 1) / warps), 256>>>(att, rows, T, 1.f / sqrtf((float)hd));
+  attention_softmax_kernel<<<(unsigned)((rows + warps - 1) / warps), 256>>>(att, rows, T, 1.f / sqrtf((float)hd),
+                                                                             window);
   check_launch("attention_forward (softmax)");
   // out[b,:,h] = att·V
   for (int j = 0; j < g.rep; ++j)
@@ -92,7 +101,7 @@ void gqa_attention_forward(float* out, float* att, const float* qkv, int B, int 
 }
 
 void gqa_attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att, int B,
-                            int T, int NH, int NKV, int hd) {
+                            int T, int NH, int NKV, int hd, int window) {
   if (B <= 0 || T <= 0) return;
   const GqaShape g(B, T, NH, NKV, hd);
   const int batch = B * NKV;
@@ -108,7 +117,7 @@ void gqa_attention_backward(float* dqkv, float* scratch, const float* dout, cons
   const long rows = (long)B * NH * T;
   const int warps = 256 / kWarp;
   attention_softmax_backward_kernel<<<(unsigned)((rows + warps - 1) / warps), 256>>>(datt, att, rows, T,
-                                                                                     1.f / sqrtf((float)hd));
+                                                                                     1.f / sqrtf((float)hd), window);
   check_launch("attention_backward (softmax)");
   for (int j = 0; j < g.rep; ++j) {
     // dQ += dpre·K ;  dK += dpreᵀ·Q
@@ -135,16 +144,18 @@ __global__ void kv_append_kernel(float* kcache, float* vcache, const float* qkv,
   }
 }
 
-// One block per (row, head, new position); the scores of positions 0..p live in dynamic shared memory.
+// One block per (row, head, new position); the scores of positions lo..p (lo = first_key_(p, window)) live in
+// dynamic shared memory, indexed by position.
 __global__ void attention_decode_kernel(float* out, const float* kcache, const float* vcache, const float* pk,
                                         const float* pv, const float* qkv, int Tn, int NH, int NKV, int hd, int P,
-                                        int len, int cap, float scale) {
+                                        int len, int cap, float scale, int window) {
   extern __shared__ float score[];
   const int t = blockIdx.x % Tn, h = (blockIdx.x / Tn) % NH, r = blockIdx.x / (Tn * NH);
   const int ld = (NH + 2 * NKV) * hd, KV = NKV * hd, kvo = (h / (NH / NKV)) * hd, p = P + len + t;
+  const int lo = first_key_(p, window);
   const float* q = qkv + ((long)r * Tn + t) * ld + (long)h * hd;
   float maxv = -INFINITY;
-  for (int j = threadIdx.x; j <= p; j += blockDim.x) {
+  for (int j = lo + threadIdx.x; j <= p; j += blockDim.x) {
     const float* k = (j < P ? pk + (long)j * KV : kcache + ((long)r * cap + j - P) * KV) + kvo;
     float s = 0.f;
     for (int i = 0; i < hd; ++i) s += q[i] * k[i];
@@ -154,18 +165,19 @@ __global__ void attention_decode_kernel(float* out, const float* kcache, const f
   }
   maxv = block_max(maxv);
   float sum = 0.f;
-  for (int j = threadIdx.x; j <= p; j += blockDim.x) sum += (score[j] = expf(score[j] - maxv));
+  for (int j = lo + threadIdx.x; j <= p; j += blockDim.x) sum += (score[j] = expf(score[j] - maxv));
   const float inv = 1.f / block_sum(sum);  // synchronises: every score is written
   for (int i = threadIdx.x; i < hd; i += blockDim.x) {
     float acc = 0.f;
-    for (int j = 0; j <= p; ++j)
+    for (int j = lo; j <= p; ++j)
       acc += score[j] * (j < P ? pv + (long)j * KV : vcache + ((long)r * cap + j - P) * KV)[kvo + i];
     out[((long)r * Tn + t) * NH * hd + (long)h * hd + i] = acc * inv;
   }
 }
 
 void gqa_attention_decode_forward(float* out, float* kcache, float* vcache, const float* pk, const float* pv,
-                                  const float* qkv, int R, int Tn, int NH, int NKV, int hd, int P, int len, int cap) {
+                                  const float* qkv, int R, int Tn, int NH, int NKV, int hd, int P, int len, int cap,
+                                  int window) {
   if (R <= 0 || Tn <= 0) return;
   if (NKV <= 0 || NH % NKV != 0) throw std::invalid_argument("attention_decode_forward: NH must be a multiple of NKV");
   const int KV = NKV * hd;
@@ -178,7 +190,7 @@ void gqa_attention_decode_forward(float* out, float* kcache, float* vcache, cons
   if (shared > 48 * 1024) throw std::runtime_error("attention_decode_forward: more than 12,288 positions");
   attention_decode_kernel<<<(unsigned)((long)R * NH * Tn), 128, shared>>>(out, kcache, vcache, pk, pv, qkv, Tn, NH,
                                                                            NKV, hd, P, len, cap,
-                                                                           1.f / sqrtf((float)hd));
+                                                                           1.f / sqrtf((float)hd), window);
   check_launch("attention_decode_forward");
 }
 

@@ -190,6 +190,8 @@ Backend make_table() {
   b.rope_backward = rope_backward;
   b.swiglu_forward = swiglu_forward;
   b.swiglu_backward = swiglu_backward;
+  b.geglu_forward = geglu_forward;
+  b.geglu_backward = geglu_backward;
   b.linear_forward = linear_forward;
   b.linear_backward = linear_backward;
   b.gqa_attention_forward = gqa_attention_forward;

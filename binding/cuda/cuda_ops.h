@@ -73,8 +73,10 @@ void linear_backward(float* dinp, int lddi, float* dweight, float* dbias, const 
                      const float* inp, int ldi, const float* weight, int N, int C, int OC);
 
 // ---- the other ops (ops.cu) ----
-void embedding_forward(float* out, const int* tokens, const float* wte, const float* wpe, int B, int T, int C, int pos0);
-void embedding_backward(float* dwte, float* dwpe, const float* dout, const int* tokens, int B, int T, int C, int pos0);
+void embedding_forward(float* out, const int* tokens, const float* wte, const float* wpe, int B, int T, int C, int pos0,
+                       float scale = 1.f);
+void embedding_backward(float* dwte, float* dwpe, const float* dout, const int* tokens, int B, int T, int C, int pos0,
+                        float scale = 1.f);
 void input_embedding_forward(float* out, const float* inp, const float* wpe, int B, int T, int C, int pos0);
 void input_embedding_backward(float* dinp, float* dwpe, const float* dout, int B, int T, int C, int pos0);
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
@@ -116,21 +118,27 @@ void x_adam_step(float* X, float* m, float* v, const float* dX, const float* z, 
                  double* norm_scratch, int B, long row_n, long free_n, float rho, float max_norm, float beta1,
                  float beta2, float eps, float step_size, float bc2_sqrt);
 
-// ---- the Llama family (ops.cu: rmsnorm.cuh, rope.cuh, swiglu.cuh, attention.cuh; llama_ops.h is the spec) ----
-void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C, float eps);
+// ---- the Llama family and Gemma (ops.cu: rmsnorm.cuh, rope.cuh, swiglu.cuh, geglu.cuh, attention.cuh; llama_ops.h
+// is the spec) ----
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C, float eps,
+                     int heads = 1, int ld = 0, float w_offset = 0.f);
 void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
-                      const float* rstd, int N, int C);
+                      const float* rstd, int N, int C, int heads = 1, int ld = 0, float w_offset = 0.f);
 void rope_forward(float* out, const float* inp, int N, int T, int ld, int n_heads, int hd, const float* cos,
                   const float* sin, int pos0);
 void rope_backward(float* dinp, const float* dout, int N, int T, int ld, int n_heads, int hd, const float* cos,
                    const float* sin, int pos0, bool accumulate);
 void swiglu_forward(float* out, const float* gate, const float* up, long N);
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, long N);
-void gqa_attention_forward(float* out, float* att, const float* qkv, int B, int T, int NH, int NKV, int hd);
+void geglu_forward(float* out, const float* gate, const float* up, long N);
+void geglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, long N);
+void gqa_attention_forward(float* out, float* att, const float* qkv, int B, int T, int NH, int NKV, int hd,
+                           int window = 0);
 void gqa_attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att, int B,
-                            int T, int NH, int NKV, int hd);
+                            int T, int NH, int NKV, int hd, int window = 0);
 void gqa_attention_decode_forward(float* out, float* kcache, float* vcache, const float* pk, const float* pv,
-                                  const float* qkv, int R, int Tn, int NH, int NKV, int hd, int P, int len, int cap);
+                                  const float* qkv, int R, int Tn, int NH, int NKV, int hd, int P, int len, int cap,
+                                  int window = 0);
 
 // ---- the projection's choice (ops.cu: project.cuh; admm.cpp choose_tokens is the spec) ----
 void project_choose(int* chosen, const float* sims, const float* logits, const float* inv_norm, const int* allowed_ids,

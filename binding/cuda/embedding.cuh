@@ -9,11 +9,11 @@ namespace gradmm {
 namespace cuda {
 
 __global__ void embedding_forward_kernel(float* out, const int* tokens, const float* wte, const float* wpe, long BT,
-                                         int T, int C, int pos0) {
+                                         int T, int C, int pos0, float scale) {
   GRADMM_GRID_LOOP(i, BT * C) {
     const long bt = i / C;
     const int c = (int)(i % C);
-    const float te = wte[(long)tokens[bt] * C + c];
+    const float te = wte[(long)tokens[bt] * C + c] * scale;  // Gemma's sqrt(hidden_size); 1 elsewhere
     out[i] = wpe ? te + wpe[(long)(pos0 + bt % T) * C + c] : te;  // no wpe: the token lookup alone (Llama)
   }
 }
@@ -25,11 +25,12 @@ __global__ void input_embedding_forward_kernel(float* out, const float* inp, con
     out[i] = inp[i] + wpe[(long)(pos0 + bt % T) * C + c];
   }
 }
-__global__ void embedding_token_backward_kernel(float* dwte, const float* dout, const int* tokens, long BT, int C) {
+__global__ void embedding_token_backward_kernel(float* dwte, const float* dout, const int* tokens, long BT, int C,
+                                                float scale) {
   GRADMM_GRID_LOOP(i, BT * C) {
     const long bt = i / C;
     const int c = (int)(i % C);
-    atomicAdd(dwte + (long)tokens[bt] * C + c, dout[i]);
+    atomicAdd(dwte + (long)tokens[bt] * C + c, dout[i] * scale);
   }
 }
 // dwpe[pos0+t, c] += Σ_b dout[b,t,c], b in order
@@ -46,17 +47,19 @@ __global__ void add_inplace_kernel(float* dst, const float* src, long n) {
   GRADMM_GRID_LOOP(i, n) dst[i] += src[i];
 }
 
-void embedding_forward(float* out, const int* tokens, const float* wte, const float* wpe, int B, int T, int C, int pos0) {
+void embedding_forward(float* out, const int* tokens, const float* wte, const float* wpe, int B, int T, int C, int pos0,
+                       float scale) {
   const long n = (long)B * T * C;
   if (n == 0) return;
-  embedding_forward_kernel<<<grid_for(n, 256), 256>>>(out, tokens, wte, wpe, (long)B * T, T, C, pos0);
+  embedding_forward_kernel<<<grid_for(n, 256), 256>>>(out, tokens, wte, wpe, (long)B * T, T, C, pos0, scale);
   check_launch("embedding_forward");
 }
-void embedding_backward(float* dwte, float* dwpe, const float* dout, const int* tokens, int B, int T, int C, int pos0) {
+void embedding_backward(float* dwte, float* dwpe, const float* dout, const int* tokens, int B, int T, int C, int pos0,
+                        float scale) {
   const long n = (long)B * T * C;
   if (n == 0) return;
   if (dwte) {
-    embedding_token_backward_kernel<<<grid_for(n, 256), 256>>>(dwte, dout, tokens, (long)B * T, C);
+    embedding_token_backward_kernel<<<grid_for(n, 256), 256>>>(dwte, dout, tokens, (long)B * T, C, scale);
     check_launch("embedding_backward (tokens)");
   }
   if (dwpe) {

@@ -11,6 +11,7 @@
 #include "rope.cuh"
 #include "swiglu.cuh"
 #include "gelu.cuh"
+#include "geglu.cuh"
 #include "residual.cuh"
 #include "crossentropy.cuh"
 #include "adamw.cuh"

@@ -38,12 +38,13 @@ struct Backend {
   void (*zero)(void* p, size_t bytes);
 
   // ---- model ops (ops.h) ----
-  // wpe may be nullptr: then out[b,t,:] = wte[tokens[b,t]] (the Llama family's token lookup); embedding_backward
-  // skips a null dwpe as every backward op skips a null gradient
+  // out[b,t,:] = scale·wte[tokens[b,t]] + wpe[pos0+t]; wpe may be nullptr: the token lookup alone (the Llama
+  // family); scale: Gemma's sqrt(hidden_size), 1 elsewhere; embedding_backward (dwte += scale·dout) skips a null
+  // dwpe as every backward op skips a null gradient
   void (*embedding_forward)(float* out, const int* tokens, const float* wte, const float* wpe, int B, int T, int C,
-                            int pos0);
+                            int pos0, float scale);
   void (*embedding_backward)(float* dwte, float* dwpe, const float* dout, const int* tokens, int B, int T, int C,
-                             int pos0);
+                             int pos0, float scale);
   void (*input_embedding_forward)(float* out, const float* inp, const float* wpe, int B, int T, int C, int pos0);
   void (*input_embedding_backward)(float* dinp, float* dwpe, const float* dout, int B, int T, int C, int pos0);
   void (*layernorm_forward)(float* out, float* mean, float* rstd, const float* inp, const float* weight,
@@ -107,9 +108,13 @@ struct Backend {
                          const int* allowed_ids, int n_allowed, int B, int V, int k);
 
   // ---- the Llama family (llama_ops.h; NH query heads, NKV key/value heads of hd channels) ----
-  void (*rmsnorm_forward)(float* out, float* rstd, const float* inp, const float* weight, int N, int C, float eps);
+  // y = (w + w_offset)·x/rms(x) over `heads` groups of C channels in each of N rows of stride ld (llama_ops.h:
+  // heads = 1, ld = C, w_offset = 0 is Llama's norm; Gemma's norms have w_offset = 1 and its q/k norms run over the
+  // heads of the packed qkv rows); rstd [N·heads]; out may alias inp
+  void (*rmsnorm_forward)(float* out, float* rstd, const float* inp, const float* weight, int N, int C, float eps,
+                          int heads, int ld, float w_offset);
   void (*rmsnorm_backward)(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
-                           const float* rstd, int N, int C);
+                           const float* rstd, int N, int C, int heads, int ld, float w_offset);
   // rotary embeddings on n_heads heads of hd channels in each of N rows of stride ld; row r sits at position
   // pos0 + r % T; cos/sin: tables [positions, hd/2] in backend memory (rope_tables). out may alias inp.
   void (*rope_forward)(float* out, const float* inp, int N, int T, int ld, int n_heads, int hd, const float* cos,
@@ -120,6 +125,9 @@ struct Backend {
                         const float* sin, int pos0, bool accumulate);
   void (*swiglu_forward)(float* out, const float* gate, const float* up, long N);
   void (*swiglu_backward)(float* dgate, float* dup, const float* dout, const float* gate, const float* up, long N);
+  // GeGLU (Gemma): out = gelu_tanh(gate) ⊙ up
+  void (*geglu_forward)(float* out, const float* gate, const float* up, long N);
+  void (*geglu_backward)(float* dgate, float* dup, const float* dout, const float* gate, const float* up, long N);
   // nn.Linear layout (W [OC, C]) with strided rows: out[r·ldo + o] = Σ_c inp[r·ldi + c]·W[o·C + c] + bias[o]
   void (*linear_forward)(float* out, int ldo, const float* inp, int ldi, const float* weight, const float* bias, int N,
                          int C, int OC);
@@ -127,16 +135,18 @@ struct Backend {
                           const float* inp, int ldi, const float* weight, int N, int C, int OC);
   // causal grouped-query attention over the packed qkv [B,T,(NH+2·NKV)·hd] (q heads | k heads | v heads);
   // out [B,T,NH·hd], probabilities att [B,NH,T,T]. Multi-head attention (GPT-2) is the case NKV = NH, hd = C/NH.
-  void (*gqa_attention_forward)(float* out, float* att, const float* qkv, int B, int T, int NH, int NKV, int hd);
+  // window > 0: sliding-window attention (query t sees keys t − window < t2 ≤ t: llama_ops.h first_key); 0: none
+  void (*gqa_attention_forward)(float* out, float* att, const float* qkv, int B, int T, int NH, int NKV, int hd,
+                                int window);
   // scratch: B·NH·T·T floats of backend memory (the CPU backend ignores it and may take nullptr)
   void (*gqa_attention_backward)(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att,
-                                 int B, int T, int NH, int NKV, int hd);
+                                 int B, int T, int NH, int NKV, int hd, int window);
   // decoding (llama_ops.h gqa_attention_decode_forward): appends the Tn new keys/values of qkv [R,Tn,(NH+2·NKV)·hd]
   // to one layer's kcache/vcache [R,cap,NKV·hd] at [len, len+Tn), then attends over the shared prefix pk/pv
-  // [P,NKV·hd] and the cache; out [R,Tn,NH·hd]
+  // [P,NKV·hd] and the cache (window > 0: its last `window` positions only); out [R,Tn,NH·hd]
   void (*gqa_attention_decode_forward)(float* out, float* kcache, float* vcache, const float* pk, const float* pv,
                                        const float* qkv, int R, int Tn, int NH, int NKV, int hd, int P, int len,
-                                       int cap);
+                                       int cap, int window);
 
   // ---- bf16 weights (a model's precision "bf16": model.h); nullptr where the backend has none (CUDA) ----
   // A weight matrix op(W) [K,N] packed once in bf16 for gemm_bf16_packed (gemm_bf16.h): its size in uint32, and

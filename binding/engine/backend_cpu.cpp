@@ -30,16 +30,17 @@ void zero(void* p, size_t bytes) {
 }
 const char* products() { return sgemm_kernel_name(); }
 
-// wpe == nullptr: the token lookup alone (the Llama family)
-void embedding_fwd(float* out, const int* tokens, const float* wte, const float* wpe, int B, int T, int C, int pos0) {
-  if (wpe) return embedding_forward(out, tokens, wte, wpe, B, T, C, pos0);
+// wpe == nullptr and no scale: the token lookup alone (the Llama family), row copies
+void embedding_fwd(float* out, const int* tokens, const float* wte, const float* wpe, int B, int T, int C, int pos0,
+                   float scale) {
+  if (wpe || scale != 1.f) return embedding_forward(out, tokens, wte, wpe, B, T, C, pos0, scale);
   for (long i = 0; i < (long)B * T; ++i) std::memcpy(out + i * C, wte + (long)tokens[i] * C, C * sizeof(float));
 }
 void gelu_fwd(float* out, const float* inp, long N) { gelu_forward(out, inp, N); }
 void gelu_bwd(float* dinp, const float* inp, const float* dout, long N) { gelu_backward(dinp, inp, dout, N); }
 void gqa_attention_bwd(float* dqkv, float*, const float* dout, const float* qkv, const float* att, int B, int T, int NH,
-                       int NKV, int hd) {
-  gqa_attention_backward(dqkv, dout, qkv, att, B, T, NH, NKV, hd);
+                       int NKV, int hd, int window) {
+  gqa_attention_backward(dqkv, dout, qkv, att, B, T, NH, NKV, hd, window);
 }
 void rope_bwd(float* dinp, const float* dout, int N, int T, int ld, int n_heads, int hd, const float* cos,
               const float* sin, int pos0, bool accumulate) {
@@ -120,6 +121,8 @@ Backend make_table(const char* name, bool host_memory) {
   b.rope_backward = rope_bwd;
   b.swiglu_forward = swiglu_forward<float>;
   b.swiglu_backward = swiglu_backward<float>;
+  b.geglu_forward = geglu_forward<float>;
+  b.geglu_backward = geglu_backward<float>;
   b.linear_forward = linear_forward<float>;
   b.linear_backward = linear_backward<float>;
   b.gqa_attention_forward = gqa_attention_forward<float>;

@@ -26,13 +26,18 @@ BatchState::BatchState(CausalExec& model, int B, int L, int free_len, int label,
 double BatchState::init(ExecMatcher& matcher, const float* host_wte, int candidates, uint64_t seed, float token_norm,
                         const std::atomic<bool>* cancel) {
   const int C = C_, nt = L_ - free_;
+  // token inputs are the scaled rows (Gemma: sqrt(hidden_size)), and so is the norm of the random token vectors:
+  // token_norm is in units of the embedding table
+  const float scale = m_.input_embedding_scale();
   std::vector<float> tmpl((size_t)nt * C), X((size_t)B_ * L_ * C);
-  for (int i = 0; i < nt; ++i) std::memcpy(&tmpl[(size_t)i * C], host_wte + (size_t)template_ids_[i] * C, sizeof(float) * C);
+  for (int i = 0; i < nt; ++i)
+    for (int c = 0; c < C; ++c) tmpl[(size_t)i * C + c] = host_wte[(size_t)template_ids_[i] * C + c] * scale;
   auto loss = [&](const float* cand) {
     be_->to_device(u_.data(), cand, sizeof(float) * X.size());  // u_ as the candidate's buffer
     return matcher.match_loss(u_.data(), B_, L_, label_, nullptr, nullptr, cancel);
   };
-  const double f = init_candidates(loss, C, B_, L_, free_, tmpl.data(), candidates, seed, token_norm, X.data(), cancel);
+  const double f =
+      init_candidates(loss, C, B_, L_, free_, tmpl.data(), candidates, seed, token_norm * scale, X.data(), cancel);
   be_->to_device(x_.data(), X.data(), sizeof(float) * X.size());
   be_->copy(best_.data(), x_.data(), sizeof(float) * X.size());
   return f;
@@ -64,7 +69,7 @@ void BatchState::project(CausalExec& model, const float* host_wte, bool from_bes
     for (int i = free_; i < L_; ++i) ids[(size_t)b * L_ + i] = template_ids_[i - free_];
   }
   be_->to_device(ids_.data(), ids.data(), sizeof(int) * ids.size());
-  be_->gather_rows_at(z_.data(), model.input_embeddings(), ids_.data(), B_ * L_, C_);
+  model.embed_tokens(z_.data(), ids_.data(), B_ * L_);
 }
 
 double BatchState::z_loss(ExecMatcher& matcher, float* per_sample_host, const std::atomic<bool>* cancel) {

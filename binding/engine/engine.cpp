@@ -17,6 +17,9 @@ std::unique_ptr<CausalExec> ModelEngine::make(const Backend* be, const LlamaConf
 std::unique_ptr<CausalExec> ModelEngine::make(const Backend* be, const PhiConfig& cfg) {
   return std::make_unique<PhiExec>(be, cfg);
 }
+std::unique_ptr<CausalExec> ModelEngine::make(const Backend* be, const Gemma3Config& cfg) {
+  return std::make_unique<Gemma3Exec>(be, cfg);
+}
 
 ModelEngine::ModelEngine(std::unique_ptr<CausalExec> exec)
     : be_(exec->backend()), mirror_(!exec->backend()->host_memory), exec_(std::move(exec)) {

@@ -41,11 +41,13 @@ struct CacheHandle {
 
 class ModelEngine {
  public:
-  // architecture "gpt2" (GPT2Config) or "llama" (LlamaConfig): the model on backend_choice().backend, zeros.
+  // architecture "gpt2" (GPT2Config), "llama" (LlamaConfig), "phi" (PhiConfig) or "gemma3" (Gemma3Config): the model
+  // on backend_choice().backend, zeros.
   explicit ModelEngine(std::unique_ptr<CausalExec> exec);
   static std::unique_ptr<CausalExec> make(const Backend* be, const GPT2Config& cfg);
   static std::unique_ptr<CausalExec> make(const Backend* be, const LlamaConfig& cfg);
   static std::unique_ptr<CausalExec> make(const Backend* be, const PhiConfig& cfg);
+  static std::unique_ptr<CausalExec> make(const Backend* be, const Gemma3Config& cfg);
 
   std::mutex mutex;  // one operation at a time touches the model's activations (callers lock)
   const ModelLayout& layout() const { return exec_->layout(); }

@@ -50,7 +50,7 @@ void GPT2Exec::trunk_forward(const Forward& f) {
   ensure(B, T, keep);
   const Backend& be = *be_;
   const GPT2::Weights& w = w_;
-  if (f.tokens) be.embedding_forward(encoded_.data(), tokens_.data(), w.wte, w.wpe, B, T, C, 0);
+  if (f.tokens) be.embedding_forward(encoded_.data(), tokens_.data(), w.wte, w.wpe, B, T, C, 0, 1.f);
   else be.input_embedding_forward(encoded_.data(), f.embeds, w.wpe, B, T, C, 0);
   const float* residual = encoded_.data();
   for (int l = 0; l < cfg_.num_layers; ++l) {
@@ -72,7 +72,7 @@ void GPT2Exec::trunk_forward(const Forward& f) {
     be.layernorm_forward(ln1, ln1_mean_.data() + s * BT, ln1_rstd_.data() + s * BT, residual, w.ln1w + l * C,
                          w.ln1b + l * C, (int)BT, C, cfg_.layer_norm_eps);
     matmul_fwd(qkv, ln1, w.qkvw + (long)l * 3 * C * C, w.qkvb + l * 3 * C, (int)BT, C, 3 * C);
-    be.gqa_attention_forward(atty, att, qkv, B, T, NH, NH, C / NH);
+    be.gqa_attention_forward(atty, att, qkv, B, T, NH, NH, C / NH, 0);
     matmul_fwd(attproj, atty, w.attprojw + (long)l * C * C, w.attprojb + l * C, (int)BT, C, C);
     be.residual_forward(res2, residual, attproj, BT * C);
     be.layernorm_forward(ln2, ln2_mean_.data() + s * BT, ln2_rstd_.data() + s * BT, res2, w.ln2w + l * C,
@@ -130,7 +130,7 @@ void GPT2Exec::trunk_backward(const Backward& a, float* d_h, float* gblock) {
                        atty_.data() + oC, w.attprojw + (long)l * C * C, (int)BT, C, C);
     d_qkv_.zero();
     be.gqa_attention_backward(d_qkv_.data(), d_att_scratch_.data(), d_atty_.data(), qkv_.data() + 3 * oC,
-                              att_.data() + (long)l * B * NH * T * T, B, T, NH, NH, C / NH);
+                              att_.data() + (long)l * B * NH * T * T, B, T, NH, NH, C / NH, 0);
     d_tmp_.zero();
     matmul_bwd(d_tmp_.data(), opt(g.qkvw, (long)l * 3 * C * C), opt(g.qkvb, l * 3 * C), d_qkv_.data(),
                        ln1_.data() + oC, w.qkvw + (long)l * 3 * C * C, (int)BT, C, 3 * C);
@@ -138,7 +138,7 @@ void GPT2Exec::trunk_backward(const Backward& a, float* d_h, float* gblock) {
                           w.ln1w + l * C, ln1_mean_.data() + l * BT, ln1_rstd_.data() + l * BT, (int)BT, C);
   }
   if (used_embeds_) be.input_embedding_backward(a.d_embeds, g.wpe, d_res_.data(), B, T, C, 0);
-  else if (gblock) be.embedding_backward(g.wte, g.wpe, d_res_.data(), tokens_.data(), B, T, C, 0);
+  else if (gblock) be.embedding_backward(g.wte, g.wpe, d_res_.data(), tokens_.data(), B, T, C, 0, 1.f);
 }
 
 void GPT2Exec::trunk_decode(ExecKVCache& cache, const int* tokens, const float* embeds, int Tn, int pos_base,
@@ -153,7 +153,7 @@ void GPT2Exec::trunk_decode(ExecKVCache& cache, const int* tokens, const float* 
   dec_last_.ensure(be_, (size_t)R * C);
   const GPT2::Weights& w = w_;
   float *x = dec_x_.data(), *ln = dec_ln_.data(), *qkv = dec_qkv_.data(), *atty = dec_atty_.data(), *proj = dec_proj_.data();
-  if (tokens) be.embedding_forward(x, tokens, w.wte, w.wpe, R, Tn, C, pos_base);
+  if (tokens) be.embedding_forward(x, tokens, w.wte, w.wpe, R, Tn, C, pos_base, 1.f);
   else be.input_embedding_forward(x, embeds, w.wpe, R, Tn, C, pos_base);
   for (int l = 0; l < cfg_.num_layers; ++l) {
     check_cancel(cancel);
@@ -161,7 +161,7 @@ void GPT2Exec::trunk_decode(ExecKVCache& cache, const int* tokens, const float* 
     matmul_fwd(qkv, ln, w.qkvw + (long)l * 3 * C * C, w.qkvb + l * 3 * C, (int)N, C, 3 * C);
     be.gqa_attention_decode_forward(atty, cache.k_layer(l), cache.v_layer(l), P ? cache.prefix->k_layer(l) : nullptr,
                                     P ? cache.prefix->v_layer(l) : nullptr, qkv, R, Tn, NH, NH, C / NH, P,
-                                    cache.length, cache.capacity);
+                                    cache.length, cache.capacity, 0);
     matmul_fwd(proj, atty, w.attprojw + (long)l * C * C, w.attprojb + l * C, (int)N, C, C);
     be.residual_forward(x, x, proj, N * C);
     be.layernorm_forward(ln, nullptr, nullptr, x, w.ln2w + l * C, w.ln2b + l * C, (int)N, C, cfg_.layer_norm_eps);

@@ -74,7 +74,7 @@ void LlamaExec::trunk_forward(const Forward& f) {
   ensure(B, T, keep);
   const Backend& be = *be_;
   const Llama::Weights& w = w_;
-  if (f.tokens) be.embedding_forward(resid_.data(), tokens_.data(), w.embed, nullptr, B, T, C, 0);
+  if (f.tokens) be.embedding_forward(resid_.data(), tokens_.data(), w.embed, nullptr, B, T, C, 0, 1.f);
   else be.copy(resid_.data(), f.embeds, sizeof(float) * BT * C);
   for (int l = 0; l < cfg_.num_layers; ++l) {
     check_cancel(f.cancel);
@@ -91,16 +91,16 @@ void LlamaExec::trunk_forward(const Forward& f) {
     float* up = up_.data() + s * BT * I_;
     float* act = act_.data() + s * BT * I_;
     float* out = resid_.data() + (keep ? l + 1 : (l + 1) % 2) * BT * C;
-    be.rmsnorm_forward(ln1, ln1_rstd_.data() + s * BT, x, lw.ln1, (int)BT, C, eps);
+    be.rmsnorm_forward(ln1, ln1_rstd_.data() + s * BT, x, lw.ln1, (int)BT, C, eps, 1, C, 0.f);
     linear_fwd(qkv, QKV_, ln1, C, lw.wq, lw.bq, (int)BT, C, Q);
     linear_fwd(qkv + Q, QKV_, ln1, C, lw.wk, lw.bk, (int)BT, C, KV);
     linear_fwd(qkv + Q + KV, QKV_, ln1, C, lw.wv, lw.bv, (int)BT, C, KV);
     // q heads and k heads are adjacent in the packed row: rotate NH + NKV heads in place
     be.rope_forward(qkv, qkv, (int)BT, T, QKV_, NH_ + NKV_, HD_, rope_cos_.data(), rope_sin_.data(), 0);
-    be.gqa_attention_forward(atty, att, qkv, B, T, NH_, NKV_, HD_);
+    be.gqa_attention_forward(atty, att, qkv, B, T, NH_, NKV_, HD_, 0);
     linear_fwd(tmp_.data(), C, atty, Q, lw.wo, lw.bo, (int)BT, Q, C);
     be.residual_forward(mid, x, tmp_.data(), BT * C);
-    be.rmsnorm_forward(ln2, ln2_rstd_.data() + s * BT, mid, lw.ln2, (int)BT, C, eps);
+    be.rmsnorm_forward(ln2, ln2_rstd_.data() + s * BT, mid, lw.ln2, (int)BT, C, eps, 1, C, 0.f);
     linear_fwd(gate, I_, ln2, C, lw.wg, lw.bg, (int)BT, C, I_);
     linear_fwd(up, I_, ln2, C, lw.wu, lw.bu, (int)BT, C, I_);
     be.swiglu_forward(act, gate, up, BT * I_);
@@ -108,7 +108,8 @@ void LlamaExec::trunk_forward(const Forward& f) {
     be.residual_forward(out, mid, tmp_.data(), BT * C);
   }
   const long last = keep ? cfg_.num_layers : cfg_.num_layers % 2;
-  be.rmsnorm_forward(normf_.data(), normf_rstd_.data(), resid_.data() + last * BT * C, w.norm, (int)BT, C, eps);
+  be.rmsnorm_forward(normf_.data(), normf_rstd_.data(), resid_.data() + last * BT * C, w.norm, (int)BT, C, eps, 1, C,
+                     0.f);
   hidden_ = normf_.data();
 }
 
@@ -131,7 +132,7 @@ void LlamaExec::trunk_backward(const Backward& a, float* d_h, float* gblock) {
 
   d_res_.zero();
   be.rmsnorm_backward(d_res_.data(), g.norm, d_h, resid_.data() + (long)cfg_.num_layers * BT * C, w.norm,
-                      normf_rstd_.data(), (int)BT, C);
+                      normf_rstd_.data(), (int)BT, C, 1, C, 0.f);
   for (int l = cfg_.num_layers - 1; l >= 0; --l) {
     check_cancel(a.cancel);
     const Llama::LayerWeights& lw = w.layers[l];
@@ -155,12 +156,13 @@ void LlamaExec::trunk_backward(const Backward& a, float* d_h, float* gblock) {
     d_tmp_.zero();
     linear_bwd(d_tmp_.data(), C, lg.wg, lg.bg, d_gate_.data(), I_, ln2, C, lw.wg, (int)BT, C, I_);
     linear_bwd(d_tmp_.data(), C, lg.wu, lg.bu, d_up_.data(), I_, ln2, C, lw.wu, (int)BT, C, I_);
-    be.rmsnorm_backward(d_res_.data(), lg.ln2, d_tmp_.data(), mid, lw.ln2, ln2_rstd_.data() + l * BT, (int)BT, C);
+    be.rmsnorm_backward(d_res_.data(), lg.ln2, d_tmp_.data(), mid, lw.ln2, ln2_rstd_.data() + l * BT, (int)BT, C, 1, C,
+                        0.f);
     // mid = x + o(attention(rope(q(ln1(x))), rope(k(ln1(x))), v(ln1(x))))
     d_atty_.zero();
     linear_bwd(d_atty_.data(), Q, lg.wo, lg.bo, d_res_.data(), C, atty, Q, lw.wo, (int)BT, Q, C);
     d_qkv_.zero();
-    be.gqa_attention_backward(d_qkv_.data(), d_att_scratch_.data(), d_atty_.data(), qkv, att, B, T, NH_, NKV_, HD_);
+    be.gqa_attention_backward(d_qkv_.data(), d_att_scratch_.data(), d_atty_.data(), qkv, att, B, T, NH_, NKV_, HD_, 0);
     // through the rotation, in place: d_pre = Rᵀ d_post on the q and k heads
     be.rope_backward(d_qkv_.data(), d_qkv_.data(), (int)BT, T, QKV_, NH_ + NKV_, HD_, rope_cos_.data(),
                      rope_sin_.data(), 0, false);
@@ -168,12 +170,13 @@ void LlamaExec::trunk_backward(const Backward& a, float* d_h, float* gblock) {
     linear_bwd(d_tmp_.data(), C, lg.wq, lg.bq, d_qkv_.data(), QKV_, ln1, C, lw.wq, (int)BT, C, Q);
     linear_bwd(d_tmp_.data(), C, lg.wk, lg.bk, d_qkv_.data() + Q, QKV_, ln1, C, lw.wk, (int)BT, C, KV);
     linear_bwd(d_tmp_.data(), C, lg.wv, lg.bv, d_qkv_.data() + Q + KV, QKV_, ln1, C, lw.wv, (int)BT, C, KV);
-    be.rmsnorm_backward(d_res_.data(), lg.ln1, d_tmp_.data(), x, lw.ln1, ln1_rstd_.data() + l * BT, (int)BT, C);
+    be.rmsnorm_backward(d_res_.data(), lg.ln1, d_tmp_.data(), x, lw.ln1, ln1_rstd_.data() + l * BT, (int)BT, C, 1, C,
+                        0.f);
   }
   if (used_embeds_) {
     if (a.d_embeds) be.residual_backward(a.d_embeds, nullptr, d_res_.data(), BT * C);
   } else if (gblock) {
-    be.embedding_backward(g.embed, nullptr, d_res_.data(), tokens_.data(), B, T, C, 0);
+    be.embedding_backward(g.embed, nullptr, d_res_.data(), tokens_.data(), B, T, C, 0, 1.f);
   }
 }
 
@@ -191,22 +194,22 @@ void LlamaExec::trunk_decode(ExecKVCache& cache, const int* tokens, const float*
   dec_last_.ensure(be_, (size_t)R * C);
   const Llama::Weights& w = w_;
   float *x = dec_x_.data(), *ln = dec_ln_.data(), *qkv = dec_qkv_.data(), *atty = dec_atty_.data(), *proj = dec_proj_.data();
-  if (tokens) be.embedding_forward(x, tokens, w.embed, nullptr, R, Tn, C, 0);
+  if (tokens) be.embedding_forward(x, tokens, w.embed, nullptr, R, Tn, C, 0, 1.f);
   else be.copy(x, embeds, sizeof(float) * N * C);
   for (int l = 0; l < cfg_.num_layers; ++l) {
     check_cancel(cancel);
     const Llama::LayerWeights& lw = w.layers[l];
-    be.rmsnorm_forward(ln, nullptr, x, lw.ln1, (int)N, C, eps);
+    be.rmsnorm_forward(ln, nullptr, x, lw.ln1, (int)N, C, eps, 1, C, 0.f);
     linear_fwd(qkv, QKV_, ln, C, lw.wq, lw.bq, (int)N, C, Q);
     linear_fwd(qkv + Q, QKV_, ln, C, lw.wk, lw.bk, (int)N, C, KV);
     linear_fwd(qkv + Q + KV, QKV_, ln, C, lw.wv, lw.bv, (int)N, C, KV);
     be.rope_forward(qkv, qkv, (int)N, Tn, QKV_, NH_ + NKV_, HD_, rope_cos_.data(), rope_sin_.data(), pos_base);
     be.gqa_attention_decode_forward(atty, cache.k_layer(l), cache.v_layer(l), P ? cache.prefix->k_layer(l) : nullptr,
                                     P ? cache.prefix->v_layer(l) : nullptr, qkv, R, Tn, NH_, NKV_, HD_, P,
-                                    cache.length, cache.capacity);
+                                    cache.length, cache.capacity, 0);
     linear_fwd(proj, C, atty, Q, lw.wo, lw.bo, (int)N, Q, C);
     be.residual_forward(x, x, proj, N * C);
-    be.rmsnorm_forward(ln, nullptr, x, lw.ln2, (int)N, C, eps);
+    be.rmsnorm_forward(ln, nullptr, x, lw.ln2, (int)N, C, eps, 1, C, 0.f);
     linear_fwd(dec_gate_.data(), I_, ln, C, lw.wg, lw.bg, (int)N, C, I_);
     linear_fwd(dec_up_.data(), I_, ln, C, lw.wu, lw.bu, (int)N, C, I_);
     be.swiglu_forward(dec_act_.data(), dec_gate_.data(), dec_up_.data(), N * I_);
@@ -215,7 +218,7 @@ void LlamaExec::trunk_decode(ExecKVCache& cache, const int* tokens, const float*
   }
   // the final norm on each row's last new position only
   be.gather_rows(dec_last_.data(), x, R, C, Tn, Tn - 1);
-  be.rmsnorm_forward(dec_h_.data(), nullptr, dec_last_.data(), w.norm, R, C, eps);
+  be.rmsnorm_forward(dec_h_.data(), nullptr, dec_last_.data(), w.norm, R, C, eps, 1, C, 0.f);
 }
 
 }  // namespace gradmm

@@ -265,6 +265,10 @@ void CausalExec::decode(ExecKVCache& cache, const int* tokens, const float* embe
   if (logits_out) lm_head_logits(logits_out, dec_h_.data(), R);
 }
 
+void CausalExec::embed_tokens(float* out, const int* tokens, int n) const {
+  be_->embedding_forward(out, tokens, input_embeddings(), nullptr, 1, n, dims_.channels, 0, input_embedding_scale());
+}
+
 void CausalExec::lm_head_logits(float* logits, const float* h, int R) {
   const int C = dims_.channels, V = dims_.vocab_size;
   if (lm_head_bias()) be_->linear_forward(logits, V, h, C, lm_head_weight(), lm_head_bias(), R, C, V);

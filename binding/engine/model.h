@@ -1,8 +1,8 @@
 // The one engine's model: GPT-2 (GPT2Exec) and the Llama family (LlamaExec: Llama, Qwen2, Mistral without sliding
 // windows; RMSNorm, RoPE with llama3 scaling, SwiGLU, grouped-query attention, optional q/k/v/o/MLP biases, tied or
-// untied lm_head) written once against the backend table (backend.h), so the same code runs on the CPU and on CUDA.
-// Both behind CausalExec, so the matcher, the projection and the x-update (matcher.h, batch.h) and the addon are
-// written once too. Parameters, gradients, Adam moments, activations and KV caches are the backend's memory.
+// untied lm_head), Phi (PhiExec) and Gemma 3 (Gemma3Exec) written once against the backend table (backend.h), so the
+// same code runs on the CPU and on CUDA. All behind CausalExec, so the matcher, the projection and the x-update
+// (matcher.h, batch.h) and the addon are written once too. Parameters, gradients, Adam moments, activations and KV caches are the backend's memory.
 //
 // Scope: the training/analysis path (causal forward, backward to input embeddings and, optionally, to the
 // parameters, AdamW) with logits at the last position of each row, at every position or at listed positions; an
@@ -18,6 +18,7 @@
 #include "causal_lm.h"
 #include "gpt2.h"
 #include "llama.h"
+#include "gemma.h"
 #include "phi.h"
 
 namespace gradmm {
@@ -80,6 +81,12 @@ class CausalExec {
   virtual const float* lm_head_weight() const = 0;
   // The lm_head bias [V] (backend memory), or nullptr: logits = h·Wᵀ + b (Phi has one; GPT-2 and Llama do not).
   virtual const float* lm_head_bias() const { return nullptr; }
+  // What a token lookup multiplies the embedding rows by (Gemma: sqrt(hidden_size); 1 elsewhere). Input embeddings
+  // given to forward / decode / the matcher are used as given, so "the input embedding of token t" is
+  // input_embedding_scale() · input_embeddings()[t] wherever the method builds inputs from tokens.
+  virtual float input_embedding_scale() const { return 1.f; }
+  // out[i,:] = input_embedding_scale() · input_embeddings()[tokens[i]] for i < n (backend memory)
+  void embed_tokens(float* out, const int* tokens, int n) const;
 
   enum class Rows { Last, All, Listed };
   struct Forward {
@@ -272,6 +279,56 @@ class PhiExec : public CausalExec {
       normf_rstd_, tmp_, tmp2_;
   BackendBuffer<float> dec_x_, dec_ln_, dec_qkv_, dec_atty_, dec_proj_, dec_proj2_, dec_fc1_, dec_fc1g_, dec_last_;
   BackendBuffer<float> d_res_, d_ln_, d_qkv_, d_atty_, d_fc1_, d_fc1_gelu_, d_att_scratch_;
+};
+
+// Gemma 3 (gemma.h) through the table: sandwich norms (four (1 + w) RMSNorms per block), q/k RMSNorms per head before
+// the rotary embeddings, GeGLU MLP, alternating sliding-window and full attention with a rotary table for each kind,
+// token embeddings scaled by sqrt(hidden_size).
+class Gemma3Exec : public CausalExec {
+ public:
+  Gemma3Exec(const Backend* be, const Gemma3Config& cfg);
+  const ModelLayout& layout() const override { return layout_; }
+  const Gemma3Config& config() const { return cfg_; }
+  const float* input_embeddings() const override { return w_.embed; }
+  const float* lm_head_weight() const override { return w_.lm_head; }
+  float input_embedding_scale() const override { return layout_.embed_scale(); }
+
+ private:
+  void trunk_forward(const Forward& f) override;
+  void trunk_backward(const Backward& b, float* d_h, float* g) override;
+  void trunk_decode(ExecKVCache& cache, const int* tokens, const float* embeds, int Tn, int pos_base,
+                    const std::atomic<bool>* cancel) override;
+  void ensure(int B, int T, bool keep);
+  void ensure_rope(int npos);
+  // the (1 + w) RMSNorm over whole rows of C channels
+  void norm_fwd(float* out, float* rstd, const float* x, const float* w, int N);
+  void norm_bwd(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd, int N);
+  // the q and k norms of layer l, per head, on N packed qkv rows (in: the projections; out may alias in); rstd
+  // [N·(NH + NKV)]: the q heads' then the k heads'
+  void qk_norm_fwd(float* out, float* rstd, const float* in, int l, int N);
+  void qk_norm_bwd(float* din, float* dq_norm, float* dk_norm, const float* dout, const float* in, const float* rstd,
+                   int l, int N);
+  // rotary embeddings of layer l's kind (forward, or the in-place backward) on the q and k heads of N qkv rows
+  void rope(float* qkv, int l, int N, int T, int pos0, bool backward);
+  int window(int l) const { return cfg_.sliding[l] ? cfg_.sliding_window : 0; }
+
+  Gemma3 layout_;
+  Gemma3Config cfg_;
+  int C_, NH_, NKV_, HD_, I_, QKV_;
+  Gemma3::Weights w_;
+  struct RopeTable {
+    std::vector<float> cos_host, sin_host;
+    BackendBuffer<float> cos, sin;
+  };
+  RopeTable rope_[2];  // [0] full layers, [1] sliding layers
+  int rope_npos_ = 0;
+  int act_B_ = 0, act_T_ = 0, act_layers_ = 0;
+  // per layer: input norm (ln1), projections before / after the q/k norms (qkv_pre, qkv), attention, o_proj output
+  // (attn_out, the post-attention norm's input), mid residual, pre-feedforward norm (ln2), MLP, down output (mlp_out)
+  BackendBuffer<float> resid_, ln1_, ln1_rstd_, qkv_pre_, qk_rstd_, qkv_, att_, atty_, attn_out_, pa_rstd_, mid_,
+      ln2_, ln2_rstd_, gate_, up_, act_, mlp_out_, pf_rstd_, normf_, normf_rstd_, tmp_;
+  BackendBuffer<float> dec_x_, dec_ln_, dec_qkv_, dec_atty_, dec_proj_, dec_gate_, dec_up_, dec_act_, dec_last_;
+  BackendBuffer<float> d_res_, d_tmp_, d_out_, d_qkv_, d_qkv_pre_, d_atty_, d_act_, d_gate_, d_up_, d_att_scratch_;
 };
 
 }  // namespace gradmm

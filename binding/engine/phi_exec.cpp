@@ -83,7 +83,7 @@ void PhiExec::trunk_forward(const Forward& f) {
   ensure(B, T, keep);
   const Backend& be = *be_;
   const Phi::Weights& w = w_;
-  if (f.tokens) be.embedding_forward(resid_.data(), tokens_.data(), w.embed, nullptr, B, T, C, 0);
+  if (f.tokens) be.embedding_forward(resid_.data(), tokens_.data(), w.embed, nullptr, B, T, C, 0, 1.f);
   else be.copy(resid_.data(), f.embeds, sizeof(float) * BT * C);
   for (int l = 0; l < cfg_.num_layers; ++l) {
     check_cancel(f.cancel);
@@ -102,7 +102,7 @@ void PhiExec::trunk_forward(const Forward& f) {
     be.linear_forward(qkv + Q, QKV_, ln, C, lw.wk, lw.bk, (int)BT, C, KV);
     be.linear_forward(qkv + Q + KV, QKV_, ln, C, lw.wv, lw.bv, (int)BT, C, KV);
     rope(qkv, (int)BT, T, 0, false);
-    be.gqa_attention_forward(atty, att, qkv, B, T, NH_, NKV_, HD_);
+    be.gqa_attention_forward(atty, att, qkv, B, T, NH_, NKV_, HD_, 0);
     be.linear_forward(tmp_.data(), C, atty, Q, lw.wo, lw.bo, (int)BT, Q, C);
     be.linear_forward(fc1, I_, ln, C, lw.w1, lw.b1, (int)BT, C, I_);
     be.gelu_forward(fc1g, fc1, BT * I_);
@@ -156,7 +156,7 @@ void PhiExec::trunk_backward(const Backward& a, float* d_h, float* gblock) {
     d_atty_.zero();
     be.linear_backward(d_atty_.data(), Q, lg.wo, lg.bo, d_res_.data(), C, atty, Q, lw.wo, (int)BT, Q, C);
     d_qkv_.zero();
-    be.gqa_attention_backward(d_qkv_.data(), d_att_scratch_.data(), d_atty_.data(), qkv, att, B, T, NH_, NKV_, HD_);
+    be.gqa_attention_backward(d_qkv_.data(), d_att_scratch_.data(), d_atty_.data(), qkv, att, B, T, NH_, NKV_, HD_, 0);
     rope(d_qkv_.data(), (int)BT, T, 0, true);
     be.linear_backward(d_ln_.data(), C, lg.wq, lg.bq, d_qkv_.data(), QKV_, ln, C, lw.wq, (int)BT, C, Q);
     be.linear_backward(d_ln_.data(), C, lg.wk, lg.bk, d_qkv_.data() + Q, QKV_, ln, C, lw.wk, (int)BT, C, KV);
@@ -167,7 +167,7 @@ void PhiExec::trunk_backward(const Backward& a, float* d_h, float* gblock) {
   if (used_embeds_) {
     if (a.d_embeds) be.residual_backward(a.d_embeds, nullptr, d_res_.data(), BT * C);
   } else if (gblock) {
-    be.embedding_backward(g.embed, nullptr, d_res_.data(), tokens_.data(), B, T, C, 0);
+    be.embedding_backward(g.embed, nullptr, d_res_.data(), tokens_.data(), B, T, C, 0, 1.f);
   }
 }
 
@@ -185,7 +185,7 @@ void PhiExec::trunk_decode(ExecKVCache& cache, const int* tokens, const float* e
   dec_last_.ensure(be_, (size_t)R * C);
   const Phi::Weights& w = w_;
   float *x = dec_x_.data(), *ln = dec_ln_.data(), *qkv = dec_qkv_.data(), *atty = dec_atty_.data();
-  if (tokens) be.embedding_forward(x, tokens, w.embed, nullptr, R, Tn, C, 0);
+  if (tokens) be.embedding_forward(x, tokens, w.embed, nullptr, R, Tn, C, 0, 1.f);
   else be.copy(x, embeds, sizeof(float) * N * C);
   for (int l = 0; l < cfg_.num_layers; ++l) {
     check_cancel(cancel);
@@ -197,7 +197,7 @@ void PhiExec::trunk_decode(ExecKVCache& cache, const int* tokens, const float* e
     rope(qkv, (int)N, Tn, pos_base, false);
     be.gqa_attention_decode_forward(atty, cache.k_layer(l), cache.v_layer(l), P ? cache.prefix->k_layer(l) : nullptr,
                                     P ? cache.prefix->v_layer(l) : nullptr, qkv, R, Tn, NH_, NKV_, HD_, P,
-                                    cache.length, cache.capacity);
+                                    cache.length, cache.capacity, 0);
     be.linear_forward(dec_proj_.data(), C, atty, Q, lw.wo, lw.bo, (int)N, Q, C);
     be.linear_forward(dec_fc1_.data(), I_, ln, C, lw.w1, lw.b1, (int)N, C, I_);
     be.gelu_forward(dec_fc1g_.data(), dec_fc1_.data(), N * I_);

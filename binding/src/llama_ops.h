@@ -6,7 +6,7 @@
 // Semantics follow Hugging Face LlamaForCausalLM (also Qwen2 / Mistral without sliding windows):
 //   RMSNorm        y = w ⊙ (x · rsqrt(mean(x²) + eps))
 //   rotary (RoPE)  rotate_half convention: for i < hd/2, (x_i, x_{i+hd/2}) is rotated by angle pos·inv_freq_i
-//   SwiGLU         silu(gate) ⊙ up
+//   SwiGLU         silu(gate) ⊙ up   (GeGLU, Gemma's: gelu_tanh(gate) ⊙ up)
 //   attention      causal, grouped-query: query head h reads key/value head h / (NH/NKV) (HF repeat_kv)
 //   linear         nn.Linear layout, W [out, in]: y = x·Wᵀ + b
 #pragma once
@@ -42,43 +42,55 @@ void linear_backward(F* dinp, int lddi, F* dweight, F* dbias, const F* dout, int
 }
 
 // ---- RMSNorm over the last dimension; saves the reciprocal RMS per row (sums of squares in double) ----
+// y = (w + w_offset) ⊙ (x · rsqrt(mean(x²) + eps)). Gemma's norms store zero-centred weights and scale by (1 + w):
+// w_offset = 1. Each of the N rows holds `heads` groups of C channels, normalised separately (Gemma's q/k norms over
+// each head of a packed qkv row), group g of row r at r·ld + g·C (ld = 0: heads·C, contiguous); rstd [N·heads].
+// out may alias inp.
 template <typename F>
-void rmsnorm_forward(F* out, F* rstd, const F* inp, const F* weight, int N, int C, F eps) {
-  parallel_for(N, [&](long r0, long r1) {
-    for (long r = r0; r < r1; ++r) {
-      const F* x = inp + r * C;
+void rmsnorm_forward(F* out, F* rstd, const F* inp, const F* weight, int N, int C, F eps, int heads = 1, int ld = 0,
+                     F w_offset = 0) {
+  if (ld == 0) ld = heads * C;
+  parallel_for((long)N * heads, [&](long i0, long i1) {
+    for (long i = i0; i < i1; ++i) {
+      const long at = (i / heads) * ld + (i % heads) * C;
+      const F* x = inp + at;
       double ss = 0;
       for (int c = 0; c < C; ++c) ss += (double)x[c] * (double)x[c];
       const F ms = (F)(ss / C);
       const F s = F(1) / std::sqrt(ms + eps);
-      F* o = out + r * C;
-      for (int c = 0; c < C; ++c) o[c] = weight[c] * (x[c] * s);
-      if (rstd) rstd[r] = s;
+      F* o = out + at;
+      for (int c = 0; c < C; ++c) o[c] = (weight[c] + w_offset) * (x[c] * s);
+      if (rstd) rstd[i] = s;
     }
   });
 }
-// dx_j = s·w_j·d_j − x_j·s³/C · Σ_c w_c·d_c·x_c ;  dw_c += x_c·s·d_c
+// with w' = w + w_offset:  dx_j = s·w'_j·d_j − x_j·s³/C · Σ_c w'_c·d_c·x_c ;  dw_c += x_c·s·d_c  (layout as the
+// forward's; dinp and dout at the same offsets as inp)
 template <typename F>
-void rmsnorm_backward(F* dinp, F* dweight, const F* dout, const F* inp, const F* weight, const F* rstd, int N, int C) {
+void rmsnorm_backward(F* dinp, F* dweight, const F* dout, const F* inp, const F* weight, const F* rstd, int N, int C,
+                      int heads = 1, int ld = 0, F w_offset = 0) {
+  if (ld == 0) ld = heads * C;
   if (dinp)
-    parallel_for(N, [&](long r0, long r1) {
-      for (long r = r0; r < r1; ++r) {
-        const F* x = inp + r * C;
-        const F* d = dout + r * C;
-        const F s = rstd[r];
+    parallel_for((long)N * heads, [&](long i0, long i1) {
+      for (long i = i0; i < i1; ++i) {
+        const long at = (i / heads) * ld + (i % heads) * C;
+        const F* x = inp + at;
+        const F* d = dout + at;
+        const F s = rstd[i];
         double dot = 0;
-        for (int c = 0; c < C; ++c) dot += (double)weight[c] * d[c] * x[c];
+        for (int c = 0; c < C; ++c) dot += (double)(weight[c] + w_offset) * d[c] * x[c];
         const F k = (F)(dot / C) * s * s * s;
-        F* g = dinp + r * C;
-        for (int c = 0; c < C; ++c) g[c] += s * weight[c] * d[c] - x[c] * k;
+        F* g = dinp + at;
+        for (int c = 0; c < C; ++c) g[c] += s * (weight[c] + w_offset) * d[c] - x[c] * k;
       }
     });
   if (dweight)
     parallel_for(C, [&](long c0, long c1) {
-      for (long r = 0; r < N; ++r) {
-        const F* x = inp + r * C;
-        const F* d = dout + r * C;
-        for (long c = c0; c < c1; ++c) dweight[c] += x[c] * rstd[r] * d[c];
+      for (long i = 0; i < (long)N * heads; ++i) {
+        const long at = (i / heads) * ld + (i % heads) * C;
+        const F* x = inp + at;
+        const F* d = dout + at;
+        for (long c = c0; c < c1; ++c) dweight[c] += x[c] * rstd[i] * d[c];
       }
     });
 }
@@ -203,10 +215,38 @@ void swiglu_backward(F* dgate, F* dup, const F* dout, const F* gate, const F* up
   });
 }
 
+// ---- GeGLU (Gemma's MLP): out = gelu(gate) ⊙ up, gelu the tanh approximation (ops.h gelu_scalar; HF
+// "gelu_pytorch_tanh") ----
+template <typename F>
+inline F gelu_grad_scalar(F x) {  // d gelu(x) / dx, as ops.h gelu_backward
+  const F s = F(0.7978845608028654);
+  const F th = tanh_op(s * (x + F(0.044715) * x * x * x));
+  return F(0.5) * (F(1) + th) + F(0.5) * x * (F(1) - th * th) * s * (F(1) + F(3) * F(0.044715) * x * x);
+}
+template <typename F>
+void geglu_forward(F* out, const F* gate, const F* up, long N) {
+  parallel_for(N, [&](long i0, long i1) {
+    for (long i = i0; i < i1; ++i) out[i] = gelu_scalar(gate[i]) * up[i];
+  });
+}
+template <typename F>
+void geglu_backward(F* dgate, F* dup, const F* dout, const F* gate, const F* up, long N) {
+  parallel_for(N, [&](long i0, long i1) {
+    for (long i = i0; i < i1; ++i) {
+      const F g = gate[i], d = dout[i];
+      if (dgate) dgate[i] += d * up[i] * gelu_grad_scalar(g);
+      if (dup) dup[i] += d * gelu_scalar(g);
+    }
+  });
+}
+
 // ---- causal grouped-query attention over packed qkv[B,T,(NH+2·NKV)·hd] = q heads | k heads | v heads ----
 // (RoPE already applied to q and k.) out [B,T,NH·hd]; saves probabilities att[B,NH,T,T].
+// window > 0: a sliding window (Mistral, Gemma's local layers; HF masking_utils sliding_window_overlay): query t sees
+// key t2 only when t − t2 < window, i.e. t2 in [first_key(t, window), t]; 0 = no window.
+inline int first_key(int t, int window) { return window > 0 && t >= window ? t - window + 1 : 0; }
 template <typename F>
-void gqa_attention_forward(F* out, F* att, const F* qkv, int B, int T, int NH, int NKV, int hd) {
+void gqa_attention_forward(F* out, F* att, const F* qkv, int B, int T, int NH, int NKV, int hd, int window = 0) {
   const int ld = (NH + 2 * NKV) * hd, rep = NH / NKV, QC = NH * hd;
   const long kofs = (long)NH * hd, vofs = (long)(NH + NKV) * hd;
   const F scale = F(1) / std::sqrt(F(hd));
@@ -221,12 +261,14 @@ void gqa_attention_forward(F* out, F* att, const F* qkv, int B, int T, int NH, i
       gemm<F>(false, true, T, T, hd, q, ld, k, ld, a, T, false);
       for (int t = 0; t < T; ++t) {
         F* row = a + (long)t * T;
+        const int lo = first_key(t, window);
         F maxv = -INFINITY;
-        for (int t2 = 0; t2 <= t; ++t2) maxv = std::max(maxv, row[t2] * scale);
+        for (int t2 = lo; t2 <= t; ++t2) maxv = std::max(maxv, row[t2] * scale);
         F sum = 0;
-        for (int t2 = 0; t2 <= t; ++t2) sum += (row[t2] = exp_op(row[t2] * scale - maxv));
+        for (int t2 = lo; t2 <= t; ++t2) sum += (row[t2] = exp_op(row[t2] * scale - maxv));
         const F inv = F(1) / sum;
-        for (int t2 = 0; t2 <= t; ++t2) row[t2] *= inv;
+        for (int t2 = lo; t2 <= t; ++t2) row[t2] *= inv;
+        for (int t2 = 0; t2 < lo; ++t2) row[t2] = 0;
         for (int t2 = t + 1; t2 < T; ++t2) row[t2] = 0;
       }
       gemm<F>(false, false, T, hd, T, a, T, v, ld, out + b * T * QC + h * hd, QC, false);
@@ -236,7 +278,8 @@ void gqa_attention_forward(F* out, F* att, const F* qkv, int B, int T, int NH, i
 // dqkv += gradient of the packed q|k|v. Work is split by (batch, kv head); the query heads sharing a kv head run in
 // order inside one task, so dK/dV accumulate without races and in the same order for any thread count.
 template <typename F>
-void gqa_attention_backward(F* dqkv, const F* dout, const F* qkv, const F* att, int B, int T, int NH, int NKV, int hd) {
+void gqa_attention_backward(F* dqkv, const F* dout, const F* qkv, const F* att, int B, int T, int NH, int NKV, int hd,
+                            int window = 0) {
   const int ld = (NH + 2 * NKV) * hd, rep = NH / NKV, QC = NH * hd;
   const long kofs = (long)NH * hd, vofs = (long)(NH + NKV) * hd;
   const F scale = F(1) / std::sqrt(F(hd));
@@ -260,9 +303,11 @@ void gqa_attention_backward(F* dqkv, const F* dout, const F* qkv, const F* att, 
         for (int t = 0; t < T; ++t) {  // through the softmax: dpre = att ⊙ (datt − Σ att·datt) · scale
           const F* ar = a + (long)t * T;
           F* dr = datt.data() + (long)t * T;
+          const int lo = first_key(t, window);
           F dot = 0;
-          for (int t2 = 0; t2 <= t; ++t2) dot += ar[t2] * dr[t2];
-          for (int t2 = 0; t2 <= t; ++t2) dr[t2] = ar[t2] * (dr[t2] - dot) * scale;
+          for (int t2 = lo; t2 <= t; ++t2) dot += ar[t2] * dr[t2];
+          for (int t2 = lo; t2 <= t; ++t2) dr[t2] = ar[t2] * (dr[t2] - dot) * scale;
+          for (int t2 = 0; t2 < lo; ++t2) dr[t2] = 0;
           for (int t2 = t + 1; t2 < T; ++t2) dr[t2] = 0;
         }
         gemm<F>(false, false, T, hd, T, datt.data(), T, k, ld, dq, ld, true);  // dQ += dpre·K
@@ -276,11 +321,12 @@ void gqa_attention_backward(F* dqkv, const F* dout, const F* qkv, const F* att, 
 // kcache/vcache: one layer's keys/values [R, cap, KV] (KV = NKV·hd) of each row, positions [0, len) filled; the new
 // positions' k and v (from the packed qkv [R, Tn, (NH+2·NKV)·hd], RoPE applied) are first appended at
 // [len, len + Tn). A shared one-row prefix pk/pv [P, KV] (P = 0: none) precedes every row, read in place: new
-// position t of a row sits at absolute position P + len + t and attends to every position up to it.
+// position t of a row sits at absolute position P + len + t and attends to every position up to it (window > 0:
+// only to the last `window` of them, as gqa_attention_forward).
 // out [R, Tn, NH·hd]. Dot products in 8 lanes (ops.h dot_lanes).
 inline void gqa_attention_decode_forward(float* out, float* kcache, float* vcache, const float* pk, const float* pv,
                                          const float* qkv, int R, int Tn, int NH, int NKV, int hd, int P, int len,
-                                         int cap) {
+                                         int cap, int window = 0) {
   const int ld = (NH + 2 * NKV) * hd, KV = NKV * hd, QC = NH * hd, rep = NH / NKV, pos_base = P + len;
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < Tn; ++t) {
@@ -296,20 +342,20 @@ inline void gqa_attention_decode_forward(float* out, float* kcache, float* vcach
       auto key = [&](int j) { return j < P ? pk + (long)j * KV : kcache + ((long)r * cap + j - P) * KV; };
       auto val = [&](int j) { return j < P ? pv + (long)j * KV : vcache + ((long)r * cap + j - P) * KV; };
       for (int t = 0; t < Tn; ++t) {
-        const int p = pos_base + t;  // attends to positions 0..p
+        const int p = pos_base + t, lo = first_key(p, window);  // attends to positions lo..p
         const float* q = qkv + ((long)r * Tn + t) * ld + (long)h * hd;
         float maxv = -INFINITY;
-        for (int j = 0; j <= p; ++j) {
+        for (int j = lo; j <= p; ++j) {
           const float s = dot_lanes(q, key(j) + (long)kvh * hd, hd) * scale;
           score[j] = s;
           maxv = std::max(maxv, s);
         }
         float sum = 0;
-        for (int j = 0; j <= p; ++j) sum += (score[j] = exp_op(score[j] - maxv));
+        for (int j = lo; j <= p; ++j) sum += (score[j] = exp_op(score[j] - maxv));
         const float inv = 1.f / sum;
         float* o = out + ((long)r * Tn + t) * QC + (long)h * hd;
         for (int i = 0; i < hd; ++i) o[i] = 0;
-        for (int j = 0; j <= p; ++j) {
+        for (int j = lo; j <= p; ++j) {
           const float aw = score[j] * inv;
           const float* v = val(j) + (long)kvh * hd;
           for (int i = 0; i < hd; ++i) o[i] += aw * v[i];

@@ -107,22 +107,30 @@ inline void gemm<float>(bool transA, bool transB, int M, int N, int K, const flo
   sgemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
-// ---- token + position embedding: out[b,t,:] = wte[tokens[b,t]] + wpe[pos0+t] ----
+// ---- token + position embedding: out[b,t,:] = scale·wte[tokens[b,t]] + wpe[pos0+t] ----
+// wpe may be null (the token lookup alone: the Llama family). scale: Gemma's sqrt(hidden_size) on the token rows
+// (1 elsewhere: the same bits as no scale).
 template <typename F>
-void embedding_forward(F* out, const int* tokens, const F* wte, const F* wpe, int B, int T, int C, int pos0) {
+void embedding_forward(F* out, const int* tokens, const F* wte, const F* wpe, int B, int T, int C, int pos0,
+                       F scale = F(1)) {
   for (long bt = 0; bt < (long)B * T; ++bt) {
     const F* te = wte + (long)tokens[bt] * C;
+    if (!wpe) {
+      for (int c = 0; c < C; ++c) out[bt * C + c] = te[c] * scale;
+      continue;
+    }
     const F* pe = wpe + (long)(pos0 + bt % T) * C;
-    for (int c = 0; c < C; ++c) out[bt * C + c] = te[c] + pe[c];
+    for (int c = 0; c < C; ++c) out[bt * C + c] = te[c] * scale + pe[c];
   }
 }
 template <typename F>
-void embedding_backward(F* dwte, F* dwpe, const F* dout, const int* tokens, int B, int T, int C, int pos0) {
+void embedding_backward(F* dwte, F* dwpe, const F* dout, const int* tokens, int B, int T, int C, int pos0,
+                        F scale = F(1)) {
   for (long bt = 0; bt < (long)B * T; ++bt) {
     const F* d = dout + bt * C;
     if (dwte) {
       F* g = dwte + (long)tokens[bt] * C;
-      for (int c = 0; c < C; ++c) g[c] += d[c];
+      for (int c = 0; c < C; ++c) g[c] += d[c] * scale;
     }
     if (dwpe) {
       F* g = dwpe + (long)(pos0 + bt % T) * C;

@@ -5,7 +5,8 @@
 // memory: the host mirror and residency a GPU uses, here with CPU ops) and compares the two.
 // argv[2] picks the model: "gpt2" (the tiny GPT-2 fixture), "qwen2" (a random tiny Llama-family model: grouped-query
 // attention, biases on q/k/v, untied lm_head, llama3 RoPE) or "llama-tied" (one kv head, head_dim ≠ C/NH, biases on
-// every projection, tied lm_head) or "phi" (Phi: parallel attention/MLP, partial rotary, lm_head bias).
+// every projection, tied lm_head) or "phi" (Phi: parallel attention/MLP, partial rotary, lm_head bias) or "gemma3"
+// (Gemma 3: scaled token lookup, (1 + w) sandwich and q/k norms, GeGLU, a sliding-window layer, linear rope scaling).
 const path = require("node:path");
 const { createHash } = require("node:crypto");
 const root = path.join(__dirname, "..", "..");
@@ -28,6 +29,12 @@ const llamaConfigs = {
   phi: {
     architecture: "phi", vocabSize: 151, maxSeqLen: 32, channels: 32, intermediateSize: 56, numLayers: 2, numHeads: 4,
     numKvHeads: 2, rotaryDim: 4, layerNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: false,
+  },
+  gemma3: {
+    architecture: "gemma3", vocabSize: 149, maxSeqLen: 32, channels: 32, intermediateSize: 56, numLayers: 2, numHeads: 4,
+    numKvHeads: 1, headDim: 12, rmsNormEps: 1e-6, ropeTheta: 1e6, ropeLocalTheta: 1e4, ropeScalingFactor: 1,
+    ropeLocalScalingFactor: 2, slidingWindow: 3, layerTypes: ["sliding_attention", "full_attention"],
+    queryPreAttnScalar: 12, tieWordEmbeddings: true,
   },
 };
 

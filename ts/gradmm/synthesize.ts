@@ -400,8 +400,7 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
       const cls = classes[k];
       const L = cls.freeLen + templateTokens.length;
       const X = new Float32Array(mine.length * L * C);
-      const wte = model.inputEmbeddings();
-      mine.forEach((s, b) => [...s.tokens, ...templateTokens].forEach((t, i) => X.set(wte.subarray(t * C, (t + 1) * C), (b * L + i) * C)));
+      mine.forEach((s, b) => model.tokenEmbeddings([...s.tokens, ...templateTokens], X.subarray(b * L * C, (b + 1) * L * C)));
       const f = await withCancel(opts.signal, (t) => model.native.matchLoss(cls.target, { X, B: mine.length, L, label: cls.labelToken }, t));
       return 1 - f;
     };
@@ -412,14 +411,12 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
       if (config.dp.enabled) return null;
       const cls = classes[k];
       const prompt = tokenizer.encode(config.classes[k].instruction);
-      const wte = model.inputEmbeddings();
       const matching_loss: number[] = [], texts: number[][] = [];
       for (const e of cls.real.slice(0, 64)) {
         const ids = tokenizer.encode(e.text).slice(0, Math.max(1, Math.min(maxT - templateTokens.length, maxT - prompt.length)));
         if (!ids.length) continue;
         const seq = [...ids, ...templateTokens];
-        const X = new Float32Array(seq.length * C);
-        seq.forEach((t, i) => X.set(wte.subarray(t * C, (t + 1) * C), i * C));
+        const X = model.tokenEmbeddings(seq);
         matching_loss.push(await withCancel(opts.signal, (t) => model.native.matchLoss(cls.target, { X, B: 1, L: seq.length, label: cls.labelToken }, t)));
         texts.push(ids);
       }

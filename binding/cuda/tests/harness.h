@@ -76,7 +76,7 @@ void run_llama_op_checks(const Backend* be, Rng& r, double gemm_tol);
 void run_method_op_checks(const Backend* be, Rng& r);
 // the products in another mode (after the exact checks)
 void check_gemm(const Backend* be, Rng& r, const char* mode, double tol, int M, int N, int K);
-void check_gqa_attention(const Backend* be, Rng& r, int B, int T, int NH, int NKV, int hd, double tol);
+void check_gqa_attention(const Backend* be, Rng& r, int B, int T, int NH, int NKV, int hd, double tol, int window = 0);
 void check_linear(const Backend* be, Rng& r, int N, int C, int OC, int pad, bool bias, double tol);
 // the engine on `be` against the engine on the CPU backend: three model shapes (forward, backward, decode), then the
 // method (target, matcher, batch state: x-update, projection, dual update). tol_tok: the fraction of projected

@@ -19,7 +19,7 @@ static void check_embedding(const Backend* be, Rng& r, int B, int T, int C, int 
   auto dtok = up(be, tokens);
   auto dwte = up(be, wte), dwpe = up(be, wpe), dinp = up(be, inp);
   BackendBuffer<float> dout(be, out.size());
-  be->embedding_forward(dout.data(), dtok.data(), dwte.data(), dwpe.data(), B, T, C, pos0);
+  be->embedding_forward(dout.data(), dtok.data(), dwte.data(), dwpe.data(), B, T, C, pos0, 1.f);
   report("embedding_forward " + s, nmse(down(be, dout), out), kTolExact);
 
   auto g = randn(r, out.size());
@@ -27,7 +27,7 @@ static void check_embedding(const Backend* be, Rng& r, int B, int T, int C, int 
   auto rwte = gwte, rwpe = gwpe;
   embedding_backward(rwte.data(), rwpe.data(), g.data(), tokens.data(), B, T, C, pos0);
   auto dg = up(be, g), dgwte = up(be, gwte), dgwpe = up(be, gwpe);
-  be->embedding_backward(dgwte.data(), dgwpe.data(), dg.data(), dtok.data(), B, T, C, pos0);
+  be->embedding_backward(dgwte.data(), dgwpe.data(), dg.data(), dtok.data(), B, T, C, pos0, 1.f);
   report("embedding_backward dwte " + s, nmse(down(be, dgwte), rwte), kTolExact);
   report("embedding_backward dwpe " + s, nmse(down(be, dgwpe), rwpe), kTolExact);
 
