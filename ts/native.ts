@@ -221,7 +221,10 @@ export interface NativeBatchProjectArgs {
  * the whole batch: no call moves these tensors between JavaScript and the backend.
  */
 export interface NativeBatch {
-  /** x ← the best of `candidates` random batches; returns its f. */
+  /**
+   * x ← the best of `candidates` random batches (token vectors of norm tokenNorm · the model's input-embedding scale,
+   * the template's scaled rows after them); returns its f.
+   */
   init(args: { candidates: number; seed: number; tokenNorm: number }, cancel?: NativeCancelToken): Promise<number>;
   /** x ← argmin f(x) + ρ/2‖x − z + λ/ρ‖² by Adam; returns f(x) after the steps. */
   xUpdate(args: NativeXUpdateArgs, cancel?: NativeCancelToken): Promise<number>;

@@ -1,5 +1,5 @@
 // The one engine end to end on a backend against the same engine on the CPU backend (the CPU ops are the
-// specification): GPT-2 and two Llama-family shapes (forward, backward, parameter gradients, AdamW, decoding with a
+// specification): GPT-2, two Llama-family shapes and Gemma 3 (forward, backward, parameter gradients, AdamW, decoding with a
 // shared prefix), then the method (the target, the matcher, a batch's x-update, projection, z lookup and dual update).
 // On the CPU ops behind device-style memory (cpu_table_backend) everything must be equal bit for bit: that tests the
 // engine's host mirror and residency without a GPU.
@@ -65,6 +65,24 @@ LlamaConfig llama_mqa_tied(int V) {
   cfg.rope_scaling = RopeScaling();
   cfg.tie_word_embeddings = true;
   cfg.o_proj_bias = cfg.mlp_bias = true;
+  return cfg;
+}
+
+// Gemma 3: scaled token lookup, (1 + w) sandwich and per-head q/k norms, GeGLU, one kv head, head_dim 12 (q width ≠
+// channels), a sliding-window layer (window 4 < T) between full ones, linear rope scaling on the local layers
+Gemma3Config gemma3_like(int V) {
+  Gemma3Config cfg;
+  cfg.vocab_size = V;
+  cfg.hidden_size = 32;
+  cfg.intermediate_size = 64;
+  cfg.num_layers = 3;
+  cfg.num_heads = 4;
+  cfg.num_kv_heads = 1;
+  cfg.head_dim = 12;
+  cfg.max_seq_len = 16;
+  cfg.rope_local_scaling_factor = 2;
+  cfg.sliding_window = 4;
+  cfg.sliding = {false, true, false};
   return cfg;
 }
 
@@ -259,6 +277,10 @@ void check_engine_models(const Backend* be, Rng& r, double tol) {
     HostModel ref(llama_mqa_tied(89)), dev(llama_mqa_tied(89), be);
     check_model(ref, dev, r, "Llama MQA hd=14 biases tied", tol);
   }
+  {
+    HostModel ref(gemma3_like(83)), dev(gemma3_like(83), be);
+    check_model(ref, dev, r, "Gemma3 sliding+full hd=12 tied", tol);
+  }
 }
 
 void check_engine_method(const Backend* be, Rng& r, double tol_f, double tol_x, double tol_tok) {
@@ -273,6 +295,10 @@ void check_engine_method(const Backend* be, Rng& r, double tol_f, double tol_x, 
   {
     HostModel ref(llama_mqa_tied(199)), dev(llama_mqa_tied(199), be);
     check_method(ref, dev, r, "Llama MQA tied", tol_f, tol_x, tol_tok);
+  }
+  {
+    HostModel ref(gemma3_like(199)), dev(gemma3_like(199), be);
+    check_method(ref, dev, r, "Gemma3", tol_f, tol_x, tol_tok);
   }
 }
 
