@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { loadModel, setThreads, Tokenizer } from "../ts/index";
-import { native, packageRoot, alphabeticTokenMask, runBatch, type BatchSettings, type ClassSetup } from "../ts/advanced";
+import { native, packageRoot, alphabeticTokenMask, pieceTokens, runBatch, startTokens, type BatchSettings, type ClassSetup } from "../ts/advanced";
 
 export interface AdmmBenchResult {
   model: string;
@@ -61,24 +61,24 @@ export async function benchAdmm(opts: { modelDir?: string; quick?: boolean; thre
   if (!loaded.tokenizer) throw new Error(`${dir} has no tokenizer`);
   const tok = loaded.tokenizer;
   const { channels: C, numLayers, vocabSize: V } = model.config;
-  const B = 10, template = tok.encode(" It was");
+  const B = 10, template = pieceTokens(tok, " It was"), lead = startTokens(tok);
   // the paper's ~100-token instruction prefix and L≈48, as far as the model's context allows
   const promptText = "Write a positive movie review about a film you watched recently, in plain English, with details about the plot, the acting, the music and the ending, as a critic would. ".repeat(2);
-  const prompt = tok.encode(promptText).slice(0, Math.min(100, model.config.maxSeqLen - 48));
-  const free = Math.min(48, model.config.maxSeqLen - prompt.length, model.config.maxSeqLen - template.length);
-  const L = free + template.length;
+  const prompt = startTokens(tok, promptText).slice(0, Math.min(100, model.config.maxSeqLen - 48));
+  const free = Math.min(48, model.config.maxSeqLen - prompt.length, model.config.maxSeqLen - template.length - lead.length);
+  const L = lead.length + free + template.length;
   // a target from 25 synthetic "real" sequences (token ids are arbitrary: only the shapes matter for timing)
   const n = 25, T = Math.min(128, model.config.maxSeqLen);
   const tokens = new Int32Array(n * T).map((_, i) => (i * 7919) % V);
-  const buildTarget = () => model.native.buildTarget({ tokens, n, T, lastPos: new Int32Array(n).fill(T - 1), labels: new Int32Array(n).fill(tok.encode(" great")[0]) });
+  const buildTarget = () => model.native.buildTarget({ tokens, n, T, lastPos: new Int32Array(n).fill(T - 1), labels: new Int32Array(n).fill(pieceTokens(tok, " great")[0]) });
   const targetS = await median(async () => void (await buildTarget()), 3);
   const target = await buildTarget();
   const prefix = model.createKVCache(1, prompt.length);
   const prefixLogits = await model.decode(prefix, { tokens: Int32Array.from(prompt), T: prompt.length });
-  const cls: ClassSetup = { labelToken: tok.encode(" great")[0], templateTokens: template, prefix, prefixLogits, target };
+  const cls: ClassSetup = { labelToken: pieceTokens(tok, " great")[0], templateTokens: template, leadTokens: lead, prefix, prefixLogits, target };
   const allowed = alphabeticTokenMask(tok);
   const X = new Float32Array(B * L * C).map((_, i) => Math.sin(i) * 0.1);
-  const newBatch = () => new (native().Batch)(model.native, target, { B, L, freeLen: free, label: cls.labelToken, templateTokens: Int32Array.from(template) });
+  const newBatch = () => new (native().Batch)(model.native, target, { B, L, freeLen: free, label: cls.labelToken, templateTokens: Int32Array.from(template), leadTokens: Int32Array.from(lead) });
   const xBatch = newBatch();
   xBatch.write("x", X); // z = 0, λ = 0
   log(`model ${dir}: ${model.numParams} params, B=${B}, L=${L} (${free} free + ${template.length} template), prefix ${prompt.length} tokens`);

@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { bf16Support, getThreads, loadModel, setThreads, type Precision } from "../ts/index";
-import { alphabeticTokenMask, native, packageRoot, sgemmKernel } from "../ts/advanced";
+import { alphabeticTokenMask, native, packageRoot, pieceTokens, sgemmKernel, startTokens } from "../ts/advanced";
 
 export interface PrecisionSide {
   precision: Precision;
@@ -102,18 +102,18 @@ export async function benchPrecision(opts: { model?: string; quick?: boolean; th
     const rows = fs.readFileSync(path.join(packageRoot(), "examples", "data", "imdb", "train.jsonl"), "utf8").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l) as { text: string; label: number });
     const n = opts.quick ? 16 : 32;
     const real = rows.filter((r) => r.label === 1).slice(0, n);
-    const template = tok.encode(" All in all, the movie was");
-    const label = tok.encode(" great")[0];
+    const template = pieceTokens(tok, " All in all, the movie was");
+    const label = pieceTokens(tok, " great")[0];
     const T = Math.min(128, maxSeqLen);
     const tokens = new Int32Array(n * T);
     const lastPos = new Int32Array(n);
     real.forEach((r, i) => {
-      const ids = [...tok.encode(r.text).slice(0, T - template.length), ...template];
+      const ids = [...startTokens(tok, r.text).slice(0, T - template.length), ...template];
       tokens.set(ids, i * T);
       lastPos[i] = ids.length - 1;
     });
     const labels = new Int32Array(n).fill(label);
-    const prompt = tok.encode("Write a positive movie review about a film you watched recently, with details about the plot, the acting and the ending.");
+    const prompt = startTokens(tok, "Write a positive movie review about a film you watched recently, with details about the plot, the acting and the ending.");
     const free = Math.min(opts.quick ? 12 : 24, maxSeqLen - prompt.length - template.length);
     const L = free + template.length;
     const allowed = alphabeticTokenMask(tok);

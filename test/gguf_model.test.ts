@@ -75,6 +75,36 @@ describe("GGUF models", () => {
     viaHF.dispose();
   });
 
+  it("gemma3: the HF Gemma3ForCausalLM folder's weights (norms stored as 1 + w), every 6th layer global unless the file says", () => {
+    const viaHF = CausalLMModel.load(path.join(fx, "hf_oracles", "gemma3"));
+    const viaGGUF = CausalLMModel.load(gg("gemma3_tiny.gguf"));
+    // llama.cpp stores no layer pattern for gemma3: two layers are both sliding (the folder has [sliding, full])
+    const { modelType: _a, layerTypes: lg, ...cg } = viaGGUF.config as unknown as Record<string, unknown>;
+    const { modelType: _b, layerTypes: lh, ...ch } = viaHF.config as unknown as Record<string, unknown>;
+    expect(cg).toEqual(ch);
+    expect(lg).toEqual(["sliding_attention", "sliding_attention"]);
+    expect(lh).toEqual(["sliding_attention", "full_attention"]);
+    expect(viaGGUF.paramTable.map((p) => p.name)).toEqual(viaHF.paramTable.map((p) => p.name));
+    for (const p of viaHF.paramTable) {
+      const a = viaGGUF.tensor(p.name), b = viaHF.tensor(p.name);
+      // (w + 1) − 1 in float32 is w to within half an ulp of 1; every other tensor is bit for bit
+      const tol = p.name.endsWith("norm.weight") ? 2 ** -24 : 0;
+      let worst = 0;
+      for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+      expect(worst, p.name).toBeLessThanOrEqual(tol);
+    }
+    viaGGUF.dispose();
+    viaHF.dispose();
+    // a file that gives the pattern (one flag per layer, true = sliding) gets it
+    const g = readGGUF(gg("gemma3_tiny.gguf"));
+    g.metadata.set("gemma3.attention.sliding_window_pattern", [true, false] as never);
+    expect(ggufModelConfig(g)).toMatchObject({ layerTypes: ["sliding_attention", "full_attention"], slidingWindow: 8, ropeLocalTheta: 1e4, ropeTheta: 1e6 });
+    g.metadata.set("gemma3.attention.sliding_window_pattern", 2 as never);
+    expect(ggufModelConfig(g)).toMatchObject({ layerTypes: ["sliding_attention", "full_attention"] });
+    g.metadata.set("gemma3.rope.scaling.type", "yarn" as never);
+    expect(() => ggufModelConfig(g)).toThrow(/rope.scaling.type 'yarn' \(none or linear only\)/);
+  });
+
   it("phi2 / phi3: typed errors for what the engine does not run", () => {
     const withMeta = (file: string, edit: (g: ReturnType<typeof readGGUF>) => void) => {
       const g = readGGUF(gg(file));

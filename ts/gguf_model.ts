@@ -6,17 +6,18 @@
  * for the `llama` architecture it permutes the rows of attn_q / attn_k (their bias too) so that RoPE rotates
  * adjacent pairs instead of the two halves of a head; for `gpt2` it stores the Conv1D weights transposed; phi-2 files
  * converted from Microsoft's original layout hold q, k and v as one fused attn_qkv tensor (split here); `phi3` keeps
- * HF's fused qkv_proj and gate_up_proj (as attn_qkv and ffn_up), which the engine runs as they are.
+ * HF's fused qkv_proj and gate_up_proj (as attn_qkv and ffn_up), which the engine runs as they are; `gemma3` stores
+ * every RMSNorm weight as 1 + w (llama.cpp's norm multiplies by the weight, HF's by 1 + w), so 1 is subtracted back.
  */
 import * as fs from "node:fs";
 import { InvalidFileError, UnsupportedModelError } from "./errors";
 import { GGML_TYPES, GGUFMetadata, ggmlTypeName, type GGUFFile, type GGUFTensorInfo } from "./gguf";
 import { dequantize, GGML_DEQUANTIZABLE } from "./gguf_quants";
-import type { GPT2Config, LlamaConfig, ModelConfig, PhiConfig } from "./model_config";
+import type { Gemma3Config, GPT2Config, LlamaConfig, ModelConfig, PhiConfig } from "./model_config";
 import type { NativeRopeScaling } from "./native";
 
 /** GGUF architectures the engine runs, and the engine family each maps to. */
-export const GGUF_ARCHITECTURES = ["llama", "qwen2", "gpt2", "phi2", "phi3"] as const;
+export const GGUF_ARCHITECTURES = ["llama", "qwen2", "gpt2", "phi2", "phi3", "gemma3"] as const;
 
 /** Reads the engine's config from a GGUF file's metadata (and the presence of optional tensors). */
 export function ggufModelConfig(g: GGUFFile): ModelConfig {
@@ -92,6 +93,7 @@ export function ggufModelConfig(g: GGUFFile): ModelConfig {
   const numKvHeads = positive("attention.head_count_kv", numHeads);
   if (numHeads % numKvHeads !== 0)
     throw new InvalidFileError(g.file, `head_count ${numHeads} is not a multiple of head_count_kv ${numKvHeads}`);
+  if (arch === "gemma3") return gemma3Config(g, m, { vocabSize, maxSeqLen, channels, numLayers, numHeads, numKvHeads }, positive, unsupported);
   const headDim = m.uint(key("attention.key_length"), null) ?? channels / numHeads;
   if (!Number.isInteger(headDim) || headDim <= 0 || headDim % 2 !== 0)
     throw new InvalidFileError(g.file, `head size ${headDim} (embedding_length / head_count or attention.key_length) must be a positive even integer`);
@@ -168,6 +170,67 @@ export function ggufModelConfig(g: GGUFFile): ModelConfig {
 }
 
 /**
+ * llama.cpp's Gemma3Model: key_length = head_dim; rope.freq_base is the global layers' base (the sliding layers' is
+ * 10,000 unless rope.freq_base_swa says otherwise); linear rope scaling applies to the global layers; the layer
+ * pattern is not stored (every 6th layer global, as llama.cpp and transformers assume) unless
+ * attention.sliding_window_pattern gives it (a period, or one flag per layer, true = sliding); the score scale is
+ * head_dim^-1/2 except on the 62-layer 27B model (n_embd / n_head), which the engine does not run.
+ */
+function gemma3Config(
+  g: GGUFFile,
+  m: GGUFMetadata,
+  base: Pick<Gemma3Config, "vocabSize" | "maxSeqLen" | "channels" | "numLayers" | "numHeads" | "numKvHeads">,
+  positive: (k: string, fallback?: number) => number,
+  unsupported: (what: string) => never,
+): Gemma3Config {
+  const key = (k: string) => `gemma3.${k}`;
+  const headDim = m.uint(key("attention.key_length"), null) ?? base.channels / base.numHeads;
+  if (!Number.isInteger(headDim) || headDim <= 0 || headDim % 2 !== 0)
+    throw new InvalidFileError(g.file, `head size ${headDim} (attention.key_length) must be a positive even integer`);
+  const valueLength = m.uint(key("attention.value_length"), null);
+  if (valueLength !== null && valueLength !== headDim) unsupported(`attention.value_length ${valueLength} ≠ key_length ${headDim}`);
+  const positiveNumber = (k: string, fallback: number): number => {
+    const v = shortestF32(m.number(key(k), fallback)!);
+    if (!(v > 0)) throw new InvalidFileError(g.file, `metadata '${key(k)}' must be positive`);
+    return v;
+  };
+  const scalingType = m.string(key("rope.scaling.type"), null);
+  let ropeScalingFactor = 1;
+  if (scalingType === "linear") ropeScalingFactor = positiveNumber("rope.scaling.factor", 1);
+  else if (scalingType !== null && scalingType !== "none") unsupported(`rope.scaling.type '${scalingType}' (none or linear only)`);
+  const pattern = g.metadata.get(key("attention.sliding_window_pattern"));
+  let layerTypes: Gemma3Config["layerTypes"];
+  if (Array.isArray(pattern)) {
+    if (pattern.length !== base.numLayers)
+      throw new InvalidFileError(g.file, `metadata '${key("attention.sliding_window_pattern")}' has ${pattern.length} entries for ${base.numLayers} layers`);
+    layerTypes = pattern.map((sliding) => (sliding ? "sliding_attention" : "full_attention"));
+  } else {
+    const period = positive("attention.sliding_window_pattern", 6);
+    layerTypes = Array.from({ length: base.numLayers }, (_, l) => ((l + 1) % period ? "sliding_attention" : "full_attention"));
+  }
+  const slidingWindow = m.uint(key("attention.sliding_window"), null);
+  if (slidingWindow === null && layerTypes.includes("sliding_attention")) throw new InvalidFileError(g.file, `metadata '${key("attention.sliding_window")}' is missing`);
+  const eps = m.number(key("attention.layer_norm_rms_epsilon"), null);
+  if (eps === null || !(eps > 0)) throw new InvalidFileError(g.file, `metadata '${key("attention.layer_norm_rms_epsilon")}' must be a positive number`);
+  return {
+    architecture: "gemma3",
+    modelType: "gemma3_text",
+    ...base,
+    intermediateSize: positive("feed_forward_length"),
+    headDim,
+    rmsNormEps: shortestF32(eps),
+    ropeTheta: positiveNumber("rope.freq_base", 1e6),
+    ropeLocalTheta: positiveNumber("rope.freq_base_swa", 1e4),
+    ropeScalingFactor,
+    ropeLocalScalingFactor: 1,
+    slidingWindow,
+    layerTypes,
+    queryPreAttnScalar: base.numLayers === 62 ? base.channels / base.numHeads : headDim,
+    tieWordEmbeddings: !g.tensors.has("output.weight"),
+  };
+}
+
+/**
  * Llama 3.1+ GGUF files carry the llama3 RoPE adjustment as a tensor of per-frequency factors (rope_freqs) instead
  * of its parameters. The engine takes the parameters, so the tensor is matched against the published Llama 3.x
  * settings; anything else is refused rather than approximated.
@@ -227,6 +290,8 @@ interface TensorMapping {
   transpose?: boolean;
   /** A fused tensor whose consecutive row blocks are these parameters (phi-2's attn_qkv: q, k, v). */
   split?: string[];
+  /** Added to every value (Gemma's norm weights, stored as 1 + w: -1). */
+  offset?: number;
 }
 
 const LLAMA_LAYER: Record<string, string> = {
@@ -257,6 +322,22 @@ const PHI3_LAYER: Record<string, string> = {
   attn_output: "self_attn.o_proj",
   ffn_norm: "post_attention_layernorm",
   ffn_up: "mlp.gate_up_proj",
+  ffn_down: "mlp.down_proj",
+};
+
+const GEMMA3_LAYER: Record<string, string> = {
+  attn_norm: "input_layernorm",
+  attn_q: "self_attn.q_proj",
+  attn_k: "self_attn.k_proj",
+  attn_v: "self_attn.v_proj",
+  attn_output: "self_attn.o_proj",
+  attn_q_norm: "self_attn.q_norm",
+  attn_k_norm: "self_attn.k_norm",
+  post_attention_norm: "post_attention_layernorm",
+  ffn_norm: "pre_feedforward_layernorm",
+  post_ffw_norm: "post_feedforward_layernorm",
+  ffn_gate: "mlp.gate_proj",
+  ffn_up: "mlp.up_proj",
   ffn_down: "mlp.down_proj",
 };
 
@@ -295,6 +376,14 @@ export function mapGGUFTensorName(config: ModelConfig, arch: string, name: strin
     const p = `model.layers.${mm[1]}.`;
     if (mm[2] === "attn_qkv") return { name: `${p}self_attn.q_proj.${mm[3]}`, split: ["q", "k", "v"].map((x) => `${p}self_attn.${x}_proj.${mm[3]}`) };
     return mm[2] in PHI2_LAYER ? { name: `${p}${PHI2_LAYER[mm[2]]}.${mm[3]}` } : undefined;
+  }
+  if (config.architecture === "gemma3") {
+    if (name === "output_norm.weight") return { name: "model.norm.weight", offset: -1 };
+    if (name === "token_embd.weight") return { name: "model.embed_tokens.weight" };
+    if (name === "output.weight") return { name: "lm_head.weight" };
+    const mg = /^blk\.(\d+)\.([a-z_]+)\.weight$/.exec(name);
+    if (!mg || !(mg[2] in GEMMA3_LAYER)) return undefined;
+    return { name: `model.layers.${mg[1]}.${GEMMA3_LAYER[mg[2]]}.weight`, ...(mg[2].endsWith("norm") ? { offset: -1 } : {}) };
   }
   const top: Record<string, string> = { "token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight", "output.weight": "lm_head.weight" };
   if (name in top) return { name: top[name] };
@@ -438,6 +527,7 @@ export function loadGGUFWeights(g: GGUFFile, target: GGUFLoadTarget): void {
         const [rows, cols] = t.shape; // GGUF [out, in] → engine [in, out]
         for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = tmp[r * cols + c];
       } else readGGUFTensorF32(g, t, out, fd);
+      if (map.offset !== undefined) for (let i = 0; i < out.length; i++) out[i] += map.offset;
       seen.add(map.name);
     }
     if (gpt2Output) {

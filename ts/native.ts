@@ -195,14 +195,19 @@ export interface NativeXUpdateArgs {
   losses?: Float32Array;
 }
 
-/** The shape of a batch's state (binding/engine/batch.h): B rows of L positions, the template after freeLen. */
+/**
+ * The shape of a batch's state (binding/engine/batch.h): B rows of L positions: the lead tokens (pinned), freeLen
+ * free positions, the template (pinned).
+ */
 export interface NativeBatchArgs {
   B: number;
   L: number;
   freeLen: number;
   label: number;
-  /** The template's token ids [L − freeLen]. */
+  /** The template's token ids [L − freeLen − lead]. */
   templateTokens: Int32Array;
+  /** Pinned tokens before the free positions (the tokenizer's <bos>, where it starts every text with one); default none. */
+  leadTokens?: Int32Array;
 }
 
 /** z ← Π(x + λ/ρ) (from "dual") or Π(best x) (from "best"); the chosen ids to outTokens [B·freeLen]. */

@@ -88,7 +88,7 @@ export class Ours {
     const i = this.inp;
     const settings: BatchSettings = { batchSize: i.B, freeLen: i.free, outerSteps: s.outer, innerSteps: s.inner, lr: s.lr, maxGradNorm: s.max_grad_norm, rho: s.rho, topK: s.topk, initCandidates: s.init_candidates, initTokenNorm: s.init_token_norm, allowed: i.allowed, seed: s.seed };
     const t = process.hrtime.bigint();
-    const r = await runBatch(this.model, { labelToken: i.label, templateTokens: Array.from(i.template), prefix: this.prefix, prefixLogits: this.prefixLogits, target: this.target }, settings, {
+    const r = await runBatch(this.model, { labelToken: i.label, templateTokens: Array.from(i.template), leadTokens: [], prefix: this.prefix, prefixLogits: this.prefixLogits, target: this.target }, settings, {
       onProgress: (p) => log(`ours batch: outer ${p.outer}/${p.outerSteps} x ${p.xLoss.toFixed(4)} z ${p.zLoss.toFixed(4)}`),
     });
     return { seconds: seconds(t), initLoss: r.initLoss, bestXLoss: r.bestXLoss, decodedLoss: r.decodedLoss };

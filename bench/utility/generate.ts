@@ -2,7 +2,7 @@
  * The generation baselines: the model samples continuations of a prompt (temperature + nucleus sampling), rows in
  * lockstep on a KV cache that shares the prompt's one-row prefix.
  */
-import type { GPT2Model } from "../../ts/advanced";
+import { pieceTokens, type GPT2Model } from "../../ts/advanced";
 import type { Tokenizer } from "../../ts/index";
 
 export interface SamplingOptions {
@@ -72,12 +72,13 @@ export function bannedForGeneration(tokenizer: Tokenizer, vocabSize: number): Ui
  * cut so that the prompt and `genLength` new tokens fit the context.
  */
 export function fewShotPrompt(tokenizer: Tokenizer, instruction: string, demos: readonly string[], genLength: number, maxSeqLen: number, maxDemoTokens = 48): number[] {
-  const instr = tokenizer.encode(instruction), sep = tokenizer.encode("\n\n");
-  const fixed = instr.length * (demos.length + 1) + sep.length * demos.length + genLength;
+  // one <bos> (where the tokenizer puts one) at the start, every later piece bare
+  const instr = pieceTokens(tokenizer, instruction), sep = pieceTokens(tokenizer, "\n\n");
+  const fixed = tokenizer.prefixIds.length + instr.length * (demos.length + 1) + sep.length * demos.length + genLength;
   const perDemo = demos.length ? Math.min(maxDemoTokens, Math.floor((maxSeqLen - fixed) / demos.length)) : 0;
   if (demos.length && perDemo < 1) throw new RangeError(`few-shot prompt: no room for ${demos.length} demonstrations in a ${maxSeqLen}-token context`);
-  const out: number[] = [];
-  for (const d of demos) out.push(...instr, ...tokenizer.encode(" " + d.trim()).slice(0, perDemo), ...sep);
+  const out: number[] = [...tokenizer.prefixIds];
+  for (const d of demos) out.push(...instr, ...pieceTokens(tokenizer, " " + d.trim()).slice(0, perDemo), ...sep);
   out.push(...instr);
   return out;
 }

@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { GradmmError, InvalidFileError, CausalLMModel, loadModel, getThreads, setThreads } from "../../ts/index";
-import { writeFileAtomic, writeJsonAtomic, findGGUF, type GPT2Model, cacheRoot, sgemmKernel } from "../../ts/advanced";
+import { writeFileAtomic, writeJsonAtomic, findGGUF, type GPT2Model, cacheRoot, sgemmKernel, pieceTokens, startTokens } from "../../ts/advanced";
 import { METHODS, type MethodName, type UtilityConfig } from "./config";
 import { prepareDataset } from "./datasets";
 import { finetuneClassifier } from "./finetune";
@@ -93,8 +93,8 @@ export async function runUtility(u: UtilityConfig, opts: UtilityOptions = {}): P
   try {
     const K = synth.classes.length, maxT = model.config.maxSeqLen;
     const spec: ClassifierSpec = {
-      labelTokens: synth.classes.map((c) => tokenizer.encode(c.label_word)[0]),
-      templateTokens: tokenizer.encode(synth.template),
+      labelTokens: synth.classes.map((c) => pieceTokens(tokenizer, c.label_word)[0]),
+      templateTokens: pieceTokens(tokenizer, synth.template),
       maxTextTokens: ev.max_text_tokens,
       maxSeqLen: maxT,
     };
@@ -108,7 +108,7 @@ export async function runUtility(u: UtilityConfig, opts: UtilityOptions = {}): P
     const trainPerClass = Math.min(ev.train_per_class, ...available);
     if (trainPerClass < ev.train_per_class) log(`train_per_class ${ev.train_per_class} → ${trainPerClass}: the pool (minus dev) allows no more`);
     log(`data: pool ${pool.length} (${countByClass(pool, K).join("/")}), test ${test.length} (${countByClass(test, K).join("/")}), ${droppedDuplicates} pool texts dropped as duplicates of test texts`);
-    const encode = (items: readonly Item[]): LabelledSeq[] => items.map((it) => ({ tokens: tokenizer.encode(it.text), cls: it.cls }));
+    const encode = (items: readonly Item[]): LabelledSeq[] => items.map((it) => ({ tokens: startTokens(tokenizer, it.text), cls: it.cls }));
     const testSeqs = encode(test);
     const candidatesPerClass = ev.candidates_per_class ?? synth.method.batch_size * synth.method.batches_per_class;
 
@@ -179,7 +179,7 @@ export async function runUtility(u: UtilityConfig, opts: UtilityOptions = {}): P
         let res = readJson<SeedResult["methods"][string]>(resFile);
         if (!res) {
           const started = Date.now();
-          const train = set.texts.map((t) => ({ tokens: tokenizer.encode(t.text), cls: t.cls }));
+          const train = set.texts.map((t) => ({ tokens: startTokens(tokenizer, t.text), cls: t.cls }));
           const trainFeatures = await labelledFeatures(model, train, toInput, features, opts.signal);
           const pr = probeClassifier(trainFeatures, devFeatures!, testFeatures!, K, { l2: ev.probe.l2, steps: ev.probe.steps });
           res = {
@@ -221,7 +221,7 @@ export async function runUtility(u: UtilityConfig, opts: UtilityOptions = {}): P
           let res = readJson<SeedResult["methods"][string]>(resFile);
           if (!res) {
             const started = Date.now();
-            const train = set.texts.map((t) => ({ tokens: tokenizer.encode(t.text), cls: t.cls }));
+            const train = set.texts.map((t) => ({ tokens: startTokens(tokenizer, t.text), cls: t.cls }));
             const ft = await finetuneClassifier(freshModel, train, st.devSeqs, spec, {
               lrs: ev.classifier.lrs,
               steps: ev.classifier.steps,
@@ -323,7 +323,7 @@ export async function runUtility(u: UtilityConfig, opts: UtilityOptions = {}): P
         // the real target of each class, as GRADMM builds it: private texts cut to the context, + template
         st.targets = [];
         for (let k = 0; k < K; k++) {
-          const seqs = st.ctx.split.private.filter((i) => i.cls === k).map((i) => [...tokenizer.encode(i.text).slice(0, maxT - spec.templateTokens.length), ...spec.templateTokens]);
+          const seqs = st.ctx.split.private.filter((i) => i.cls === k).map((i) => [...startTokens(tokenizer, i.text).slice(0, maxT - spec.templateTokens.length), ...spec.templateTokens]);
           st.targets.push(await gradientFactors(model, seqs, seqs.map(() => spec.labelTokens[k]), opts.signal));
         }
       }
@@ -331,14 +331,14 @@ export async function runUtility(u: UtilityConfig, opts: UtilityOptions = {}): P
       const cosines: (number | null)[] = [];
       const ppls: number[] = [];
       for (let k = 0; k < numClasses; k++) {
-        const mine = built.texts.filter((t) => t.cls === k).map((t) => tokenizer.encode(t.text).slice(0, ev.max_text_tokens));
+        const mine = built.texts.filter((t) => t.cls === k).map((t) => pieceTokens(tokenizer, t.text).slice(0, ev.max_text_tokens));
         if (!mine.length) {
           cosines.push(null);
           continue;
         }
-        const seqs = mine.map((t) => classifierInput(t, spec));
+        const seqs = mine.map((t) => classifierInput([...tokenizer.prefixIds, ...t], spec));
         cosines.push(gradientCosine(await gradientFactors(model, seqs, seqs.map(() => spec.labelTokens[k]), opts.signal), st.targets[k]));
-        ppls.push(await setPerplexity(model, tokenizer.encode(synth.classes[k].instruction), mine, opts.signal));
+        ppls.push(await setPerplexity(model, startTokens(tokenizer, synth.classes[k].instruction), mine, opts.signal));
       }
       const leak = longestSharedNgram(texts, st.privateTexts);
       const valid = cosines.filter((c): c is number => c !== null);

@@ -5,7 +5,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { withCancel, writeJsonAtomic, writeJsonlAtomic, filterSamples, type SyntheticSample, continuationLoss, type BatchResult, type BatchSettings, type ClassSetup, type GPT2Model, mulberry32, alphabeticTokenMask, shuffled } from "../../ts/advanced";
+import { withCancel, writeJsonAtomic, writeJsonlAtomic, filterSamples, type SyntheticSample, continuationLoss, type BatchResult, type BatchSettings, type ClassSetup, type GPT2Model, mulberry32, alphabeticTokenMask, shuffled, pieceTokens, startTokens } from "../../ts/advanced";
 import { synthesize, type Tokenizer } from "../../ts/index";
 import { derivedSynthConfig, type UtilityConfig } from "./config";
 import { runContinuousBatch } from "./continuous";
@@ -182,7 +182,7 @@ export async function buildGeneration(ctx: SeedContext, fewShot: boolean): Promi
   for (let k = 0; k < u.synth.classes.length; k++) {
     const spec = u.synth.classes[k];
     const mine = ctx.split.private.filter((it) => it.cls === k);
-    const instruction = tokenizer.encode(spec.instruction);
+    const instruction = startTokens(tokenizer, spec.instruction);
     for (let b = 0; samples.filter((s) => s.cls === k).length < ctx.candidatesPerClass; b++) {
       const rows = Math.min(g.rows, ctx.candidatesPerClass - samples.filter((s) => s.cls === k).length);
       const demos = fewShot ? shuffled(mine, rng).slice(0, g.few_shot_k).map((it: Item) => it.text) : [];
@@ -204,15 +204,15 @@ export async function buildGeneration(ctx: SeedContext, fewShot: boolean): Promi
 export async function classSetups(ctx: SeedContext): Promise<(ClassSetup & { freeLen: number; instruction: number[] })[]> {
   const { u, model, tokenizer } = ctx;
   const maxT = model.config.maxSeqLen;
-  const templateTokens = tokenizer.encode(u.synth.template);
+  const templateTokens = pieceTokens(tokenizer, u.synth.template), leadTokens = startTokens(tokenizer);
   const out: (ClassSetup & { freeLen: number; instruction: number[] })[] = [];
   for (let k = 0; k < u.synth.classes.length; k++) {
     const spec = u.synth.classes[k];
     const real = ctx.split.private.filter((it) => it.cls === k);
-    const seqs = real.map((e) => [...tokenizer.encode(e.text).slice(0, maxT - templateTokens.length), ...templateTokens]);
+    const seqs = real.map((e) => [...startTokens(tokenizer, e.text).slice(0, maxT - templateTokens.length), ...templateTokens]);
     const T = Math.max(...seqs.map((q) => q.length));
     const tokens = new Int32Array(real.length * T), lastPos = new Int32Array(real.length);
-    const labelToken = tokenizer.encode(spec.label_word)[0];
+    const labelToken = pieceTokens(tokenizer, spec.label_word)[0];
     seqs.forEach((q, i) => {
       tokens.set(q, i * T);
       lastPos[i] = q.length - 1;
@@ -220,11 +220,11 @@ export async function classSetups(ctx: SeedContext): Promise<(ClassSetup & { fre
     const target = await withCancel(ctx.signal, (t) =>
       model.native.buildTarget({ tokens, n: real.length, T, lastPos, labels: new Int32Array(real.length).fill(labelToken), clipNorm: 0, noiseStd: 0, noiseSeed: 0 }, t),
     );
-    const instruction = tokenizer.encode(spec.instruction);
+    const instruction = startTokens(tokenizer, spec.instruction);
     const prefix = model.createKVCache(1, instruction.length);
     const prefixLogits = await model.decode(prefix, { tokens: Int32Array.from(instruction), T: instruction.length }, { signal: ctx.signal });
-    const freeLen = Math.min(u.synth.method.length!, maxT - templateTokens.length, maxT - instruction.length);
-    out.push({ labelToken, templateTokens, prefix, prefixLogits, target, freeLen, instruction });
+    const freeLen = Math.min(u.synth.method.length!, maxT - templateTokens.length - leadTokens.length, maxT - instruction.length);
+    out.push({ labelToken, templateTokens, leadTokens, prefix, prefixLogits, target, freeLen, instruction });
   }
   return out;
 }

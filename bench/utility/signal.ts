@@ -7,7 +7,7 @@
  * targets), contrastive on both sides, the p-only part of the factor (softmax without −e_y), and the label-word rows
  * only. Needs nothing but the model and the data: no synthesis.
  */
-import { readLabelledFile } from "../../ts/advanced";
+import { pieceTokens, readLabelledFile, startTokens } from "../../ts/advanced";
 import { loadModel } from "../../ts/index";
 import type { UtilityConfig } from "./config";
 import { gradientFactors, type GradientFactors } from "./metrics";
@@ -50,10 +50,10 @@ export async function gradientSignal(u: UtilityConfig, opts: { perClass?: number
     if (!tokenizer) throw new Error("the model has no tokenizer");
     const K = synth.classes.length;
     const ex = readLabelledFile(synth.resolved.dataPath, { textField: synth.data.text_field, labelField: synth.data.label_field, classLabels: synth.classes.map((c) => c.label) });
-    const tmpl = tokenizer.encode(synth.template);
-    const seqOf = (t: string) => [...tokenizer.encode(t).slice(0, 128), ...tmpl];
+    const tmpl = pieceTokens(tokenizer, synth.template);
+    const seqOf = (t: string) => [...startTokens(tokenizer, t).slice(0, 128), ...tmpl];
     const byClass = synth.classes.map((_, k) => ex.filter((e) => e.cls === k).map((e) => seqOf(e.text)));
-    const labels = synth.classes.map((c) => tokenizer.encode(c.label_word)[0]);
+    const labels = synth.classes.map((c) => pieceTokens(tokenizer, c.label_word)[0]);
     for (let k = 0; k < K; k++) if (byClass[k].length < n + nb * B) throw new Error(`class ${k} has ${byClass[k].length} texts; ${n + nb * B} needed`);
     const G = (seqs: number[][], y: number) => gradientFactors(model, seqs, seqs.map(() => y));
     log(`targets: ${n} texts per class`);

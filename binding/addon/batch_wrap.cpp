@@ -1,5 +1,6 @@
 // Batch: one batch's ADMM state (x, z, λ, Adam moments, best x) on the model's backend (binding/engine/batch.h).
-// new Batch(model, target, {B, L, freeLen, label, templateTokens: Int32Array [L − freeLen]})
+// new Batch(model, target, {B, L, freeLen, label, templateTokens: Int32Array [L − freeLen − lead], leadTokens?:
+// Int32Array [lead]}): each row is lead tokens (pinned; the tokenizer's <bos>), freeLen free positions, the template
 #include <functional>
 #include <mutex>
 
@@ -45,13 +46,18 @@ BatchWrap::BatchWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BatchWra
   Napi::Object a = object_arg(info, 2, "Batch");
   const int B = int_field(a, "B", 1), L = int_field(a, "L", 1), free_len = int_field(a, "freeLen", 0),
             label = int_field(a, "label", 0);
-  if (free_len > L) throw Napi::RangeError::New(env, "freeLen exceeds L");
+  std::vector<int> lead;
+  if (a.Has("leadTokens") && !a.Get("leadTokens").IsUndefined()) {
+    auto lt = typed_field<Napi::Int32Array>(a, "leadTokens", (size_t)-1, false);
+    lead.assign(lt.Data(), lt.Data() + lt.ElementLength());
+  }
+  if (free_len + (int)lead.size() > L) throw Napi::RangeError::New(env, "freeLen + leadTokens.length exceeds L");
   if (label >= model_->dims().vocab_size) throw Napi::RangeError::New(env, "label token out of range");
-  auto tmpl = typed_field<Napi::Int32Array>(a, "templateTokens", (size_t)(L - free_len), true);
+  auto tmpl = typed_field<Napi::Int32Array>(a, "templateTokens", (size_t)(L - free_len - (int)lead.size()), true);
   std::vector<int> ids(tmpl.Data(), tmpl.Data() + tmpl.ElementLength());
   try {
     std::lock_guard<std::mutex> lk(model_->mutex);
-    batch_ = model_->new_batch(target_, B, L, free_len, label, std::move(ids));
+    batch_ = model_->new_batch(target_, B, L, free_len, label, std::move(ids), std::move(lead));
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, e.what());
   }

@@ -7,7 +7,8 @@
 //   xUpdate     x ← argmin f(x) + ρ/2‖x − z + λ/ρ‖² by Adam (steps, clipping)
 //   dualUpdate  λ ← λ + ρ(x − z)
 //   keepBest    best x ← x
-// Positions [free_len, L) hold the template: never optimised, never projected.
+// Positions [0, lead) hold the lead (the tokenizer's <bos>, where it puts one before a text) and [lead + free_len, L)
+// the template: never optimised, never projected.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -19,11 +20,14 @@ namespace gradmm {
 
 class BatchState {
  public:
-  // template_ids: the template's token ids [L − free_len]
-  BatchState(CausalExec& model, int B, int L, int free_len, int label, std::vector<int> template_ids);
+  // lead_ids: the pinned tokens before the free positions (often none); template_ids: the template's token ids
+  // [L − lead − free_len]
+  BatchState(CausalExec& model, int B, int L, int free_len, int label, std::vector<int> template_ids,
+             std::vector<int> lead_ids = {});
   int B() const { return B_; }
   int L() const { return L_; }
   int free_len() const { return free_; }
+  int lead() const { return (int)lead_ids_.size(); }
   int label() const { return label_; }
 
   // host_wte: the model's input embeddings on the host (the template's rows). Returns the best f.
@@ -50,7 +54,7 @@ class BatchState {
   CausalExec& m_;
   const Backend* be_;
   int B_, L_, free_, label_, C_;
-  std::vector<int> template_ids_;
+  std::vector<int> template_ids_, lead_ids_;
   int adam_t_ = 0;
   BackendBuffer<float> x_, z_, lam_, m_buf_, v_buf_, best_, u_;
   BackendBuffer<int> chosen_, ids_;

@@ -277,10 +277,10 @@ void ModelEngine::project(const float* U, int B, int L, int free_len, const uint
 }
 
 std::shared_ptr<BatchState> ModelEngine::new_batch(const std::shared_ptr<MatchTarget>& t, int B, int L, int free_len,
-                                                   int label, std::vector<int> template_ids) {
+                                                   int label, std::vector<int> template_ids, std::vector<int> lead_ids) {
   if (t->V != dims().vocab_size || t->C != dims().channels)
     throw std::invalid_argument("the MatchTarget belongs to another model");
-  return std::make_shared<BatchState>(*exec_, B, L, free_len, label, std::move(template_ids));
+  return std::make_shared<BatchState>(*exec_, B, L, free_len, label, std::move(template_ids), std::move(lead_ids));
 }
 
 double ModelEngine::batch_init(BatchState& b, const std::shared_ptr<MatchTarget>& t, int candidates, uint64_t seed,

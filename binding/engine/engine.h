@@ -86,7 +86,7 @@ class ModelEngine {
                const float* prefix_logits, int* out_tokens, const std::atomic<bool>* cancel);
   // A batch's state on the backend, for target t (kept alive by the engine while the batch lives).
   std::shared_ptr<BatchState> new_batch(const std::shared_ptr<MatchTarget>& t, int B, int L, int free_len, int label,
-                                        std::vector<int> template_ids);
+                                        std::vector<int> template_ids, std::vector<int> lead_ids = {});
   double batch_init(BatchState& b, const std::shared_ptr<MatchTarget>& t, int candidates, uint64_t seed,
                     float token_norm, const std::atomic<bool>* cancel);
   double batch_x_update(BatchState& b, const std::shared_ptr<MatchTarget>& t, const XUpdateArgs& a, float* losses,

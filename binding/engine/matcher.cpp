@@ -205,8 +205,8 @@ double ExecMatcher::match_loss(const float* X, int B, int L, int label, float* d
 double ExecMatcher::x_update(float* X, const float* z, const float* lam, const XUpdateArgs& a, float* adam_m,
                              float* adam_v, int* adam_t, float* losses_host, const std::atomic<bool>* cancel) {
   const int C = t_.C;
-  if (a.free_len < 0 || a.free_len > a.L) throw std::invalid_argument("x_update: free_len out of range");
-  const long row_n = (long)a.L * C, free_n = (long)a.free_len * C;
+  if (a.free_len < 0 || a.lead < 0 || a.lead + a.free_len > a.L) throw std::invalid_argument("x_update: lead + free_len out of range");
+  const long row_n = (long)a.L * C, free_n = (long)a.free_len * C, off = (long)a.lead * C;  // the free positions
   ensure(a.B, a.L, a.label);
   losses_.ensure(be_, (size_t)std::max(a.steps, 1));
   dX_.ensure(be_, (size_t)a.B * row_n);
@@ -216,7 +216,8 @@ double ExecMatcher::x_update(float* X, const float* z, const float* lam, const X
     const int t = ++*adam_t;  // the bias corrections
     const float step_size = a.lr / (1.f - std::pow(a.beta1, (float)t));
     const float bc2_sqrt = std::sqrt(1.f - std::pow(a.beta2, (float)t));
-    be_->x_adam_step(X, adam_m, adam_v, dX_.data(), z, lam, g_scratch_.data(), norm_scratch_.data(), a.B, row_n, free_n,
+    be_->x_adam_step(X + off, adam_m + off, adam_v + off, dX_.data() + off, z + off, lam + off, g_scratch_.data(),
+                     norm_scratch_.data(), a.B, row_n, free_n,
                      a.rho, a.max_grad_norm, a.beta1, a.beta2, a.eps, step_size, bc2_sqrt);
   }
   evaluate(X, a.B, a.L, a.label, nullptr, nullptr, nullptr, cancel);

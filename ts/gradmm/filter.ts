@@ -4,7 +4,7 @@
  */
 import type { GPT2Model } from "../model";
 import type { Tokenizer } from "../tokenizer";
-import { lastPositionLogits } from "./lm";
+import { lastPositionLogits, pieceTokens, startTokens } from "./lm";
 
 export interface SyntheticSample {
   text: string;
@@ -39,20 +39,21 @@ export async function classifyByLabelWord(
   o: Pick<FilterOptions, "classes" | "template" | "demonstrations" | "signal" | "onProgress">,
 ): Promise<number[]> {
   const maxT = model.config.maxSeqLen;
-  const template = tokenizer.encode(o.template);
-  const labelIds = o.classes.map((c) => tokenizer.encode(c.labelWord)[0]);
-  const sep = tokenizer.encode("\n\n");
+  const template = pieceTokens(tokenizer, o.template), lead = startTokens(tokenizer);
+  const labelIds = o.classes.map((c) => pieceTokens(tokenizer, c.labelWord)[0]);
+  const sep = pieceTokens(tokenizer, "\n\n");
+  // [lead] demo template label sep … demo template label sep  text template: one <bos> (where the tokenizer puts one)
   const seqs = texts.map((text) => {
-    const tail = [...text.slice(0, Math.max(1, maxT - template.length)), ...template].slice(-maxT);
-    const room = maxT - tail.length;
+    const tail = [...text.slice(0, Math.max(1, maxT - template.length - lead.length)), ...template].slice(-(maxT - lead.length));
+    const room = maxT - lead.length - tail.length;
     const perDemo = o.demonstrations.length ? Math.floor(room / o.demonstrations.length) : 0;
     const prefix: number[] = [];
     for (const d of o.demonstrations) {
       const fixed = template.length + 1 + sep.length;
       if (perDemo <= fixed) break;
-      prefix.push(...tokenizer.encode(d.text).slice(0, perDemo - fixed), ...template, labelIds[d.cls], ...sep);
+      prefix.push(...pieceTokens(tokenizer, d.text).slice(0, perDemo - fixed), ...template, labelIds[d.cls], ...sep);
     }
-    return [...prefix, ...tail];
+    return [...lead, ...prefix, ...tail];
   });
   const logits = await lastPositionLogits(model, seqs, { signal: o.signal, onProgress: o.onProgress });
   return logits.map((l) => labelIds.reduce((best, id, k) => (l[id] > l[labelIds[best]] ? k : best), 0));

@@ -1,5 +1,19 @@
 /** Small language-model utilities over token ids: last-position logits, label-word classification, perplexity. */
 import type { GPT2Model } from "../model";
+import type { Tokenizer } from "../tokenizer";
+
+/**
+ * A piece of a token sequence (a template, a label word, a separator, a text that continues a prompt): its tokens
+ * with no special tokens, whatever the tokenizer adds to a whole text (Gemma's and Llama's <bos>, an end token).
+ */
+export function pieceTokens(tokenizer: Tokenizer, text: string): number[] {
+  return tokenizer.encode(text, { addSpecialTokens: false });
+}
+
+/** The start of a token sequence: the tokens the tokenizer puts before a text (<bos>, or none), then `text`'s. */
+export function startTokens(tokenizer: Tokenizer, text = ""): number[] {
+  return [...tokenizer.prefixIds, ...pieceTokens(tokenizer, text)];
+}
 
 /** Logits at the last token of each sequence (right-padded batches of `chunk`), [seqs.length][V]. */
 export async function lastPositionLogits(model: GPT2Model, seqs: number[][], opts: { signal?: AbortSignal; chunk?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<Float32Array[]> {

@@ -20,6 +20,8 @@ export interface ClassSetup {
   labelToken: number;
   /** Template token ids, pinned at the end of every sequence. */
   templateTokens: number[];
+  /** Token ids pinned at the start of every sequence (the tokenizer's <bos>, or none): startTokens(tokenizer). */
+  leadTokens: number[];
   /** One-row KV cache holding the instruction prefix, and the logits after it. */
   prefix: KVCache;
   prefixLogits: Float32Array;
@@ -68,10 +70,17 @@ export async function runBatch(
   s: BatchSettings,
   opts: { signal?: AbortSignal; onProgress?: (p: BatchProgress) => void; /** Before and after the initial candidates are tried. */ onInit?: (phase: "start" | "done") => void } = {},
 ): Promise<BatchResult> {
-  const B = s.batchSize, free = s.freeLen, L = free + cls.templateTokens.length;
+  const B = s.batchSize, free = s.freeLen, L = cls.leadTokens.length + free + cls.templateTokens.length;
   const run = <T>(call: (token: NativeCancelToken) => Promise<T>) => withCancel(opts.signal, call);
   // x, z, λ and Adam's moments live in the engine (on the model's backend) for the whole batch
-  const batch = new (native().Batch)(model.native, cls.target, { B, L, freeLen: free, label: cls.labelToken, templateTokens: Int32Array.from(cls.templateTokens) });
+  const batch = new (native().Batch)(model.native, cls.target, {
+    B,
+    L,
+    freeLen: free,
+    label: cls.labelToken,
+    templateTokens: Int32Array.from(cls.templateTokens),
+    leadTokens: Int32Array.from(cls.leadTokens),
+  });
 
   // Init: best of N random batches, token vectors at norm 1.4, template pasted.
   opts.onInit?.("start");

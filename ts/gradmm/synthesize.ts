@@ -18,7 +18,7 @@ import type { SynthConfig } from "./config";
 import { readLabelledFile, shuffled, type Example } from "./data";
 import { dpParameters, type DPParameters } from "./dp";
 import { filterSamples, type SyntheticSample } from "./filter";
-import { continuationLoss } from "./lm";
+import { continuationLoss, pieceTokens, startTokens } from "./lm";
 import { runBatch, type BatchSettings, type ClassSetup } from "./method";
 import { checkOutputDir, fingerprint, OutputExistsError, readCheckpoint, removePreviousRun, RUN_FILES, writeOutput, type Checkpoint } from "./output";
 import type { BatchRunner } from "./runner";
@@ -176,11 +176,12 @@ async function prepare(config: SynthConfig, opts: SynthOptions): Promise<Prepare
     const tokenizer = loaded.tokenizer;
     const mc = loaded.model.config as { vocabSize: number; channels: number; numLayers: number; numHeads: number; maxSeqLen: number; intermediateSize?: number };
     const maxT = mc.maxSeqLen;
-    const templateTokens = tokenizer.encode(config.template);
+    // token sequences: a text's start gets the tokenizer's <bos> (where it puts one), every other piece nothing
+    const templateTokens = pieceTokens(tokenizer, config.template), leadTokens = startTokens(tokenizer);
     // label words: the first token is the target; first tokens must differ between classes
     const firsts = new Map<number, number>();
     config.classes.forEach((spec, k) => {
-      const ids = tokenizer.encode(spec.label_word);
+      const ids = pieceTokens(tokenizer, spec.label_word);
       if (!ids.length) fail(["classes", k, "label_word"], "encodes to no tokens");
       const other = firsts.get(ids[0]);
       if (other !== undefined) {
@@ -191,9 +192,9 @@ async function prepare(config: SynthConfig, opts: SynthOptions): Promise<Prepare
       }
       firsts.set(ids[0], k);
       if (ids.length > 1) warn(`classes[${k}].label_word ${JSON.stringify(spec.label_word)} is ${ids.length} tokens; only its first token ${JSON.stringify(tokenizer.tokenText(ids[0]))} is the target`);
-      const prompt = tokenizer.encode(spec.instruction);
-      if (!prompt.length) fail(["classes", k, "instruction"], "encodes to no tokens");
-      const room = Math.min(maxT - templateTokens.length, maxT - prompt.length);
+      const prompt = startTokens(tokenizer, spec.instruction);
+      if (prompt.length === leadTokens.length) fail(["classes", k, "instruction"], "encodes to no tokens");
+      const room = Math.min(maxT - templateTokens.length - leadTokens.length, maxT - prompt.length);
       if (room < 1) fail(["classes", k, "instruction"], `the instruction (${prompt.length} tokens) and template (${templateTokens.length}) leave no room in the model's ${maxT}-token context`);
       if (config.method.length !== null && config.method.length > room)
         fail(["method", "length"], `${config.method.length} free tokens do not fit the model's ${maxT}-token context after classes[${k}]'s instruction (${prompt.length} tokens) and the template (${templateTokens.length}); at most ${room}`);
@@ -203,11 +204,11 @@ async function prepare(config: SynthConfig, opts: SynthOptions): Promise<Prepare
     if (config.method.top_k > nAllowed)
       fail(["method", "top_k"], `${config.method.top_k} is more than the ${nAllowed} ${allowed ? "alphabetic tokens" : "tokens"} of the model's vocabulary (${mc.vocabSize})`);
     // memory, before anything is allocated
-    const L = (config.method.length ?? maxT) + templateTokens.length;
+    const L = leadTokens.length + (config.method.length ?? maxT) + templateTokens.length;
     const n = Math.min(config.data.examples_per_class, examples.length);
     // the target's rows are the private examples (cut to the context) + the template: bound T by the longest text
     let longest = 0;
-    for (const e of examples) longest = Math.max(longest, tokenizer.encode(e.text).length);
+    for (const e of examples) longest = Math.max(longest, startTokens(tokenizer, e.text).length);
     const est = memoryEstimate(mc, config.method.batch_size, L, n, Math.min(maxT, longest + templateTokens.length));
     const limit = memoryLimit();
     if (est + 4 * loaded.model.numParams > limit)
@@ -267,7 +268,7 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
     if (config.threads) setThreads(config.threads);
     const C = model.config.channels, maxT = model.config.maxSeqLen;
     const rng = mulberry32(config.seed);
-    const templateTokens = tokenizer.encode(config.template);
+    const templateTokens = pieceTokens(tokenizer, config.template), leadTokens = startTokens(tokenizer);
     const allowed = config.method.allowed_tokens === "alphabetic" ? alphabeticTokenMask(tokenizer) : new Uint8Array(model.config.vocabSize).fill(1);
     const rhos = Array.isArray(config.method.rho) ? config.method.rho : [config.method.rho];
 
@@ -281,10 +282,10 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
       const name = spec.name ?? String(spec.label);
       const pool = examples.filter((e) => e.cls === k);
       const real = shuffled(pool, rng).slice(0, config.data.examples_per_class);
-      const labelIds = tokenizer.encode(spec.label_word);
+      const labelIds = pieceTokens(tokenizer, spec.label_word);
       if (!labelIds.length) throw new InvalidFileError(config.resolved.configFile, `classes[${k}].label_word encodes to no tokens`);
       const maxText = maxT - templateTokens.length;
-      const seqs = real.map((e) => [...tokenizer.encode(e.text).slice(0, maxText), ...templateTokens]);
+      const seqs = real.map((e) => [...startTokens(tokenizer, e.text).slice(0, maxText), ...templateTokens]);
       const T = Math.max(...seqs.map((q) => q.length));
       const tokens = new Int32Array(real.length * T), lastPos = new Int32Array(real.length), labels = new Int32Array(real.length).fill(labelIds[0]);
       seqs.forEach((q, i) => {
@@ -294,14 +295,14 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
       const dp = config.dp.enabled ? dpParameters(config.dp.epsilon, config.dp.delta, config.dp.clip_norm, real.length) : null;
       const targetArgs: NativeBuildTargetArgs = { tokens, n: real.length, T, lastPos, labels, clipNorm: dp?.clipNorm ?? 0, noiseStd: dp?.sigma ?? 0, noiseSeed: batchSeed(config.seed, k, -1, -1) };
       const target: NativeMatchTarget = await withCancel(opts.signal, (t) => model.native.buildTarget(targetArgs, t));
-      const prompt = tokenizer.encode(spec.instruction);
-      if (!prompt.length) throw new InvalidFileError(config.resolved.configFile, `classes[${k}].instruction encodes to no tokens`);
-      const meanLen = Math.round(seqs.reduce((a, q) => a + q.length - templateTokens.length, 0) / seqs.length);
-      const freeLen = Math.min(config.method.length ?? meanLen, maxT - templateTokens.length, maxT - prompt.length);
+      const prompt = startTokens(tokenizer, spec.instruction);
+      if (prompt.length === leadTokens.length) throw new InvalidFileError(config.resolved.configFile, `classes[${k}].instruction encodes to no tokens`);
+      const meanLen = Math.round(seqs.reduce((a, q) => a + q.length - templateTokens.length - leadTokens.length, 0) / seqs.length);
+      const freeLen = Math.min(config.method.length ?? meanLen, maxT - templateTokens.length - leadTokens.length, maxT - prompt.length);
       if (freeLen < 1) throw new InvalidFileError(config.resolved.configFile, `classes[${k}]: the instruction and template leave no room in the model's ${maxT}-token context`);
       const prefix = model.createKVCache(1, prompt.length);
       const prefixLogits = await model.decode(prefix, { tokens: Int32Array.from(prompt), T: prompt.length }, { signal: opts.signal });
-      classes.push({ name, labelToken: labelIds[0], templateTokens, prefix, prefixLogits, target, freeLen, real, dp, targetArgs });
+      classes.push({ name, labelToken: labelIds[0], templateTokens, leadTokens, prefix, prefixLogits, target, freeLen, real, dp, targetArgs });
       log(`class '${name}': ${real.length} real examples, ‖G*‖=${target.norm.toExponential(3)}, ${freeLen} free tokens`);
     }
     opts.onProgress?.({ phase: "step", step: "target", done: classes.length, total: classes.length });
@@ -337,7 +338,7 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
           onInit: (ph) => opts.onProgress?.({ phase: "step", step: "init", done: ph === "done" ? config.method.init_candidates : 0, total: config.method.init_candidates }),
         },
       );
-      const prompt = tokenizer.encode(config.classes[job.k].instruction);
+      const prompt = startTokens(tokenizer, config.classes[job.k].instruction);
       const losses = await continuationLoss(model, prompt, result.tokens, { signal: opts.signal });
       const seconds = (Date.now() - started) / 1000;
       ckpt.batches[job.key] = { ...result, texts: result.tokens.map((t) => tokenizer.decode(t)), perplexity: losses.map(Math.exp), seconds };
@@ -398,9 +399,9 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
       const mine = set.filter((s) => s.cls === k);
       if (!mine.length) return null;
       const cls = classes[k];
-      const L = cls.freeLen + templateTokens.length;
+      const L = leadTokens.length + cls.freeLen + templateTokens.length;
       const X = new Float32Array(mine.length * L * C);
-      mine.forEach((s, b) => model.tokenEmbeddings([...s.tokens, ...templateTokens], X.subarray(b * L * C, (b + 1) * L * C)));
+      mine.forEach((s, b) => model.tokenEmbeddings([...leadTokens, ...s.tokens, ...templateTokens], X.subarray(b * L * C, (b + 1) * L * C)));
       const f = await withCancel(opts.signal, (t) => model.native.matchLoss(cls.target, { X, B: mine.length, L, label: cls.labelToken }, t));
       return 1 - f;
     };
@@ -410,12 +411,13 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
     const realStats = async (k: number): Promise<{ matching_loss: number[]; perplexity: number[] } | null> => {
       if (config.dp.enabled) return null;
       const cls = classes[k];
-      const prompt = tokenizer.encode(config.classes[k].instruction);
+      const prompt = startTokens(tokenizer, config.classes[k].instruction);
       const matching_loss: number[] = [], texts: number[][] = [];
       for (const e of cls.real.slice(0, 64)) {
-        const ids = tokenizer.encode(e.text).slice(0, Math.max(1, Math.min(maxT - templateTokens.length, maxT - prompt.length)));
+        // laid out as a synthetic sample is: lead, the text in the free positions, the template
+        const ids = pieceTokens(tokenizer, e.text).slice(0, Math.max(1, Math.min(maxT - templateTokens.length - leadTokens.length, maxT - prompt.length)));
         if (!ids.length) continue;
-        const seq = [...ids, ...templateTokens];
+        const seq = [...leadTokens, ...ids, ...templateTokens];
         const X = model.tokenEmbeddings(seq);
         matching_loss.push(await withCancel(opts.signal, (t) => model.native.matchLoss(cls.target, { X, B: 1, L: seq.length, label: cls.labelToken }, t)));
         texts.push(ids);

@@ -5,7 +5,7 @@
  */
 import { withCancel } from "../abort";
 import type { SynthConfig } from "../gradmm/config";
-import { continuationLoss } from "../gradmm/lm";
+import { continuationLoss, pieceTokens, startTokens } from "../gradmm/lm";
 import { runBatch, type BatchProgress, type BatchResult, type ClassSetup } from "../gradmm/method";
 import { batchSettings } from "../gradmm/synthesize";
 import type { CausalLMModel } from "../model";
@@ -24,15 +24,15 @@ export function allowedMask(config: MethodConfig, tokenizer: Tokenizer, vocabSiz
 /** Class k's setup from the published target inputs (the same calls as synthesize.ts's class loop). */
 export async function classSetup(model: CausalLMModel, tokenizer: Tokenizer, config: MethodConfig, k: number, targetArgs: NativeBuildTargetArgs, freeLen: number, signal?: AbortSignal): Promise<WorkerClass> {
   const spec = config.classes[k];
-  const templateTokens = tokenizer.encode(config.template);
-  const labelIds = tokenizer.encode(spec.label_word);
+  const templateTokens = pieceTokens(tokenizer, config.template), leadTokens = startTokens(tokenizer);
+  const labelIds = pieceTokens(tokenizer, spec.label_word);
   if (!labelIds.length) throw new Error(`classes[${k}].label_word encodes to no tokens`);
   const target = await withCancel(signal, (t) => model.native.buildTarget(targetArgs, t));
-  const prompt = tokenizer.encode(spec.instruction);
-  if (!prompt.length) throw new Error(`classes[${k}].instruction encodes to no tokens`);
+  const prompt = startTokens(tokenizer, spec.instruction);
+  if (prompt.length === leadTokens.length) throw new Error(`classes[${k}].instruction encodes to no tokens`);
   const prefix = model.createKVCache(1, prompt.length);
   const prefixLogits = await model.decode(prefix, { tokens: Int32Array.from(prompt), T: prompt.length }, { signal });
-  return { labelToken: labelIds[0], templateTokens, prefix, prefixLogits, target, freeLen, prompt };
+  return { labelToken: labelIds[0], templateTokens, leadTokens, prefix, prefixLogits, target, freeLen, prompt };
 }
 
 /** Batch (k, r, b): runBatch + the samples' perplexity after the instruction; `seconds` as a local run measures it. */

@@ -19,6 +19,7 @@ import type IORedis from "ioredis";
 import { GradmmError } from "../errors";
 import { loadModel, type LoadedModel } from "../load_model";
 import { KNOWN_MODELS } from "../registry";
+import { pieceTokens, startTokens } from "../gradmm/lm";
 import { memoryEstimate } from "../gradmm/synthesize";
 import { setThreads } from "../threads";
 import type { Tokenizer } from "../tokenizer";
@@ -161,7 +162,8 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
         const model = await modelFor(spec.model, p.run);
         const mc = model.loaded.model.config;
         if (spec.classes.length !== spec.config.classes.length) throw new QueueError("QUEUE_PAYLOAD", `run ${p.run}: invalid run spec: ${spec.classes.length} class targets for ${spec.config.classes.length} classes`);
-        const template = model.tokenizer.encode(spec.config.template).length;
+        // the pinned positions of every row: the lead (<bos>, where the tokenizer puts one) and the template
+        const template = pieceTokens(model.tokenizer, spec.config.template).length + startTokens(model.tokenizer).length;
         spec.classes.forEach((c, k) => {
           const a = targetArgsOf(spec, k);
           const badTok = a.tokens.find((t) => t < 0 || t >= mc.vocabSize) ?? a.labels.find((t) => t < 0 || t >= mc.vocabSize);
