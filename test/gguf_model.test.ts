@@ -105,6 +105,15 @@ describe("GGUF models", () => {
     expect(() => ggufModelConfig(g)).toThrow(/rope.scaling.type 'yarn' \(none or linear only\)/);
   });
 
+  it("phi3 LongRoPE: the factors from rope_factors_short / rope_factors_long, the same model as the HF folder", () => {
+    const viaGGUF = CausalLMModel.load(gg("phi3_longrope_tiny.gguf"));
+    const viaHF = CausalLMModel.load(path.join(fx, "hf_oracles", "phi3_longrope"));
+    expectSameModel(viaGGUF, viaHF);
+    expect(viaGGUF.config).toMatchObject({ ropeScaling: { type: "longrope", shortFactor: [1, 1.25, 2.5, 4], originalMaxPositionEmbeddings: 64 } });
+    viaGGUF.dispose();
+    viaHF.dispose();
+  });
+
   it("phi2 / phi3: typed errors for what the engine does not run", () => {
     const withMeta = (file: string, edit: (g: ReturnType<typeof readGGUF>) => void) => {
       const g = readGGUF(gg(file));
@@ -114,7 +123,7 @@ describe("GGUF models", () => {
     };
     expect(() => ggufModelConfig(withMeta("phi2_tiny.gguf", (g) => g.metadata.set("phi2.rope.dimension_count", 3 as never)))).toThrow(/rope.dimension_count' 3 must be even/);
     expect(() => ggufModelConfig(withMeta("phi3_tiny.gguf", (g) => g.tensors.set("rope_factors_long.weight", g.tensors.get("blk.0.attn_norm.weight")!)))).toThrow(
-      UnsupportedModelError,
+      /LongRoPE needs tensor 'rope_factors_short.weight' as F32 with 4 elements/,
     );
     expect(() => ggufModelConfig(withMeta("phi3_tiny.gguf", (g) => g.tensors.delete("blk.0.attn_qkv.weight")))).toThrow(/separate attn_q \/ attn_k \/ attn_v/);
     expect(() => ggufModelConfig(withMeta("phi3_tiny.gguf", (g) => g.metadata.set("phi3.attention.sliding_window", 16 as never)))).toThrow(/sliding_window 16/);

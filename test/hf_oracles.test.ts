@@ -6,13 +6,15 @@
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel, type LoadedModel } from "../ts/load_model";
+import { CausalLMModel } from "../ts/model";
+import type { ModelConfigInput } from "../ts/model_config";
 import { openSafetensors, type SafetensorsReader } from "../ts/safetensors";
 
 const root = path.join(__dirname, "fixtures", "hf_oracles");
 const TOL = 1e-4;
 
 /** The architectures of the oracle folders (the engine runs every one). */
-const SUPPORTED = ["gpt2", "llama", "llama3", "qwen2", "mistral", "phi", "phi3", "gemma3"];
+const SUPPORTED = ["gpt2", "llama", "llama3", "qwen2", "mistral", "phi", "phi3", "phi3_longrope", "gemma3"];
 
 /** max |a-b| / max |b|: the error relative to the tensor's scale. */
 function scaledError(a: Float32Array, b: Float32Array): number {
@@ -113,5 +115,33 @@ describe.each(SUPPORTED)("%s: the engine vs transformers", (arch) => {
     }
     errors["decode logits"] = err;
     expect(err).toBeLessThanOrEqual(TOL);
+  });
+});
+
+describe("phi3 LongRoPE", () => {
+  const dir = path.join(root, "phi3_longrope");
+
+  it("reads the short factors and the attention factor, and they matter (plain RoPE misses the reference)", async () => {
+    const loaded = loadModel(dir);
+    const cfg = loaded.config;
+    expect(cfg).toMatchObject({ architecture: "llama", modelType: "phi3", maxSeqLen: 256 });
+    const rs = cfg.architecture === "llama" ? cfg.ropeScaling : null;
+    expect(rs).toMatchObject({ type: "longrope", shortFactor: [1, 1.25, 2.5, 4], longFactor: [1.5, 3, 6, 12], originalMaxPositionEmbeddings: 64 });
+    expect(rs?.type === "longrope" && rs.attentionFactor).toBeCloseTo(Math.sqrt(1 + Math.log(256 / 64) / Math.log(64)), 14);
+    const expected = openSafetensors(path.join(dir, "expected.safetensors"));
+    const [B, T] = expected.info("input_ids").shape;
+    const tokens = expected.readI32("input_ids");
+    // the same weights under plain RoPE (a folder-less model from the config without rope scaling)
+    const plain = CausalLMModel.create({ ...cfg, ropeScaling: null } as ModelConfigInput);
+    for (const p of loaded.model.paramTable) plain.tensor(p.name).set(loaded.model.tensor(p.name));
+    plain.markParamsChanged();
+    await plain.forward({ tokens, B, T, allLogits: true });
+    expect(scaledError(plain.logits(), expected.readF32("logits"))).toBeGreaterThan(1e-2);
+    // past original_max_position_embeddings transformers switches to the long factors: refused, by name
+    const long = Int32Array.from({ length: 65 }, (_, i) => i % 300);
+    await expect(loaded.model.forward({ tokens: long, B: 1, T: 65 })).rejects.toThrow(/LongRoPE: 65 positions exceed original_max_position_embeddings \(64\)/);
+    expected.close();
+    plain.dispose();
+    loaded.dispose();
   });
 });

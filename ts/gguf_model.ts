@@ -14,7 +14,7 @@ import { InvalidFileError, UnsupportedModelError } from "./errors";
 import { GGML_TYPES, GGUFMetadata, ggmlTypeName, type GGUFFile, type GGUFTensorInfo } from "./gguf";
 import { dequantize, GGML_DEQUANTIZABLE } from "./gguf_quants";
 import type { Gemma3Config, GPT2Config, LlamaConfig, ModelConfig, PhiConfig } from "./model_config";
-import type { NativeRopeScaling } from "./native";
+import type { NativeLlama3RopeScaling } from "./native";
 
 /** GGUF architectures the engine runs, and the engine family each maps to. */
 export const GGUF_ARCHITECTURES = ["llama", "qwen2", "gpt2", "phi2", "phi3", "gemma3"] as const;
@@ -119,9 +119,33 @@ export function ggufModelConfig(g: GGUFFile): ModelConfig {
   const has = (t: string) => g.tensors.has(`blk.0.${t}`);
   if (arch === "phi3") {
     // llama.cpp's Phi3MiniModel: HF's fused qkv_proj (attn_qkv) and gate_up_proj (ffn_up), RMSNorm, no biases;
-    // LongRoPE files carry rope_factors_long / rope_factors_short
-    if (g.tensors.has("rope_factors_long.weight") || g.tensors.has("rope_factors_short.weight"))
-      unsupported("LongRoPE (tensors rope_factors_long / rope_factors_short; Phi-3 with rope_scaling none only)");
+    // LongRoPE files carry the factors as tensors rope_factors_long / rope_factors_short and the attention factor and
+    // the original context as metadata
+    let longRope: LlamaConfig["ropeScaling"] = null;
+    if (g.tensors.has("rope_factors_long.weight") || g.tensors.has("rope_factors_short.weight")) {
+      const factors = (name: string): number[] => {
+        const t = g.tensors.get(name);
+        if (!t || t.type !== 0 || t.elements !== headDim / 2)
+          throw new InvalidFileError(g.file, `LongRoPE needs tensor '${name}' as F32 with ${headDim / 2} elements (head size / 2)`);
+        const out = new Float32Array(t.elements);
+        readRange(g.file, t.fileOffset, new Uint8Array(out.buffer));
+        return Array.from(out);
+      };
+      const original = m.uint(key("rope.scaling.original_context_length"), null);
+      if (original === null) throw new InvalidFileError(g.file, `LongRoPE needs metadata '${key("rope.scaling.original_context_length")}'`);
+      // the converter's default attention factor (transformers' too), unless the file stores another (float32)
+      const scale = maxSeqLen / original;
+      const byDefault = scale > 1 ? Math.sqrt(1 + Math.log(scale) / Math.log(original)) : 1;
+      const stored = m.number(key("rope.scaling.attn_factor"), null);
+      const attn = stored === null || stored === Math.fround(byDefault) ? null : stored;
+      longRope = {
+        type: "longrope",
+        shortFactor: factors("rope_factors_short.weight"),
+        longFactor: factors("rope_factors_long.weight"),
+        attentionFactor: attn ?? byDefault,
+        originalMaxPositionEmbeddings: original,
+      };
+    }
     if (!has("attn_qkv.weight")) unsupported("a phi3 file with separate attn_q / attn_k / attn_v tensors (fused attn_qkv only)");
     if (has("ffn_gate.weight")) unsupported("a phi3 file with a separate ffn_gate tensor (ffn_up holding gate_up_proj only)");
     const config: LlamaConfig = {
@@ -137,7 +161,7 @@ export function ggufModelConfig(g: GGUFFile): ModelConfig {
       headDim,
       rmsNormEps: eps,
       ropeTheta,
-      ropeScaling: null,
+      ropeScaling: longRope,
       tieWordEmbeddings: !g.tensors.has("output.weight"),
       attentionBias: false,
       oProjBias: false,
@@ -237,13 +261,13 @@ function gemma3Config(
  */
 // Candidates: low_freq_factor 1, high_freq_factor 4 (every Llama 3.x release), a power-of-two factor and
 // original context length.
-function llama3ScalingFromFactors(g: GGUFFile, headDim: number, theta: number): NativeRopeScaling {
+function llama3ScalingFromFactors(g: GGUFFile, headDim: number, theta: number): NativeLlama3RopeScaling {
   const t = g.tensors.get("rope_freqs.weight")!;
   if (t.type !== 0 || t.elements !== headDim / 2)
     throw new InvalidFileError(g.file, `tensor 'rope_freqs.weight' must be F32 with ${headDim / 2} elements (got ${t.typeName}, ${t.elements})`);
   const got = new Float32Array(t.elements);
   readRange(g.file, t.fileOffset, new Uint8Array(got.buffer));
-  const candidates: NativeRopeScaling[] = [];
+  const candidates: NativeLlama3RopeScaling[] = [];
   for (const factor of [2, 4, 8, 16, 32, 64])
     for (let orig = 256; orig <= 1 << 20; orig *= 2)
       candidates.push({ type: "llama3", factor, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: orig });
@@ -352,7 +376,8 @@ const GPT2_LAYER: Record<string, string> = {
 
 /** The engine parameter a GGUF tensor fills; null = not a parameter (skipped); undefined = unknown tensor. */
 export function mapGGUFTensorName(config: ModelConfig, arch: string, name: string): TensorMapping | null | undefined {
-  if (name === "rope_freqs.weight") return null; // read into the config (llama3 scaling)
+  // read into the config: llama3's RoPE factors, phi3's LongRoPE factors
+  if (name === "rope_freqs.weight" || name === "rope_factors_long.weight" || name === "rope_factors_short.weight") return null;
   if (config.architecture === "gpt2") {
     const top: Record<string, string> = { "token_embd.weight": "wte.weight", "position_embd.weight": "wpe.weight", "output_norm.weight": "ln_f.weight", "output_norm.bias": "ln_f.bias" };
     if (name in top) return { name: top[name] };

@@ -202,8 +202,22 @@ function parseLlamaConfig(raw: Record<string, unknown>, file: string, modelType:
       };
       if (!(ropeScaling.highFreqFactor > ropeScaling.lowFreqFactor))
         throw new InvalidFileError(file, "rope_scaling.high_freq_factor must be larger than low_freq_factor");
-    } else if (type !== "default") unsupported(`rope_scaling type '${String(type)}' (${modelType === "phi3" ? "none" : "llama3 or none"} only)`);
-    if (scaling.attention_factor != null && scaling.attention_factor !== 1) unsupported("rope_scaling.attention_factor != 1");
+    } else if ((type === "longrope" || type === "su") && modelType === "phi3") {
+      // transformers' _compute_longrope_parameters: factor = max_position_embeddings / original_max_position_embeddings
+      // unless given; attention_factor = sqrt(1 + ln(factor) / ln(original)) unless given (1 when factor ≤ 1)
+      const w = raw.rope_scaling != null ? "rope_scaling." : "rope_parameters.";
+      const factors = (key: string): number[] => {
+        const v = scaling[key];
+        if (!Array.isArray(v) || v.length !== headDim / 2 || v.some((x) => typeof x !== "number" || !(x > 0)))
+          throw new InvalidFileError(file, `field '${w}${key}' must be a list of ${headDim / 2} positive numbers (head_dim / 2)`);
+        return v as number[];
+      };
+      const original = num(scaling.original_max_position_embeddings != null ? scaling : raw, "original_max_position_embeddings", "", maxSeqLen);
+      const factor = scaling.factor != null ? num(scaling, "factor", w) : maxSeqLen / original;
+      const attentionFactor = scaling.attention_factor != null ? num(scaling, "attention_factor", w) : factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(original));
+      ropeScaling = { type: "longrope", shortFactor: factors("short_factor"), longFactor: factors("long_factor"), attentionFactor, originalMaxPositionEmbeddings: original };
+    } else if (type !== "default") unsupported(`rope_scaling type '${String(type)}' (${modelType === "phi3" ? "longrope or none" : "llama3 or none"} only)`);
+    if (ropeScaling?.type !== "longrope" && scaling.attention_factor != null && scaling.attention_factor !== 1) unsupported("rope_scaling.attention_factor != 1");
   }
   const partial = raw.partial_rotary_factor ?? params?.partial_rotary_factor;
   if (partial != null && partial !== 1) unsupported(`partial_rotary_factor ${String(partial)} (1 only)`);

@@ -43,12 +43,28 @@ export interface NativeLlamaConfig {
   fusedQkvGateUp?: boolean;
 }
 
+/** Rotary frequency adjustments of the Llama family. */
+export type NativeRopeScaling = NativeLlama3RopeScaling | NativeLongRopeScaling;
+
 /** Llama-3 rotary frequency adjustment (HF rope_scaling with rope_type "llama3"). */
-export interface NativeRopeScaling {
+export interface NativeLlama3RopeScaling {
   type: "llama3";
   factor: number;
   lowFreqFactor: number;
   highFreqFactor: number;
+  originalMaxPositionEmbeddings: number;
+}
+
+/**
+ * Phi-3's LongRoPE (HF rope_type "longrope"), run up to originalMaxPositionEmbeddings: the inverse frequencies divided
+ * by shortFactor [head_dim / 2], cos and sin multiplied by attentionFactor. Longer sequences (where HF switches to
+ * longFactor) are refused by the engine.
+ */
+export interface NativeLongRopeScaling {
+  type: "longrope";
+  shortFactor: number[];
+  longFactor: number[];
+  attentionFactor: number;
   originalMaxPositionEmbeddings: number;
 }
 

@@ -62,6 +62,7 @@ export function hfConfigOf(c: ModelConfig, tied = true): Record<string, unknown>
   // Qwen2 has q/k/v biases without an o_proj bias; HF Llama's attention_bias means all four
   const qwen2 = !!c.attentionBias && !c.oProjBias;
   const rs = c.ropeScaling;
+  if (rs?.type === "longrope") throw new UnsupportedModelError("the PyTorch sides of the speed benchmark: Phi-3 LongRoPE models");
   return {
     architectures: [qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM"],
     model_type: qwen2 ? "qwen2" : "llama",

@@ -53,6 +53,18 @@ LlamaConfig llama_config(const Napi::Object& c) {
       cfg.rope_scaling.low_freq_factor = num("lowFreqFactor");
       cfg.rope_scaling.high_freq_factor = num("highFreqFactor");
       cfg.rope_scaling.original_max_position_embeddings = num("originalMaxPositionEmbeddings");
+    } else if (type == "longrope") {
+      if (!o.Get("shortFactor").IsArray()) throw Napi::TypeError::New(env, "ropeScaling.shortFactor must be an array");
+      Napi::Array sf = o.Get("shortFactor").As<Napi::Array>();
+      for (uint32_t i = 0; i < sf.Length(); ++i) {
+        if (!sf.Get(i).IsNumber()) throw Napi::TypeError::New(env, "ropeScaling.shortFactor must hold numbers");
+        cfg.rope_scaling.short_factor.push_back(sf.Get(i).As<Napi::Number>().DoubleValue());
+      }
+      if (!o.Get("attentionFactor").IsNumber() || !o.Get("originalMaxPositionEmbeddings").IsNumber())
+        throw Napi::TypeError::New(env, "ropeScaling.attentionFactor and originalMaxPositionEmbeddings must be numbers");
+      cfg.rope_scaling.longrope = true;
+      cfg.rope_scaling.attention_factor = o.Get("attentionFactor").As<Napi::Number>().DoubleValue();
+      cfg.rope_scaling.original_max_position_embeddings = o.Get("originalMaxPositionEmbeddings").As<Napi::Number>().DoubleValue();
     } else if (type != "none" && type != "default") {
       throw Napi::Error::New(env, "unsupported ropeScaling type '" + type + "'");
     }

@@ -20,6 +20,11 @@ LlamaExec::LlamaExec(const Backend* be, const LlamaConfig& cfg)
 
 void LlamaExec::ensure_rope(int npos) {
   if (npos <= rope_npos_) return;
+  const RopeScaling& rs = cfg_.rope_scaling;
+  if (rs.longrope && npos > rs.original_max_position_embeddings)
+    throw std::invalid_argument("LongRoPE: " + std::to_string(npos) + " positions exceed original_max_position_embeddings (" +
+                                std::to_string((long)rs.original_max_position_embeddings) +
+                                "), where Phi-3 switches to its long factors, which this engine does not run");
   // grow geometrically (decoding adds a few positions at a time), never past max_seq_len; each entry depends on its
   // position alone
   const int n = std::min(cfg_.max_seq_len, std::max(npos, std::min(cfg_.max_seq_len, 2 * rope_npos_)));
@@ -27,7 +32,7 @@ void LlamaExec::ensure_rope(int npos) {
   cos_host_.resize((size_t)n * half);
   sin_host_.resize((size_t)n * half);
   rope_tables(cos_host_.data() + (size_t)rope_npos_ * half, sin_host_.data() + (size_t)rope_npos_ * half,
-              layout_.inv_freq(), rope_npos_, n - rope_npos_);
+              layout_.inv_freq(), rope_npos_, n - rope_npos_, rs.longrope ? (float)rs.attention_factor : 1.f);
   rope_cos_.reset(be_, cos_host_.size());
   rope_sin_.reset(be_, sin_host_.size());
   be_->to_device(rope_cos_.data(), cos_host_.data(), sizeof(float) * cos_host_.size());

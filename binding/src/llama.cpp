@@ -40,6 +40,12 @@ Llama::Llama(const LlamaConfig& cfg) : cfg_(cfg) {
         !(s.original_max_position_embeddings > 0))
       throw std::invalid_argument("Llama: invalid llama3 rope_scaling (need factor > 0, high_freq_factor > low_freq_factor > 0)");
   }
+  if (cfg_.rope_scaling.longrope) {
+    const RopeScaling& s = cfg_.rope_scaling;
+    bool ok = !s.llama3 && (int)s.short_factor.size() == HD_ / 2 && s.attention_factor > 0 && s.original_max_position_embeddings > 0;
+    for (double f : s.short_factor) ok = ok && f > 0;
+    if (!ok) throw std::invalid_argument("Llama: invalid longrope rope_scaling (need head_dim / 2 positive short factors, attention_factor > 0)");
+  }
   dims_ = {cfg_.vocab_size, cfg_.max_seq_len, C_, cfg_.num_layers, NKV_ * HD_};
 
   const long V = cfg_.vocab_size, C = C_, Q = (long)NH_ * HD_, KV = (long)NKV_ * HD_, I = I_;

@@ -11,6 +11,7 @@
 //   linear         nn.Linear layout, W [out, in]: y = x·Wᵀ + b
 #pragma once
 #include <cmath>
+#include <stdexcept>
 #include <type_traits>
 #include <vector>
 
@@ -100,6 +101,12 @@ void rmsnorm_backward(F* dinp, F* dweight, const F* dout, const F* inp, const F*
 struct RopeScaling {
   bool llama3 = false;
   double factor = 8, low_freq_factor = 1, high_freq_factor = 4, original_max_position_embeddings = 8192;
+  // Phi-3's LongRoPE (HF rope_type "longrope") up to original_max_position_embeddings: inv_freq[i] / short_factor[i],
+  // and cos/sin multiplied by attention_factor. Past that length HF switches every position to the long factors;
+  // the engine refuses such sequences (LlamaExec::ensure_rope).
+  bool longrope = false;
+  std::vector<double> short_factor;
+  double attention_factor = 1;
 };
 
 // inv_freq[i] = 1 / theta^(2i/hd), i < hd/2, then the llama3 adjustment. For float this follows HF's float32
@@ -109,6 +116,10 @@ std::vector<F> rope_inv_freq(int hd, double theta, const RopeScaling& sc) {
   const int half = hd / 2;
   std::vector<F> inv(half);
   for (int i = 0; i < half; ++i) inv[i] = F(1) / std::pow(F(theta), F(2 * i) / F(hd));
+  if (sc.longrope) {  // HF: 1 / (ext_factors · base^(2i/hd)) in float32
+    if ((int)sc.short_factor.size() != half) throw std::invalid_argument("longrope: short_factor needs head_dim / 2 entries");
+    for (int i = 0; i < half; ++i) inv[i] = F(1) / (F(sc.short_factor[i]) * std::pow(F(theta), F(2 * i) / F(hd)));
+  }
   if (sc.llama3) {
     const F factor = F(sc.factor), lo = F(sc.low_freq_factor), span = F(sc.high_freq_factor - sc.low_freq_factor);
     const F old_len = F(sc.original_max_position_embeddings);
@@ -129,15 +140,16 @@ std::vector<F> rope_inv_freq(int hd, double theta, const RopeScaling& sc) {
 }
 
 // cos/sin tables [npos, hd/2] for positions pos0 .. pos0+npos-1: angle = pos · inv_freq (rounded to F, as HF's
-// float32 matmul does), cos/sin evaluated in double and rounded.
+// float32 matmul does), cos/sin evaluated in double and rounded, then times `scale` in F (LongRoPE's attention
+// factor; 1 leaves the bits as they are).
 template <typename F>
-void rope_tables(F* cos_out, F* sin_out, const std::vector<F>& inv_freq, int pos0, int npos) {
+void rope_tables(F* cos_out, F* sin_out, const std::vector<F>& inv_freq, int pos0, int npos, F scale = F(1)) {
   const int half = (int)inv_freq.size();
   for (int p = 0; p < npos; ++p)
     for (int i = 0; i < half; ++i) {
       const F angle = F(pos0 + p) * inv_freq[i];
-      cos_out[(long)p * half + i] = (F)std::cos((double)angle);
-      sin_out[(long)p * half + i] = (F)std::sin((double)angle);
+      cos_out[(long)p * half + i] = (F)std::cos((double)angle) * scale;
+      sin_out[(long)p * half + i] = (F)std::sin((double)angle) * scale;
     }
 }
 
