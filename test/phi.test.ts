@@ -162,8 +162,8 @@ describe("Phi-3 config.json (Phi3ForCausalLM on the Llama engine, fused qkv_proj
   it("what the engine would run differently is an UnsupportedModelError naming it", () => {
     const cases: Array<[Record<string, unknown>, RegExp]> = [
       [{ sliding_window: 16 }, /sliding_window 16/],
-      [{ rope_parameters: { rope_type: "longrope", rope_theta: 10000, short_factor: [1], long_factor: [1] } }, /rope_scaling type 'longrope' \(none only\)/],
-      [{ rope_parameters: { rope_type: "llama3", rope_theta: 10000, factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 32 } }, /rope_scaling type 'llama3' \(none only\)/],
+      [{ rope_parameters: { rope_type: "yarn", rope_theta: 10000, factor: 4 } }, /rope_scaling type 'yarn' \(longrope or none only\)/],
+      [{ rope_parameters: { rope_type: "llama3", rope_theta: 10000, factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 32 } }, /rope_scaling type 'llama3' \(longrope or none only\)/],
       [{ rope_parameters: { rope_type: "default", rope_theta: 10000, partial_rotary_factor: 0.75 } }, /partial_rotary_factor 0\.75/],
       [{ hidden_act: "gelu" }, /hidden_act 'gelu'/],
     ];
@@ -172,5 +172,9 @@ describe("Phi-3 config.json (Phi3ForCausalLM on the Llama engine, fused qkv_proj
       expect(() => readModelConfig(d), JSON.stringify(patch)).toThrow(UnsupportedModelError);
       expect(() => readModelConfig(d), JSON.stringify(patch)).toThrow(msg);
     }
+    // LongRoPE factors of the wrong length are a broken file, not an unsupported model
+    expect(() => readModelConfig(phi3Dir({ rope_parameters: { rope_type: "longrope", rope_theta: 10000, short_factor: [1], long_factor: [1] } }))).toThrow(
+      /field 'rope_parameters.short_factor' must be a list of 4 positive numbers \(head_dim \/ 2\)/,
+    );
   });
 });

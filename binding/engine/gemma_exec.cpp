@@ -24,21 +24,7 @@ Gemma3Exec::Gemma3Exec(const Backend* be, const Gemma3Config& cfg)
 }
 
 void Gemma3Exec::ensure_rope(int npos) {
-  if (npos <= rope_npos_) return;
-  const int n = std::min(cfg_.max_seq_len, std::max(npos, std::min(cfg_.max_seq_len, 2 * rope_npos_)));
-  const int half = HD_ / 2;
-  for (int local = 0; local < 2; ++local) {
-    RopeTable& r = rope_[local];
-    r.cos_host.resize((size_t)n * half);
-    r.sin_host.resize((size_t)n * half);
-    rope_tables(r.cos_host.data() + (size_t)rope_npos_ * half, r.sin_host.data() + (size_t)rope_npos_ * half,
-                layout_.inv_freq(local == 1), rope_npos_, n - rope_npos_);
-    r.cos.reset(be_, r.cos_host.size());
-    r.sin.reset(be_, r.sin_host.size());
-    be_->to_device(r.cos.data(), r.cos_host.data(), sizeof(float) * r.cos_host.size());
-    be_->to_device(r.sin.data(), r.sin_host.data(), sizeof(float) * r.sin_host.size());
-  }
-  rope_npos_ = n;
+  for (int local = 0; local < 2; ++local) rope_[local].ensure(be_, npos, cfg_.max_seq_len, layout_.inv_freq(local == 1));
 }
 
 void Gemma3Exec::norm_fwd(float* out, float* rstd, const float* x, const float* w, int N) {
@@ -66,10 +52,10 @@ void Gemma3Exec::qk_norm_bwd(float* din, float* dq_norm, float* dk_norm, const f
 }
 
 void Gemma3Exec::rope(float* qkv, int l, int N, int T, int pos0, bool backward) {
-  const RopeTable& r = rope_[cfg_.sliding[l] ? 1 : 0];
+  const RopeCache& r = rope_[cfg_.sliding[l] ? 1 : 0];
   // q heads and k heads are adjacent in the packed row: NH + NKV heads in place
-  if (backward) be_->rope_backward(qkv, qkv, N, T, QKV_, NH_ + NKV_, HD_, r.cos.data(), r.sin.data(), pos0, false);
-  else be_->rope_forward(qkv, qkv, N, T, QKV_, NH_ + NKV_, HD_, r.cos.data(), r.sin.data(), pos0);
+  if (backward) be_->rope_backward(qkv, qkv, N, T, QKV_, NH_ + NKV_, HD_, r.cos(), r.sin(), pos0, false);
+  else be_->rope_forward(qkv, qkv, N, T, QKV_, NH_ + NKV_, HD_, r.cos(), r.sin(), pos0);
 }
 
 void Gemma3Exec::ensure(int B, int T, bool keep) {

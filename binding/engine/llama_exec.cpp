@@ -19,25 +19,13 @@ LlamaExec::LlamaExec(const Backend* be, const LlamaConfig& cfg)
 }
 
 void LlamaExec::ensure_rope(int npos) {
-  if (npos <= rope_npos_) return;
+  if (npos <= rope_.positions()) return;
   const RopeScaling& rs = cfg_.rope_scaling;
   if (rs.longrope && npos > rs.original_max_position_embeddings)
     throw std::invalid_argument("LongRoPE: " + std::to_string(npos) + " positions exceed original_max_position_embeddings (" +
                                 std::to_string((long)rs.original_max_position_embeddings) +
                                 "), where Phi-3 switches to its long factors, which this engine does not run");
-  // grow geometrically (decoding adds a few positions at a time), never past max_seq_len; each entry depends on its
-  // position alone
-  const int n = std::min(cfg_.max_seq_len, std::max(npos, std::min(cfg_.max_seq_len, 2 * rope_npos_)));
-  const int half = HD_ / 2;
-  cos_host_.resize((size_t)n * half);
-  sin_host_.resize((size_t)n * half);
-  rope_tables(cos_host_.data() + (size_t)rope_npos_ * half, sin_host_.data() + (size_t)rope_npos_ * half,
-              layout_.inv_freq(), rope_npos_, n - rope_npos_, rs.longrope ? (float)rs.attention_factor : 1.f);
-  rope_cos_.reset(be_, cos_host_.size());
-  rope_sin_.reset(be_, sin_host_.size());
-  be_->to_device(rope_cos_.data(), cos_host_.data(), sizeof(float) * cos_host_.size());
-  be_->to_device(rope_sin_.data(), sin_host_.data(), sizeof(float) * sin_host_.size());
-  rope_npos_ = n;
+  rope_.ensure(be_, npos, cfg_.max_seq_len, layout_.inv_freq(), rs.longrope ? (float)rs.attention_factor : 1.f);
 }
 
 void LlamaExec::ensure(int B, int T, bool keep) {
@@ -101,7 +89,7 @@ void LlamaExec::trunk_forward(const Forward& f) {
     linear_fwd(qkv + Q, QKV_, ln1, C, lw.wk, lw.bk, (int)BT, C, KV);
     linear_fwd(qkv + Q + KV, QKV_, ln1, C, lw.wv, lw.bv, (int)BT, C, KV);
     // q heads and k heads are adjacent in the packed row: rotate NH + NKV heads in place
-    be.rope_forward(qkv, qkv, (int)BT, T, QKV_, NH_ + NKV_, HD_, rope_cos_.data(), rope_sin_.data(), 0);
+    be.rope_forward(qkv, qkv, (int)BT, T, QKV_, NH_ + NKV_, HD_, rope_.cos(), rope_.sin(), 0);
     be.gqa_attention_forward(atty, att, qkv, B, T, NH_, NKV_, HD_, 0);
     linear_fwd(tmp_.data(), C, atty, Q, lw.wo, lw.bo, (int)BT, Q, C);
     be.residual_forward(mid, x, tmp_.data(), BT * C);
@@ -169,8 +157,8 @@ void LlamaExec::trunk_backward(const Backward& a, float* d_h, float* gblock) {
     d_qkv_.zero();
     be.gqa_attention_backward(d_qkv_.data(), d_att_scratch_.data(), d_atty_.data(), qkv, att, B, T, NH_, NKV_, HD_, 0);
     // through the rotation, in place: d_pre = Rᵀ d_post on the q and k heads
-    be.rope_backward(d_qkv_.data(), d_qkv_.data(), (int)BT, T, QKV_, NH_ + NKV_, HD_, rope_cos_.data(),
-                     rope_sin_.data(), 0, false);
+    be.rope_backward(d_qkv_.data(), d_qkv_.data(), (int)BT, T, QKV_, NH_ + NKV_, HD_, rope_.cos(),
+                     rope_.sin(), 0, false);
     d_tmp_.zero();
     linear_bwd(d_tmp_.data(), C, lg.wq, lg.bq, d_qkv_.data(), QKV_, ln1, C, lw.wq, (int)BT, C, Q);
     linear_bwd(d_tmp_.data(), C, lg.wk, lg.bk, d_qkv_.data() + Q, QKV_, ln1, C, lw.wk, (int)BT, C, KV);
@@ -208,7 +196,7 @@ void LlamaExec::trunk_decode(ExecKVCache& cache, const int* tokens, const float*
     linear_fwd(qkv, QKV_, ln, C, lw.wq, lw.bq, (int)N, C, Q);
     linear_fwd(qkv + Q, QKV_, ln, C, lw.wk, lw.bk, (int)N, C, KV);
     linear_fwd(qkv + Q + KV, QKV_, ln, C, lw.wv, lw.bv, (int)N, C, KV);
-    be.rope_forward(qkv, qkv, (int)N, Tn, QKV_, NH_ + NKV_, HD_, rope_cos_.data(), rope_sin_.data(), pos_base);
+    be.rope_forward(qkv, qkv, (int)N, Tn, QKV_, NH_ + NKV_, HD_, rope_.cos(), rope_.sin(), pos_base);
     be.gqa_attention_decode_forward(atty, cache.k_layer(l), cache.v_layer(l), P ? cache.prefix->k_layer(l) : nullptr,
                                     P ? cache.prefix->v_layer(l) : nullptr, qkv, R, Tn, NH_, NKV_, HD_, P,
                                     cache.length, cache.capacity, 0);

@@ -8,6 +8,7 @@
 // parameters, AdamW) with logits at the last position of each row, at every position or at listed positions; an
 // inference forward keeping one layer's activations; KV-cached decoding continuing a shared prefix.
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <utility>
@@ -42,6 +43,35 @@ struct ExecKVCache {
 
 // One model family on a backend: forward with saved activations, backward, decoding, AdamW. The lm_head and its loss
 // are shared; each family supplies its blocks.
+// Rotary cos/sin tables [positions, inv_freq.size()] on the host and on a backend, for positions [0, positions()).
+// ensure() grows them geometrically (decoding adds a few positions at a time), never past max_positions; each entry
+// depends on its position alone, so the old ones are kept. scale multiplies cos and sin (LongRoPE's attention factor).
+class RopeCache {
+ public:
+  void ensure(const Backend* be, int npos, int max_positions, const std::vector<float>& inv_freq, float scale = 1.f) {
+    if (npos <= npos_) return;
+    const int n = std::min(max_positions, std::max(npos, std::min(max_positions, 2 * npos_)));
+    const size_t half = inv_freq.size();
+    cos_host_.resize((size_t)n * half);
+    sin_host_.resize((size_t)n * half);
+    rope_tables(cos_host_.data() + (size_t)npos_ * half, sin_host_.data() + (size_t)npos_ * half, inv_freq, npos_, n - npos_,
+                scale);
+    cos_.reset(be, cos_host_.size());
+    sin_.reset(be, sin_host_.size());
+    be->to_device(cos_.data(), cos_host_.data(), sizeof(float) * cos_host_.size());
+    be->to_device(sin_.data(), sin_host_.data(), sizeof(float) * sin_host_.size());
+    npos_ = n;
+  }
+  const float* cos() const { return cos_.data(); }
+  const float* sin() const { return sin_.data(); }
+  int positions() const { return npos_; }
+
+ private:
+  std::vector<float> cos_host_, sin_host_;
+  BackendBuffer<float> cos_, sin_;
+  int npos_ = 0;
+};
+
 class CausalExec {
  public:
   virtual ~CausalExec() = default;
@@ -235,9 +265,7 @@ class LlamaExec : public CausalExec {
   LlamaConfig cfg_;
   int C_, NH_, NKV_, HD_, I_, QKV_;  // QKV_ = (NH + 2·NKV)·hd, the packed q|k|v width
   Llama::Weights w_;                 // pointers into params_
-  std::vector<float> cos_host_, sin_host_;
-  int rope_npos_ = 0;
-  BackendBuffer<float> rope_cos_, rope_sin_;
+  RopeCache rope_;
   int act_B_ = 0, act_T_ = 0, act_layers_ = 0;
   BackendBuffer<float> resid_, resid_mid_, ln1_, ln1_rstd_, qkv_, att_, atty_, ln2_, ln2_rstd_, gate_, up_, act_,
       normf_, normf_rstd_, tmp_;
@@ -271,9 +299,7 @@ class PhiExec : public CausalExec {
   PhiConfig cfg_;
   int C_, NH_, NKV_, HD_, RD_, I_, QKV_;
   Phi::Weights w_;
-  std::vector<float> cos_host_, sin_host_;
-  int rope_npos_ = 0;
-  BackendBuffer<float> rope_cos_, rope_sin_;
+  RopeCache rope_;
   int act_B_ = 0, act_T_ = 0, act_layers_ = 0;
   BackendBuffer<float> resid_, ln_, ln_mean_, ln_rstd_, qkv_, att_, atty_, fc1_, fc1_gelu_, normf_, normf_mean_,
       normf_rstd_, tmp_, tmp2_;
@@ -316,12 +342,7 @@ class Gemma3Exec : public CausalExec {
   Gemma3Config cfg_;
   int C_, NH_, NKV_, HD_, I_, QKV_;
   Gemma3::Weights w_;
-  struct RopeTable {
-    std::vector<float> cos_host, sin_host;
-    BackendBuffer<float> cos, sin;
-  };
-  RopeTable rope_[2];  // [0] full layers, [1] sliding layers
-  int rope_npos_ = 0;
+  RopeCache rope_[2];  // [0] full layers, [1] sliding layers
   int act_B_ = 0, act_T_ = 0, act_layers_ = 0;
   // per layer: input norm (ln1), projections before / after the q/k norms (qkv_pre, qkv), attention, o_proj output
   // (attn_out, the post-attention norm's input), mid residual, pre-feedforward norm (ln2), MLP, down output (mlp_out)

@@ -20,20 +20,7 @@ PhiExec::PhiExec(const Backend* be, const PhiConfig& cfg)
   w_ = layout_.weights(params_.data());
 }
 
-void PhiExec::ensure_rope(int npos) {
-  if (npos <= rope_npos_) return;
-  const int n = std::min(cfg_.max_seq_len, std::max(npos, std::min(cfg_.max_seq_len, 2 * rope_npos_)));
-  const int half = RD_ / 2;
-  cos_host_.resize((size_t)n * half);
-  sin_host_.resize((size_t)n * half);
-  rope_tables(cos_host_.data() + (size_t)rope_npos_ * half, sin_host_.data() + (size_t)rope_npos_ * half,
-              layout_.inv_freq(), rope_npos_, n - rope_npos_);
-  rope_cos_.reset(be_, cos_host_.size());
-  rope_sin_.reset(be_, sin_host_.size());
-  be_->to_device(rope_cos_.data(), cos_host_.data(), sizeof(float) * cos_host_.size());
-  be_->to_device(rope_sin_.data(), sin_host_.data(), sizeof(float) * sin_host_.size());
-  rope_npos_ = n;
-}
+void PhiExec::ensure_rope(int npos) { rope_.ensure(be_, npos, cfg_.max_seq_len, layout_.inv_freq()); }
 
 // Partial rotary: the rope op on heads of RD_ channels; with RD_ < HD_ the heads are not contiguous at stride RD_, so
 // each of the NH + NKV q/k heads is one call (its first RD_ channels rotate, the rest pass through untouched).
@@ -42,8 +29,8 @@ void PhiExec::rope(float* qkv, int N, int T, int pos0, bool backward) {
   const int calls = RD_ == HD_ ? 1 : NH_ + NKV_, heads = RD_ == HD_ ? NH_ + NKV_ : 1;
   for (int h = 0; h < calls; ++h) {
     float* p = qkv + (long)h * HD_;
-    if (backward) be.rope_backward(p, p, N, T, QKV_, heads, RD_, rope_cos_.data(), rope_sin_.data(), pos0, false);
-    else be.rope_forward(p, p, N, T, QKV_, heads, RD_, rope_cos_.data(), rope_sin_.data(), pos0);
+    if (backward) be.rope_backward(p, p, N, T, QKV_, heads, RD_, rope_.cos(), rope_.sin(), pos0, false);
+    else be.rope_forward(p, p, N, T, QKV_, heads, RD_, rope_.cos(), rope_.sin(), pos0);
   }
 }
 
