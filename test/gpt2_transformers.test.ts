@@ -1,4 +1,5 @@
-// The engine's GPT-2 against PyTorch: fixtures made by test/fixtures/gen_gpt2.py (committed; CI needs no PyTorch).
+// The engine's GPT-2 against transformers' GPT2LMHeadModel and torch.optim.AdamW: fixtures made by
+// test/fixtures/gen_gpt2.py (committed; CI needs neither transformers nor PyTorch).
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GPT2Model } from "../ts/model";
@@ -17,7 +18,7 @@ function scaledError(a: Float32Array, b: Float32Array): number {
   return err / Math.max(scale, 1e-30);
 }
 
-describe("GPT-2 engine vs PyTorch (tiny model: V=211, C=64, 2 layers, 4 heads, T=16)", () => {
+describe("GPT-2 engine vs transformers (tiny GPT2LMHeadModel: V=211, C=64, 2 layers, 4 heads, T=16)", () => {
   let expected: SafetensorsReader;
   let model: GPT2Model;
   const B = 2, T = 16;
@@ -74,7 +75,7 @@ describe("GPT-2 engine vs PyTorch (tiny model: V=211, C=64, 2 layers, 4 heads, T
     expect(model.grads().every((g) => g === 0)).toBe(true);
   });
 
-  it("AdamW arithmetic: one step from PyTorch's own gradients (eps 1e-8, clipping) gives PyTorch's parameters", async () => {
+  it("AdamW arithmetic: one step from the reference's gradients (eps 1e-8, clipping) gives torch.optim.AdamW's parameters", async () => {
     const m = GPT2Model.load(dir);
     try {
       m.zeroGrads();

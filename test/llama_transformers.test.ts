@@ -1,4 +1,5 @@
-// The engine's Llama against PyTorch: fixtures made by test/fixtures/gen_llama.py (committed; CI needs no PyTorch).
+// The engine's Llama against transformers' LlamaForCausalLM: fixtures made by test/fixtures/gen_llama.py (committed; CI
+// needs neither transformers nor PyTorch).
 // Also: loading a Hugging Face folder (config.json variants, typed errors, F16/BF16 checkpoints, loadModel()).
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -49,7 +50,7 @@ function rewriteWeights(d: string, dtype: "F32" | "F16" | "BF16", drop: string[]
   writeSafetensors(path.join(d, "model.safetensors"), tensors);
 }
 
-describe("Llama engine vs PyTorch (tiny LlamaForCausalLM: V=151, C=64, 2 layers, 4 heads / 2 kv heads, llama3 RoPE, q/k/v/o biases, untied)", () => {
+describe("Llama engine vs transformers (tiny LlamaForCausalLM: V=151, C=64, 2 layers, 4 heads / 2 kv heads, llama3 RoPE, q/k/v/o biases, untied)", () => {
   let expected: SafetensorsReader;
   let model: CausalLMModel;
   const B = 2, T = 16;
@@ -66,7 +67,7 @@ describe("Llama engine vs PyTorch (tiny LlamaForCausalLM: V=151, C=64, 2 layers,
     expected.close();
     model.dispose();
     // one line per tensor group, for the record (max scaled error)
-    console.log("llama vs PyTorch, max scaled error per group:", JSON.stringify(errors));
+    console.log("llama vs transformers, max scaled error per group:", JSON.stringify(errors));
   });
 
   it("reads config.json into the Llama config and loads every tensor", () => {
@@ -164,7 +165,7 @@ describe("Llama engine vs PyTorch (tiny LlamaForCausalLM: V=151, C=64, 2 layers,
     expect(err).toBeLessThan(1e-5);
   });
 
-  it("matches PyTorch with lm_head tied to embed_tokens", async () => {
+  it("matches transformers with lm_head tied to embed_tokens", async () => {
     const tied = CausalLMModel.create({ ...(model.config as LlamaConfig), tieWordEmbeddings: true });
     try {
       expect(tied.paramTable.some((p) => p.name === "lm_head.weight")).toBe(false);
