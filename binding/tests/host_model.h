@@ -1,10 +1,13 @@
 // The engine as the standalone tests drive it: host arrays in and out (engine.h ModelEngine) on a backend table (the
 // CPU's by default), with the old direct-call shape (forward, backward, decode, logits, probs, hidden, grads).
 #pragma once
+#include <cstring>
 #include <memory>
 #include <vector>
 
+#include "check.h"
 #include "engine.h"
+#include "threadpool.h"
 
 namespace gradmm {
 
@@ -67,6 +70,37 @@ class HostModel {
   std::shared_ptr<ModelEngine> e_;
   std::vector<float> logits_, probs_, hidden_;
 };
+
+// Whether a model's forward + backward (token loss at every position) gives the same bits in four runs at 1, 2, 1 and
+// 2 threads: the loss, the logits and every parameter gradient. make() builds the (same) model each time.
+template <typename Make>
+bool same_bits_across_threads(Make make, int B, int T, int V) {
+  Rng rng(3);
+  std::vector<int> tok(B * T), tgt(B * T);
+  for (auto& t : tok) t = rng.below(V);
+  for (auto& t : tgt) t = rng.below(V);
+  std::vector<std::vector<float>> results;
+  for (int threads : {1, 2, 1, 2}) {
+    set_num_threads(threads);
+    HostModel m = make();
+    ForwardArgs fa;
+    fa.tokens = tok.data();
+    fa.B = B;
+    fa.T = T;
+    fa.targets = tgt.data();
+    float loss = m.forward(fa);
+    m.zero_grads();
+    m.backward(BackwardArgs{});
+    std::vector<float> r(m.grads(), m.grads() + m.num_params());
+    r.push_back(loss);
+    r.insert(r.end(), m.logits(), m.logits() + (size_t)B * T * V);
+    results.push_back(r);
+  }
+  set_num_threads(0);
+  bool same = true;
+  for (auto& r : results) same = same && r.size() == results[0].size() && !std::memcmp(r.data(), results[0].data(), r.size() * 4);
+  return same;
+}
 
 }  // namespace gradmm
 

@@ -121,31 +121,7 @@ static void test_partial_rotary() {
 }
 
 static void test_threads_determinism() {
-  const int B = 3, T = 11, V = 83;
-  Rng rng(3);
-  std::vector<int> tok(B * T), tgt(B * T);
-  for (auto& t : tok) t = rng.below(V);
-  for (auto& t : tgt) t = rng.below(V);
-  std::vector<std::vector<float>> results;
-  for (int threads : {1, 2, 1, 2}) {
-    set_num_threads(threads);
-    HostModel m = random_phi(small_config(), 7);
-    ForwardArgs fa;
-    fa.tokens = tok.data();
-    fa.B = B;
-    fa.T = T;
-    fa.targets = tgt.data();
-    float loss = m.forward(fa);
-    m.zero_grads();
-    m.backward(BackwardArgs{});
-    std::vector<float> r(m.grads(), m.grads() + m.num_params());
-    r.push_back(loss);
-    r.insert(r.end(), m.logits(), m.logits() + (size_t)B * T * V);
-    results.push_back(r);
-  }
-  set_num_threads(0);
-  bool same = true;
-  for (auto& r : results) same = same && r.size() == results[0].size() && !std::memcmp(r.data(), results[0].data(), r.size() * 4);
+  const bool same = same_bits_across_threads([] { return random_phi(small_config(), 7); }, 3, 11, 83);
   report("phi forward+backward bit-identical across runs and 1/2 threads", same ? 0 : 1, 0);
 }
 
