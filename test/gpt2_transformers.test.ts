@@ -4,19 +4,9 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GPT2Model } from "../ts/model";
 import { openSafetensors, type SafetensorsReader } from "../ts/safetensors";
+import { scaledError } from "./helpers/scaled_error";
 
 const dir = path.join(__dirname, "fixtures", "gpt2_tiny");
-
-/** max |a-b| / max |b|: the error relative to the tensor's scale. */
-function scaledError(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let err = 0, scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    err = Math.max(err, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return err / Math.max(scale, 1e-30);
-}
 
 describe("GPT-2 engine vs transformers (tiny GPT2LMHeadModel: V=211, C=64, 2 layers, 4 heads, T=16)", () => {
   let expected: SafetensorsReader;

@@ -9,23 +9,13 @@ import { loadModel, type LoadedModel } from "../ts/load_model";
 import { CausalLMModel } from "../ts/model";
 import type { ModelConfigInput } from "../ts/model_config";
 import { openSafetensors, type SafetensorsReader } from "../ts/safetensors";
+import { scaledError } from "./helpers/scaled_error";
 
 const root = path.join(__dirname, "fixtures", "hf_oracles");
 const TOL = 1e-4;
 
 /** The architectures of the oracle folders (the engine runs every one). */
 const SUPPORTED = ["gpt2", "llama", "llama3", "qwen2", "mistral", "phi", "phi3", "phi3_longrope", "gemma3"];
-
-/** max |a-b| / max |b|: the error relative to the tensor's scale. */
-function scaledError(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let err = 0, scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    err = Math.max(err, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return err / Math.max(scale, 1e-30);
-}
 
 /** The engine's parameter for a checkpoint name (GPT-2 checkpoints prefix theirs with "transformer."). */
 function engineName(hf: string, names: Set<string>): string {

@@ -12,20 +12,10 @@ import { readModelConfig, type LlamaConfig } from "../ts/model_config";
 import { openSafetensors, type SafetensorsReader } from "../ts/safetensors";
 import { bfloat16BitsToFloat32, float16BitsToFloat32, float32ToBfloat16Bits, float32ToFloat16Bits } from "../ts/half";
 import { writeSafetensors, type WritableTensor } from "../ts/safetensors_write";
+import { scaledError } from "./helpers/scaled_error";
 
 const dir = path.join(__dirname, "fixtures", "llama_tiny");
 const baseConfig = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8")) as Record<string, unknown>;
-
-/** max |a-b| / max |b|: the error relative to the tensor's scale. */
-function scaledError(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let err = 0, scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    err = Math.max(err, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return err / Math.max(scale, 1e-30);
-}
 
 function tmpDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), "gradmm-llama-"));

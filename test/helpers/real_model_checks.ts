@@ -8,6 +8,7 @@ import * as path from "node:path";
 import { expect } from "vitest";
 import type { LoadedModel } from "../../ts/load_model";
 import type { SafetensorsReader } from "../../ts/safetensors";
+import { scaledError } from "./scaled_error";
 
 export interface RealModelMeta {
   prompts: Array<{ text: string; maxAbsLogit: number; argmax: number[] }>;
@@ -16,14 +17,6 @@ export interface RealModelMeta {
 
 export function readMeta(dir: string): RealModelMeta {
   return JSON.parse(fs.readFileSync(path.join(dir, "meta.json"), "utf8")) as RealModelMeta;
-}
-
-/** max |a-b| / scale. */
-export function scaledError(a: ArrayLike<number>, b: ArrayLike<number>, scale: number): number {
-  expect(a.length).toBe(b.length);
-  let err = 0;
-  for (let i = 0; i < a.length; i++) err = Math.max(err, Math.abs(a[i] - b[i]));
-  return err / scale;
 }
 
 /** Ids equal to transformers', logits within `tol` of max |logit|, the same argmax at every position. */
