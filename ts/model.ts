@@ -123,7 +123,7 @@ export class CausalLMModel {
   /**
    * Loads a model from a Hugging Face folder (config.json + model.safetensors or a sharded index: GPT2LMHeadModel,
    * LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM, Phi3ForCausalLM, PhiForCausalLM or Gemma3ForCausalLM; see readModelConfig), or from a GGUF file (or a
-   * folder holding one and no config.json): architectures llama, qwen2 and gpt2, weights of type F32, F16, BF16,
+   * folder holding one and no config.json): architectures llama, qwen2, gpt2, phi2, phi3 and gemma3, weights of type F32, F16, BF16,
    * Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K or Q6_K dequantized to float32 while they stream in. A known model
    * name (`gradmm models`; e.g. "smollm2-135m-instruct") loads the cached file, verified by its sha256.
    */
