@@ -89,3 +89,25 @@ describe.skipIf(!torch)("bench/reference: the PyTorch Llama of the speed benchma
     expect(a.init.X_ours_fast).toBeLessThan(1e-6);
   });
 });
+
+describe("bench/reference: models the PyTorch sides do not model", () => {
+  it("refuses Phi and Phi-3's fused layout by name (no torch needed)", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gradmm-ref-refuse-"));
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{ architecture: "llama", modelType: "phi3", fusedQkvGateUp: true, rmsNormEps: 1e-5 }, /this model is phi3: run it through synth/],
+      [{ architecture: "phi", layerNormEps: 1e-5, rotaryDim: 8 }, /this model is phi: run it through synth/],
+    ];
+    try {
+      for (const [extra, msg] of cases) {
+        const model = GPT2Model.create({ vocabSize: 64, maxSeqLen: 16, channels: 32, intermediateSize: 64, numLayers: 1, numHeads: 2, ...extra } as never);
+        try {
+          expect(() => saveHFFolder(model, dir)).toThrow(msg);
+        } finally {
+          model.dispose();
+        }
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

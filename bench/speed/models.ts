@@ -88,8 +88,10 @@ export function hfConfigOf(c: ModelConfig, tied = true): Record<string, unknown>
 export function saveHFFolder(model: GPT2Model, dir: string, opts: { untied?: boolean } = {}): void {
   const c = model.config;
   // the PyTorch sides (bench/reference: gpt2_torch.py, llama_torch.py) model GPT-2 and the Llama family only
-  if (c.architecture !== "gpt2" && c.architecture !== "llama")
-    throw new UnsupportedModelError(`the benchmarks' PyTorch sides model GPT-2 and the Llama family (llama, qwen2, mistral); this model is ${c.architecture}: run it through synth, admm, utility or model instead`);
+  if ((c.architecture !== "gpt2" && c.architecture !== "llama") || (c.architecture === "llama" && c.fusedQkvGateUp))
+    throw new UnsupportedModelError(
+      `the benchmarks' PyTorch sides model GPT-2 and the Llama family (llama, qwen2, mistral); this model is ${c.architecture === "llama" ? c.modelType ?? "phi3" : c.architecture}: run it through synth, admm, utility or model instead`,
+    );
   fs.mkdirSync(dir, { recursive: true });
   const tensors: Record<string, WritableTensor> = {};
   for (const p of model.paramTable) tensors[p.name] = { dtype: "F32", shape: p.shape, data: model.tensor(p.name) };
