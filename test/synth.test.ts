@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidFileError } from "../ts/errors";
 import { loadConfigFile, parseConfig } from "../ts/gradmm/config";
 import { analyticGaussianSigma, classicGaussianSigma, dpParameters } from "../ts/gradmm/dp";
-import { OutputExistsError } from "../ts/gradmm/output";
+import { fingerprint, OutputExistsError } from "../ts/gradmm/output";
 import { synthesize } from "../ts/gradmm/synthesize";
 import { native } from "../ts/native";
 import { makeTinyLM } from "./fixtures/make_tiny_lm";
@@ -131,6 +131,39 @@ describe("synthesize (tiny model)", () => {
     await synthesize(parseConfig(tinyConfig(a), tmp, "cfg"));
     await synthesize(parseConfig(tinyConfig(b), tmp, "cfg"));
     for (const f of ["synthetic.jsonl", "filtered.jsonl"]) expect(fs.readFileSync(path.join(a, f)).equals(fs.readFileSync(path.join(b, f)))).toBe(true);
+  });
+
+  it("method.decode best_z: the same ADMM run, the lowest-f(z) projection kept (Π(best x) included); best_x keeps the fingerprint", async () => {
+    const px = path.join(tmp, "dec-x"), pz = path.join(tmp, "dec-z");
+    const base = tinyConfig(px);
+    const cx = parseConfig(base, tmp, "cfg");
+    const cz = parseConfig({ ...tinyConfig(pz), method: { ...base.method, decode: "best_z" } }, tmp, "cfg");
+    expect(cx.method.decode).toBe("best_x");
+    // the paper's recipe is the default, and naming it changes nothing
+    expect(fingerprint(parseConfig({ ...base, method: { ...base.method, decode: "best_x" } }, tmp, "cfg"))).toBe(fingerprint(cx));
+    expect(fingerprint(cz)).not.toBe(fingerprint(cx));
+    await synthesize(cx);
+    await synthesize(cz);
+    const rx = JSON.parse(fs.readFileSync(path.join(px, "report.json"), "utf8")), rz = JSON.parse(fs.readFileSync(path.join(pz, "report.json"), "utf8"));
+    let earlier = 0;
+    for (const cls of ["negative", "positive"])
+      rx.classes[cls].batches.forEach((bx: Record<string, number[] & number>, i: number) => {
+        const bz = rz.classes[cls].batches[i];
+        // the optimisation is the same: identical trajectories
+        expect(bz.x_loss_per_outer).toEqual(bx.x_loss_per_outer);
+        expect(bz.z_loss_per_outer).toEqual(bx.z_loss_per_outer);
+        expect(bx.decoded_from_outer).toBeUndefined();
+        // best_z returns the lowest of Π(best x) and every projection made
+        expect(bz.decoded_loss).toBe(Math.min(bx.decoded_loss, ...bx.z_loss_per_outer));
+        if (bz.decoded_from_outer > 0) {
+          earlier++;
+          expect(bz.decoded_loss).toBe(bx.z_loss_per_outer[bz.decoded_from_outer - 1]);
+        } else expect(bz.decoded_from_outer).toBe(0);
+      });
+    // each sample's own loss comes with its tokens
+    const samples = fs.readFileSync(path.join(pz, "synthetic.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(samples.every((s) => s.matching_loss > 0 && s.matching_loss < 2)).toBe(true);
+    console.log(`decode best_z: ${earlier} of 4 batches kept an earlier projection`);
   });
 
   it("with DP keeps private text out of the output folder and reports ε, δ, C, n, σ", async () => {

@@ -58,6 +58,12 @@ export const configSchema = strictObject({
       top_k: z.number().int().positive().max(MAX_COUNT).default(200).describe("at most the number of allowed tokens in the vocabulary"),
       init_candidates: z.number().int().positive().max(MAX_COUNT).default(500),
       init_token_norm: z.number().positive().default(1.4),
+      decode: z
+        .enum(["best_x", "best_z"])
+        .default("best_x")
+        .describe(
+          "what a batch returns: best_x = the paper's recipe, the projection of the best x (lowest f(x)); best_z = the projection of lowest f(z) among those the run made, Π(best x) included",
+        ),
       allowed_tokens: z.enum(["alphabetic", "all"]).default("alphabetic"),
   }).prefault({}),
   dp: strictObject({

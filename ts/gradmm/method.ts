@@ -39,6 +39,8 @@ export interface BatchSettings {
   topK: number;
   initCandidates: number;
   initTokenNorm: number;
+  /** best_x (default, the paper's): Π(best x); best_z: the lowest-f(z) projection made, Π(best x) included. */
+  decode?: "best_x" | "best_z";
   allowed: Uint8Array;
   seed: number;
 }
@@ -55,6 +57,8 @@ export interface BatchResult {
   /** f(x) after each x-update, and f of the projected z at each outer step. */
   xLossPerOuter: number[];
   zLossPerOuter: number[];
+  /** With decode best_z only: the outer step (1-based) whose projection was returned, 0 for Π(best x). */
+  decodedFromOuter?: number;
 }
 
 export interface BatchProgress {
@@ -102,9 +106,14 @@ export async function runBatch(
   // λ ← λ + ρ(x − z) on the free positions.
   const dualUpdate = () => batch.dualUpdate({ rho: s.rho });
 
+  // decode best_z: the lowest-f(z) projection so far, its tokens and each sample's own loss
+  const keepZ = s.decode === "best_z";
+  let bestZ: { loss: number; tokens: Int32Array; perSample: Float32Array; outer: number } | null = null;
   for (let outer = 0; outer < s.outerSteps; outer++) {
-    await zUpdate("dual");
-    const zLoss = await f();
+    const zTokens = await zUpdate("dual");
+    const perZ = keepZ ? new Float32Array(B) : undefined;
+    const zLoss = await f(perZ);
+    if (keepZ && (!bestZ || zLoss < bestZ.loss)) bestZ = { loss: zLoss, tokens: zTokens, perSample: perZ!, outer: outer + 1 };
     const xLoss = await xUpdate();
     await dualUpdate();
     if (xLoss < bestLoss) {
@@ -116,11 +125,18 @@ export async function runBatch(
     opts.onProgress?.({ outer: outer + 1, outerSteps: s.outerSteps, xLoss, zLoss });
   }
 
-  // Decode the best x once more.
-  const finalTokens = await zUpdate("best");
-  const perSample = new Float32Array(B);
-  const decodedLoss = await f(perSample);
+  // Decode the best x once more (and, with decode best_z, keep an earlier projection where its f(z) is lower).
+  let finalTokens: Int32Array = await zUpdate("best");
+  let perSample: Float32Array = new Float32Array(B);
+  let decodedLoss = await f(perSample);
+  let decodedFromOuter: number | undefined;
+  if (keepZ) {
+    decodedFromOuter = 0;
+    if (bestZ && bestZ.loss < decodedLoss) ({ tokens: finalTokens, perSample, loss: decodedLoss, outer: decodedFromOuter } = bestZ);
+  }
   const tokens: number[][] = [];
   for (let b = 0; b < B; b++) tokens.push(Array.from(finalTokens.subarray(b * free, (b + 1) * free)));
-  return { tokens, perSampleLoss: Array.from(perSample), decodedLoss, bestXLoss: bestLoss, initLoss, xLossPerOuter, zLossPerOuter };
+  const result: BatchResult = { tokens, perSampleLoss: Array.from(perSample), decodedLoss, bestXLoss: bestLoss, initLoss, xLossPerOuter, zLossPerOuter };
+  if (decodedFromOuter !== undefined) result.decodedFromOuter = decodedFromOuter;
+  return result;
 }

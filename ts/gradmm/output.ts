@@ -35,7 +35,10 @@ export interface StoredBatch extends BatchResult {
 export function fingerprint(config: SynthConfig): string {
   const h = createHash("sha256");
   const { output: _o, threads: _t, resolved, precision, ...rest } = config;
-  h.update(JSON.stringify(rest));
+  // method.decode best_x (the default, the paper's) leaves the fingerprint as it was before the setting existed
+  const { decode, ...method } = rest.method;
+  h.update(JSON.stringify({ ...rest, method }));
+  if (decode === "best_z") h.update("decode: best_z");
   // float32 (the default) leaves the fingerprint as it was before the setting existed; bf16 (given or chosen by
   // auto) gives other results, so another fingerprint
   if (resolvePrecision(precision, resolved.precisionField ?? "precision") === "bf16") h.update("precision: bf16");
@@ -123,6 +126,7 @@ const storedBatchSchema = z.object({
   initLoss: z.number(),
   xLossPerOuter: z.array(z.number()),
   zLossPerOuter: z.array(z.number()),
+  decodedFromOuter: z.number().int().min(0).optional(),
   texts: z.array(z.string()),
   perplexity: z.array(z.number().nullable()),
   seconds: z.number(),

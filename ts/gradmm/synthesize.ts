@@ -75,6 +75,7 @@ export function batchSettings(config: Pick<SynthConfig, "method" | "seed">, free
     topK: m.top_k,
     initCandidates: m.init_candidates,
     initTokenNorm: m.init_token_norm,
+    decode: m.decode,
     allowed,
     seed: batchSeed(config.seed, job.k, job.r, job.b),
   };
@@ -441,7 +442,18 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
           .filter((j) => j.k === k)
           .map((j) => {
             const r = ckpt.batches[j.key];
-            return { batch: j.b, rho: rhos[j.r], init_loss: r.initLoss, best_x_loss: r.bestXLoss, decoded_loss: r.decodedLoss, x_loss_per_outer: r.xLossPerOuter, z_loss_per_outer: r.zLossPerOuter, seconds: r.seconds };
+            return {
+              batch: j.b,
+              rho: rhos[j.r],
+              init_loss: r.initLoss,
+              best_x_loss: r.bestXLoss,
+              decoded_loss: r.decodedLoss,
+              // decode best_z: the outer step whose projection was kept (0: Π(best x))
+              ...(r.decodedFromOuter !== undefined ? { decoded_from_outer: r.decodedFromOuter } : {}),
+              x_loss_per_outer: r.xLossPerOuter,
+              z_loss_per_outer: r.zLossPerOuter,
+              seconds: r.seconds,
+            };
           }),
       };
     }

@@ -83,6 +83,8 @@ export const resultSchema = strictObject({
   initLoss: num,
   xLossPerOuter: z.array(num),
   zLossPerOuter: z.array(num),
+  /** method.decode best_z only: the outer step whose projection was kept (0: Π(best x)). */
+  decodedFromOuter: z.number().int().min(0).optional(),
   perplexity: z.array(num),
   /** Seconds the batch's compute took on the worker (runBatch + perplexity), as `seconds` of a local run. */
   seconds: z.number().min(0),

@@ -20,6 +20,7 @@ import { GradmmError } from "../errors";
 import { loadModel, type LoadedModel } from "../load_model";
 import { KNOWN_MODELS } from "../registry";
 import { pieceTokens, startTokens } from "../gradmm/lm";
+import type { BatchResult } from "../gradmm/method";
 import { memoryEstimate } from "../gradmm/synthesize";
 import { setThreads } from "../threads";
 import type { Tokenizer } from "../tokenizer";
@@ -248,6 +249,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
       initLoss: encodeNum(r.initLoss),
       xLossPerOuter: r.xLossPerOuter.map(encodeNum),
       zLossPerOuter: r.zLossPerOuter.map(encodeNum),
+      ...(r.decodedFromOuter !== undefined ? { decodedFromOuter: r.decodedFromOuter } : {}),
       perplexity: r.perplexity.map(encodeNum),
       seconds: r.seconds,
       setupS,
@@ -303,7 +305,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
 }
 
 /** The bench's stand-in for compute: a canned result of the right shape after `ms` (the queue's cost alone). */
-async function simulated(spec: RunSpec, p: JobPayload, ms: number) {
+async function simulated(spec: RunSpec, p: JobPayload, ms: number): Promise<BatchResult & { perplexity: number[]; seconds: number }> {
   const started = Date.now();
   await new Promise((r) => setTimeout(r, ms));
   const B = spec.config.method.batch_size, L = spec.classes[p.k].freeLen, S = spec.config.method.outer_steps;

@@ -17,6 +17,8 @@ interface BatchInfo {
   init_loss: number;
   best_x_loss: number;
   decoded_loss: number;
+  /** method.decode best_z only: the outer step whose projection was kept (0: Π(best x)). */
+  decoded_from_outer?: number;
   x_loss_per_outer: number[];
   z_loss_per_outer: number[];
   seconds: number;
