@@ -31,10 +31,10 @@ const ADVANCED_VALUES = [
   "filterSamples", "findGGUF", "fmt", "formatZodIssues", "gaussian", "gpt2TokenizerJsonFromFiles", "imdbBitsPerByte",
   "isGGUFFile", "kvTable", "lastPositionLogits", "loadPretrainConfig", "memoryEstimate", "mlpWidth", "mulberry32",
   "native", "openSafetensors", "openSafetensorsDir", "packageRoot", "page", "parseGGUFBuffer", "parseWithSchema", "pieceTokens",
-  "prepareCorpus", "prepareData", "pretrain", "proposeConfig", "queueBatchRunner", "readCheckpoint", "readGGUF",
+  "prepareCorpus", "prepareData", "pretrain", "promptPrefix", "proposeConfig", "queueBatchRunner", "readCheckpoint", "readGGUF",
   "readGPT2Config", "readLabelledFile", "readSafetensorsHeader", "readYamlFile", "refreshModelCard",
   "removePreviousRun", "renderRunReport", "resolveModelPath", "runBatch", "sequenceWindows", "sgemmKernel",
-  "sha256FileSync", "shuffled", "startTokens", "startWorker", "starterConfigYaml", "strictObject", "summaryFile", "tokenizerFromGGUF",
+  "sha256FileSync", "shuffled", "startTokens", "startWorker", "starterConfigYaml", "strictObject", "summaryFile", "targetRows", "tokenizerFromGGUF",
   "trainByteLevelBPE", "typedEngineError", "unknownKeyMessage", "vegaLiteSvg", "withCancel", "writeFileAtomic",
   "writeJsonAtomic", "writeJsonlAtomic", "writeRunReport", "writeSafetensors", "writeTokenizerJson",
 ];

@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { GradmmError, InvalidFileError, CausalLMModel, loadModel, getThreads, setThreads } from "../../ts/index";
-import { writeFileAtomic, writeJsonAtomic, findGGUF, type GPT2Model, cacheRoot, sgemmKernel, pieceTokens, startTokens } from "../../ts/advanced";
+import { writeFileAtomic, writeJsonAtomic, findGGUF, type GPT2Model, cacheRoot, sgemmKernel, pieceTokens, startTokens, targetRows } from "../../ts/advanced";
 import { METHODS, type MethodName, type UtilityConfig } from "./config";
 import { prepareDataset } from "./datasets";
 import { finetuneClassifier } from "./finetune";
@@ -323,7 +323,7 @@ export async function runUtility(u: UtilityConfig, opts: UtilityOptions = {}): P
         // the real target of each class, as GRADMM builds it: private texts cut to the context, + template
         st.targets = [];
         for (let k = 0; k < K; k++) {
-          const seqs = st.ctx.split.private.filter((i) => i.cls === k).map((i) => [...startTokens(tokenizer, i.text).slice(0, maxT - spec.templateTokens.length), ...spec.templateTokens]);
+          const { seqs } = targetRows(tokenizer, st.ctx.split.private.filter((i) => i.cls === k).map((i) => i.text), spec.templateTokens, maxT);
           st.targets.push(await gradientFactors(model, seqs, seqs.map(() => spec.labelTokens[k]), opts.signal));
         }
       }

@@ -5,7 +5,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { withCancel, writeJsonAtomic, writeJsonlAtomic, filterSamples, type SyntheticSample, continuationLoss, type BatchResult, type BatchSettings, type ClassSetup, type GPT2Model, mulberry32, alphabeticTokenMask, shuffled, pieceTokens, startTokens } from "../../ts/advanced";
+import { withCancel, writeJsonAtomic, writeJsonlAtomic, filterSamples, type SyntheticSample, continuationLoss, type BatchResult, type BatchSettings, type ClassSetup, type GPT2Model, mulberry32, alphabeticTokenMask, shuffled, pieceTokens, startTokens, promptPrefix, targetRows } from "../../ts/advanced";
 import { synthesize, type Tokenizer } from "../../ts/index";
 import { derivedSynthConfig, type UtilityConfig } from "./config";
 import { runContinuousBatch } from "./continuous";
@@ -209,20 +209,13 @@ export async function classSetups(ctx: SeedContext): Promise<(ClassSetup & { fre
   for (let k = 0; k < u.synth.classes.length; k++) {
     const spec = u.synth.classes[k];
     const real = ctx.split.private.filter((it) => it.cls === k);
-    const seqs = real.map((e) => [...startTokens(tokenizer, e.text).slice(0, maxT - templateTokens.length), ...templateTokens]);
-    const T = Math.max(...seqs.map((q) => q.length));
-    const tokens = new Int32Array(real.length * T), lastPos = new Int32Array(real.length);
+    const { tokens, T, lastPos } = targetRows(tokenizer, real.map((e) => e.text), templateTokens, maxT);
     const labelToken = pieceTokens(tokenizer, spec.label_word)[0];
-    seqs.forEach((q, i) => {
-      tokens.set(q, i * T);
-      lastPos[i] = q.length - 1;
-    });
     const target = await withCancel(ctx.signal, (t) =>
       model.native.buildTarget({ tokens, n: real.length, T, lastPos, labels: new Int32Array(real.length).fill(labelToken), clipNorm: 0, noiseStd: 0, noiseSeed: 0 }, t),
     );
     const instruction = startTokens(tokenizer, spec.instruction);
-    const prefix = model.createKVCache(1, instruction.length);
-    const prefixLogits = await model.decode(prefix, { tokens: Int32Array.from(instruction), T: instruction.length }, { signal: ctx.signal });
+    const { prefix, prefixLogits } = await promptPrefix(model, instruction, ctx.signal);
     const freeLen = Math.min(u.synth.method.length!, maxT - templateTokens.length - leadTokens.length, maxT - instruction.length);
     out.push({ labelToken, templateTokens, leadTokens, prefix, prefixLogits, target, freeLen, instruction });
   }

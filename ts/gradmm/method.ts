@@ -14,6 +14,8 @@
 import { withCancel } from "../abort";
 import type { GPT2Model, KVCache } from "../model";
 import { native, type NativeCancelToken, type NativeMatchTarget } from "../native";
+import type { Tokenizer } from "../tokenizer";
+import { startTokens } from "./lm";
 
 export interface ClassSetup {
   /** First token of the class's label word. */
@@ -26,6 +28,29 @@ export interface ClassSetup {
   prefix: KVCache;
   prefixLogits: Float32Array;
   target: NativeMatchTarget;
+}
+
+/**
+ * The target's inputs for real texts: each text's start tokens (startTokens: <bos> where the tokenizer puts one), cut
+ * to leave room for the template in the model's context, then the template; right-padded to the longest, with each
+ * row's last position (where the label word is the target).
+ */
+export function targetRows(tokenizer: Tokenizer, texts: readonly string[], templateTokens: readonly number[], maxSeqLen: number): { tokens: Int32Array; n: number; T: number; lastPos: Int32Array; seqs: number[][] } {
+  const seqs = texts.map((t) => [...startTokens(tokenizer, t).slice(0, maxSeqLen - templateTokens.length), ...templateTokens]);
+  const T = Math.max(...seqs.map((q) => q.length));
+  const tokens = new Int32Array(seqs.length * T), lastPos = new Int32Array(seqs.length);
+  seqs.forEach((q, i) => {
+    tokens.set(q, i * T);
+    lastPos[i] = q.length - 1;
+  });
+  return { tokens, n: seqs.length, T, lastPos, seqs };
+}
+
+/** The projection's prefix: a one-row KV cache holding `prompt` (the instruction's tokens) and the logits after it. */
+export async function promptPrefix(model: GPT2Model, prompt: readonly number[], signal?: AbortSignal): Promise<{ prefix: KVCache; prefixLogits: Float32Array }> {
+  const prefix = model.createKVCache(1, prompt.length);
+  const prefixLogits = await model.decode(prefix, { tokens: Int32Array.from(prompt), T: prompt.length }, { signal });
+  return { prefix, prefixLogits };
 }
 
 export interface BatchSettings {

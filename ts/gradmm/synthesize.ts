@@ -19,7 +19,7 @@ import { readLabelledFile, shuffled, type Example } from "./data";
 import { dpParameters, type DPParameters } from "./dp";
 import { filterSamples, type SyntheticSample } from "./filter";
 import { continuationLoss, pieceTokens, startTokens } from "./lm";
-import { runBatch, type BatchSettings, type ClassSetup } from "./method";
+import { promptPrefix, runBatch, targetRows, type BatchSettings, type ClassSetup } from "./method";
 import { checkOutputDir, fingerprint, OutputExistsError, readCheckpoint, removePreviousRun, RUN_FILES, writeOutput, type Checkpoint } from "./output";
 import type { BatchRunner } from "./runner";
 
@@ -285,14 +285,8 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
       const real = shuffled(pool, rng).slice(0, config.data.examples_per_class);
       const labelIds = pieceTokens(tokenizer, spec.label_word);
       if (!labelIds.length) throw new InvalidFileError(config.resolved.configFile, `classes[${k}].label_word encodes to no tokens`);
-      const maxText = maxT - templateTokens.length;
-      const seqs = real.map((e) => [...startTokens(tokenizer, e.text).slice(0, maxText), ...templateTokens]);
-      const T = Math.max(...seqs.map((q) => q.length));
-      const tokens = new Int32Array(real.length * T), lastPos = new Int32Array(real.length), labels = new Int32Array(real.length).fill(labelIds[0]);
-      seqs.forEach((q, i) => {
-        tokens.set(q, i * T);
-        lastPos[i] = q.length - 1;
-      });
+      const { tokens, T, lastPos, seqs } = targetRows(tokenizer, real.map((e) => e.text), templateTokens, maxT);
+      const labels = new Int32Array(real.length).fill(labelIds[0]);
       const dp = config.dp.enabled ? dpParameters(config.dp.epsilon, config.dp.delta, config.dp.clip_norm, real.length) : null;
       const targetArgs: NativeBuildTargetArgs = { tokens, n: real.length, T, lastPos, labels, clipNorm: dp?.clipNorm ?? 0, noiseStd: dp?.sigma ?? 0, noiseSeed: batchSeed(config.seed, k, -1, -1) };
       const target: NativeMatchTarget = await withCancel(opts.signal, (t) => model.native.buildTarget(targetArgs, t));
@@ -301,8 +295,7 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
       const meanLen = Math.round(seqs.reduce((a, q) => a + q.length - templateTokens.length - leadTokens.length, 0) / seqs.length);
       const freeLen = Math.min(config.method.length ?? meanLen, maxT - templateTokens.length - leadTokens.length, maxT - prompt.length);
       if (freeLen < 1) throw new InvalidFileError(config.resolved.configFile, `classes[${k}]: the instruction and template leave no room in the model's ${maxT}-token context`);
-      const prefix = model.createKVCache(1, prompt.length);
-      const prefixLogits = await model.decode(prefix, { tokens: Int32Array.from(prompt), T: prompt.length }, { signal: opts.signal });
+      const { prefix, prefixLogits } = await promptPrefix(model, prompt, opts.signal);
       classes.push({ name, labelToken: labelIds[0], templateTokens, leadTokens, prefix, prefixLogits, target, freeLen, real, dp, targetArgs });
       log(`class '${name}': ${real.length} real examples, ‖G*‖=${target.norm.toExponential(3)}, ${freeLen} free tokens`);
     }

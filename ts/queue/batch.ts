@@ -6,7 +6,7 @@
 import { withCancel } from "../abort";
 import type { SynthConfig } from "../gradmm/config";
 import { continuationLoss, pieceTokens, startTokens } from "../gradmm/lm";
-import { runBatch, type BatchProgress, type BatchResult, type ClassSetup } from "../gradmm/method";
+import { promptPrefix, runBatch, type BatchProgress, type BatchResult, type ClassSetup } from "../gradmm/method";
 import { batchSettings } from "../gradmm/synthesize";
 import type { CausalLMModel } from "../model";
 import type { NativeBuildTargetArgs } from "../native";
@@ -30,8 +30,7 @@ export async function classSetup(model: CausalLMModel, tokenizer: Tokenizer, con
   const target = await withCancel(signal, (t) => model.native.buildTarget(targetArgs, t));
   const prompt = startTokens(tokenizer, spec.instruction);
   if (prompt.length === leadTokens.length) throw new Error(`classes[${k}].instruction encodes to no tokens`);
-  const prefix = model.createKVCache(1, prompt.length);
-  const prefixLogits = await model.decode(prefix, { tokens: Int32Array.from(prompt), T: prompt.length }, { signal });
+  const { prefix, prefixLogits } = await promptPrefix(model, prompt, signal);
   return { labelToken: labelIds[0], templateTokens, leadTokens, prefix, prefixLogits, target, freeLen, prompt };
 }
 
