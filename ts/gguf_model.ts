@@ -118,57 +118,9 @@ export function ggufModelConfig(g: GGUFFile): ModelConfig {
 
   const has = (t: string) => g.tensors.has(`blk.0.${t}`);
   if (arch === "phi3") {
-    // llama.cpp's Phi3MiniModel: HF's fused qkv_proj (attn_qkv) and gate_up_proj (ffn_up), RMSNorm, no biases;
-    // LongRoPE files carry the factors as tensors rope_factors_long / rope_factors_short and the attention factor and
-    // the original context as metadata
-    let longRope: LlamaConfig["ropeScaling"] = null;
-    if (g.tensors.has("rope_factors_long.weight") || g.tensors.has("rope_factors_short.weight")) {
-      const factors = (name: string): number[] => {
-        const t = g.tensors.get(name);
-        if (!t || t.type !== 0 || t.elements !== headDim / 2)
-          throw new InvalidFileError(g.file, `LongRoPE needs tensor '${name}' as F32 with ${headDim / 2} elements (head size / 2)`);
-        const out = new Float32Array(t.elements);
-        readRange(g.file, t.fileOffset, new Uint8Array(out.buffer));
-        return Array.from(out);
-      };
-      const original = m.uint(key("rope.scaling.original_context_length"), null);
-      if (original === null) throw new InvalidFileError(g.file, `LongRoPE needs metadata '${key("rope.scaling.original_context_length")}'`);
-      // the converter's default attention factor (transformers' too), unless the file stores another (float32)
-      const scale = maxSeqLen / original;
-      const byDefault = scale > 1 ? Math.sqrt(1 + Math.log(scale) / Math.log(original)) : 1;
-      const stored = m.number(key("rope.scaling.attn_factor"), null);
-      const attn = stored === null || stored === Math.fround(byDefault) ? null : stored;
-      longRope = {
-        type: "longrope",
-        shortFactor: factors("rope_factors_short.weight"),
-        longFactor: factors("rope_factors_long.weight"),
-        attentionFactor: attn ?? byDefault,
-        originalMaxPositionEmbeddings: original,
-      };
-    }
+    // llama.cpp's Phi3MiniModel: HF's fused qkv_proj (attn_qkv) and gate_up_proj (ffn_up), RMSNorm, no biases
     if (!has("attn_qkv.weight")) unsupported("a phi3 file with separate attn_q / attn_k / attn_v tensors (fused attn_qkv only)");
     if (has("ffn_gate.weight")) unsupported("a phi3 file with a separate ffn_gate tensor (ffn_up holding gate_up_proj only)");
-    const config: LlamaConfig = {
-      architecture: "llama",
-      modelType: "phi3",
-      vocabSize,
-      maxSeqLen,
-      channels,
-      intermediateSize: ff,
-      numLayers,
-      numHeads,
-      numKvHeads,
-      headDim,
-      rmsNormEps: eps,
-      ropeTheta,
-      ropeScaling: longRope,
-      tieWordEmbeddings: !g.tensors.has("output.weight"),
-      attentionBias: false,
-      oProjBias: false,
-      mlpBias: false,
-      fusedQkvGateUp: true,
-    };
-    return config;
   }
   const config: LlamaConfig = {
     architecture: "llama",
@@ -183,14 +135,48 @@ export function ggufModelConfig(g: GGUFFile): ModelConfig {
     headDim,
     rmsNormEps: eps,
     ropeTheta,
-    ropeScaling,
+    ropeScaling: arch === "phi3" ? phi3LongRope(g, m, headDim, maxSeqLen) : ropeScaling,
     tieWordEmbeddings: !g.tensors.has("output.weight"),
     attentionBias: arch === "qwen2" || has("attn_q.bias"),
     oProjBias: arch === "llama" && has("attn_output.bias"),
     mlpBias: arch === "llama" && has("ffn_gate.bias"),
+    ...(arch === "phi3" ? { fusedQkvGateUp: true } : {}),
   };
   if (arch === "qwen2" && !has("attn_q.bias")) config.attentionBias = false;
   return config;
+}
+
+/**
+ * Phi-3 LongRoPE from a phi3 file (llama.cpp's Phi3MiniModel writes the factors as tensors rope_factors_long /
+ * rope_factors_short and the attention factor and the original context as metadata), or null without them.
+ */
+function phi3LongRope(g: GGUFFile, m: GGUFMetadata, headDim: number, maxSeqLen: number): LlamaConfig["ropeScaling"] {
+  const key = (k: string) => `phi3.${k}`;
+  if (g.tensors.has("rope_factors_long.weight") || g.tensors.has("rope_factors_short.weight")) {
+    const factors = (name: string): number[] => {
+      const t = g.tensors.get(name);
+      if (!t || t.type !== 0 || t.elements !== headDim / 2)
+        throw new InvalidFileError(g.file, `LongRoPE needs tensor '${name}' as F32 with ${headDim / 2} elements (head size / 2)`);
+      const out = new Float32Array(t.elements);
+      readRange(g.file, t.fileOffset, new Uint8Array(out.buffer));
+      return Array.from(out);
+    };
+    const original = m.uint(key("rope.scaling.original_context_length"), null);
+    if (original === null) throw new InvalidFileError(g.file, `LongRoPE needs metadata '${key("rope.scaling.original_context_length")}'`);
+    // the converter's default attention factor (transformers' too), unless the file stores another (float32)
+    const scale = maxSeqLen / original;
+    const byDefault = scale > 1 ? Math.sqrt(1 + Math.log(scale) / Math.log(original)) : 1;
+    const stored = m.number(key("rope.scaling.attn_factor"), null);
+    const attn = stored === null || stored === Math.fround(byDefault) ? null : stored;
+    return {
+      type: "longrope",
+      shortFactor: factors("rope_factors_short.weight"),
+      longFactor: factors("rope_factors_long.weight"),
+      attentionFactor: attn ?? byDefault,
+      originalMaxPositionEmbeddings: original,
+    };
+  }
+  return null;
 }
 
 /**
