@@ -26,9 +26,9 @@ const INDEX_TYPES = [
 ];
 const ADVANCED_VALUES = [
   "EXIT_CODES", "GPT2Model", "QueueError", "alphabeticTokenMask", "analyticGaussianSigma", "applyOverrides",
-  "cacheRoot", "cachedModelFile", "checkOutputDir", "classicGaussianSigma", "classifyByLabelWord", "configSchema",
+  "cacheRoot", "cachedModelFile", "checkOutputDir", "checkpointMatches", "classicGaussianSigma", "classifyByLabelWord", "configSchema",
   "continuationLoss", "dataTable", "didYouMean", "dpParameters", "esc", "evaluateWindows", "exitCodeOf", "figure",
-  "filterSamples", "findGGUF", "fmt", "formatZodIssues", "gaussian", "gpt2TokenizerJsonFromFiles", "imdbBitsPerByte",
+  "filterSamples", "findGGUF", "fingerprint", "fingerprintWithFilter", "fmt", "formatZodIssues", "gaussian", "gpt2TokenizerJsonFromFiles", "imdbBitsPerByte",
   "isGGUFFile", "kvTable", "lastPositionLogits", "loadPretrainConfig", "memoryEstimate", "mlpWidth", "mulberry32",
   "native", "openSafetensors", "openSafetensorsDir", "packageRoot", "page", "parseGGUFBuffer", "parseWithSchema", "pieceTokens",
   "prepareCorpus", "prepareData", "pretrain", "promptPrefix", "proposeConfig", "queueBatchRunner", "readCheckpoint", "readGGUF",

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidFileError } from "../ts/errors";
 import { loadConfigFile, parseConfig } from "../ts/gradmm/config";
 import { analyticGaussianSigma, classicGaussianSigma, dpParameters } from "../ts/gradmm/dp";
-import { fingerprint, OutputExistsError } from "../ts/gradmm/output";
+import { fingerprint, fingerprintWithFilter, OutputExistsError } from "../ts/gradmm/output";
 import { synthesize } from "../ts/gradmm/synthesize";
 import { native } from "../ts/native";
 import { makeTinyLM } from "./fixtures/make_tiny_lm";
@@ -164,6 +164,45 @@ describe("synthesize (tiny model)", () => {
     const samples = fs.readFileSync(path.join(pz, "synthetic.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
     expect(samples.every((s) => s.matching_loss > 0 && s.matching_loss < 2)).toBe(true);
     console.log(`decode best_z: ${earlier} of 4 batches kept an earlier projection`);
+  });
+
+  it("changing only the filter resumes every batch (checkpoints from before, with the filter in the fingerprint, too)", async () => {
+    const out = path.join(tmp, "refilter");
+    const filtered = parseConfig(tinyConfig(out), tmp, "cfg");
+    const unfiltered = parseConfig(tinyConfig(out, { filter: { enabled: false } }), tmp, "cfg");
+    expect(fingerprint(unfiltered)).toBe(fingerprint(filtered));
+    expect(fingerprintWithFilter(unfiltered)).not.toBe(fingerprintWithFilter(filtered));
+    // the fingerprint checkpoints carried before the filter left it, frozen here as it was computed then
+    const { createHash } = await import("node:crypto");
+    const before = (c: typeof filtered) => {
+      const { output: _o, threads: _t, resolved, precision: _p, ...rest } = c;
+      const { decode: _d, ...method } = rest.method;
+      const h = createHash("sha256").update(JSON.stringify({ ...rest, method }));
+      for (const f of [resolved.dataPath, path.join(resolved.modelDir, "model.safetensors"), path.join(resolved.modelDir, "tokenizer.json")]) h.update(fs.readFileSync(f));
+      return h.digest("hex");
+    };
+    expect(fingerprintWithFilter(filtered)).toBe(before(filtered));
+    const first = await synthesize(filtered);
+    const ckptFile = path.join(out, "checkpoint.json");
+    const ckpt = JSON.parse(fs.readFileSync(ckptFile, "utf8"));
+    fs.writeFileSync(ckptFile, JSON.stringify({ ...ckpt, fingerprint: before(filtered) }));
+    const messages: string[] = [];
+    let admmSteps = 0;
+    const second = await synthesize(unfiltered, { resume: true, onProgress: (p) => (p.phase === "batch" ? admmSteps++ : "message" in p && messages.push(p.message)) });
+    expect(messages).toContain("resuming: 4 batches already done");
+    expect(admmSteps).toBe(0);
+    // (accepted through the filter the finished run recorded in its report.json; without it, only the same filter)
+    const bare = path.join(tmp, "refilter-bare");
+    fs.mkdirSync(bare);
+    fs.writeFileSync(path.join(bare, "checkpoint.json"), JSON.stringify({ ...ckpt, fingerprint: before(filtered) }));
+    await expect(synthesize(parseConfig(tinyConfig(bare, { filter: { enabled: false } }), tmp, "cfg"), { resume: true })).rejects.toThrow(/different config, model or data/);
+    // the same batches, every sample kept in decoding order
+    expect(second.samples).toEqual(first.samples);
+    expect(second.filtered).toEqual(second.samples);
+    expect(first.filtered.length).toBeLessThan(first.samples.length);
+    // a checkpoint of another batch config is still refused
+    const other = parseConfig(tinyConfig(out, { method: { ...tinyConfig(out).method, rho: 0.5 } }), tmp, "cfg");
+    await expect(synthesize(other, { resume: true })).rejects.toThrow(/different config, model or data/);
   });
 
   it("with DP keeps private text out of the output folder and reports ε, δ, C, n, σ", async () => {

@@ -408,6 +408,37 @@ describe("utility run (tiny model)", () => {
     expect(again.report.methods.gradmm.accuracy_mean).toBe(r.report.methods.gradmm.accuracy_mean);
   });
 
+  it("eval.reuse_batches_from: a filter ablation takes another run's GRADMM batches and only filters them again", async () => {
+    expect(firstReport, "the run above").not.toBeNull();
+    const from = path.join(tmp, "run"), out = path.join(tmp, "nofilter");
+    const base = tinyUtilityConfig(out);
+    const cfg = {
+      ...base,
+      filter: { enabled: false },
+      eval: { ...base.eval, modes: ["probe"], methods: { gradmm: true, gradmm_dp: false, real: false, zero_shot_gen: false, few_shot_gen: false, continuous_gm: false, zero_shot_cls: false }, reuse_batches_from: "run" },
+    };
+    const logs: string[] = [];
+    let admmBatches = 0;
+    const r = await runUtility(parseUtilityConfig(cfg, tmp, "nofilter.yaml"), {
+      onProgress: (p) => (p.kind === "log" ? logs.push(p.message) : p.kind === "work" && / gradmm: batch \d/.test(p.stage) && admmBatches++),
+    });
+    expect(logs.filter((m) => /gradmm: 4 batches copied from/.test(m))).toHaveLength(2);
+    expect(admmBatches).toBe(0);
+    for (const seed of [0, 1]) {
+      // the unfiltered set: the first train_per_class samples of each class in decoding order
+      const raw = fs.readFileSync(path.join(from, `seed-${seed}`, "gradmm", "synthetic.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+      const set = JSON.parse(fs.readFileSync(path.join(out, `seed-${seed}`, "sets", "gradmm.json"), "utf8"));
+      for (const k of [0, 1]) {
+        const expected = raw.filter((s) => s.label === k).slice(0, 5).map((s) => s.text);
+        expect(set.texts.filter((t: { cls: number }) => t.cls === k).map((t: { text: string }) => t.text)).toEqual(expected);
+      }
+    }
+    expect(r.report.modes.probe.methods.gradmm.accuracy_per_seed).toHaveLength(2);
+    // batches of another method config are refused, naming the file
+    const other = { ...cfg, method: { ...cfg.method, rho: 0.5 }, eval: { ...cfg.eval, output: path.join(tmp, "nofilter-other") } };
+    await expect(runUtility(parseUtilityConfig(other, tmp, "other.yaml"))).rejects.toThrow(/run\/seed-0\/gradmm\/checkpoint\.json.*another method, dp, data, model or seed/);
+  }, 120_000);
+
   it("resumes a run killed with SIGKILL (through the CLI) to the same results as an uninterrupted run", async () => {
     const cli = path.join(root, "dist", "bench", "cli.js");
     expect(fs.existsSync(cli), "dist/ is built by npm ci (prepare)").toBe(true);

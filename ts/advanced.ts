@@ -41,7 +41,7 @@ export { trainByteLevelBPE, writeTokenizerJson, type TrainOptions, type Tokenize
 
 // ---- the method's pieces (what synthesize runs) ----
 export { memoryEstimate } from "./gradmm/synthesize";
-export { checkOutputDir, readCheckpoint, removePreviousRun } from "./gradmm/output";
+export { checkOutputDir, checkpointMatches, fingerprint, fingerprintWithFilter, readCheckpoint, removePreviousRun } from "./gradmm/output";
 export { configSchema, applyOverrides } from "./gradmm/config";
 export { promptPrefix, runBatch, targetRows, type BatchResult, type BatchSettings, type BatchProgress, type ClassSetup } from "./gradmm/method";
 export type { BatchRunner } from "./gradmm/runner";

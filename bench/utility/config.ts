@@ -79,6 +79,12 @@ export const evalSchema = strictObject({
     .describe(
       "build data.path (and test_path) from a package when absent: spam-assassin (npm, fetched), debian-fortunes (the Debian package fortunes, installed with apt-get; test_path required, test_per_class entries per class)",
     ),
+  reuse_batches_from: z
+    .string()
+    .optional()
+    .describe(
+      "another utility run's output folder (relative to the config file): each seed's gradmm / gradmm_dp batches are copied from it when this run has none, if they were made with the same method, dp, data, model and seed (for ablations of the filter or the evaluation, which then cost no generation)",
+    ),
   output: z.string().default("runs/utility").describe("output folder (relative to the config file)"),
   threads: z.number().int().min(0).default(0).describe("CPU threads (0 = all cores)"),
 });
@@ -93,7 +99,7 @@ export interface UtilityConfig {
   eval: EvalConfig;
   baseDir: string;
   configFile: string;
-  resolved: { outputDir: string; testPath: string | null };
+  resolved: { outputDir: string; testPath: string | null; reuseBatchesFrom: string | null };
 }
 
 /** What the command line may replace in a config. */
@@ -151,7 +157,7 @@ export function parseUtilityConfig(
     eval: ev,
     baseDir,
     configFile: sourceName,
-    resolved: { outputDir: path.resolve(baseDir, ev.output), testPath },
+    resolved: { outputDir: path.resolve(baseDir, ev.output), testPath, reuseBatchesFrom: ev.reuse_batches_from ? path.resolve(baseDir, ev.reuse_batches_from) : null },
   };
 }
 

@@ -5,8 +5,8 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { withCancel, writeJsonAtomic, writeJsonlAtomic, filterSamples, type SyntheticSample, continuationLoss, type BatchResult, type BatchSettings, type ClassSetup, type GPT2Model, mulberry32, alphabeticTokenMask, shuffled, pieceTokens, startTokens, promptPrefix, targetRows } from "../../ts/advanced";
-import { synthesize, type Tokenizer } from "../../ts/index";
+import { withCancel, writeJsonAtomic, readCheckpoint, checkpointMatches, fingerprint, writeJsonlAtomic, filterSamples, type SyntheticSample, continuationLoss, type BatchResult, type BatchSettings, type ClassSetup, type GPT2Model, mulberry32, alphabeticTokenMask, shuffled, pieceTokens, startTokens, promptPrefix, targetRows } from "../../ts/advanced";
+import { InvalidFileError, synthesize, type SynthConfig, type Tokenizer } from "../../ts/index";
 import { derivedSynthConfig, type UtilityConfig } from "./config";
 import { runContinuousBatch } from "./continuous";
 import { bannedForGeneration, fewShotPrompt, sampleContinuations } from "./generate";
@@ -113,6 +113,27 @@ export function fillToSize(kept: SyntheticSample[], all: SyntheticSample[], K: n
   return { set, toppedUp };
 }
 
+/**
+ * `eval.reuse_batches_from`: copies another run's checkpoint of this seed's batches into this run's synth folder
+ * (when it has none), after checking that they were made by the same batch config, model and data; synthesize()
+ * then resumes them all and only filters. A seed the other run has not finished is generated here.
+ */
+function reuseBatches(fromDir: string, config: SynthConfig, ctx: SeedContext, name: string): void {
+  const to = path.join(config.resolved.outputDir, "checkpoint.json");
+  if (fs.existsSync(to)) return;
+  const from = path.join(fromDir, "checkpoint.json");
+  if (!fs.existsSync(from)) {
+    ctx.log(`seed ${ctx.seed} ${name}: eval.reuse_batches_from has no batches at ${from}; generating them here`);
+    return;
+  }
+  const prev = readCheckpoint(from);
+  if (!checkpointMatches(config, prev.fingerprint, fromDir))
+    throw new InvalidFileError(from, `eval.reuse_batches_from: these ${name} batches were made with another method, dp, data, model or seed than this run's, so they cannot stand in for its own`);
+  fs.mkdirSync(path.dirname(to), { recursive: true });
+  writeJsonAtomic(to, { ...prev, fingerprint: fingerprint(config) });
+  ctx.log(`seed ${ctx.seed} ${name}: ${Object.keys(prev.batches).length} batches copied from ${from}`);
+}
+
 /** `gradmm` / `gradmm_dp`: the synth pipeline on the seed's private examples. */
 export async function buildGradmm(ctx: SeedContext, dp: boolean, privateFile: string): Promise<BuiltSet> {
   const { u } = ctx;
@@ -126,6 +147,7 @@ export async function buildGradmm(ctx: SeedContext, dp: boolean, privateFile: st
     seed: ctx.seed,
     threads: u.eval.threads,
   });
+  if (u.resolved.reuseBatchesFrom) reuseBatches(path.join(u.resolved.reuseBatchesFrom, path.basename(ctx.seedDir), name), config, ctx, name);
   const started = Date.now();
   let ticked = 0;
   const r = await synthesize(config, {

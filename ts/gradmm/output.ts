@@ -9,7 +9,7 @@ import { z } from "zod";
 import { resolvePrecision } from "../threads";
 import { GradmmError, InvalidCheckpointError, OutputError } from "../errors";
 import { findGGUF } from "../model_config";
-import type { SynthConfig } from "./config";
+import { configSchema, type SynthConfig } from "./config";
 import type { BatchResult } from "./method";
 
 /** The output folder already holds a run, and neither `resume` nor `overwrite` was asked for (code OUTPUT_EXISTS). */
@@ -31,13 +31,55 @@ export interface StoredBatch extends BatchResult {
   seconds: number;
 }
 
-/** What makes two runs the same: the config (minus output/threads) and the model and data files' contents. */
+/**
+ * What makes two runs' batches the same: the config minus what only acts after the batches or does not change them
+ * (output, threads, the filter section, the data file's path: its contents count) and the model and data files'
+ * contents. A run that changes only the filter resumes every batch of the checkpoint and filters again.
+ */
 export function fingerprint(config: SynthConfig): string {
+  return configFingerprint(config, null);
+}
+
+/**
+ * The fingerprint checkpoints written before 2026-12-07 carry: with the filter section and the data file's path
+ * inside (by default the config's own).
+ */
+export function fingerprintWithFilter(config: SynthConfig, filter: SynthConfig["filter"] = config.filter, dataPath: string = config.data.path): string {
+  return configFingerprint(config, { filter, dataPath });
+}
+
+/**
+ * Whether a checkpoint's fingerprint says its batches are this config's: the fingerprint, or the older one, for
+ * this config's filter and data path or those the run in `runDir` recorded in its report.json (a finished run).
+ */
+export function checkpointMatches(config: SynthConfig, checkpointFingerprint: string, runDir: string): boolean {
+  if (checkpointFingerprint === fingerprint(config) || checkpointFingerprint === fingerprintWithFilter(config)) return true;
+  const reportFile = path.join(runDir, "report.json");
+  if (!fs.existsSync(reportFile)) return false;
+  let recorded: { filter?: unknown; data?: { path?: unknown } } | undefined;
+  try {
+    recorded = (JSON.parse(fs.readFileSync(reportFile, "utf8")) as { settings?: typeof recorded }).settings;
+  } catch {
+    return false;
+  }
+  const filter = configSchema.shape.filter.safeParse(recorded?.filter);
+  const dataPath = recorded?.data?.path;
+  return filter.success && typeof dataPath === "string" && checkpointFingerprint === fingerprintWithFilter(config, filter.data, dataPath);
+}
+
+function configFingerprint(config: SynthConfig, before: { filter: SynthConfig["filter"]; dataPath: string } | null): string {
   const h = createHash("sha256");
-  const { output: _o, threads: _t, resolved, precision, ...rest } = config;
+  const { output: _o, threads: _t, resolved, precision, filter: _f, ...rest } = config;
   // method.decode best_x (the default, the paper's) leaves the fingerprint as it was before the setting existed
   const { decode, ...method } = rest.method;
-  h.update(JSON.stringify({ ...rest, method }));
+  if (before) {
+    // the key order of the parsed config: filter sits between dp and seed
+    const { seed, ...beforeSeed } = rest;
+    h.update(JSON.stringify({ ...beforeSeed, data: { ...rest.data, path: before.dataPath }, method, filter: before.filter, seed }));
+  } else {
+    const { path: _p, ...data } = rest.data;
+    h.update(JSON.stringify({ ...rest, data, method, batches_only: true }));
+  }
   if (decode === "best_z") h.update("decode: best_z");
   // float32 (the default) leaves the fingerprint as it was before the setting existed; bf16 (given or chosen by
   // auto) gives other results, so another fingerprint

@@ -20,7 +20,7 @@ import { dpParameters, type DPParameters } from "./dp";
 import { filterSamples, type SyntheticSample } from "./filter";
 import { continuationLoss, pieceTokens, startTokens } from "./lm";
 import { promptPrefix, runBatch, targetRows, type BatchSettings, type ClassSetup } from "./method";
-import { checkOutputDir, fingerprint, OutputExistsError, readCheckpoint, removePreviousRun, RUN_FILES, writeOutput, type Checkpoint } from "./output";
+import { checkOutputDir, checkpointMatches, fingerprint, OutputExistsError, readCheckpoint, removePreviousRun, RUN_FILES, writeOutput, type Checkpoint } from "./output";
 import type { BatchRunner } from "./runner";
 
 /** What synthesize reports through `onProgress`: setup messages, each ADMM step of a batch, finished batches, long steps. */
@@ -164,9 +164,10 @@ async function prepare(config: SynthConfig, opts: SynthOptions): Promise<Prepare
   if (previousRun) {
     if (opts.resume) {
       const prev = readCheckpoint(ckptFile);
-      if (prev.fingerprint !== fp)
+      // checkpoints written before the filter left the fingerprint carry the older one; their batches are the same
+      if (!checkpointMatches(config, prev.fingerprint, outDir))
         throw new InvalidCheckpointError(ckptFile, "the checkpoint was made with a different config, model or data; it cannot be resumed (use --overwrite to start again)", { field: "fingerprint" });
-      ckpt = prev;
+      ckpt = { ...prev, fingerprint: fp };
     } else if (!opts.overwrite) throw new OutputExistsError(outDir);
   } else if (!opts.overwrite && RUN_FILES.some((f) => fs.existsSync(path.join(outDir, f)))) throw new OutputExistsError(outDir);
   // ---- model and tokenizer ----
