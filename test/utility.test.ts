@@ -10,6 +10,7 @@ import { bannedForGeneration, fewShotPrompt, sampleContinuations, sampleToken } 
 import { distinctN, gradientCosine, gradientFactors, longestSharedNgram, words } from "../bench/utility/metrics";
 import { meanStd } from "../bench/utility/report";
 import { runUtility } from "../bench/utility/run";
+import { collectTrajectories } from "../bench/utility/html";
 import { fitLogistic, predictLogistic, probeClassifier } from "../bench/utility/probe";
 import { spawn, spawnSync } from "node:child_process";
 import { classifierInput, evaluateClassifier, labelPrior, labelWordLogProbs, scoreEvaluation, type ClassifierSpec } from "../bench/utility/scorer";
@@ -378,6 +379,12 @@ describe("utility run (tiny model)", () => {
     // every GRADMM sample is alphabetic (the allowed set) and the real set shares its whole text with itself at most
     expect(report.settings.data.test_per_class).toEqual([30, 30]);
     for (const mode of ["finetune", "probe"]) expect(fs.readFileSync(path.join(out, `accuracy-${mode}.svg`), "utf8")).toMatch(/^<svg[\s\S]*role-mark/);
+    // the matching-loss trajectories of every GRADMM batch: 2 seeds × 2 methods × 2 classes × 2 batches, 2 outer steps, x and z
+    const points = collectTrajectories(out);
+    expect(points).toHaveLength(2 * 2 * 2 * 2 * 2 * 2);
+    const synth0 = JSON.parse(fs.readFileSync(path.join(out, "seed-0", "gradmm", "report.json"), "utf8"));
+    expect(points.filter((p) => p.method === "gradmm" && p.batch === "seed-0 negative 0 ρ=0.1" && p.variable === "f(z)").map((p) => p.loss)).toEqual(synth0.classes.negative.batches[0].z_loss_per_outer);
+    expect(fs.readFileSync(path.join(out, "trajectories.svg"), "utf8")).toMatch(/^<svg(?=[\s\S]*role-mark)[\s\S]*16 batches/);
     const html = fs.readFileSync(path.join(out, "report.html"), "utf8");
     for (const mode of ["finetune", "probe"]) {
       expect(html).toContain(`data-plot="accuracy-${mode}"`);
@@ -387,6 +394,12 @@ describe("utility run (tiny model)", () => {
     expect(md).toMatch(/### finetune\n/);
     expect(md).toMatch(/### probe\n/);
     expect(md).toMatch(/\| gradmm \| \d+\.\d ± \d+\.\d \| \d+\.\d \|/);
+    // five training texts per class per method (seed 0), one row each, pipes escaped
+    expect(md).toMatch(/### samples\n\n\| method \| class \| text \(seed 0\) \|/);
+    const sampleRows = md.split("### samples")[1].split("\n").filter((l) => l.startsWith("| gradmm | "));
+    const gradmmSet = JSON.parse(fs.readFileSync(path.join(out, "seed-0", "sets", "gradmm.json"), "utf8")).texts as { text: string; cls: number }[];
+    expect(sampleRows).toHaveLength(10);
+    expect(sampleRows[0]).toBe(`| gradmm | negative | ${gradmmSet.filter((t) => t.cls === 0)[0].text.replace(/\s+/g, " ").trim().replace(/\|/g, "\\|")} |`);
     expect(events.length).toBeGreaterThan(10);
     // private examples never in test
     const split = JSON.parse(fs.readFileSync(path.join(out, "seed-0", "split.json"), "utf8"));

@@ -4,6 +4,7 @@
  * table with intervals and set metrics (sortable), and samples of each method's training set. Vega-Lite rendered to
  * static SVG on the server (ts/report/page.ts), like the run report; nothing is fetched when the page opens.
  */
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { writeFileAtomic, dataTable, esc, figure, fmt, kvTable, page, vegaLiteSvg, type VegaLiteSpec } from "../../ts/advanced";
 import type { MethodSummary } from "./report";
@@ -148,13 +149,65 @@ export async function renderUtilityHtml(report: UtilityReportLike, title = "Util
   return page(title, parts.join("\n"));
 }
 
-/** Writes report.html and accuracy-<mode>.svg into `dir`; returns report.html's path. */
+/** One point of a GRADMM batch's trajectory: f(x) after an outer step's x-update, or f(z) after its projection. */
+export interface TrajectoryPoint {
+  method: string;
+  batch: string;
+  outer: number;
+  variable: "f(x)" | "f(z)";
+  loss: number;
+}
+
+/** The matching-loss trajectories of every GRADMM batch of a utility run (each seed's synth folder's report.json). */
+export function collectTrajectories(dir: string): TrajectoryPoint[] {
+  const points: TrajectoryPoint[] = [];
+  const seeds = fs.existsSync(dir) ? fs.readdirSync(dir).filter((d) => /^seed-\d+$/.test(d)).sort((a, b) => Number(a.slice(5)) - Number(b.slice(5))) : [];
+  for (const seed of seeds)
+    for (const method of ["gradmm", "gradmm_dp"]) {
+      const file = path.join(dir, seed, method, "report.json");
+      if (!fs.existsSync(file)) continue;
+      const r = JSON.parse(fs.readFileSync(file, "utf8")) as { classes: Record<string, { batches: { batch: number; rho: number; x_loss_per_outer: number[]; z_loss_per_outer: number[] }[] }> };
+      for (const [cls, c] of Object.entries(r.classes))
+        for (const b of c.batches) {
+          const batch = `${seed} ${cls} ${b.batch} ρ=${b.rho}`;
+          b.x_loss_per_outer.forEach((loss, i) => points.push({ method, batch, outer: i + 1, variable: "f(x)", loss }));
+          b.z_loss_per_outer.forEach((loss, i) => points.push({ method, batch, outer: i + 1, variable: "f(z)", loss }));
+        }
+    }
+  return points;
+}
+
+/** Matching loss per ADMM outer step: a thin line per batch, the mean over batches thick; x and z side by side. */
+export function trajectorySpec(points: readonly TrajectoryPoint[], title: string): VegaLiteSpec {
+  const color = { field: "method", type: "nominal", scale: { domain: ["gradmm", "gradmm_dp"], range: [METHOD_COLORS.gradmm, "#e45756"] }, title: null };
+  const x = { field: "outer", type: "ordinal", title: "ADMM outer step", axis: { labelAngle: 0 } };
+  return {
+    title: { text: title, fontSize: 13 },
+    data: { values: points },
+    facet: { column: { field: "variable", type: "nominal", title: null, header: { labelFontSize: 12 } } },
+    spec: {
+      width: 300,
+      height: 220,
+      layer: [
+        { mark: { type: "line", strokeWidth: 0.6, opacity: 0.25 }, encoding: { x, y: { field: "loss", type: "quantitative", title: "1 − cos(g_syn, g_real)" }, color, detail: { field: "batch" } } },
+        { mark: { type: "line", strokeWidth: 2.5, point: true }, encoding: { x, y: { aggregate: "mean", field: "loss", type: "quantitative" }, color } },
+      ],
+    },
+  };
+}
+
+/** Writes report.html and accuracy-<mode>.svg (and trajectories.svg when the run has GRADMM batches) into `dir`; returns report.html's path. */
 export async function writeUtilityHtml(dir: string, report: UtilityReportLike, title?: string): Promise<string> {
   for (const [mode, agg] of Object.entries(report.modes)) {
     if (!Object.keys(agg.methods).length) continue;
     const names = Object.keys(agg.methods);
     const classes = Object.keys(agg.methods[names[0]].per_class_accuracy_mean).length;
     writeFileAtomic(path.join(dir, `accuracy-${mode}.svg`), await accuracySvg(agg, `${title ?? "utility"} (${mode}): test accuracy, mean and 95% interval over ${agg.seeds.length} seeds`, classes ? 1 / classes : undefined));
+  }
+  const points = collectTrajectories(dir);
+  if (points.length) {
+    const batches = new Set(points.map((p) => `${p.method} ${p.batch}`)).size;
+    writeFileAtomic(path.join(dir, "trajectories.svg"), await vegaLiteSvg(trajectorySpec(points, `${title ?? "utility"}: matching loss per ADMM outer step (${batches} batches; thick: mean)`)));
   }
   const file = path.join(dir, "report.html");
   writeFileAtomic(file, await renderUtilityHtml(report, title));

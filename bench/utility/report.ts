@@ -133,3 +133,22 @@ export function formatMarkdown(report: { methods: Record<string, MethodSummary>;
   if (report.machine) foot.push(`Machine: ${report.machine.cpu}, ${report.machine.threads} thread(s).`);
   return [...lines, "", foot.join(" ")].join("\n");
 }
+
+/**
+ * The first seed's training texts, `perClass` per class per method (the first of each set: GRADMM's in the filter's
+ * ranking, the real set's at random), as a Markdown table with one row per text.
+ */
+export function formatSamplesMarkdown(report: { methods: Record<string, MethodSummary>; seeds: number[] }, classNames: readonly string[], perClass = 5, maxChars = 240): string {
+  const cell = (t: string) => {
+    const one = t.replace(/\s+/g, " ").trim();
+    const cut = one.length > maxChars ? one.slice(0, maxChars - 1) + "…" : one;
+    return cut.replace(/\\/g, "\\\\").replace(/\|/g, "\\|").replace(/</g, "&lt;");
+  };
+  const lines = [`| method | class | text (seed ${report.seeds[0] ?? "–"}) |`, "| --- | --- | --- |"];
+  for (const [name, s] of Object.entries(report.methods)) {
+    const ex = s.examples as string[][] | undefined;
+    if (!Array.isArray(ex)) continue;
+    ex.forEach((texts, k) => texts.slice(0, perClass).forEach((t) => lines.push(`| ${name} | ${classNames[k] ?? k} | ${cell(t)} |`)));
+  }
+  return lines.join("\n");
+}

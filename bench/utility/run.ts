@@ -16,7 +16,7 @@ import { finetuneClassifier } from "./finetune";
 import { FeatureCache, labelledFeatures, probeClassifier } from "./probe";
 import { distinctN, gradientCosine, gradientFactors, longestSharedNgram, setPerplexity, type GradientFactors } from "./metrics";
 import { writeUtilityHtml } from "./html";
-import { aggregate, formatMarkdown, type SeedResult, type SetMetrics } from "./report";
+import { aggregate, formatMarkdown, formatSamplesMarkdown, type SeedResult, type SetMetrics } from "./report";
 import { classifierInput, evaluateClassifier, labelPrior, labelWordLogProbs, scoreEvaluation, type ClassifierSpec, type LabelledSeq } from "./scorer";
 import { buildContinuous, buildGeneration, buildGradmm, buildReal, writePrivateFile, type BuiltSet, type SeedContext } from "./sets";
 import { countByClass, makeTestSplit, readItems, splitForSeed, type Item } from "./splits";
@@ -398,6 +398,7 @@ export async function runUtility(u: UtilityConfig, opts: UtilityOptions = {}): P
       };
       writeJsonAtomic(path.join(outDir, "report.json"), report);
       const md = Object.entries(aggs).map(([mode, agg]) => `### ${mode}${complete ? "" : " (partial)"}\n\n${formatMarkdown({ ...agg, wall_seconds: state.wall_seconds, machine: report.machine })}`);
+      if (first.seeds.length) md.push(`### samples\n\n${formatSamplesMarkdown(first, classNames)}`);
       writeFileAtomic(path.join(outDir, "report.md"), md.join("\n\n") + "\n");
       await writeUtilityHtml(outDir, report, `Utility benchmark: ${path.basename(u.configFile)}`);
       return report;
