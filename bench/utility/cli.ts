@@ -61,7 +61,7 @@ export async function utilityCommand(file: string, o: UtilityCliOptions): Promis
     bars?.stop();
     if (o.json) process.stdout.write(JSON.stringify(r.report) + "\n");
     else process.stdout.write(formatMarkdown(r.report) + "\n");
-    process.stderr.write(`wrote report.json, report.md, report.html and accuracy-<mode>.svg to ${r.outputDir}\n`);
+    process.stderr.write(`wrote report.json, report.md, report.html, accuracy-<mode>.svg and trajectories.svg to ${r.outputDir}\n`);
   } catch (e) {
     bars?.stop();
     if (e instanceof AbortError) {
