@@ -379,9 +379,10 @@ describe("utility run (tiny model)", () => {
     // every GRADMM sample is alphabetic (the allowed set) and the real set shares its whole text with itself at most
     expect(report.settings.data.test_per_class).toEqual([30, 30]);
     for (const mode of ["finetune", "probe"]) expect(fs.readFileSync(path.join(out, `accuracy-${mode}.svg`), "utf8")).toMatch(/^<svg[\s\S]*role-mark/);
-    // the matching-loss trajectories of every GRADMM batch: 2 seeds × 2 methods × 2 classes × 2 batches, 2 outer steps, x and z
+    // the matching-loss trajectories of every GRADMM batch: 2 seeds × 2 methods × 2 classes × 2 batches; x at the
+    // init and after each of the 2 outer steps, z after each
     const points = collectTrajectories(out);
-    expect(points).toHaveLength(2 * 2 * 2 * 2 * 2 * 2);
+    expect(points).toHaveLength(2 * 2 * 2 * 2 * (3 + 2));
     const synth0 = JSON.parse(fs.readFileSync(path.join(out, "seed-0", "gradmm", "report.json"), "utf8"));
     expect(points.filter((p) => p.method === "gradmm" && p.batch === "seed-0 negative 0 ρ=0.1" && p.variable === "f(z)").map((p) => p.loss)).toEqual(synth0.classes.negative.batches[0].z_loss_per_outer);
     expect(fs.readFileSync(path.join(out, "trajectories.svg"), "utf8")).toMatch(/^<svg(?=[\s\S]*role-mark)[\s\S]*16 batches/);

@@ -149,7 +149,7 @@ export async function renderUtilityHtml(report: UtilityReportLike, title = "Util
   return page(title, parts.join("\n"));
 }
 
-/** One point of a GRADMM batch's trajectory: f(x) after an outer step's x-update, or f(z) after its projection. */
+/** One point of a GRADMM batch's trajectory: f(x) after an outer step's x-update (outer 0: the chosen init), or f(z) after its projection. */
 export interface TrajectoryPoint {
   method: string;
   batch: string;
@@ -166,10 +166,11 @@ export function collectTrajectories(dir: string): TrajectoryPoint[] {
     for (const method of ["gradmm", "gradmm_dp"]) {
       const file = path.join(dir, seed, method, "report.json");
       if (!fs.existsSync(file)) continue;
-      const r = JSON.parse(fs.readFileSync(file, "utf8")) as { classes: Record<string, { batches: { batch: number; rho: number; x_loss_per_outer: number[]; z_loss_per_outer: number[] }[] }> };
+      const r = JSON.parse(fs.readFileSync(file, "utf8")) as { classes: Record<string, { batches: { batch: number; rho: number; init_loss: number; x_loss_per_outer: number[]; z_loss_per_outer: number[] }[] }> };
       for (const [cls, c] of Object.entries(r.classes))
         for (const b of c.batches) {
           const batch = `${seed} ${cls} ${b.batch} ρ=${b.rho}`;
+          points.push({ method, batch, outer: 0, variable: "f(x)", loss: b.init_loss });
           b.x_loss_per_outer.forEach((loss, i) => points.push({ method, batch, outer: i + 1, variable: "f(x)", loss }));
           b.z_loss_per_outer.forEach((loss, i) => points.push({ method, batch, outer: i + 1, variable: "f(z)", loss }));
         }
@@ -177,19 +178,21 @@ export function collectTrajectories(dir: string): TrajectoryPoint[] {
   return points;
 }
 
-/** Matching loss per ADMM outer step: a thin line per batch, the mean over batches thick; x and z side by side. */
+/** Matching loss per ADMM outer step: a thin line per batch, the mean over batches thick; x and z side by side, a row per method. */
 export function trajectorySpec(points: readonly TrajectoryPoint[], title: string): VegaLiteSpec {
   const color = { field: "method", type: "nominal", scale: { domain: ["gradmm", "gradmm_dp"], range: [METHOD_COLORS.gradmm, "#e45756"] }, title: null };
-  const x = { field: "outer", type: "ordinal", title: "ADMM outer step", axis: { labelAngle: 0 } };
+  const x = { field: "outer", type: "ordinal", title: "ADMM outer step (0: init)", axis: { labelAngle: 0 } };
   return {
     title: { text: title, fontSize: 13 },
     data: { values: points },
-    facet: { column: { field: "variable", type: "nominal", title: null, header: { labelFontSize: 12 } } },
+    // a row per method, each with its own y scale (the DP target is mostly noise, so gradmm_dp's losses sit near 1)
+    facet: { row: { field: "method", type: "nominal", title: null, header: { labelFontSize: 12 } }, column: { field: "variable", type: "nominal", title: null, header: { labelFontSize: 12 } } },
+    resolve: { scale: { y: "independent" } },
     spec: {
       width: 300,
       height: 220,
       layer: [
-        { mark: { type: "line", strokeWidth: 0.6, opacity: 0.25 }, encoding: { x, y: { field: "loss", type: "quantitative", title: "1 − cos(g_syn, g_real)" }, color, detail: { field: "batch" } } },
+        { mark: { type: "line", strokeWidth: 0.6, opacity: 0.3 }, encoding: { x, y: { field: "loss", type: "quantitative", title: "1 − cos(g_syn, g_real)", scale: { zero: false } }, color, detail: { field: "batch" } } },
         { mark: { type: "line", strokeWidth: 2.5, point: true }, encoding: { x, y: { aggregate: "mean", field: "loss", type: "quantitative" }, color } },
       ],
     },
