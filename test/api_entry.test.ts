@@ -29,7 +29,7 @@ const ADVANCED_VALUES = [
   "cacheRoot", "cachedModelFile", "checkOutputDir", "checkpointMatches", "classicGaussianSigma", "classifyByLabelWord", "configSchema",
   "continuationLoss", "dataTable", "didYouMean", "dpParameters", "esc", "evaluateWindows", "exitCodeOf", "figure",
   "filterSamples", "findGGUF", "fingerprint", "fingerprintWithFilter", "fmt", "formatZodIssues", "gaussian", "gpt2TokenizerJsonFromFiles", "imdbBitsPerByte",
-  "isGGUFFile", "kvTable", "lastPositionLogits", "loadPretrainConfig", "memoryEstimate", "mlpWidth", "mulberry32",
+  "isGGUFFile", "kvTable", "labelWordRows", "lastPositionLogits", "loadPretrainConfig", "memoryEstimate", "mlpWidth", "mulberry32",
   "native", "openSafetensors", "openSafetensorsDir", "packageRoot", "page", "parseGGUFBuffer", "parseWithSchema", "pieceTokens",
   "prepareCorpus", "prepareData", "pretrain", "promptPrefix", "proposeConfig", "queueBatchRunner", "readCheckpoint", "readGGUF",
   "readGPT2Config", "readLabelledFile", "readSafetensorsHeader", "readYamlFile", "refreshModelCard",

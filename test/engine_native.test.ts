@@ -100,6 +100,10 @@ describe("native Phi and lm_head-bias matching checks (binding/tests/phi_tests.c
     expect(out).toMatch(/^PASS phi lm_head bias gradient vs finite differences/m);
     expect(out).toMatch(/^PASS match_loss with lm_head bias = mean over \(W, b\)/m);
     expect(out).toMatch(/^PASS match_loss dX with lm_head bias vs finite differences \(DP clip\+noise\)/m);
+    // method.target_rows label_words with a bias: explicit restricted tensors, noise placement, finite differences
+    expect(out).toMatch(/^PASS DP noise only on the label rows/m);
+    expect(out).toMatch(/^PASS match_loss restricted to label rows = explicit mean over \(W, b\) \(label rows, DP clip\+noise\)/m);
+    expect(out).toMatch(/^PASS match_loss dX restricted to label rows vs finite differences \(label rows, DP clip\+noise\)/m);
     expect(run.status).toBe(0);
   });
 });

@@ -190,6 +190,11 @@ export interface NativeBuildTargetArgs {
   noiseSeed?: number;
   /** Tokens (rows × T) per forward while building the target (default 4096): bounds the activations held at once. */
   chunkTokens?: number;
+  /**
+   * The lm_head rows (token ids, distinct) the target and every match against it are restricted to
+   * (method.target_rows label_words); absent or empty: all rows. Clipping and DP noise then cover those rows only.
+   */
+  rows?: Int32Array;
 }
 
 export interface NativeMatchLossArgs {

@@ -428,8 +428,8 @@ Napi::Value ModelWrap::Decode(const Napi::CallbackInfo& info) {
       nullptr, keep);
 }
 
-// buildTarget({tokens [n*T], n, T, lastPos [n], labels [n], clipNorm?, noiseStd?, noiseSeed?, chunkTokens?}, cancel?)
-//   -> Promise<MatchTarget>
+// buildTarget({tokens [n*T], n, T, lastPos [n], labels [n], clipNorm?, noiseStd?, noiseSeed?, chunkTokens?, rows?},
+//   cancel?) -> Promise<MatchTarget>; rows: the lm_head rows to restrict to (gradmatch.h TargetOptions::rows)
 Napi::Value ModelWrap::BuildTarget(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = engine(env);
@@ -444,6 +444,14 @@ Napi::Value ModelWrap::BuildTarget(const Napi::CallbackInfo& info) {
   opts.noise_seed = (uint64_t)num_field(a, "noiseSeed", 0);
   opts.chunk_tokens = (int)num_field(a, "chunkTokens", opts.chunk_tokens);
   if (opts.chunk_tokens < 1) throw Napi::RangeError::New(env, "buildTarget: chunkTokens must be at least 1");
+  auto rows = typed_field<Napi::Int32Array>(a, "rows", (size_t)-1, false);
+  if (!rows.IsEmpty()) opts.rows.assign(rows.Data(), rows.Data() + rows.ElementLength());
+  for (size_t k = 0; k < opts.rows.size(); ++k) {
+    if (opts.rows[k] < 0 || opts.rows[k] >= s->dims().vocab_size)
+      throw Napi::RangeError::New(env, "buildTarget: rows[" + std::to_string(k) + "] is outside the vocabulary");
+    for (size_t j = 0; j < k; ++j)
+      if (opts.rows[j] == opts.rows[k]) throw Napi::RangeError::New(env, "buildTarget: rows lists a row twice");
+  }
   auto cancel = cancel_flag(info[1]);
   auto result = std::make_shared<std::shared_ptr<MatchTarget>>();
   const int *tk = tokens.Data(), *lp = last.Data(), *lb = labels.Data();

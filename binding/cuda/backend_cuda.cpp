@@ -172,6 +172,7 @@ Backend make_table() {
   b.gather_rows = gather_rows;
   b.scatter_rows = scatter_rows;
   b.onehot_sub = onehot_sub;
+  b.scale_cols = scale_cols;
   b.row_dot = row_dot;
   b.gm_combine = gm_combine;
   b.gm_bias_combine = gm_bias_combine;

@@ -106,6 +106,7 @@ void scatter_rows(float* dst, const float* src, int R, int C, long stride, long 
 void gather_rows_at(float* dst, const float* src, const int* idx, int R, int C);
 void scatter_rows_at(float* dst, const float* src, const int* idx, int R, int C, bool accumulate);
 void onehot_sub(float* A, const float* P, const int* labels, int R, int V);
+void scale_cols(float* X, const float* m, int R, int V);
 void row_dot(double* out, const float* a, const float* b, int R, int V);
 void gm_combine(GmScalars* out, float* per_sample, float* loss_out, const float* RA, const float* RH, const float* SA,
                 const float* SH, const double* noise_dots, int n, int B, double target_norm);

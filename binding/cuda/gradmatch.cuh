@@ -31,6 +31,9 @@ __global__ void onehot_sub_kernel(float* A, const float* P, const int* labels, i
     A[i] = v == labels[r] ? P[i] - 1.f : P[i];
   }
 }
+__global__ void scale_cols_kernel(float* X, const float* m, int R, int V) {
+  GRADMM_GRID_LOOP(i, (long)R * V) X[i] *= m[i % V];
+}
 __global__ void row_dot_kernel(double* out, const float* a, const float* b, int V) {
   const long r = blockIdx.x;
   double s = 0.0;
@@ -151,6 +154,11 @@ void onehot_sub(float* A, const float* P, const int* labels, int R, int V) {
   if (R <= 0 || V <= 0) return;
   onehot_sub_kernel<<<grid_for((long)R * V, 256), 256>>>(A, P, labels, R, V);
   check_launch("onehot_sub");
+}
+void scale_cols(float* X, const float* m, int R, int V) {
+  if (R <= 0 || V <= 0) return;
+  scale_cols_kernel<<<grid_for((long)R * V, 256), 256>>>(X, m, R, V);
+  check_launch("scale_cols");
 }
 void row_dot(double* out, const float* a, const float* b, int R, int V) {
   if (R <= 0) return;

@@ -80,6 +80,8 @@ struct Backend {
   void (*scatter_rows_at)(float* dst, const float* src, const int* idx, int R, int C, bool accumulate);
   // A[r,:] = P[r,:] − e_{labels[r]}   (a = p − e_y)
   void (*onehot_sub)(float* A, const float* P, const int* labels, int R, int V);
+  // X[r,v] *= m[v]   (m [V]: the restricted rows' mask, gradmatch.h)
+  void (*scale_cols)(float* X, const float* m, int R, int V);
   // out[r] = Σ_v a[r,v]·b[r,v] in double
   void (*row_dot)(double* out, const float* a, const float* b, int R, int V);
   void (*gm_combine)(GmScalars* out, float* per_sample, float* loss_out, const float* RA, const float* RH,

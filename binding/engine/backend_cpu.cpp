@@ -104,6 +104,7 @@ Backend make_table(const char* name, bool host_memory) {
   b.gather_rows_at = gather_rows_at;
   b.scatter_rows_at = scatter_rows_at;
   b.onehot_sub = onehot_sub;
+  b.scale_cols = scale_cols;
   b.row_dot = row_dot;
   b.gm_combine = gm_combine;
   b.gm_bias_combine = gm_bias_combine;

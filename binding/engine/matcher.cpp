@@ -17,6 +17,7 @@ MatchTarget build_target(CausalExec& model, const int* tokens, int n, int T, con
   check_ids(last_pos, n, T, "build_target: last position out of range");
   check_ids(tokens, (long)n * T, V, "forward: token id out of range");
   check_ids(labels, n, V, "forward: target out of range");
+  check_ids(opts.rows.data(), (long)opts.rows.size(), V, "build_target: a target row is out of range");
   MatchTarget t;
   t.n = n, t.V = V, t.C = C;
   t.A.resize((size_t)n * V);
@@ -62,6 +63,10 @@ ExecTarget::ExecTarget(const Backend* be, const MatchTarget& t)
   H.reset(be, (size_t)n * C);
   be->to_device(A.data(), t.A.data(), sizeof(float) * A.size());
   be->to_device(H.data(), t.H.data(), sizeof(float) * H.size());
+  if (!t.row_mask.empty()) {
+    row_mask.reset(be, V);
+    be->to_device(row_mask.data(), t.row_mask.data(), sizeof(float) * V);
+  }
   if (!t.noise.empty()) {
     noise.reset(be, t.noise.size());
     be->to_device(noise.data(), t.noise.data(), sizeof(float) * t.noise.size());
@@ -71,6 +76,8 @@ ExecTarget::ExecTarget(const Backend* be, const MatchTarget& t)
 ExecMatcher::ExecMatcher(CausalExec& model, const ExecTarget& target) : m_(model), t_(target), be_(model.backend()) {
   if (target.V != model.dims().vocab_size || target.C != model.dims().channels)
     throw std::invalid_argument("ExecMatcher: target belongs to a different model shape");
+  if (target.row_mask.size() != 0 && target.row_mask.size() != (size_t)target.V)
+    throw std::invalid_argument("ExecMatcher: the target's row mask is not V long");
   if ((target.bias.size() != 0) != (model.lm_head_bias() != nullptr))
     throw std::invalid_argument("ExecMatcher: the target's lm_head bias part does not match the model's lm_head");
   scalars_.reset(be_, 1);
@@ -133,6 +140,8 @@ void ExecMatcher::evaluate(const float* X, int B, int L, int label, float* dX, f
   float* A = A_.data();
   const float* H = m_.hidden_rows();
   be.onehot_sub(A, m_.probs(), labels_.data(), B, V);
+  const float* mask = t_.row_mask.size() ? t_.row_mask.data() : nullptr;
+  if (mask) be.scale_cols(A, mask, B, V);  // restricted rows: a = m ⊙ (p − e_y)
   // Gram matrices against the target (n×B) and within the batch (B×B)
   be.gemm(false, true, n, B, V, t_.A.data(), V, A, V, RA_.data(), B, false);
   be.gemm(false, true, n, B, C, t_.H.data(), C, H, C, RH_.data(), B, false);
@@ -178,7 +187,8 @@ void ExecMatcher::evaluate(const float* X, int B, int L, int label, float* dX, f
     be.axpy_by(brow_.data(), asum_.data(), V, field(offsetof(GmScalars, cb2)));
     be.gemm(false, false, B, V, 1, ones_.data(), 1, brow_.data(), V, gA_.data(), V, true);
   }
-  // through a = softmax(logits) − e_y
+  // through a = m ⊙ (softmax(logits) − e_y): the mask first (gA is already zero off the rows: every term above is)
+  if (mask) be.scale_cols(gA_.data(), mask, B, V);
   be.softmax_jvp_rows(dlogits_.data(), m_.probs(), gA_.data(), B, V);
   d_hidden_.zero();
   be.scatter_rows(d_hidden_.data(), gH_.data(), B, C, L, L - 1, false);

@@ -19,7 +19,7 @@ namespace gradmm {
 
 // The target of n real sequences (right-padded to T; last_pos[i] = index of the last real token; labels[i] = the
 // label word's first token; host memory): inference forwards over target_chunks' row ranges, logits at each row's last
-// position only, then finish_target on the host (clipping, DP noise, norms).
+// position only, then finish_target on the host (clipping, DP noise, norms; opts.rows: the restricted lm_head rows).
 MatchTarget build_target(CausalExec& model, const int* tokens, int n, int T, const int* last_pos, const int* labels,
                          const TargetOptions& opts, const std::atomic<bool>* cancel = nullptr);
 
@@ -30,6 +30,7 @@ struct ExecTarget {
   double norm, bias_norm;
   BackendBuffer<float> A, H, noise;  // noise empty (size 0) when the target has none
   BackendBuffer<float> bias;         // the lm_head bias's target gradient [V]; empty without an lm_head bias
+  BackendBuffer<float> row_mask;     // [V] the restricted rows (MatchTarget::row_mask); empty: all rows
 };
 
 // match_loss and x_update on the model's backend. X, dX, z, lam, adam_m, adam_v are backend memory [B,L,C]; host

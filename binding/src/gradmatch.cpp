@@ -44,6 +44,19 @@ std::vector<std::pair<int, int>> target_chunks(int n, int T, int chunk_tokens) {
 
 void finish_target(MatchTarget& t, const TargetOptions& opts, bool lm_head_bias) {
   const int n = t.n, V = t.V, C = t.C;
+  std::vector<int> rows = opts.rows;  // ascending: the order the noise is drawn in
+  std::sort(rows.begin(), rows.end());
+  t.row_mask.clear();
+  if (!rows.empty()) {
+    t.row_mask.assign(V, 0.f);
+    for (size_t k = 0; k < rows.size(); ++k) {
+      if (rows[k] < 0 || rows[k] >= V) throw std::invalid_argument("build_target: a target row is out of range");
+      if (k > 0 && rows[k] == rows[k - 1]) throw std::invalid_argument("build_target: a target row is listed twice");
+      t.row_mask[rows[k]] = 1.f;
+    }
+    for (int i = 0; i < n; ++i)  // a ← m ⊙ a
+      for (int v = 0; v < V; ++v) t.A[(size_t)i * V + v] *= t.row_mask[v];
+  }
   // Per-example clipping in factor space: ‖a hᵀ‖ = ‖a‖·‖h‖ (with a bias ‖(a hᵀ, a)‖ = ‖a‖·√(‖h‖² + 1)), scaled
   // through a.
   t.example_norms.resize(n);
@@ -68,11 +81,24 @@ void finish_target(MatchTarget& t, const TargetOptions& opts, bool lm_head_bias)
   if (opts.noise_std > 0) {
     // ‖G + N‖² = ‖G‖² + 2⟨G,N⟩ + ‖N‖², ⟨G,N⟩ = (1/n) Σ_i a_iᵀ N h_i
     // (with a bias, its noise n_b is the next V draws of the same stream: N is the same with or without one)
-    t.noise.resize((size_t)V * C + (lm_head_bias ? V : 0));
-    fill_normal(t.noise.data(), (long)t.noise.size(), opts.noise_seed, opts.noise_std);
-    if (lm_head_bias) {
-      bias_noise.assign(t.noise.end() - V, t.noise.end());
-      t.noise.resize((size_t)V * C);
+    if (rows.empty()) {
+      t.noise.resize((size_t)V * C + (lm_head_bias ? V : 0));
+      fill_normal(t.noise.data(), (long)t.noise.size(), opts.noise_seed, opts.noise_std);
+      if (lm_head_bias) {
+        bias_noise.assign(t.noise.end() - V, t.noise.end());
+        t.noise.resize((size_t)V * C);
+      }
+    } else {  // restricted: K·C (+ K) draws, row k of them to lm_head row rows[k]; zero elsewhere
+      const size_t K = rows.size();
+      std::vector<float> draws(K * C + (lm_head_bias ? K : 0));
+      fill_normal(draws.data(), (long)draws.size(), opts.noise_seed, opts.noise_std);
+      t.noise.assign((size_t)V * C, 0.f);
+      for (size_t k = 0; k < K; ++k)
+        std::copy(draws.begin() + k * C, draws.begin() + (k + 1) * C, t.noise.begin() + (size_t)rows[k] * C);
+      if (lm_head_bias) {
+        bias_noise.assign(V, 0.f);
+        for (size_t k = 0; k < K; ++k) bias_noise[rows[k]] = draws[K * C + k];
+      }
     }
     std::vector<float> NH((size_t)n * V);
     gemm<float>(false, true, n, V, C, t.H.data(), C, t.noise.data(), C, NH.data(), V, false);  // rows: N h_i

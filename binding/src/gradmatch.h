@@ -10,6 +10,11 @@
 // b (Phi) each example's gradient is the pair (a hᵀ, a) and the distance is the mean over the two tensors,
 // f = ½[(1 − cos(G_syn, G_target)) + (1 − cos(g_syn, g_target))], g = the bias gradients; DP clipping bounds the
 // joint norm ‖(a hᵀ, a)‖ = ‖a‖·√(‖h‖² + 1), and the noise covers both tensors (N [V,C] and n_b [V], one stream).
+//
+// Restricted rows (TargetOptions::rows, method.target_rows label_words): both gradients keep only the lm_head rows
+// listed (and those bias entries), i.e. every a becomes m ⊙ a with the V-mask m (MatchTarget::row_mask; p is still
+// the softmax over the whole vocabulary), so the Gram-matrix algebra above is unchanged. Clipping bounds the
+// restricted norm and the DP noise covers only the restricted entries (N is zero outside those rows).
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -30,6 +35,9 @@ struct MatchTarget {
   // With an lm_head bias only (else empty / 0): the target's bias gradient g_t = (1/n) Σ a_i + n_b [V], its norm
   std::vector<float> bias;
   double bias_norm = 0;
+  // The lm_head rows kept (TargetOptions::rows) as a V-mask (1 kept, 0 not), or empty: all rows. A and the bias
+  // are already masked; the matcher masks the synthetic a's with it.
+  std::vector<float> row_mask;
 };
 
 struct TargetOptions {
@@ -37,6 +45,9 @@ struct TargetOptions {
   float noise_std = 0;      // σ of each entry of N (0 = no noise); the caller computes it from ε, δ, C, n
   uint64_t noise_seed = 0;
   int chunk_tokens = 4096;  // tokens per forward while building the target (memory vs. per-call overhead)
+  // The lm_head rows the target and the matching are restricted to (distinct ids in [0, V), any order), or empty:
+  // all rows (the paper's recipe). Noise: K·C normals (+ K for a bias) of the stream, row by row in ascending id order.
+  std::vector<int> rows;
 };
 
 // The row ranges [i0, i1) the target is built in, one inference forward each (binding/engine/matcher.h
@@ -46,7 +57,8 @@ std::vector<std::pair<int, int>> target_chunks(int n, int T, int chunk_tokens);
 
 // The target's host half, after the engine computed the factors: t.n, t.V, t.C, t.A = p − e_y and t.H filled;
 // applies the per-example clipping and the DP noise and sets t.norm and t.example_norms; with lm_head_bias also
-// t.bias and t.bias_norm (clipping by the joint norm, noise on both tensors).
+// t.bias and t.bias_norm (clipping by the joint norm, noise on both tensors). With opts.rows, t.A is masked to those
+// rows first and t.row_mask set (throws std::invalid_argument for an id out of range or repeated).
 void finish_target(MatchTarget& t, const TargetOptions& opts, bool lm_head_bias = false);
 
 // Deterministic standard normals (splitmix64 + Box–Muller) so every platform draws the same numbers from a seed.

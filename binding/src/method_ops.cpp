@@ -42,6 +42,10 @@ void onehot_sub(float* A, const float* P, const int* labels, int R, int V) {
   if (A != P) std::memcpy(A, P, sizeof(float) * (size_t)R * V);
   for (long r = 0; r < R; ++r) A[r * V + labels[r]] -= 1.f;
 }
+void scale_cols(float* X, const float* m, int R, int V) {
+  for (long r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) X[r * V + v] *= m[v];
+}
 void row_dot(double* out, const float* a, const float* b, int R, int V) {
   for (long r = 0; r < R; ++r) out[r] = dot(a + r * V, b + r * V, V);
 }

@@ -77,6 +77,8 @@ void gather_rows_at(float* dst, const float* src, const int* idx, int R, int C);
 void scatter_rows_at(float* dst, const float* src, const int* idx, int R, int C, bool accumulate);
 // A[r,:] = P[r,:] − e_{labels[r]}   (a = p − e_y; A may alias P)
 void onehot_sub(float* A, const float* P, const int* labels, int R, int V);
+// X[r,v] *= m[v]   (the restricted rows' mask on factor rows a: method.target_rows, gradmatch.h)
+void scale_cols(float* X, const float* m, int R, int V);
 // out[r] = Σ_v a[r,v]·b[r,v] in double
 void row_dot(double* out, const float* a, const float* b, int R, int V);
 // The cosine and its coefficients from the Gram matrices RA, RH [n,B] (target × batch) and SA, SH [B,B] (batch ×

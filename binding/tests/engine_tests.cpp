@@ -383,21 +383,7 @@ static void test_gradient_matching() {
       report("DP clipping bounds every per-example gradient norm (max norm / C − 1)", std::max(0.0, worst - 1), 1e-5);
     }
     // x-gradient against central differences (float model: h = 1e-2, loose tolerance)
-    std::vector<float> dX((size_t)B * L * C);
-    m.match_loss(tp, X.data(), B, L, label, dX.data(), nullptr);
-    std::vector<double> num, ana;
-    for (int s = 0; s < 24; ++s) {
-      int i = rng.below(B * L * C);
-      float orig = X[i];
-      X[i] = orig + 1e-2f;
-      double fp = m.match_loss(tp, X.data(), B, L, label, nullptr, nullptr);
-      X[i] = orig - 1e-2f;
-      double fm = m.match_loss(tp, X.data(), B, L, label, nullptr, nullptr);
-      X[i] = orig;
-      num.push_back((fp - fm) / 2e-2);
-      ana.push_back(dX[i]);
-    }
-    report("match_loss dX vs finite differences" + tag, rel_err(num, ana), 2e-2);
+    report("match_loss dX vs finite differences" + tag, match_loss_dX_fd_error(m, tp, X, B, L, label, rng), 2e-2);
   }
   {  // Gaussian draws: empirical std within 3% of the requested σ
     std::vector<float> z(400000);

@@ -71,6 +71,27 @@ class HostModel {
   std::vector<float> logits_, probs_, hidden_;
 };
 
+// match_loss's df/dX against central differences (h = 1e-2, a float model) at 24 random entries of X: the relative
+// error (rel_err) of the analytic entries against the numeric ones
+inline double match_loss_dX_fd_error(HostModel& m, const std::shared_ptr<MatchTarget>& tp, std::vector<float>& X,
+                                     int B, int L, int label, Rng& rng) {
+  std::vector<float> dX(X.size());
+  m.match_loss(tp, X.data(), B, L, label, dX.data(), nullptr);
+  std::vector<double> num, ana;
+  for (int s = 0; s < 24; ++s) {
+    int i = rng.below((int)X.size());
+    float orig = X[i];
+    X[i] = orig + 1e-2f;
+    double fp = m.match_loss(tp, X.data(), B, L, label, nullptr, nullptr);
+    X[i] = orig - 1e-2f;
+    double fm = m.match_loss(tp, X.data(), B, L, label, nullptr, nullptr);
+    X[i] = orig;
+    num.push_back((fp - fm) / 2e-2);
+    ana.push_back(dX[i]);
+  }
+  return rel_err(num, ana);
+}
+
 // Whether a model's forward + backward (token loss at every position) gives the same bits in four runs at 1, 2, 1 and
 // 2 threads: the loss, the logits and every parameter gradient. make() builds the (same) model each time.
 template <typename Make>

@@ -298,21 +298,75 @@ static void test_gradient_matching_bias() {
       }
       report("DP clipping bounds every joint (W, b) per-example gradient norm (max / C − 1)", std::max(0.0, worst - 1), 1e-5);
     }
-    std::vector<float> dX((size_t)B * L * C);
-    m.match_loss(tp, X.data(), B, L, label, dX.data(), nullptr);
-    std::vector<double> num, ana;
-    for (int s = 0; s < 24; ++s) {
-      int i = rng.below(B * L * C);
-      float orig = X[i];
-      X[i] = orig + 1e-2f;
-      double fp = m.match_loss(tp, X.data(), B, L, label, nullptr, nullptr);
-      X[i] = orig - 1e-2f;
-      double fm = m.match_loss(tp, X.data(), B, L, label, nullptr, nullptr);
-      X[i] = orig;
-      num.push_back((fp - fm) / 2e-2);
-      ana.push_back(dX[i]);
+    report("match_loss dX with lm_head bias vs finite differences" + tag, match_loss_dX_fd_error(m, tp, X, B, L, label, rng), 2e-2);
+  }
+}
+
+// method.target_rows label_words with an lm_head bias: the target and the synthetic gradient keep only the listed rows
+// (W rows and bias entries), clipping bounds the restricted joint norm and the noise (K·C + K draws of the stream, rows
+// in ascending order) covers only those entries. Reference: the unrestricted, unclipped factors of the same texts,
+// masked, clipped and noised here, as explicit tensors.
+static void test_gradient_matching_bias_rows() {
+  HostModel m = random_phi(small_config(), 21);
+  const int V = 83, C = 32, n = 5, T = 9, B = 3, L = 7, label = 42;
+  Rng rng(29);
+  std::vector<int> tok(n * T), last(n), labels(n);
+  for (auto& t : tok) t = rng.below(V);
+  for (int i = 0; i < n; ++i) last[i] = 4 + i % 5, labels[i] = label;
+  auto X = to_f(randn(rng, (size_t)B * L * C, 0.5));
+  const std::vector<int> rows = {label, 7};  // any order: the engine sorts them for the noise
+  const std::vector<int> sorted = {7, label};
+  auto raw = m.build_target(tok.data(), n, T, last.data(), labels.data(), TargetOptions());
+  for (int dp = 0; dp < 2; ++dp) {
+    TargetOptions opts;
+    opts.rows = rows;
+    if (dp) opts.clip_norm = 0.05f, opts.noise_std = 0.01f, opts.noise_seed = 99;
+    auto tp = m.build_target(tok.data(), n, T, last.data(), labels.data(), opts);
+    const MatchTarget& t = *tp;
+    const std::string tag = dp ? " (label rows, DP clip+noise)" : " (label rows)";
+    std::vector<float> A = raw->A;  // p − e_y, masked and clipped here
+    double worst = 0;
+    for (int i = 0; i < n; ++i) {
+      double a2 = 0, h2 = 0;
+      for (int v = 0; v < V; ++v) {
+        float& a = A[(size_t)i * V + v];
+        if (v != rows[0] && v != rows[1]) a = 0.f;
+        a2 += (double)a * a;
+      }
+      for (int c = 0; c < C; ++c) h2 += (double)raw->H[(size_t)i * C + c] * raw->H[(size_t)i * C + c];
+      const double norm = std::sqrt(a2 * (h2 + 1));
+      if (opts.clip_norm > 0 && norm > opts.clip_norm)
+        for (int v = 0; v < V; ++v) A[(size_t)i * V + v] *= (float)(opts.clip_norm / norm);
+      worst = std::max(worst, std::fabs(t.example_norms[i] - norm) / norm);
     }
-    report("match_loss dX with lm_head bias vs finite differences" + tag, rel_err(num, ana), 2e-2);
+    report("example norms are the restricted joint norms" + tag, worst, 1e-5);
+    std::vector<double> GWt, Gbt;
+    explicit_grads(A, raw->H, n, V, C, GWt, Gbt);
+    if (dp) {
+      std::vector<float> z(2 * C + 2);
+      fill_normal(z.data(), (long)z.size(), opts.noise_seed, opts.noise_std);
+      std::vector<float> want((size_t)V * C, 0.f);
+      for (int k = 0; k < 2; ++k)
+        for (int c = 0; c < C; ++c) {
+          want[(size_t)sorted[k] * C + c] = z[(size_t)k * C + c];
+          GWt[(size_t)sorted[k] * C + c] += z[(size_t)k * C + c];
+        }
+      for (int k = 0; k < 2; ++k) Gbt[sorted[k]] += z[2 * C + k];
+      report("DP noise only on the label rows (K·C + K draws, ascending rows)" + tag, rel_err(want, t.noise), 0);
+    }
+    report("target bias gradient restricted" + tag, rel_err(t.bias, Gbt), 1e-6);
+    std::vector<float> per(B);
+    const double f = m.match_loss(tp, X.data(), B, L, label, nullptr, per.data());
+    std::vector<float> As((size_t)B * V, 0.f), Hs((size_t)B * C);
+    for (int j = 0; j < B; ++j) {
+      for (int v : rows) As[(size_t)j * V + v] = m.probs()[(size_t)j * V + v] - (v == label ? 1.f : 0.f);
+      std::memcpy(&Hs[(size_t)j * C], m.hidden() + ((size_t)j * L + L - 1) * C, C * sizeof(float));
+    }
+    std::vector<double> GWs, Gbs;
+    explicit_grads(As, Hs, B, V, C, GWs, Gbs);
+    report("match_loss restricted to label rows = explicit mean over (W, b)" + tag,
+           std::fabs(f - 0.5 * ((1 - cosd(GWs, GWt)) + (1 - cosd(Gbs, Gbt)))), 1e-5);
+    report("match_loss dX restricted to label rows vs finite differences" + tag, match_loss_dX_fd_error(m, tp, X, B, L, label, rng), 2e-2);
   }
 }
 
@@ -325,6 +379,7 @@ int main() {
   test_param_gradient();
   test_kv_cache();
   test_gradient_matching_bias();
+  test_gradient_matching_bias_rows();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed ? 1 : 0;
 }

@@ -65,6 +65,12 @@ export const configSchema = strictObject({
           "what a batch returns: best_x = the paper's recipe, the projection of the best x (lowest f(x)); best_z = the projection of lowest f(z) among those the run made, Π(best x) included",
         ),
       allowed_tokens: z.enum(["alphabetic", "all"]).default("alphabetic"),
+      target_rows: z
+        .enum(["all", "label_words"])
+        .default("all")
+        .describe(
+          "the lm_head rows the gradients are matched on: all = the paper's recipe, the whole lm_head; label_words = only the rows (and bias entries) of the classes' label-word first tokens, in the target and the synthetic gradient alike (with DP: clipping and noise on those rows only, K·d entries instead of V·d)",
+        ),
   }).prefault({}),
   dp: strictObject({
       enabled: z.boolean().default(false),

@@ -31,6 +31,14 @@ export interface ClassSetup {
 }
 
 /**
+ * method.target_rows as buildTarget's `rows`: label_words = every class's label token (the label word's first token),
+ * distinct and ascending, for every class's target; all = null (the whole lm_head).
+ */
+export function labelWordRows(targetRowsSetting: "all" | "label_words", labelTokens: readonly number[]): Int32Array | null {
+  return targetRowsSetting === "label_words" ? Int32Array.from([...new Set(labelTokens)].sort((a, b) => a - b)) : null;
+}
+
+/**
  * The target's inputs for real texts: each text's start tokens (startTokens: <bos> where the tokenizer puts one), cut
  * to leave room for the template in the model's context, then the template; right-padded to the longest, with each
  * row's last position (where the label word is the target).

@@ -19,7 +19,7 @@ import { readLabelledFile, shuffled, type Example } from "./data";
 import { dpParameters, type DPParameters } from "./dp";
 import { filterSamples, type SyntheticSample } from "./filter";
 import { continuationLoss, pieceTokens, startTokens } from "./lm";
-import { promptPrefix, runBatch, targetRows, type BatchSettings, type ClassSetup } from "./method";
+import { labelWordRows, promptPrefix, runBatch, targetRows, type BatchSettings, type ClassSetup } from "./method";
 import { checkOutputDir, checkpointMatches, fingerprint, OutputExistsError, readCheckpoint, removePreviousRun, RUN_FILES, writeOutput, type Checkpoint } from "./output";
 import type { BatchRunner } from "./runner";
 
@@ -278,18 +278,24 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
     const classes: (ClassSetup & { name: string; freeLen: number; real: Example[]; dp: DPParameters | null; targetArgs: NativeBuildTargetArgs })[] = [];
     const timings: Record<string, number> = { setup_s: (Date.now() - t0) / 1000, targets_s: 0, batches_s: 0, statistics_s: 0, filter_s: 0 };
     let tStep = Date.now();
+    const labelTokens = config.classes.map((spec, k) => {
+      const ids = pieceTokens(tokenizer, spec.label_word);
+      if (!ids.length) throw new InvalidFileError(config.resolved.configFile, `classes[${k}].label_word encodes to no tokens`);
+      return ids;
+    });
+    const labelRows = labelWordRows(config.method.target_rows, labelTokens.map((ids) => ids[0]));
     for (let k = 0; k < config.classes.length; k++) {
       opts.onProgress?.({ phase: "step", step: "target", done: k, total: config.classes.length });
       const spec = config.classes[k];
       const name = spec.name ?? String(spec.label);
       const pool = examples.filter((e) => e.cls === k);
       const real = shuffled(pool, rng).slice(0, config.data.examples_per_class);
-      const labelIds = pieceTokens(tokenizer, spec.label_word);
-      if (!labelIds.length) throw new InvalidFileError(config.resolved.configFile, `classes[${k}].label_word encodes to no tokens`);
+      const labelIds = labelTokens[k];
       const { tokens, T, lastPos, seqs } = targetRows(tokenizer, real.map((e) => e.text), templateTokens, maxT);
       const labels = new Int32Array(real.length).fill(labelIds[0]);
       const dp = config.dp.enabled ? dpParameters(config.dp.epsilon, config.dp.delta, config.dp.clip_norm, real.length) : null;
       const targetArgs: NativeBuildTargetArgs = { tokens, n: real.length, T, lastPos, labels, clipNorm: dp?.clipNorm ?? 0, noiseStd: dp?.sigma ?? 0, noiseSeed: batchSeed(config.seed, k, -1, -1) };
+      if (labelRows) targetArgs.rows = labelRows;
       const target: NativeMatchTarget = await withCancel(opts.signal, (t) => model.native.buildTarget(targetArgs, t));
       const prompt = startTokens(tokenizer, spec.instruction);
       if (prompt.length === leadTokens.length) throw new InvalidFileError(config.resolved.configFile, `classes[${k}].instruction encodes to no tokens`);

@@ -63,6 +63,8 @@ export const specSchema = strictObject({
           clipNorm: z.number().min(0).max(1e30),
           noiseStd: z.number().min(0).max(1e30),
           noiseSeed: z.number().int().min(0).max(2 ** 32 - 1),
+          /** method.target_rows label_words: the lm_head rows (Int32 base64); absent: all rows */
+          rows: b64.optional(),
         }),
       }),
     )
@@ -137,7 +139,13 @@ export function targetArgsOf(spec: RunSpec, k: number): NativeBuildTargetArgs {
   if (tokens.length !== t.n * t.T) throw bad(`${tokens.length} tokens for n=${t.n} × T=${t.T}`);
   if (lastPos.length !== t.n || labels.length !== t.n) throw bad(`lastPos/labels must have n=${t.n} entries`);
   if (lastPos.some((p) => p < 0 || p >= t.T)) throw bad(`a last position is outside 0..${t.T - 1}`);
-  return { tokens, n: t.n, T: t.T, lastPos, labels, clipNorm: t.clipNorm, noiseStd: t.noiseStd, noiseSeed: t.noiseSeed };
+  const args: NativeBuildTargetArgs = { tokens, n: t.n, T: t.T, lastPos, labels, clipNorm: t.clipNorm, noiseStd: t.noiseStd, noiseSeed: t.noiseSeed };
+  if (t.rows !== undefined) {
+    const rows = base64ToI32(t.rows);
+    if (rows.length === 0 || rows.some((r) => r < 0)) throw bad("rows must list at least one row, none negative");
+    args.rows = rows;
+  }
+  return args;
 }
 
 export function specClass(name: string, freeLen: number, a: NativeBuildTargetArgs): RunSpec["classes"][number] {
@@ -153,6 +161,7 @@ export function specClass(name: string, freeLen: number, a: NativeBuildTargetArg
       clipNorm: a.clipNorm ?? 0,
       noiseStd: a.noiseStd ?? 0,
       noiseSeed: a.noiseSeed ?? 0,
+      ...(a.rows?.length ? { rows: i32ToBase64(a.rows) } : {}),
     },
   };
 }

@@ -205,12 +205,15 @@ void check_method(HostModel& ref, HostModel& dev, Rng& r, const std::string& nam
   for (int v = 0; v < V; ++v) allowed[v] = v % 7 != 3;
   const std::vector<int> tmpl = {3, 5};
   auto prompt = randint(r, 4, V);
-  for (int noisy = 0; noisy < 2; ++noisy) {
-    const std::string s = name + (noisy ? " (n=6,B=4,L=7,DP noise)" : " (n=6,B=4,L=7)");
+  // variant 2: the target restricted to a few lm_head rows (method.target_rows label_words), with DP noise
+  for (int variant = 0; variant < 3; ++variant) {
+    const bool noisy = variant > 0;
+    const std::string s = name + (variant == 2 ? " (n=6,B=4,L=7,DP noise,label rows)" : noisy ? " (n=6,B=4,L=7,DP noise)" : " (n=6,B=4,L=7)");
     TargetOptions opts;
     opts.clip_norm = 0.5f;
     opts.noise_std = noisy ? 0.001f : 0.f;
     opts.noise_seed = 11;
+    if (variant == 2) opts.rows = {label, labels[0] == label ? (label + 1) % V : labels[0]};
     auto tr = ref.build_target(tokens.data(), n, T, last_pos.data(), labels.data(), opts);
     auto td = dev.build_target(tokens.data(), n, T, last_pos.data(), labels.data(), opts);
     report("build_target A, H " + s, std::max(nmse(td->A, tr->A), nmse(td->H, tr->H)), tol_f);

@@ -67,6 +67,14 @@ static void check_gradmatch_ops(const Backend* be, Rng& r, int n, int B, int V, 
       return down(k, A);
     });
     report("onehot_sub " + s, nmse(res.first, res.second), kTolExact);
+    std::vector<float> mask(V, 0.f);
+    for (int v = 0; v < V; v += 3) mask[v] = 1.f;
+    auto res2 = run2([&](const Backend* k) {
+      auto dA = up(k, P), dm = up(k, mask);
+      k->scale_cols(dA.data(), dm.data(), B, V);
+      return down(k, dA);
+    });
+    report("scale_cols " + s, nmse(res2.first, res2.second), kTolExact);
   }
   auto Gm = randn(r, (size_t)B * V);
   {
