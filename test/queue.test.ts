@@ -11,6 +11,7 @@ import { Queue } from "bullmq";
 import IORedis from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REDIS_MISSING, redisServerPath, startRedis, type RedisServer } from "./helpers/redis";
+import { tinySynthBase } from "./helpers/tiny_synth";
 
 const root = path.join(__dirname, "..");
 const cli = path.join(root, "dist", "ts", "cli.js");
@@ -28,13 +29,7 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const slow = { batch_size: 3, batches_per_class: 3, length: 6, outer_steps: 6, inner_steps: 40, top_k: 20, init_candidates: 4 };
 function config(out: string, method: Record<string, unknown> = slow, extra: Record<string, unknown> = {}) {
   return {
-    data: { path: path.join(root, "examples", "data", "imdb", "train.jsonl"), examples_per_class: 6 },
-    classes: [
-      { label: 0, name: "negative", label_word: " bad", instruction: "Write a negative movie review:" },
-      { label: 1, name: "positive", label_word: " great", instruction: "Write a positive movie review:" },
-    ],
-    template: " It was",
-    model: tinyLM,
+    ...tinySynthBase(),
     method,
     filter: { few_shot: 0, keep_per_class: 4 },
     output: out,

@@ -12,6 +12,7 @@ import { fingerprint, fingerprintWithFilter, OutputExistsError } from "../ts/gra
 import { synthesize } from "../ts/gradmm/synthesize";
 import { native } from "../ts/native";
 import { makeTinyLM } from "./fixtures/make_tiny_lm";
+import { tinySynthBase } from "./helpers/tiny_synth";
 
 const root = path.join(__dirname, "..");
 const tinyLM = path.join(__dirname, "fixtures", "tiny_lm");
@@ -25,13 +26,7 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 function tinyConfig(out: string, extra: Record<string, unknown> = {}) {
   return {
-    data: { path: path.join(root, "examples", "data", "imdb", "train.jsonl"), examples_per_class: 6 },
-    classes: [
-      { label: 0, name: "negative", label_word: " bad", instruction: "Write a negative movie review:" },
-      { label: 1, name: "positive", label_word: " great", instruction: "Write a positive movie review:" },
-    ],
-    template: " It was",
-    model: tinyLM,
+    ...tinySynthBase(),
     method: { batch_size: 3, batches_per_class: 2, length: 6, outer_steps: 4, inner_steps: 6, top_k: 20, init_candidates: 4 },
     filter: { few_shot: 2, keep_per_class: 4 },
     output: out,

@@ -15,6 +15,7 @@ import { CausalLMModel } from "../ts/model";
 import { mulberry32 as rng } from "../ts/random";
 import type { NativeBuildTargetArgs } from "../ts/native";
 import { specClass, targetArgsOf, type RunSpec } from "../ts/queue/protocol";
+import { tinySynthBase } from "./helpers/tiny_synth";
 
 const root = path.join(__dirname, "..");
 const tinyLM = path.join(__dirname, "fixtures", "tiny_lm");
@@ -148,13 +149,7 @@ describe("method.target_rows in the config, the run spec and synthesize()", () =
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
   const tinyConfig = (out: string, method: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => ({
-    data: { path: path.join(root, "examples", "data", "imdb", "train.jsonl"), examples_per_class: 6 },
-    classes: [
-      { label: 0, name: "negative", label_word: " bad", instruction: "Write a negative movie review:" },
-      { label: 1, name: "positive", label_word: " great", instruction: "Write a positive movie review:" },
-    ],
-    template: " It was",
-    model: tinyLM,
+    ...tinySynthBase(),
     method: { batch_size: 3, batches_per_class: 1, length: 6, outer_steps: 4, inner_steps: 6, top_k: 20, init_candidates: 4, ...method },
     filter: { few_shot: 2, keep_per_class: 2 },
     output: out,
