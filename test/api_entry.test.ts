@@ -30,7 +30,7 @@ const ADVANCED_VALUES = [
   "continuationLoss", "dataTable", "didYouMean", "dpParameters", "esc", "evaluateWindows", "exitCodeOf", "figure",
   "filterSamples", "findGGUF", "fingerprint", "fingerprintWithFilter", "fmt", "formatZodIssues", "gaussian", "gpt2TokenizerJsonFromFiles", "imdbBitsPerByte",
   "isGGUFFile", "kvTable", "labelWordRows", "lastPositionLogits", "loadPretrainConfig", "memoryEstimate", "mlpWidth", "mulberry32",
-  "native", "openSafetensors", "openSafetensorsDir", "packageRoot", "page", "parseGGUFBuffer", "parseWithSchema", "pieceTokens",
+  "native", "openSafetensors", "openSafetensorsDir", "packageRoot", "page", "parseGGUFBuffer", "parseWithSchema", "pickDemonstrations", "pieceTokens",
   "prepareCorpus", "prepareData", "pretrain", "promptPrefix", "proposeConfig", "queueBatchRunner", "readCheckpoint", "readGGUF",
   "readGPT2Config", "readLabelledFile", "readSafetensorsHeader", "readYamlFile", "refreshModelCard",
   "removePreviousRun", "renderRunReport", "resolveModelPath", "runBatch", "sequenceWindows", "sgemmKernel",

@@ -9,7 +9,8 @@ import { InvalidFileError } from "../ts/errors";
 import { loadConfigFile, parseConfig } from "../ts/gradmm/config";
 import { analyticGaussianSigma, classicGaussianSigma, dpParameters } from "../ts/gradmm/dp";
 import { fingerprint, fingerprintWithFilter, OutputExistsError } from "../ts/gradmm/output";
-import { synthesize } from "../ts/gradmm/synthesize";
+import { synthesize, validateRun } from "../ts/gradmm/synthesize";
+import { pickDemonstrations } from "../ts/gradmm/filter";
 import { native } from "../ts/native";
 import { makeTinyLM } from "./fixtures/make_tiny_lm";
 import { tinySynthBase } from "./helpers/tiny_synth";
@@ -41,6 +42,32 @@ function writeYaml(file: string, obj: unknown) {
 }
 
 describe("config", () => {
+  it("spreads the filter's demonstrations over the classes, and warns when some class gets none", async () => {
+    const byClass = [["a1", "a2", "a3"], ["b1", "b2"], ["c1", "c2"]];
+    const pick = (n: number) => pickDemonstrations(byClass, n).map((d) => d.item);
+    expect(pick(2)).toEqual(["a1", "b1"]);
+    expect(pick(3)).toEqual(["a1", "b1", "c1"]);
+    // 4 over 3 classes: 2, 1, 1 (not 2, 2, 0)
+    expect(pick(4)).toEqual(["a1", "a2", "b1", "c1"]);
+    expect(pickDemonstrations([["x1", "x2"], ["y1", "y2"]], 4).map((d) => [d.item, d.cls])).toEqual([["x1", 0], ["x2", 0], ["y1", 1], ["y2", 1]]);
+    const data = path.join(tmp, "three.jsonl");
+    fs.writeFileSync(data, ["a", "b", "c"].flatMap((l, k) => [1, 2, 3].map((i) => JSON.stringify({ text: `text ${l} ${i}`, label: k }))).join("\n") + "\n");
+    const three = (fewShot: number) =>
+      parseConfig(
+        {
+          ...tinyConfig(path.join(tmp, `three-${fewShot}`)),
+          data: { path: data, examples_per_class: 3 },
+          classes: [0, 1, 2].map((k) => ({ label: k, name: `c${k}`, label_word: [" bad", " great", " fine"][k], instruction: "Write:" })),
+          filter: { few_shot: fewShot },
+        },
+        tmp,
+        "cfg",
+      );
+    const { warnings } = await validateRun(three(2));
+    expect(warnings.filter((w) => w.startsWith("filter.few_shot"))).toEqual(["filter.few_shot 2 is less than the 3 classes: 'c2' get no demonstration in the label-agreement prompt (set few_shot to 3 or more)"]);
+    expect((await validateRun(three(3))).warnings.filter((w) => w.startsWith("filter.few_shot"))).toEqual([]);
+  });
+
   it("names the field and its line in validation errors", () => {
     const file = path.join(tmp, "bad.yaml");
     fs.writeFileSync(file, ["data:", "  path: x.jsonl", "classes:", "  - label: 0", "    label_word: 5", "    instruction: hi", "method:", "  top_k: -3", ""].join("\n"));

@@ -48,6 +48,7 @@ export type { BatchRunner } from "./gradmm/runner";
 export {
   filterSamples,
   classifyByLabelWord,
+  pickDemonstrations,
   type SyntheticSample,
   type FilterOptions,
   type FilterDecision,

@@ -5,7 +5,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { withCancel, writeJsonAtomic, readCheckpoint, checkpointMatches, fingerprint, writeJsonlAtomic, filterSamples, type SyntheticSample, continuationLoss, type BatchResult, type BatchSettings, type ClassSetup, type GPT2Model, mulberry32, alphabeticTokenMask, shuffled, pieceTokens, startTokens, promptPrefix, targetRows, labelWordRows } from "../../ts/advanced";
+import { withCancel, writeJsonAtomic, pickDemonstrations, readCheckpoint, checkpointMatches, fingerprint, writeJsonlAtomic, filterSamples, type SyntheticSample, continuationLoss, type BatchResult, type BatchSettings, type ClassSetup, type GPT2Model, mulberry32, alphabeticTokenMask, shuffled, pieceTokens, startTokens, promptPrefix, targetRows, labelWordRows } from "../../ts/advanced";
 import { InvalidFileError, synthesize, type SynthConfig, type Tokenizer } from "../../ts/index";
 import { derivedSynthConfig, type UtilityConfig } from "./config";
 import { runContinuousBatch } from "./continuous";
@@ -62,8 +62,7 @@ function filterDemonstrations(ctx: SeedContext): { text: string; cls: number }[]
   const f = ctx.u.synth.filter, classes = ctx.u.synth.classes;
   if (f.demonstrations)
     return f.demonstrations.map((d) => ({ text: d.text, cls: classes.findIndex((c) => String(c.label) === String(d.class)) })).filter((d) => d.cls >= 0);
-  const perClass = Math.ceil(f.few_shot / classes.length);
-  return classes.flatMap((_, k) => ctx.split.private.filter((it) => it.cls === k).slice(0, perClass).map((it) => ({ text: it.text, cls: k }))).slice(0, f.few_shot);
+  return pickDemonstrations(classes.map((_, k) => ctx.split.private.filter((it) => it.cls === k)), f.few_shot).map((d) => ({ text: d.item.text, cls: d.cls }));
 }
 
 /** The filter, then top-up to trainPerClass from the samples that did not pass (best score first). */

@@ -6,6 +6,16 @@ import type { GPT2Model } from "../model";
 import type { Tokenizer } from "../tokenizer";
 import { lastPositionLogits, pieceTokens, startTokens } from "./lm";
 
+/**
+ * The label-agreement prompt's demonstrations from each class's examples: `fewShot` spread over the classes as evenly
+ * as it goes (the first fewShot mod K classes get one more), grouped by class in class order. With fewShot below the
+ * number of classes, the last classes get none (synthesize() warns).
+ */
+export function pickDemonstrations<T>(byClass: readonly (readonly T[])[], fewShot: number): { item: T; cls: number }[] {
+  const K = byClass.length;
+  return byClass.flatMap((items, k) => items.slice(0, Math.floor(fewShot / K) + (k < fewShot % K ? 1 : 0)).map((item) => ({ item, cls: k })));
+}
+
 export interface SyntheticSample {
   text: string;
   label: string | number;

@@ -17,7 +17,7 @@ import { writeJsonAtomic, writeJsonlAtomic } from "../io";
 import type { SynthConfig } from "./config";
 import { readLabelledFile, shuffled, type Example } from "./data";
 import { dpParameters, type DPParameters } from "./dp";
-import { filterSamples, type SyntheticSample } from "./filter";
+import { filterSamples, pickDemonstrations, type SyntheticSample } from "./filter";
 import { continuationLoss, pieceTokens, startTokens } from "./lm";
 import { labelWordRows, promptPrefix, runBatch, targetRows, type BatchSettings, type ClassSetup } from "./method";
 import { checkOutputDir, checkpointMatches, fingerprint, OutputExistsError, readCheckpoint, removePreviousRun, RUN_FILES, writeOutput, type Checkpoint } from "./output";
@@ -154,6 +154,13 @@ async function prepare(config: SynthConfig, opts: SynthOptions): Promise<Prepare
     if (pool.length < config.data.examples_per_class)
       warn(`class '${name}' has ${pool.length} examples, fewer than data.examples_per_class ${config.data.examples_per_class}; the target uses all ${pool.length}`);
   });
+  // the label-agreement prompt spreads its demonstrations over the classes (pickDemonstrations): fewer than the
+  // classes leave the last ones undemonstrated, and the filter's balancing then tends to keep nothing of any class
+  const f = config.filter;
+  if (f.enabled && !f.demonstrations && !config.dp.enabled && f.few_shot > 0 && f.few_shot < config.classes.length) {
+    const missing = config.classes.slice(f.few_shot).map((c) => `'${c.name ?? String(c.label)}'`);
+    warn(`filter.few_shot ${f.few_shot} is less than the ${config.classes.length} classes: ${missing.join(", ")} get no demonstration in the label-agreement prompt (set few_shot to ${config.classes.length} or more)`);
+  }
   // ---- output folder and checkpoint ----
   const outDir = config.resolved.outputDir;
   checkOutputDir(outDir);
@@ -374,7 +381,7 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
       ? config.filter.demonstrations.map((d) => ({ text: d.text, cls: config.classes.findIndex((c) => String(c.label) === String(d.class)) }))
       : config.dp.enabled
         ? []
-        : classes.flatMap((c, k) => c.real.slice(0, Math.ceil(config.filter.few_shot / classes.length)).map((e) => ({ text: e.text, cls: k }))).slice(0, config.filter.few_shot);
+        : pickDemonstrations(classes.map((c) => c.real), config.filter.few_shot).map((d) => ({ text: d.item.text, cls: d.cls }));
     const filterResult = config.filter.enabled
       ? await filterSamples(model, tokenizer, samples, {
           classes: config.classes.map((c) => ({ labelWord: c.label_word })),
