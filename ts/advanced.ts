@@ -53,7 +53,7 @@ export {
   type FilterOptions,
   type FilterDecision,
 } from "./gradmm/filter";
-export { lastPositionLogits, continuationLoss, pieceTokens, startTokens } from "./gradmm/lm";
+export { lastPositionLogits, continuationLoss, labelTokens, pieceTokens, startTokens } from "./gradmm/lm";
 export { readLabelledFile, shuffled } from "./gradmm/data";
 export { dpParameters, classicGaussianSigma, analyticGaussianSigma, type DPParameters } from "./gradmm/dp";
 export { proposeConfig, starterConfigYaml, type InitProposal } from "./gradmm/init";

@@ -5,7 +5,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { withCancel, writeJsonAtomic, pickDemonstrations, readCheckpoint, checkpointMatches, fingerprint, writeJsonlAtomic, filterSamples, type SyntheticSample, continuationLoss, type BatchResult, type BatchSettings, type ClassSetup, type GPT2Model, mulberry32, alphabeticTokenMask, shuffled, pieceTokens, startTokens, promptPrefix, targetRows, labelWordRows } from "../../ts/advanced";
+import { withCancel, writeJsonAtomic, pickDemonstrations, readCheckpoint, checkpointMatches, fingerprint, writeJsonlAtomic, filterSamples, type SyntheticSample, continuationLoss, type BatchResult, type BatchSettings, type ClassSetup, type GPT2Model, mulberry32, alphabeticTokenMask, shuffled, pieceTokens, startTokens, promptPrefix, targetRows, labelWordRows, labelTokens } from "../../ts/advanced";
 import { InvalidFileError, synthesize, type SynthConfig, type Tokenizer } from "../../ts/index";
 import { derivedSynthConfig, type UtilityConfig } from "./config";
 import { runContinuousBatch } from "./continuous";
@@ -227,14 +227,16 @@ export async function classSetups(ctx: SeedContext): Promise<(ClassSetup & { fre
   const maxT = model.config.maxSeqLen;
   const templateTokens = pieceTokens(tokenizer, u.synth.template), leadTokens = startTokens(tokenizer);
   const out: (ClassSetup & { freeLen: number; instruction: number[] })[] = [];
-  const labelTokens = u.synth.classes.map((spec) => pieceTokens(tokenizer, spec.label_word)[0]);
-  const labelRows = labelWordRows(u.synth.method.target_rows, labelTokens);
+  const labelTokenIds = labelTokens(tokenizer, u.synth.classes.map((c) => c.label_word), (k, message) => {
+    throw new InvalidFileError(u.synth.resolved.configFile, `classes[${k}].label_word ${message}`);
+  });
+  const labelRows = labelWordRows(u.synth.method.target_rows, labelTokenIds);
   const rows = labelRows ? { rows: labelRows } : {};
   for (let k = 0; k < u.synth.classes.length; k++) {
     const spec = u.synth.classes[k];
     const real = ctx.split.private.filter((it) => it.cls === k);
     const { tokens, T, lastPos } = targetRows(tokenizer, real.map((e) => e.text), templateTokens, maxT);
-    const labelToken = labelTokens[k];
+    const labelToken = labelTokenIds[k];
     const target = await withCancel(ctx.signal, (t) =>
       model.native.buildTarget({ tokens, n: real.length, T, lastPos, labels: new Int32Array(real.length).fill(labelToken), clipNorm: 0, noiseStd: 0, noiseSeed: 0, ...rows }, t),
     );

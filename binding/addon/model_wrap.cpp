@@ -446,11 +446,10 @@ Napi::Value ModelWrap::BuildTarget(const Napi::CallbackInfo& info) {
   if (opts.chunk_tokens < 1) throw Napi::RangeError::New(env, "buildTarget: chunkTokens must be at least 1");
   auto rows = typed_field<Napi::Int32Array>(a, "rows", (size_t)-1, false);
   if (!rows.IsEmpty()) opts.rows.assign(rows.Data(), rows.Data() + rows.ElementLength());
-  for (size_t k = 0; k < opts.rows.size(); ++k) {
-    if (opts.rows[k] < 0 || opts.rows[k] >= s->dims().vocab_size)
-      throw Napi::RangeError::New(env, "buildTarget: rows[" + std::to_string(k) + "] is outside the vocabulary");
-    for (size_t j = 0; j < k; ++j)
-      if (opts.rows[j] == opts.rows[k]) throw Napi::RangeError::New(env, "buildTarget: rows lists a row twice");
+  try {
+    check_target_rows(opts.rows, s->dims().vocab_size);  // here, not only on the worker: a RangeError at the call
+  } catch (const std::invalid_argument& e) {
+    throw Napi::RangeError::New(env, e.what());
   }
   auto cancel = cancel_flag(info[1]);
   auto result = std::make_shared<std::shared_ptr<MatchTarget>>();

@@ -17,7 +17,7 @@ MatchTarget build_target(CausalExec& model, const int* tokens, int n, int T, con
   check_ids(last_pos, n, T, "build_target: last position out of range");
   check_ids(tokens, (long)n * T, V, "forward: token id out of range");
   check_ids(labels, n, V, "forward: target out of range");
-  check_ids(opts.rows.data(), (long)opts.rows.size(), V, "build_target: a target row is out of range");
+  check_target_rows(opts.rows, V);  // before the forwards: a bad row fails at once
   MatchTarget t;
   t.n = n, t.V = V, t.C = C;
   t.A.resize((size_t)n * V);

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <algorithm>
 #include <stdexcept>
+#include <string>
 
 #include "ops.h"
 
@@ -42,18 +43,26 @@ std::vector<std::pair<int, int>> target_chunks(int n, int T, int chunk_tokens) {
   return out;
 }
 
+std::vector<int> check_target_rows(const std::vector<int>& rows, int V) {
+  for (size_t k = 0; k < rows.size(); ++k)
+    if (rows[k] < 0 || rows[k] >= V)
+      throw std::invalid_argument("buildTarget: rows[" + std::to_string(k) + "] = " + std::to_string(rows[k]) +
+                                  " is outside the vocabulary [0, " + std::to_string(V) + ")");
+  std::vector<int> sorted = rows;
+  std::sort(sorted.begin(), sorted.end());
+  const auto twice = std::adjacent_find(sorted.begin(), sorted.end());
+  if (twice != sorted.end())
+    throw std::invalid_argument("buildTarget: rows lists " + std::to_string(*twice) + " twice");
+  return sorted;
+}
+
 void finish_target(MatchTarget& t, const TargetOptions& opts, bool lm_head_bias) {
   const int n = t.n, V = t.V, C = t.C;
-  std::vector<int> rows = opts.rows;  // ascending: the order the noise is drawn in
-  std::sort(rows.begin(), rows.end());
+  const std::vector<int> rows = check_target_rows(opts.rows, V);  // ascending: the order the noise is drawn in
   t.row_mask.clear();
   if (!rows.empty()) {
     t.row_mask.assign(V, 0.f);
-    for (size_t k = 0; k < rows.size(); ++k) {
-      if (rows[k] < 0 || rows[k] >= V) throw std::invalid_argument("build_target: a target row is out of range");
-      if (k > 0 && rows[k] == rows[k - 1]) throw std::invalid_argument("build_target: a target row is listed twice");
-      t.row_mask[rows[k]] = 1.f;
-    }
+    for (int r : rows) t.row_mask[r] = 1.f;
     for (int i = 0; i < n; ++i)  // a ← m ⊙ a
       for (int v = 0; v < V; ++v) t.A[(size_t)i * V + v] *= t.row_mask[v];
   }

@@ -55,10 +55,15 @@ struct TargetOptions {
 // stay bounded however many examples there are and however long.
 std::vector<std::pair<int, int>> target_chunks(int n, int T, int chunk_tokens);
 
+// TargetOptions::rows checked against a vocabulary of V and sorted ascending (the order the noise is drawn in).
+// Throws std::invalid_argument naming the first id out of [0, V) or listed twice. The one check of the rows: the
+// addon calls it before it queues the work, build_target before its forwards, finish_target for what it uses.
+std::vector<int> check_target_rows(const std::vector<int>& rows, int V);
+
 // The target's host half, after the engine computed the factors: t.n, t.V, t.C, t.A = p − e_y and t.H filled;
 // applies the per-example clipping and the DP noise and sets t.norm and t.example_norms; with lm_head_bias also
 // t.bias and t.bias_norm (clipping by the joint norm, noise on both tensors). With opts.rows, t.A is masked to those
-// rows first and t.row_mask set (throws std::invalid_argument for an id out of range or repeated).
+// rows first and t.row_mask set (check_target_rows).
 void finish_target(MatchTarget& t, const TargetOptions& opts, bool lm_head_bias = false);
 
 // Deterministic standard normals (splitmix64 + Box–Muller) so every platform draws the same numbers from a seed.

@@ -4,7 +4,7 @@
  */
 import type { GPT2Model } from "../model";
 import type { Tokenizer } from "../tokenizer";
-import { lastPositionLogits, pieceTokens, startTokens } from "./lm";
+import { labelTokens, lastPositionLogits, pieceTokens, startTokens } from "./lm";
 
 /**
  * The label-agreement prompt's demonstrations from each class's examples: `fewShot` spread over the classes as evenly
@@ -50,7 +50,7 @@ export async function classifyByLabelWord(
 ): Promise<number[]> {
   const maxT = model.config.maxSeqLen;
   const template = pieceTokens(tokenizer, o.template), lead = startTokens(tokenizer);
-  const labelIds = o.classes.map((c) => pieceTokens(tokenizer, c.labelWord)[0]);
+  const labelIds = labelTokens(tokenizer, o.classes.map((c) => c.labelWord));
   const sep = pieceTokens(tokenizer, "\n\n");
   // [lead] demo template label sep … demo template label sep  text template: one <bos> (where the tokenizer puts one)
   const seqs = texts.map((text) => {

@@ -10,6 +10,35 @@ export function pieceTokens(tokenizer: Tokenizer, text: string): number[] {
   return tokenizer.encode(text, { addSpecialTokens: false });
 }
 
+/**
+ * Each class's label token: the first token of its label word, the one token the target's loss, the filter's
+ * few-shot answer and method.target_rows are about. A label word that encodes to no tokens, or starts with the same
+ * token as an earlier class's, goes to `problem` (which must throw; by default a RangeError); one longer than a token
+ * to `note`.
+ */
+export function labelTokens(
+  tokenizer: Tokenizer,
+  labelWords: readonly string[],
+  problem: (k: number, message: string) => never = (k, message) => {
+    throw new RangeError(`label word ${k}: ${message}`);
+  },
+  note?: (k: number, message: string) => void,
+): number[] {
+  const firstOf = new Map<number, number>();
+  return labelWords.map((word, k) => {
+    const ids = pieceTokens(tokenizer, word);
+    if (!ids.length) problem(k, "encodes to no tokens");
+    const other = firstOf.get(ids[0]);
+    if (other !== undefined)
+      problem(k, labelWords[other] === word
+        ? `${JSON.stringify(word)} is also the label word of classes[${other}]; every class needs its own`
+        : `${JSON.stringify(word)} starts with the same token ${JSON.stringify(tokenizer.tokenText(ids[0]))} as classes[${other}]'s ${JSON.stringify(labelWords[other])}; the filter and the target could not tell them apart`);
+    firstOf.set(ids[0], k);
+    if (ids.length > 1) note?.(k, `${JSON.stringify(word)} is ${ids.length} tokens; only its first token ${JSON.stringify(tokenizer.tokenText(ids[0]))} is the target`);
+    return ids[0];
+  });
+}
+
 /** The start of a token sequence: the tokens the tokenizer puts before a text (<bos>, or none), then `text`'s. */
 export function startTokens(tokenizer: Tokenizer, text = ""): number[] {
   return [...tokenizer.prefixIds, ...pieceTokens(tokenizer, text)];

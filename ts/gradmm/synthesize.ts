@@ -18,7 +18,7 @@ import type { SynthConfig } from "./config";
 import { readLabelledFile, shuffled, type Example } from "./data";
 import { dpParameters, type DPParameters } from "./dp";
 import { filterSamples, pickDemonstrations, type SyntheticSample } from "./filter";
-import { continuationLoss, pieceTokens, startTokens } from "./lm";
+import { continuationLoss, labelTokens, pieceTokens, startTokens } from "./lm";
 import { labelWordRows, promptPrefix, runBatch, targetRows, type BatchSettings, type ClassSetup } from "./method";
 import { checkOutputDir, checkpointMatches, fingerprint, OutputExistsError, readCheckpoint, removePreviousRun, RUN_FILES, writeOutput, type Checkpoint } from "./output";
 import type { BatchRunner } from "./runner";
@@ -114,6 +114,8 @@ interface Prepared {
   ckpt: Checkpoint;
   previousRun: boolean;
   warnings: string[];
+  /** Each class's label token (labelTokens). */
+  labelTokenIds: number[];
 }
 
 /**
@@ -188,19 +190,10 @@ async function prepare(config: SynthConfig, opts: SynthOptions): Promise<Prepare
     // token sequences: a text's start gets the tokenizer's <bos> (where it puts one), every other piece nothing
     const templateTokens = pieceTokens(tokenizer, config.template), leadTokens = startTokens(tokenizer);
     // label words: the first token is the target; first tokens must differ between classes
-    const firsts = new Map<number, number>();
+    const labelTokenIds = labelTokens(tokenizer, config.classes.map((c) => c.label_word),
+      (k, message) => fail(["classes", k, "label_word"], message),
+      (k, message) => warn(`classes[${k}].label_word ${message}`));
     config.classes.forEach((spec, k) => {
-      const ids = pieceTokens(tokenizer, spec.label_word);
-      if (!ids.length) fail(["classes", k, "label_word"], "encodes to no tokens");
-      const other = firsts.get(ids[0]);
-      if (other !== undefined) {
-        const a = config.classes[other].label_word, b = spec.label_word;
-        fail(["classes", k, "label_word"], a === b
-          ? `${JSON.stringify(b)} is also the label word of classes[${other}]; every class needs its own`
-          : `${JSON.stringify(b)} starts with the same token ${JSON.stringify(tokenizer.tokenText(ids[0]))} as classes[${other}]'s ${JSON.stringify(a)}; the filter and the target could not tell them apart`);
-      }
-      firsts.set(ids[0], k);
-      if (ids.length > 1) warn(`classes[${k}].label_word ${JSON.stringify(spec.label_word)} is ${ids.length} tokens; only its first token ${JSON.stringify(tokenizer.tokenText(ids[0]))} is the target`);
       const prompt = startTokens(tokenizer, spec.instruction);
       if (prompt.length === leadTokens.length) fail(["classes", k, "instruction"], "encodes to no tokens");
       const room = Math.min(maxT - templateTokens.length - leadTokens.length, maxT - prompt.length);
@@ -232,7 +225,7 @@ async function prepare(config: SynthConfig, opts: SynthOptions): Promise<Prepare
         throw new InvalidCheckpointError(ckptFile, `field batches.${key}.tokens: not ${config.method.batch_size} rows of equal length`, { field: `batches.${key}.tokens` });
       if (bad !== undefined) throw new InvalidCheckpointError(ckptFile, `field batches.${key}.tokens: token id ${bad} is outside the model's vocabulary (${mc.vocabSize})`, { field: `batches.${key}.tokens` });
     }
-    return { loaded, tokenizer, examples, ckpt, previousRun, warnings };
+    return { loaded, tokenizer, examples, ckpt, previousRun, warnings, labelTokenIds };
   } catch (e) {
     loaded.dispose();
     throw e;
@@ -265,7 +258,7 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
   const outDir = config.resolved.outputDir;
   const ckptFile = path.join(outDir, "checkpoint.json");
   const t0 = Date.now();
-  const { loaded, tokenizer, examples, ckpt, previousRun } = await prepare(config, opts);
+  const { loaded, tokenizer, examples, ckpt, previousRun, labelTokenIds } = await prepare(config, opts);
   const { model } = loaded;
   try {
     // ---- only now is anything written ----
@@ -285,21 +278,15 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
     const classes: (ClassSetup & { name: string; freeLen: number; real: Example[]; dp: DPParameters | null; targetArgs: NativeBuildTargetArgs })[] = [];
     const timings: Record<string, number> = { setup_s: (Date.now() - t0) / 1000, targets_s: 0, batches_s: 0, statistics_s: 0, filter_s: 0 };
     let tStep = Date.now();
-    const labelTokens = config.classes.map((spec, k) => {
-      const ids = pieceTokens(tokenizer, spec.label_word);
-      if (!ids.length) throw new InvalidFileError(config.resolved.configFile, `classes[${k}].label_word encodes to no tokens`);
-      return ids;
-    });
-    const labelRows = labelWordRows(config.method.target_rows, labelTokens.map((ids) => ids[0]));
+    const labelRows = labelWordRows(config.method.target_rows, labelTokenIds);
     for (let k = 0; k < config.classes.length; k++) {
       opts.onProgress?.({ phase: "step", step: "target", done: k, total: config.classes.length });
       const spec = config.classes[k];
       const name = spec.name ?? String(spec.label);
       const pool = examples.filter((e) => e.cls === k);
       const real = shuffled(pool, rng).slice(0, config.data.examples_per_class);
-      const labelIds = labelTokens[k];
       const { tokens, T, lastPos, seqs } = targetRows(tokenizer, real.map((e) => e.text), templateTokens, maxT);
-      const labels = new Int32Array(real.length).fill(labelIds[0]);
+      const labels = new Int32Array(real.length).fill(labelTokenIds[k]);
       const dp = config.dp.enabled ? dpParameters(config.dp.epsilon, config.dp.delta, config.dp.clip_norm, real.length) : null;
       const targetArgs: NativeBuildTargetArgs = { tokens, n: real.length, T, lastPos, labels, clipNorm: dp?.clipNorm ?? 0, noiseStd: dp?.sigma ?? 0, noiseSeed: batchSeed(config.seed, k, -1, -1) };
       if (labelRows) targetArgs.rows = labelRows;
@@ -310,7 +297,7 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
       const freeLen = Math.min(config.method.length ?? meanLen, maxT - templateTokens.length - leadTokens.length, maxT - prompt.length);
       if (freeLen < 1) throw new InvalidFileError(config.resolved.configFile, `classes[${k}]: the instruction and template leave no room in the model's ${maxT}-token context`);
       const { prefix, prefixLogits } = await promptPrefix(model, prompt, opts.signal);
-      classes.push({ name, labelToken: labelIds[0], templateTokens, leadTokens, prefix, prefixLogits, target, freeLen, real, dp, targetArgs });
+      classes.push({ name, labelToken: labelTokenIds[k], templateTokens, leadTokens, prefix, prefixLogits, target, freeLen, real, dp, targetArgs });
       log(`class '${name}': ${real.length} real examples, ‖G*‖=${target.norm.toExponential(3)}, ${freeLen} free tokens`);
     }
     opts.onProgress?.({ phase: "step", step: "target", done: classes.length, total: classes.length });
