@@ -4,8 +4,9 @@
  * real texts of the class and of the other classes; and, scored against each class target, 1 − cos of batches of
  * other real texts of the right class against batches of the wrong class (the regime a synthetic batch must reach),
  * for the paper's objective and three variants: a contrastive target (class target minus the mean of the class
- * targets), contrastive on both sides, the p-only part of the factor (softmax without −e_y), and the label-word rows
- * only. Needs nothing but the model and the data: no synthesis.
+ * targets), contrastive on both sides, the p-only part of the factor (softmax without −e_y), the label-word rows
+ * only, and diagonally whitened gradients (diagonalWhitening, at three shrinkages, alone and contrastive on both
+ * sides). Needs nothing but the model and the data: no synthesis.
  */
 import { pieceTokens, readLabelledFile, startTokens } from "../../ts/advanced";
 import { loadModel } from "../../ts/index";
@@ -30,9 +31,36 @@ const inner = (p: Combo, q: Combo) => {
   return s;
 };
 const cos = (p: Combo, q: Combo) => inner(p, q) / Math.sqrt(inner(p, p) * inner(q, q));
-const combo = (f: GradientFactors, tf: (a: Float32Array) => Float32Array = (a) => a, w = 1): Combo => f.A.map((a, i) => ({ a: tf(a), h: f.H[i], w: w / f.A.length }));
+type Map1 = (x: Float32Array) => Float32Array;
+const same: Map1 = (x) => x;
+const combo = (f: GradientFactors, tf: Map1 = same, w = 1, th: Map1 = same): Combo => f.A.map((a, i) => ({ a: tf(a), h: th(f.H[i]), w: w / f.A.length }));
+
+/**
+ * A diagonal whitening of lm_head gradients, kept in factor form: entry (v, c) of every gradient is divided by
+ * s_a[v]·s_h[c], where s_a² and s_h² are the per-entry second moments of the reference examples' factors a = p − e_y
+ * and h, each shrunk towards its own mean by `shrinkage` (s² = (1 − α)·m² + α·mean(m²); α = 1 scales every entry
+ * alike and leaves every cosine as it was). The scaling is separable, so a·hᵀ ↦ (a ⊘ s_a)(h ⊘ s_h)ᵀ stays rank 1:
+ * the cosine under it is the cosine in the metric of this diagonal second-moment matrix.
+ */
+export function diagonalWhitening(reference: readonly GradientFactors[], shrinkage: number): { a: Map1; h: Map1 } {
+  const scaleOf = (vectors: Float32Array[]): Float32Array => {
+    const n = vectors[0].length, m2 = new Float64Array(n);
+    for (const x of vectors) for (let i = 0; i < n; i++) m2[i] += x[i] * x[i];
+    let mean = 0;
+    for (let i = 0; i < n; i++) mean += (m2[i] /= vectors.length);
+    mean /= n;
+    const inv = new Float32Array(n);
+    for (let i = 0; i < n; i++) inv[i] = 1 / Math.sqrt((1 - shrinkage) * m2[i] + shrinkage * mean);
+    return inv;
+  };
+  const mul = (inv: Float32Array): Map1 => (x) => x.map((v, i) => v * inv[i]);
+  return { a: mul(scaleOf(reference.flatMap((f) => f.A))), h: mul(scaleOf(reference.flatMap((f) => f.H))) };
+}
 const minus = (p: Combo, q: Combo): Combo => [...p, ...q.map((t) => ({ ...t, w: -t.w }))];
 const scale = (p: Combo, s: number): Combo => p.map((t) => ({ ...t, w: t.w * s }));
+
+/** The shrinkages α of diagonalWhitening the bench reports: mostly whitened, half, a tenth. */
+export const WHITENING_SHRINKAGES = [0.01, 0.1, 0.5];
 
 export interface SignalResult {
   model: string;
@@ -85,6 +113,12 @@ export async function gradientSignal(u: UtilityConfig, opts: { perClass?: number
       };
       const mean: Combo = targets.flatMap((t) => scale(combo(t), 1 / K));
       const T = combo(targets[k]), CT = minus(T, mean);
+      const whitened = WHITENING_SHRINKAGES.map((alpha) => {
+        const w = diagonalWhitening(targets, alpha);
+        const c = (f: GradientFactors, weight = 1) => combo(f, w.a, weight, w.h);
+        const meanW: Combo = targets.flatMap((t) => c(t, 1 / K));
+        return { alpha, c, T: c(targets[k]), meanW };
+      });
       for (let b = 0; b < nb; b++) {
         log(`class ${k}: batch ${b + 1}/${nb}`);
         const right = await G(byClass[k].slice(n + b * B, n + (b + 1) * B), labels[k]);
@@ -94,6 +128,11 @@ export async function gradientSignal(u: UtilityConfig, opts: { perClass?: number
         add("contrastive both sides: 1 − cos(S − T̄, T_k − T̄)", 1 - cos(minus(combo(right), mean), CT), 1 - cos(minus(combo(wrong), mean), CT));
         add("p-only factor (softmax, no −e_y)", 1 - cos(combo(right, pOnly), combo(targets[k], pOnly)), 1 - cos(combo(wrong, pOnly), combo(targets[k], pOnly)));
         add("label-word rows only", 1 - cos(combo(right, labelRows), combo(targets[k], labelRows)), 1 - cos(combo(wrong, labelRows), combo(targets[k], labelRows)));
+        for (const w of whitened) {
+          add(`diagonally whitened, shrinkage ${w.alpha}`, 1 - cos(w.c(right), w.T), 1 - cos(w.c(wrong), w.T));
+          const CW = minus(w.T, w.meanW);
+          add(`diagonally whitened, shrinkage ${w.alpha}, contrastive both sides`, 1 - cos(minus(w.c(right), w.meanW), CW), 1 - cos(minus(w.c(wrong), w.meanW), CW));
+        }
       }
     }
     const m = (a: number[]) => a.reduce((s, x) => s + x, 0) / a.length;
