@@ -189,11 +189,12 @@ program
   .description("what the matching objective can see: class targets, same-label texts of each class, and objective variants (bench/README.md)")
   .argument("<config>", "a utility config (classes, label words, template, data, model)")
   .option("--model <name|path>", "the model (default: the config's)")
+  .option("--sets <seed dir>", "a utility run's seed folder (e.g. bench/results/utility/imdb/seed-0): its private examples are the targets, and each of its training sets is scored like the real batches")
   .option("--json", "print one JSON object instead of a table")
-  .action(async (file: string, o: { model?: string; json?: boolean }) => {
+  .action(async (file: string, o: { model?: string; json?: boolean; sets?: string }) => {
     const { loadUtilityConfig } = await import("./utility/config");
     const { gradientSignal, formatSignal } = await import("./utility/signal");
-    const r = await gradientSignal(loadUtilityConfig(file, { model: o.model }));
+    const r = await gradientSignal(loadUtilityConfig(file, { model: o.model }), { sets: o.sets });
     process.stdout.write(o.json ? JSON.stringify(r) + "\n" : formatSignal(r) + "\n");
   });
 

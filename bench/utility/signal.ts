@@ -6,9 +6,13 @@
  * for the paper's objective and three variants: a contrastive target (class target minus the mean of the class
  * targets), contrastive on both sides, the p-only part of the factor (softmax without −e_y), the label-word rows
  * only, and diagonally whitened gradients (diagonalWhitening, at three shrinkages, alone and contrastive on both
- * sides). Needs nothing but the model and the data: no synthesis.
+ * sides). Needs nothing but the model and the data: no synthesis. With --sets (a utility run's seed folder) the
+ * targets are that run's private examples, and every training set the run built is scored the same way: does each
+ * method's text of class k sit closer to class k's target than its text of the other class does?
  */
-import { pieceTokens, readLabelledFile, startTokens } from "../../ts/advanced";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { labelTokens, pieceTokens, readLabelledFile, startTokens } from "../../ts/advanced";
 import { loadModel } from "../../ts/index";
 import type { UtilityConfig } from "./config";
 import { gradientFactors, type GradientFactors } from "./metrics";
@@ -62,101 +66,164 @@ const scale = (p: Combo, s: number): Combo => p.map((t) => ({ ...t, w: t.w * s }
 /** The shrinkages α of diagonalWhitening the bench reports: mostly whitened, half, a tenth. */
 export const WHITENING_SHRINKAGES = [0.01, 0.1, 0.5];
 
+type VariantScores = Record<string, { right: number; wrong: number; ratio: number; rightBetter: string }>;
+
 export interface SignalResult {
   model: string;
+  /** Where the class targets came from: the data file's first texts, or a utility run's private examples. */
+  targetSource: string;
   targetCosine: number[][];
   sameLabelCosine: { sameClass: number; otherClass: number };
-  variants: Record<string, { right: number; wrong: number; ratio: number; rightBetter: string }>;
+  /** Batches of other real texts of the data file. */
+  variants: VariantScores;
+  /** With `sets`: the same scores for batches of each training set of the run (real, gradmm, zero_shot_gen, …). */
+  sets?: Record<string, VariantScores>;
 }
 
-export async function gradientSignal(u: UtilityConfig, opts: { perClass?: number; batch?: number; batches?: number; log?: (s: string) => void } = {}): Promise<SignalResult> {
+export interface SignalOptions {
+  perClass?: number;
+  batch?: number;
+  batches?: number;
+  /**
+   * A utility run's seed folder (bench/results/utility/<domain>/seed-N): the targets are its private examples
+   * (private.jsonl) instead of the data file's first texts, and every training set it built (sets/<method>.json) is
+   * scored like the real batches, class by class: how far each method's text sits from its own class's target and
+   * from the other's.
+   */
+  sets?: string;
+  log?: (s: string) => void;
+}
+
+export async function gradientSignal(u: UtilityConfig, opts: SignalOptions = {}): Promise<SignalResult> {
   const log = opts.log ?? ((s: string) => process.stderr.write(s + "\n"));
   const synth = u.synth;
-  const n = opts.perClass ?? synth.data.examples_per_class, B = opts.batch ?? synth.method.batch_size, nb = opts.batches ?? 4;
+  const B = opts.batch ?? synth.method.batch_size, nb = opts.batches ?? 4;
   const { model, tokenizer, dispose } = loadModel(synth.resolved.modelDir);
   try {
     if (!tokenizer) throw new Error("the model has no tokenizer");
     const K = synth.classes.length;
-    const ex = readLabelledFile(synth.resolved.dataPath, { textField: synth.data.text_field, labelField: synth.data.label_field, classLabels: synth.classes.map((c) => c.label) });
+    const classLabels = synth.classes.map((c) => c.label);
+    const ex = readLabelledFile(synth.resolved.dataPath, { textField: synth.data.text_field, labelField: synth.data.label_field, classLabels });
     const tmpl = pieceTokens(tokenizer, synth.template);
-    const seqOf = (t: string) => [...startTokens(tokenizer, t).slice(0, 128), ...tmpl];
-    const byClass = synth.classes.map((_, k) => ex.filter((e) => e.cls === k).map((e) => seqOf(e.text)));
-    const labels = synth.classes.map((c) => pieceTokens(tokenizer, c.label_word)[0]);
-    for (let k = 0; k < K; k++) if (byClass[k].length < n + nb * B) throw new Error(`class ${k} has ${byClass[k].length} texts; ${n + nb * B} needed`);
+    const cut = Math.min(128, model.config.maxSeqLen - tmpl.length);  // a text's first 128 tokens (or what fits)
+    const seqOf = (t: string) => [...startTokens(tokenizer, t).slice(0, cut), ...tmpl];
+    const labels = labelTokens(tokenizer, synth.classes.map((c) => c.label_word));
     const G = (seqs: number[][], y: number) => gradientFactors(model, seqs, seqs.map(() => y));
-    log(`targets: ${n} texts per class`);
+    // targets: a run's private examples, or the first perClass texts of each class; the real batches: the other texts
+    let targetTexts: string[][], targetSource: string;
+    if (opts.sets) {
+      const file = path.join(opts.sets, "private.jsonl");
+      const priv = readLabelledFile(file, { textField: "text", labelField: "label", classLabels });
+      targetTexts = synth.classes.map((_, k) => priv.filter((e) => e.cls === k).map((e) => e.text));
+      targetSource = file;
+    } else {
+      const n = opts.perClass ?? synth.data.examples_per_class;
+      targetTexts = synth.classes.map((_, k) => ex.filter((e) => e.cls === k).slice(0, n).map((e) => e.text));
+      targetSource = `${synth.resolved.dataPath}: the first ${n} texts of each class`;
+    }
+    const used = new Set(targetTexts.flat());
+    const others = synth.classes.map((_, k) => ex.filter((e) => e.cls === k && !used.has(e.text)).map((e) => seqOf(e.text)));
+    const half = Math.floor(Math.min(...targetTexts.map((t) => t.length)) / 2);
+    for (let k = 0; k < K; k++) if (others[k].length < Math.max(half, nb * B)) throw new Error(`class ${k} has ${others[k].length} texts besides the targets'; ${Math.max(half, nb * B)} needed`);
+    log(`targets: ${targetTexts.map((t) => t.length).join(" / ")} texts per class (${targetSource})`);
     const targets: GradientFactors[] = [];
-    for (let k = 0; k < K; k++) targets.push(await G(byClass[k].slice(0, n), labels[k]));
+    for (let k = 0; k < K; k++) targets.push(await G(targetTexts[k].map(seqOf), labels[k]));
     const targetCosine = targets.map((p) => targets.map((q) => cos(combo(p), combo(q))));
     // other texts of each class, scored with class 0's label word: same class vs other class
-    const half = Math.floor(n / 2);
-    const fixed0 = await G(byClass[0].slice(n, n + half), labels[0]);
-    const fixed1 = await G(byClass[Math.min(1, K - 1)].slice(n, n + half), labels[0]);
+    const fixed0 = await G(others[0].slice(0, half), labels[0]);
+    const fixed1 = await G(others[Math.min(1, K - 1)].slice(0, half), labels[0]);
     const sameLabelCosine = { sameClass: cos(combo(targets[0]), combo(fixed0)), otherClass: cos(combo(targets[0]), combo(fixed1)) };
-    const labelRows = (a: Float32Array) => {
-      const b = new Float32Array(a.length);
-      for (const id of labels) b[id] = a[id];
-      return b;
-    };
-    const variants: Record<string, { right: number[]; wrong: number[] }> = {};
-    const add = (name: string, right: number, wrong: number) => {
-      const v = (variants[name] ??= { right: [], wrong: [] });
-      v.right.push(right);
-      v.wrong.push(wrong);
-    };
-    for (let k = 0; k < K; k++) {
-      const other = (k + 1) % K;
-      const pOnly = (a: Float32Array) => {
-        const b = a.slice();
-        b[labels[k]] += 1;
-        return b;
-      };
-      const mean: Combo = targets.flatMap((t) => scale(combo(t), 1 / K));
-      const T = combo(targets[k]), CT = minus(T, mean);
-      const whitened = WHITENING_SHRINKAGES.map((alpha) => {
-        const w = diagonalWhitening(targets, alpha);
-        const c = (f: GradientFactors, weight = 1) => combo(f, w.a, weight, w.h);
-        const meanW: Combo = targets.flatMap((t) => c(t, 1 / K));
-        return { alpha, c, T: c(targets[k]), meanW };
-      });
-      for (let b = 0; b < nb; b++) {
-        log(`class ${k}: batch ${b + 1}/${nb}`);
-        const right = await G(byClass[k].slice(n + b * B, n + (b + 1) * B), labels[k]);
-        const wrong = await G(byClass[other].slice(n + b * B, n + (b + 1) * B), labels[k]);
-        add("paper: 1 − cos(S, T_k)", 1 - cos(combo(right), T), 1 - cos(combo(wrong), T));
-        add("contrastive target: 1 − cos(S, T_k − T̄)", 1 - cos(combo(right), CT), 1 - cos(combo(wrong), CT));
-        add("contrastive both sides: 1 − cos(S − T̄, T_k − T̄)", 1 - cos(minus(combo(right), mean), CT), 1 - cos(minus(combo(wrong), mean), CT));
-        add("p-only factor (softmax, no −e_y)", 1 - cos(combo(right, pOnly), combo(targets[k], pOnly)), 1 - cos(combo(wrong, pOnly), combo(targets[k], pOnly)));
-        add("label-word rows only", 1 - cos(combo(right, labelRows), combo(targets[k], labelRows)), 1 - cos(combo(wrong, labelRows), combo(targets[k], labelRows)));
-        for (const w of whitened) {
-          add(`diagonally whitened, shrinkage ${w.alpha}`, 1 - cos(w.c(right), w.T), 1 - cos(w.c(wrong), w.T));
-          const CW = minus(w.T, w.meanW);
-          add(`diagonally whitened, shrinkage ${w.alpha}, contrastive both sides`, 1 - cos(minus(w.c(right), w.meanW), CW), 1 - cos(minus(w.c(wrong), w.meanW), CW));
+    const objectives = signalObjectives(targets, labels);
+    // right: batches of class k's texts, wrong: batches of the next class's texts, both with class k's label word
+    // against class k's target (the regime a synthetic batch of class k must reach)
+    const score = async (what: string, batchesOf: (k: number) => number[][][]): Promise<VariantScores> => {
+      const variants: Record<string, { right: number[]; wrong: number[] }> = {};
+      for (let k = 0; k < K; k++) {
+        const mine = batchesOf(k), theirs = batchesOf((k + 1) % K);
+        const nPairs = Math.min(mine.length, theirs.length);
+        for (let b = 0; b < nPairs; b++) {
+          log(`${what}, class ${k}: batch ${b + 1}/${nPairs}`);
+          const right = await G(mine[b], labels[k]);
+          const wrong = await G(theirs[b], labels[k]);
+          for (const o of objectives) {
+            const v = (variants[o.name] ??= { right: [], wrong: [] });
+            v.right.push(o.loss(right, k));
+            v.wrong.push(o.loss(wrong, k));
+          }
         }
       }
-    }
-    const m = (a: number[]) => a.reduce((s, x) => s + x, 0) / a.length;
-    return {
-      model: synth.resolved.modelDir,
-      targetCosine,
-      sameLabelCosine,
-      variants: Object.fromEntries(
-        Object.entries(variants).map(([name, v]) => [
-          name,
-          { right: m(v.right), wrong: m(v.wrong), ratio: m(v.wrong) / m(v.right), rightBetter: `${v.right.filter((r, i) => r < v.wrong[i]).length}/${v.right.length}` },
-        ]),
-      ),
+      return summarise(variants);
     };
+    const batchesFrom = (seqs: number[][]) => Array.from({ length: Math.min(nb, Math.floor(seqs.length / B)) }, (_, b) => seqs.slice(b * B, (b + 1) * B));
+    const variants = await score("real batches", (k) => batchesFrom(others[k]));
+    let sets: Record<string, VariantScores> | undefined;
+    if (opts.sets) {
+      sets = {};
+      const dir = path.join(opts.sets, "sets");
+      for (const f of fs.readdirSync(dir).filter((f) => f.endsWith(".json")).sort()) {
+        const set = JSON.parse(fs.readFileSync(path.join(dir, f), "utf8")) as { texts: { text: string; cls: number }[] };
+        sets[f.replace(/\.json$/, "")] = await score(f, (k) => batchesFrom(set.texts.filter((t) => t.cls === k).map((t) => seqOf(t.text))));
+      }
+    }
+    return { model: synth.resolved.modelDir, targetSource, targetCosine, sameLabelCosine, variants, sets };
   } finally {
     dispose();
   }
 }
 
+/**
+ * The objectives compared, each as a loss of a batch's gradient factors S against class k's target: the paper's and
+ * its variants (contrastive, p-only, label-word rows, diagonally whitened).
+ */
+function signalObjectives(targets: GradientFactors[], labels: number[]): { name: string; loss: (S: GradientFactors, k: number) => number }[] {
+  const K = targets.length;
+  const mean: Combo = targets.flatMap((t) => scale(combo(t), 1 / K));
+  const labelRows = (a: Float32Array) => {
+    const b = new Float32Array(a.length);
+    for (const id of labels) b[id] = a[id];
+    return b;
+  };
+  const pOnly = (k: number) => (a: Float32Array) => {
+    const b = a.slice();
+    b[labels[k]] += 1;
+    return b;
+  };
+  const out: { name: string; loss: (S: GradientFactors, k: number) => number }[] = [
+    { name: "paper: 1 − cos(S, T_k)", loss: (S, k) => 1 - cos(combo(S), combo(targets[k])) },
+    { name: "contrastive target: 1 − cos(S, T_k − T̄)", loss: (S, k) => 1 - cos(combo(S), minus(combo(targets[k]), mean)) },
+    { name: "contrastive both sides: 1 − cos(S − T̄, T_k − T̄)", loss: (S, k) => 1 - cos(minus(combo(S), mean), minus(combo(targets[k]), mean)) },
+    { name: "p-only factor (softmax, no −e_y)", loss: (S, k) => 1 - cos(combo(S, pOnly(k)), combo(targets[k], pOnly(k))) },
+    { name: "label-word rows only", loss: (S, k) => 1 - cos(combo(S, labelRows), combo(targets[k], labelRows)) },
+  ];
+  for (const alpha of WHITENING_SHRINKAGES) {
+    const w = diagonalWhitening(targets, alpha);
+    const c = (f: GradientFactors, weight = 1) => combo(f, w.a, weight, w.h);
+    const T = targets.map((t) => c(t)), meanW: Combo = targets.flatMap((t) => c(t, 1 / K));
+    out.push({ name: `diagonally whitened, shrinkage ${alpha}`, loss: (S, k) => 1 - cos(c(S), T[k]) });
+    out.push({ name: `diagonally whitened, shrinkage ${alpha}, contrastive both sides`, loss: (S, k) => 1 - cos(minus(c(S), meanW), minus(T[k], meanW)) });
+  }
+  return out;
+}
+
+function summarise(variants: Record<string, { right: number[]; wrong: number[] }>): VariantScores {
+  const m = (a: number[]) => a.reduce((s, x) => s + x, 0) / a.length;
+  return Object.fromEntries(
+    Object.entries(variants).map(([name, v]) => [
+      name,
+      { right: m(v.right), wrong: m(v.wrong), ratio: m(v.wrong) / m(v.right), rightBetter: `${v.right.filter((r, i) => r < v.wrong[i]).length}/${v.right.length}` },
+    ]),
+  );
+}
+
 export function formatSignal(r: SignalResult): string {
-  const lines = [`model: ${r.model}`, `cosine between class targets: ${r.targetCosine.map((row) => row.map((c) => c.toFixed(3)).join(" ")).join(" | ")}`];
+  const lines = [`model: ${r.model}`, `targets: ${r.targetSource}`, `cosine between class targets: ${r.targetCosine.map((row) => row.map((c) => c.toFixed(3)).join(" ")).join(" | ")}`];
   lines.push(`class 0's label word fixed: cos(target, same-class texts) ${r.sameLabelCosine.sameClass.toFixed(4)}, cos(target, other-class texts) ${r.sameLabelCosine.otherClass.toFixed(4)}`);
-  lines.push("| objective | 1 − cos, right class | 1 − cos, wrong class | wrong / right | right < wrong |", "| --- | ---: | ---: | ---: | ---: |");
-  for (const [name, v] of Object.entries(r.variants)) lines.push(`| ${name} | ${v.right.toFixed(4)} | ${v.wrong.toFixed(4)} | ${v.ratio.toFixed(2)} | ${v.rightBetter} |`);
+  const table = (title: string, v: VariantScores) => {
+    lines.push("", title, "", "| objective | 1 − cos, right class | 1 − cos, wrong class | wrong / right | right < wrong |", "| --- | ---: | ---: | ---: | ---: |");
+    for (const [name, x] of Object.entries(v)) lines.push(`| ${name} | ${x.right.toFixed(4)} | ${x.wrong.toFixed(4)} | ${x.ratio.toFixed(2)} | ${x.rightBetter} |`);
+  };
+  table("batches of other real texts", r.variants);
+  for (const [name, v] of Object.entries(r.sets ?? {})) table(`batches of the run's ${name} set`, v);
   return lines.join("\n");
 }
 
