@@ -303,6 +303,12 @@ export interface NativeGPT2Model {
   ): Promise<void>;
   release(): void;
   buildTarget(args: NativeBuildTargetArgs, cancel?: NativeCancelToken): Promise<NativeMatchTarget>;
+  /**
+   * method.objective whitened_contrastive (ours): from each class's plain target (no DP, no rows), every class's
+   * target for 1 − cos(W(G_syn) − M, W(T_k) − M), W the diagonal whitening (shrinkage in [0, 1]) and M the mean of
+   * the whitened class targets (binding/src/gradmatch.h).
+   */
+  whitenedContrastiveTargets(targets: NativeMatchTarget[], shrinkage: number): Promise<NativeMatchTarget[]>;
   matchLoss(target: NativeMatchTarget, args: NativeMatchLossArgs, cancel?: NativeCancelToken): Promise<number>;
   project(args: NativeProjectArgs, cancel?: NativeCancelToken): Promise<void>;
   /**

@@ -43,6 +43,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value AdamwStep(const Napi::CallbackInfo& info);
   Napi::Value Decode(const Napi::CallbackInfo& info);
   Napi::Value BuildTarget(const Napi::CallbackInfo& info);
+  Napi::Value WhitenedContrastiveTargets(const Napi::CallbackInfo& info);
   Napi::Value MatchLoss(const Napi::CallbackInfo& info);
   Napi::Value Project(const Napi::CallbackInfo& info);
 };

@@ -155,6 +155,7 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
        InstanceMethod("selectedRows", &ModelWrap::SelectedRows), InstanceMethod("hidden", &ModelWrap::Hidden),
        InstanceMethod("adamwStep", &ModelWrap::AdamwStep), InstanceMethod("decode", &ModelWrap::Decode),
        InstanceMethod("release", &ModelWrap::Release), InstanceMethod("buildTarget", &ModelWrap::BuildTarget),
+       InstanceMethod("whitenedContrastiveTargets", &ModelWrap::WhitenedContrastiveTargets),
        InstanceMethod("matchLoss", &ModelWrap::MatchLoss), InstanceMethod("project", &ModelWrap::Project),
        InstanceMethod("paramsChanged", &ModelWrap::ParamsChanged), InstanceMethod("syncHost", &ModelWrap::SyncHost),
        InstanceMethod("setPrecision", &ModelWrap::SetPrecision), InstanceMethod("precision", &ModelWrap::Precision)});
@@ -461,6 +462,36 @@ Napi::Value ModelWrap::BuildTarget(const Napi::CallbackInfo& info) {
         *result = s->build_target(tk, n, T, lp, lb, opts, cancel.get());
       },
       [s, result](Napi::Env) { return (Napi::Value)MatchTargetWrap::wrap(*result, s); }, {a});
+}
+
+// whitenedContrastiveTargets([MatchTarget per class], shrinkage) -> Promise<MatchTarget[]>: each class's target for
+// method.objective whitened_contrastive (gradmatch.h whitened_contrastive_targets), from plain per-class targets
+Napi::Value ModelWrap::WhitenedContrastiveTargets(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = engine(env);
+  if (!info[0].IsArray() || !info[1].IsNumber())
+    throw Napi::TypeError::New(env, "whitenedContrastiveTargets(targets: MatchTarget[], shrinkage: number)");
+  Napi::Array arr = info[0].As<Napi::Array>();
+  std::vector<std::shared_ptr<MatchTarget>> raw;
+  for (uint32_t k = 0; k < arr.Length(); ++k) raw.push_back(MatchTargetWrap::unwrap(arr.Get(k), s));
+  const double shrinkage = info[1].As<Napi::Number>().DoubleValue();
+  if (raw.size() < 2) throw Napi::RangeError::New(env, "whitenedContrastiveTargets: at least two classes' targets are needed");
+  if (!(shrinkage >= 0 && shrinkage <= 1)) throw Napi::RangeError::New(env, "whitenedContrastiveTargets: shrinkage must lie in [0, 1]");
+  auto result = std::make_shared<std::vector<MatchTarget>>();
+  return run_async(
+      env,
+      [raw, shrinkage, result] {
+        std::vector<const MatchTarget*> ptrs;
+        for (const auto& t : raw) ptrs.push_back(t.get());
+        *result = whitened_contrastive_targets(ptrs, shrinkage);
+      },
+      [s, result](Napi::Env e) {
+        Napi::Array out = Napi::Array::New(e, result->size());
+        for (size_t k = 0; k < result->size(); ++k)
+          out.Set((uint32_t)k, MatchTargetWrap::wrap(std::make_shared<MatchTarget>(std::move((*result)[k])), s));
+        return (Napi::Value)out;
+      },
+      {arr});
 }
 
 // matchLoss(target, {X [B*L*C], B, L, label, dX?, perSample?}, cancel?) -> Promise<f>

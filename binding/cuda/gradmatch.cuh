@@ -42,36 +42,44 @@ __global__ void row_dot_kernel(double* out, const float* a, const float* b, int 
   if (threadIdx.x == 0) out[r] = s;
 }
 
-// One block. Dynamic shared memory: B doubles (s_j).
+// One block. Dynamic shared memory: 2B doubles (s_j, m_j).
 __global__ void gm_combine_kernel(GmScalars* out, float* per_sample, float* loss_out, const float* RA, const float* RH,
                                   const float* SA, const float* SH, const double* noise_dots, int n, int B,
-                                  double target_norm) {
+                                  double target_norm, GmMean mean) {
   extern __shared__ double s_j[];
+  double* m_j = s_j + B;
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, nwarps = blockDim.x / kWarp;
-  for (int j = warp; j < B; j += nwarps) {  // s_j = (1/n) Σ_i RA_ij RH_ij (+ a_j·N h_j)
-    double s = 0.0;
-    for (int i = lane; i < n; i += kWarp) s += (double)RA[(long)i * B + j] * (double)RH[(long)i * B + j];
+  for (int j = warp; j < B; j += nwarps) {  // s_j = (1/n) Σ_i RA_ij RH_ij (+ a_j·N h_j); m_j = (1/n) Σ_i RAm_ij RH_ij
+    double s = 0.0, m = 0.0;
+    for (int i = lane; i < n; i += kWarp) {
+      s += (double)RA[(long)i * B + j] * (double)RH[(long)i * B + j];
+      if (mean.RAm) m += (double)mean.RAm[(long)i * B + j] * (double)RH[(long)i * B + j];
+    }
     s = warp_sum(s);
+    m = warp_sum(m);
     if (lane == 0) {
       s /= n;
       if (noise_dots) s += noise_dots[j];
       s_j[j] = s;
+      m_j[j] = mean.RAm ? m / n : 0.0;
     }
   }
   double q = 0.0;  // Σ SA ⊙ SH
   for (long e = threadIdx.x; e < (long)B * B; e += blockDim.x) q += (double)SA[e] * (double)SH[e];
-  q = block_sum(q);  // synchronises: s_j is complete after this
+  q = block_sum(q);  // synchronises: s_j and m_j are complete after this
   if (threadIdx.x == 0) {
-    double S = 0.0;
-    for (int j = 0; j < B; ++j) S += s_j[j];
+    double S = 0.0, SM = 0.0;
+    for (int j = 0; j < B; ++j) S += s_j[j], SM += m_j[j];
     S /= B;
-    const GmScalars g = gm_scalars(S, q / ((double)B * B), n, B, target_norm);
+    SM /= B;
+    const GmScalars g = gm_scalars(S, q / ((double)B * B), SM, n, B, target_norm, mean.norm2, mean.dot);
     *out = g;
     if (loss_out) *loss_out = (float)g.f;
   }
   if (per_sample)
     for (int j = threadIdx.x; j < B; j += blockDim.x)
-      per_sample[j] = gm_own_loss(s_j[j], SA[(long)j * B + j], SH[(long)j * B + j], target_norm);
+      per_sample[j] = gm_own_loss(s_j[j], SA[(long)j * B + j], SH[(long)j * B + j], target_norm, m_j[j], mean.norm2,
+                                  mean.dot);
 }
 
 __global__ void scale_by_kernel(float* x, long n, const float* s) {
@@ -166,11 +174,11 @@ void row_dot(double* out, const float* a, const float* b, int R, int V) {
   check_launch("row_dot");
 }
 void gm_combine(GmScalars* out, float* per_sample, float* loss_out, const float* RA, const float* RH, const float* SA,
-                const float* SH, const double* noise_dots, int n, int B, double target_norm) {
+                const float* SH, const double* noise_dots, int n, int B, double target_norm, GmMean mean) {
   if (B <= 0 || n <= 0) throw std::invalid_argument("gm_combine: empty batch or target");
-  if ((size_t)B * sizeof(double) > 48 * 1024) throw std::invalid_argument("gm_combine: batch too large");
-  gm_combine_kernel<<<1, 256, (size_t)B * sizeof(double)>>>(out, per_sample, loss_out, RA, RH, SA, SH, noise_dots, n,
-                                                             B, target_norm);
+  if ((size_t)B * 2 * sizeof(double) > 48 * 1024) throw std::invalid_argument("gm_combine: batch too large");
+  gm_combine_kernel<<<1, 256, (size_t)B * 2 * sizeof(double)>>>(out, per_sample, loss_out, RA, RH, SA, SH, noise_dots,
+                                                                 n, B, target_norm, mean);
   check_launch("gm_combine");
 }
 // One thread: the lm_head bias's part (method_ops.h gm_bias_combine; the same host/device scalar arithmetic)

@@ -85,7 +85,8 @@ struct Backend {
   // out[r] = Σ_v a[r,v]·b[r,v] in double
   void (*row_dot)(double* out, const float* a, const float* b, int R, int V);
   void (*gm_combine)(GmScalars* out, float* per_sample, float* loss_out, const float* RA, const float* RH,
-                     const float* SA, const float* SH, const double* noise_dots, int n, int B, double target_norm);
+                     const float* SA, const float* SH, const double* noise_dots, int n, int B, double target_norm,
+                     GmMean mean);
   // the lm_head bias's part of the distance (method_ops.h gm_bias_combine), after gm_combine; dots: backend memory
   void (*gm_bias_combine)(GmScalars* out, float* per_sample, float* loss_out, const double* dots, const float* own,
                           const float* SA, int B, double bias_norm);

@@ -71,6 +71,17 @@ ExecTarget::ExecTarget(const Backend* be, const MatchTarget& t)
     noise.reset(be, t.noise.size());
     be->to_device(noise.data(), t.noise.data(), sizeof(float) * t.noise.size());
   }
+  if (!t.hidden_scale.empty()) {
+    if (t.hidden_scale.size() != (size_t)C) throw std::invalid_argument("ExecTarget: the target's hidden scale is not C long");
+    hidden_scale.reset(be, C);
+    be->to_device(hidden_scale.data(), t.hidden_scale.data(), sizeof(float) * C);
+  }
+  if (!t.mean_A.empty()) {
+    if (t.mean_A.size() != (size_t)n * V) throw std::invalid_argument("ExecTarget: the target's mean rows are not n × V");
+    mean_A.reset(be, (size_t)n * V);
+    be->to_device(mean_A.data(), t.mean_A.data(), sizeof(float) * mean_A.size());
+    mean_norm2 = t.mean_norm2, mean_dot = t.mean_dot;
+  }
 }
 
 ExecMatcher::ExecMatcher(CausalExec& model, const ExecTarget& target) : m_(model), t_(target), be_(model.backend()) {
@@ -80,6 +91,8 @@ ExecMatcher::ExecMatcher(CausalExec& model, const ExecTarget& target) : m_(model
     throw std::invalid_argument("ExecMatcher: the target's row mask is not V long");
   if ((target.bias.size() != 0) != (model.lm_head_bias() != nullptr))
     throw std::invalid_argument("ExecMatcher: the target's lm_head bias part does not match the model's lm_head");
+  if (target.mean_A.size() != 0 && model.lm_head_bias() != nullptr)
+    throw std::invalid_argument("ExecMatcher: the whitened contrastive objective does not support an lm_head bias");
   scalars_.reset(be_, 1);
   norm_scratch_.reset(be_, 1024);
 }
@@ -99,6 +112,11 @@ void ExecMatcher::ensure(int B, int L, int label) {
     }
     gA_.reset(be_, B * V);
     gH_.reset(be_, B * C);
+    if (t_.hidden_scale.size()) Hs_.reset(be_, B * C);
+    if (t_.mean_A.size()) {
+      RAm_.reset(be_, n * B);
+      RHm_.reset(be_, n * B);
+    }
     dlogits_.reset(be_, B * V);
     d_hidden_.reset(be_, (size_t)B * L * C);
     g_scratch_.reset(be_, (size_t)B * L * C);
@@ -141,12 +159,24 @@ void ExecMatcher::evaluate(const float* X, int B, int L, int label, float* dX, f
   const float* H = m_.hidden_rows();
   be.onehot_sub(A, m_.probs(), labels_.data(), B, V);
   const float* mask = t_.row_mask.size() ? t_.row_mask.data() : nullptr;
-  if (mask) be.scale_cols(A, mask, B, V);  // restricted rows: a = m ⊙ (p − e_y)
+  if (mask) be.scale_cols(A, mask, B, V);  // weighted rows: a = m ⊙ (p − e_y)
+  const float* hscale = t_.hidden_scale.size() ? t_.hidden_scale.data() : nullptr;
+  if (hscale) {  // whitened: h = w_h ⊙ h
+    be.copy(Hs_.data(), H, sizeof(float) * (size_t)B * C);
+    be.scale_cols(Hs_.data(), hscale, B, C);
+    H = Hs_.data();
+  }
+  const bool contrastive = t_.mean_A.size() != 0;
   // Gram matrices against the target (n×B) and within the batch (B×B)
   be.gemm(false, true, n, B, V, t_.A.data(), V, A, V, RA_.data(), B, false);
   be.gemm(false, true, n, B, C, t_.H.data(), C, H, C, RH_.data(), B, false);
   be.gemm(false, true, B, B, V, A, V, A, V, SA_.data(), B, false);
   be.gemm(false, true, B, B, C, H, C, H, C, SH_.data(), B, false);
+  GmMean mean;
+  if (contrastive) {  // the mean's Gram with the batch's a's (it shares the target's h rows: RH serves both)
+    be.gemm(false, true, n, B, V, t_.mean_A.data(), V, A, V, RAm_.data(), B, false);
+    mean.RAm = RAm_.data(), mean.norm2 = t_.mean_norm2, mean.dot = t_.mean_dot;
+  }
   const bool noisy = t_.noise.size() != 0;
   if (noisy) {  // N h_j [B,V], Nᵀ a_j [B,C], a_j·N h_j
     be.gemm(false, true, B, V, C, H, C, t_.noise.data(), C, NH_.data(), V, false);
@@ -156,7 +186,7 @@ void ExecMatcher::evaluate(const float* X, int B, int L, int label, float* dX, f
   GmScalars* s = scalars_.data();  // backend memory: only addresses of its fields are taken below
   auto field = [s](size_t off) { return reinterpret_cast<const float*>(reinterpret_cast<const char*>(s) + off); };
   be.gm_combine(s, per_sample, loss_out, RA_.data(), RH_.data(), SA_.data(), SH_.data(),
-                noisy ? noise_dots_.data() : nullptr, n, B, t_.norm);
+                noisy ? noise_dots_.data() : nullptr, n, B, t_.norm, mean);
   const bool bias = t_.bias.size() != 0;
   if (bias) {  // the bias tensor's half: Σ_j a_j, its dots with g_bt and itself, and each a_j·g_bt
     be.gemm(true, false, 1, V, B, ones_.data(), 1, A, V, asum_.data(), V, false);
@@ -167,6 +197,13 @@ void ExecMatcher::evaluate(const float* X, int B, int L, int label, float* dX, f
   }
   if (!dX) return;
 
+  // the contrastive mean's part first, while RH is still plain: gA_j += Σ_i M.A_i cM·RH_ij, gH_j += Σ_i H_i cM·RAm_ij
+  // (after the Gram parts below, which overwrite gA and gH)
+  if (contrastive) {
+    be.copy(RHm_.data(), RH_.data(), sizeof(float) * (size_t)n * B);
+    be.scale_by(RHm_.data(), (long)n * B, field(offsetof(GmScalars, cM)));
+    be.scale_by(RAm_.data(), (long)n * B, field(offsetof(GmScalars, cM)));
+  }
   // coefficient matrices in place (the Gram matrices are not needed again): wRH = cS·RH, wRA = cS·RA, wSH = cQ·SH,
   // wSA = cQ·SA; then gA_j = Σ_i t.A_i wRH_ij + Σ_k A_k wSH_kj and gH likewise
   be.scale_by(RH_.data(), (long)n * B, field(offsetof(GmScalars, cS)));
@@ -177,6 +214,10 @@ void ExecMatcher::evaluate(const float* X, int B, int L, int label, float* dX, f
   be.gemm(true, false, B, V, B, SH_.data(), B, A, V, gA_.data(), V, true);
   be.gemm(true, false, B, C, n, RA_.data(), B, t_.H.data(), C, gH_.data(), C, false);
   be.gemm(true, false, B, C, B, SA_.data(), B, H, C, gH_.data(), C, true);
+  if (contrastive) {
+    be.gemm(true, false, B, V, n, RHm_.data(), B, t_.mean_A.data(), V, gA_.data(), V, true);
+    be.gemm(true, false, B, C, n, RAm_.data(), B, t_.H.data(), C, gH_.data(), C, true);
+  }
   if (noisy) {
     be.axpy_by(gA_.data(), NH_.data(), (long)B * V, field(offsetof(GmScalars, cN)));
     be.axpy_by(gH_.data(), NtA_.data(), (long)B * C, field(offsetof(GmScalars, cN)));
@@ -187,8 +228,9 @@ void ExecMatcher::evaluate(const float* X, int B, int L, int label, float* dX, f
     be.axpy_by(brow_.data(), asum_.data(), V, field(offsetof(GmScalars, cb2)));
     be.gemm(false, false, B, V, 1, ones_.data(), 1, brow_.data(), V, gA_.data(), V, true);
   }
-  // through a = m ⊙ (softmax(logits) − e_y): the mask first (gA is already zero off the rows: every term above is)
+  // through a = m ⊙ (softmax(logits) − e_y): the row weights first; through h = w_h ⊙ h: the hidden scale
   if (mask) be.scale_cols(gA_.data(), mask, B, V);
+  if (hscale) be.scale_cols(gH_.data(), hscale, B, C);
   be.softmax_jvp_rows(dlogits_.data(), m_.probs(), gA_.data(), B, V);
   d_hidden_.zero();
   be.scatter_rows(d_hidden_.data(), gH_.data(), B, C, L, L - 1, false);

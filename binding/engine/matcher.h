@@ -30,7 +30,10 @@ struct ExecTarget {
   double norm, bias_norm;
   BackendBuffer<float> A, H, noise;  // noise empty (size 0) when the target has none
   BackendBuffer<float> bias;         // the lm_head bias's target gradient [V]; empty without an lm_head bias
-  BackendBuffer<float> row_mask;     // [V] the restricted rows (MatchTarget::row_mask); empty: all rows
+  BackendBuffer<float> row_mask;     // [V] the rows' weights (MatchTarget::row_mask); empty: all rows, weight 1
+  BackendBuffer<float> hidden_scale; // [C] the whitening's w_h (MatchTarget::hidden_scale); empty: none
+  BackendBuffer<float> mean_A;       // [n,V] the contrastive mean's factor rows (MatchTarget::mean_A); empty: none
+  double mean_norm2 = 0, mean_dot = 0;
 };
 
 // match_loss and x_update on the model's backend. X, dX, z, lam, adam_m, adam_v are backend memory [B,L,C]; host
@@ -58,6 +61,7 @@ class ExecMatcher {
   int B_ = 0, L_ = 0, label_ = -1;
   BackendBuffer<int> labels_;
   BackendBuffer<float> A_, RA_, RH_, SA_, SH_, NH_, NtA_, gA_, gH_, dlogits_, d_hidden_, g_scratch_, losses_, per_, dX_;
+  BackendBuffer<float> Hs_, RAm_, RHm_;  // the whitened h's [B,C]; the contrastive mean's Gram RAm [n,B] and cM·RH
   BackendBuffer<double> noise_dots_, norm_scratch_;
   // the lm_head bias's part: ones [B], Σ_j a_j [V], the row added to every gA row [V], a_j·g_bt [B], the two dots
   BackendBuffer<float> ones_, asum_, brow_, own_;

@@ -132,4 +132,83 @@ void finish_target(MatchTarget& t, const TargetOptions& opts, bool lm_head_bias)
   }
 }
 
+std::vector<MatchTarget> whitened_contrastive_targets(const std::vector<const MatchTarget*>& raw, double shrinkage) {
+  const int K = (int)raw.size();
+  if (K < 2) throw std::invalid_argument("whitened contrastive targets: at least two classes are needed");
+  if (!(shrinkage >= 0 && shrinkage <= 1)) throw std::invalid_argument("whitened contrastive targets: shrinkage must lie in [0, 1]");
+  const int V = raw[0]->V, C = raw[0]->C;
+  int N = 0;
+  for (const MatchTarget* t : raw) {
+    if (t->V != V || t->C != C) throw std::invalid_argument("whitened contrastive targets: the targets belong to different models");
+    if (t->n <= 0) throw std::invalid_argument("whitened contrastive targets: a class has no real examples");
+    if (!t->noise.empty() || !t->bias.empty() || !t->row_mask.empty() || !t->hidden_scale.empty() || !t->mean_A.empty())
+      throw std::invalid_argument("whitened contrastive targets: build each class's target plain (no DP, no target rows, no lm_head bias)");
+    N += t->n;
+  }
+  // w = 1/√((1 − α)·m² + α·mean(m²)), m² the per-entry second moment over all N examples (summed in double)
+  auto weights = [&](int dim, auto rows_of) {
+    std::vector<double> m2(dim, 0.0);
+    for (const MatchTarget* t : raw) {
+      const std::vector<float>& X = rows_of(*t);
+      for (int i = 0; i < t->n; ++i)
+        for (int d = 0; d < dim; ++d) m2[d] += (double)X[(size_t)i * dim + d] * X[(size_t)i * dim + d];
+    }
+    double mean = 0;
+    for (int d = 0; d < dim; ++d) mean += (m2[d] /= N);
+    mean /= dim;
+    std::vector<float> w(dim);
+    for (int d = 0; d < dim; ++d) {
+      const double s2 = (1 - shrinkage) * m2[d] + shrinkage * mean;
+      w[d] = s2 > 0 ? (float)(1.0 / std::sqrt(s2)) : 0.f;
+    }
+    return w;
+  };
+  const std::vector<float> wa = weights(V, [](const MatchTarget& t) -> const std::vector<float>& { return t.A; });
+  const std::vector<float> wh = weights(C, [](const MatchTarget& t) -> const std::vector<float>& { return t.H; });
+  // the whitened factor rows of all examples, class by class, and their Gram matrices
+  std::vector<float> Aw((size_t)N * V), Hw((size_t)N * C);
+  std::vector<int> cls(N);
+  for (int k = 0, r = 0; k < K; ++k)
+    for (int i = 0; i < raw[k]->n; ++i, ++r) {
+      cls[r] = k;
+      for (int v = 0; v < V; ++v) Aw[(size_t)r * V + v] = raw[k]->A[(size_t)i * V + v] * wa[v];
+      for (int c = 0; c < C; ++c) Hw[(size_t)r * C + c] = raw[k]->H[(size_t)i * C + c] * wh[c];
+    }
+  std::vector<float> AA((size_t)N * N), HH((size_t)N * N);
+  gemm<float>(false, true, N, N, V, Aw.data(), V, Aw.data(), V, AA.data(), N, false);
+  gemm<float>(false, true, N, N, C, Hw.data(), C, Hw.data(), C, HH.data(), N, false);
+  // ⟨Σ_i x_i a_i h_iᵀ, Σ_l y_l a_l h_lᵀ⟩ = Σ_il x_i y_l AA_il HH_il
+  auto inner = [&](const std::vector<double>& x, const std::vector<double>& y) {
+    double s = 0;
+    for (int i = 0; i < N; ++i)
+      for (int l = 0; l < N; ++l) s += x[i] * y[l] * (double)AA[(size_t)i * N + l] * HH[(size_t)i * N + l];
+    return s;
+  };
+  std::vector<double> cm(N);  // M = Σ_i cm_i a_i h_iᵀ
+  for (int i = 0; i < N; ++i) cm[i] = 1.0 / ((double)K * raw[cls[i]]->n);
+  const double mm = inner(cm, cm);
+  std::vector<MatchTarget> out(K);
+  for (int k = 0; k < K; ++k) {
+    std::vector<double> cd(N);  // T_k − M = Σ_i cd_i a_i h_iᵀ
+    for (int i = 0; i < N; ++i) cd[i] = (cls[i] == k ? 1.0 / raw[k]->n : 0.0) - cm[i];
+    MatchTarget& t = out[k];
+    t.n = N, t.V = V, t.C = C;
+    t.A.resize((size_t)N * V);
+    t.mean_A.resize((size_t)N * V);
+    for (int i = 0; i < N; ++i)
+      for (int v = 0; v < V; ++v) {
+        t.A[(size_t)i * V + v] = (float)(N * cd[i]) * Aw[(size_t)i * V + v];
+        t.mean_A[(size_t)i * V + v] = (float)(N * cm[i]) * Aw[(size_t)i * V + v];
+      }
+    t.H = Hw;
+    t.norm = std::sqrt(std::max(inner(cd, cd), 0.0));
+    t.mean_norm2 = mm;
+    t.mean_dot = inner(cm, cd);
+    t.row_mask = wa;
+    t.hidden_scale = wh;
+    t.example_norms = raw[k]->example_norms;
+  }
+  return out;
+}
+
 }  // namespace gradmm

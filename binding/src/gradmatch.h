@@ -15,6 +15,12 @@
 // listed (and those bias entries), i.e. every a becomes m ⊙ a with the V-mask m (MatchTarget::row_mask; p is still
 // the softmax over the whole vocabulary), so the Gram-matrix algebra above is unchanged. Clipping bounds the
 // restricted norm and the DP noise covers only the restricted entries (N is zero outside those rows).
+//
+// Whitened, class-contrastive targets (whitened_contrastive_targets, method.objective whitened_contrastive; ours, not
+// the paper's): every gradient's entry (v, c) is divided by s_a[v]·s_h[c], the root second moments of the private
+// examples' a's and h's over all classes, shrunk towards their means (a separable, diagonal whitening, so each
+// example's gradient stays rank 1: a ↦ w_a ⊙ a, h ↦ w_h ⊙ h). With M the mean of the whitened class targets T_k,
+// class k's distance is 1 − cos(G_syn − M, T_k − M): only what tells the classes apart is matched.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -35,9 +41,15 @@ struct MatchTarget {
   // With an lm_head bias only (else empty / 0): the target's bias gradient g_t = (1/n) Σ a_i + n_b [V], its norm
   std::vector<float> bias;
   double bias_norm = 0;
-  // The lm_head rows kept (TargetOptions::rows) as a V-mask (1 kept, 0 not), or empty: all rows. A and the bias
-  // are already masked; the matcher masks the synthetic a's with it.
+  // Weights of the lm_head rows [V], or empty: every row with weight 1. The V-mask of TargetOptions::rows (1 kept,
+  // 0 not), or the whitening's w_a. A and the bias are already weighted; the matcher weights the synthetic a's.
   std::vector<float> row_mask;
+  // Whitened, class-contrastive targets only (else empty / 0): the whitening's w_h [C] (H is already scaled; the
+  // matcher scales the synthetic h's), and the mean M of the class targets as factor rows mean_A [n,V] over the
+  // same h rows H (M = (1/n) Σ mean_A_i H_iᵀ), ‖M‖² and ⟨M, G_target⟩.
+  std::vector<float> hidden_scale;
+  std::vector<float> mean_A;
+  double mean_norm2 = 0, mean_dot = 0;
 };
 
 struct TargetOptions {
@@ -65,6 +77,14 @@ std::vector<int> check_target_rows(const std::vector<int>& rows, int V);
 // t.bias and t.bias_norm (clipping by the joint norm, noise on both tensors). With opts.rows, t.A is masked to those
 // rows first and t.row_mask set (check_target_rows).
 void finish_target(MatchTarget& t, const TargetOptions& opts, bool lm_head_bias = false);
+
+// Whitened, class-contrastive targets (see the top of this file) from each class's plain target (built without
+// clipping, noise, rows or bias: `raw`, one per class, the same model), whitening shrinkage α in [0, 1]
+// (s² = (1 − α)·m² + α·mean(m²) per factor; α = 1: no whitening). Every returned target has the factor rows of all
+// N = Σ n_k examples: A_i = N·c_i·(w_a ⊙ a_i), H_i = w_h ⊙ h_i with c_i = [class i = k]/n_k − 1/(K·n_{class i}),
+// so (1/N) Σ A_i H_iᵀ = T_k − M; mean_A_i = N/(K·n_{class i})·(w_a ⊙ a_i). Throws std::invalid_argument for fewer
+// than two classes, a raw target that is not plain, or mismatched shapes.
+std::vector<MatchTarget> whitened_contrastive_targets(const std::vector<const MatchTarget*>& raw, double shrinkage);
 
 // Deterministic standard normals (splitmix64 + Box–Muller) so every platform draws the same numbers from a seed.
 void fill_normal(float* out, long n, uint64_t seed, float std = 1.f);

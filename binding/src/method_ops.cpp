@@ -50,9 +50,9 @@ void row_dot(double* out, const float* a, const float* b, int R, int V) {
   for (long r = 0; r < R; ++r) out[r] = dot(a + r * V, b + r * V, V);
 }
 void gm_combine(GmScalars* out, float* per_sample, float* loss_out, const float* RA, const float* RH, const float* SA,
-                const float* SH, const double* noise_dots, int n, int B, double target_norm) {
-  double S = 0, Q = 0;
-  std::vector<double> s_j(B, 0.0);  // ⟨a_j h_jᵀ, G_t⟩
+                const float* SH, const double* noise_dots, int n, int B, double target_norm, GmMean mean) {
+  double S = 0, Q = 0, SM = 0;
+  std::vector<double> s_j(B, 0.0), m_j(B, 0.0);  // ⟨a_j h_jᵀ, G_t⟩, ⟨a_j h_jᵀ, M⟩
   for (int j = 0; j < B; ++j) {
     double s = 0;
     for (int i = 0; i < n; ++i) s += (double)RA[(size_t)i * B + j] * RH[(size_t)i * B + j];
@@ -60,15 +60,24 @@ void gm_combine(GmScalars* out, float* per_sample, float* loss_out, const float*
     if (noise_dots) s += noise_dots[j];
     s_j[j] = s;
     S += s;
+    if (mean.RAm) {
+      double m = 0;
+      for (int i = 0; i < n; ++i) m += (double)mean.RAm[(size_t)i * B + j] * RH[(size_t)i * B + j];
+      m_j[j] = m / n;
+      SM += m_j[j];
+    }
   }
   S /= B;
+  SM /= B;
   for (int j = 0; j < B * B; ++j) Q += (double)SA[j] * SH[j];
   Q /= (double)B * B;
-  const GmScalars g = gm_scalars(S, Q, n, B, target_norm);
+  const GmScalars g = gm_scalars(S, Q, SM, n, B, target_norm, mean.norm2, mean.dot);
   *out = g;
   if (loss_out) *loss_out = (float)g.f;
   if (per_sample)
-    for (int j = 0; j < B; ++j) per_sample[j] = gm_own_loss(s_j[j], SA[(size_t)j * B + j], SH[(size_t)j * B + j], target_norm);
+    for (int j = 0; j < B; ++j)
+      per_sample[j] = gm_own_loss(s_j[j], SA[(size_t)j * B + j], SH[(size_t)j * B + j], target_norm, m_j[j],
+                                  mean.norm2, mean.dot);
 }
 void gm_bias_combine(GmScalars* out, float* per_sample, float* loss_out, const double* dots, const float* own,
                      const float* SA, int B, double bias_norm) {

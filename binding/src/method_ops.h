@@ -18,27 +18,42 @@ namespace gradmm {
 // Scalars of one gradient-matching evaluation, written by gm_combine into backend memory (the method's inner step
 // reads only these back).
 struct GmScalars {
-  double S, Q, cosine, f;  // S = ⟨G_syn, G_t⟩, Q = ‖G_syn‖², f = 1 − cosine
-  float cS, cN, cQ, pad;   // coefficients of the gradient: on the Gram part of dS, on its noise part, on dQ
+  double S, Q, cosine, f;  // S = ⟨G_syn − M, G_t⟩, Q = ‖G_syn − M‖² (M = 0 but for GmMean), f = 1 − cosine
+  double SM;               // ⟨G_syn, M⟩ (0 without GmMean)
+  float cS, cN, cQ, cM;    // coefficients of the gradient: on the Gram part of dS, on its noise part, on dQ, on dSM
   // With an lm_head bias (gm_bias_combine): the bias part's coefficients, df/da_j += cb1·g_bt + cb2·Σ_k a_k (0 without)
   float cb1, cb2;
 };
 
-// gm_combine's scalar arithmetic, shared by the CPU op and the CUDA kernel: from S = (1/B) Σ_j s_j and
-// Q = (1/B²) Σ SA ⊙ SH (f = 1 − S/(√Q R): df = −dS/(√Q R) + S/(2 Q^{3/2} R) dQ).
+// The mean M of the whitened, class-contrastive objective (gradmatch.h whitened_contrastive_targets): the distance
+// becomes 1 − cos(G_syn − M, G_t), with G_t = that class's whitened target minus M. RAm [n,B]: the Gram matrix of
+// M's factor rows (MatchTarget::mean_A; M shares the target's h rows, so RH serves both) with the batch's a's;
+// norm2 = ‖M‖², dot = ⟨M, G_t⟩. RAm null: no mean, the paper's 1 − cos(G_syn, G_t), the same bits as without.
+struct GmMean {
+  const float* RAm = nullptr;
+  double norm2 = 0, dot = 0;
+};
+
+// gm_combine's scalar arithmetic, shared by the CPU op and the CUDA kernel: from S = (1/B) Σ_j s_j,
+// Q = (1/B²) Σ SA ⊙ SH and SM = (1/B) Σ_j m_j: S' = S − ⟨M,G_t⟩, Q' = Q − 2 SM + ‖M‖², f = 1 − S'/(√Q' R),
+// df = −dS/(√Q' R) + S'/(2 Q'^{3/2} R) (dQ − 2 dSM).
 GRADMM_HOST_DEVICE inline double gm_floor(double x) { return x < 1e-30 ? 1e-30 : x; }
-GRADMM_HOST_DEVICE inline GmScalars gm_scalars(double S, double Q, int n, int B, double target_norm) {
+GRADMM_HOST_DEVICE inline GmScalars gm_scalars(double S, double Q, double SM, int n, int B, double target_norm,
+                                               double mean_norm2, double mean_dot) {
+  S = S - mean_dot;
+  Q = Q - 2.0 * SM + mean_norm2;
   const double qn = sqrt(gm_floor(Q)), R = gm_floor(target_norm);
   const double cosine = S / (qn * R);
   GmScalars g;
   g.S = S;
   g.Q = Q;
+  g.SM = SM;
   g.cosine = cosine;
   g.f = 1.0 - cosine;
   g.cS = (float)(-1.0 / (qn * R) / ((double)n * B));  // on the Gram-form part of dS (which carries 1/(nB))
   g.cN = (float)(-1.0 / (qn * R) / B);                 // on the noise part of dS (1/B)
   g.cQ = (float)(S / (2.0 * Q * qn * R) * 2.0 / ((double)B * B));
-  g.pad = 0.f;
+  g.cM = (float)(S / (2.0 * Q * qn * R) * -2.0 / ((double)n * B));  // on the Gram-form part of dSM
   g.cb1 = g.cb2 = 0.f;
   return g;
 }
@@ -62,10 +77,12 @@ GRADMM_HOST_DEVICE inline void gm_bias_scalars(GmScalars& g, double dot_t, doubl
 GRADMM_HOST_DEVICE inline float gm_own_bias_loss(float own_j, float sa_jj, double bias_norm) {
   return (float)(1.0 - (double)own_j / (gm_floor(sqrt((double)sa_jj)) * gm_floor(bias_norm)));
 }
-// a sequence's own 1 − cos(a_j h_jᵀ, G_t) from s_j = ⟨a_j h_jᵀ, G_t⟩ and the diagonal Gram entries
-GRADMM_HOST_DEVICE inline float gm_own_loss(double s_j, float sa_jj, float sh_jj, double target_norm) {
-  const double own = sqrt((double)sa_jj * sh_jj);
-  return (float)(1.0 - s_j / (gm_floor(own) * gm_floor(target_norm)));
+// a sequence's own 1 − cos(a_j h_jᵀ − M, G_t) from s_j = ⟨a_j h_jᵀ, G_t⟩, m_j = ⟨a_j h_jᵀ, M⟩ and the diagonal Gram
+// entries (M = 0: m_j, mean_norm2, mean_dot 0)
+GRADMM_HOST_DEVICE inline float gm_own_loss(double s_j, float sa_jj, float sh_jj, double target_norm, double m_j,
+                                            double mean_norm2, double mean_dot) {
+  const double own = sqrt(fmax((double)sa_jj * sh_jj - 2.0 * m_j + mean_norm2, 0.0));
+  return (float)(1.0 - (s_j - mean_dot) / (gm_floor(own) * gm_floor(target_norm)));
 }
 
 // dst[r,:] = src[(r·stride + offset), :]   (rows of C floats)
@@ -82,10 +99,11 @@ void scale_cols(float* X, const float* m, int R, int V);
 // out[r] = Σ_v a[r,v]·b[r,v] in double
 void row_dot(double* out, const float* a, const float* b, int R, int V);
 // The cosine and its coefficients from the Gram matrices RA, RH [n,B] (target × batch) and SA, SH [B,B] (batch ×
-// batch) and the noise terms noise_dots [B] (a_j·N h_j, or nullptr): *out, per_sample [B] (each sequence's own
-// 1 − cos, if non-null) and *loss_out = (float)f (if non-null). target_norm = ‖G_target‖.
+// batch), the noise terms noise_dots [B] (a_j·N h_j, or nullptr) and the contrastive mean (GmMean; RAm null: none):
+// *out, per_sample [B] (each sequence's own distance, if non-null) and *loss_out = (float)f (if non-null).
+// target_norm = ‖G_target‖.
 void gm_combine(GmScalars* out, float* per_sample, float* loss_out, const float* RA, const float* RH, const float* SA,
-                const float* SH, const double* noise_dots, int n, int B, double target_norm);
+                const float* SH, const double* noise_dots, int n, int B, double target_norm, GmMean mean);
 // After gm_combine, for a model whose lm_head has a bias: *out, per_sample [B] (if non-null) and *loss_out (if
 // non-null) become the mean over the weight and bias tensors (gm_bias_scalars); dots [2] = (Σ_j a_j·g_bt,
 // ‖Σ_j a_j‖²), own [B] = a_j·g_bt, SA the batch Gram matrix of the a's (its diagonal), bias_norm = ‖g_bt‖.

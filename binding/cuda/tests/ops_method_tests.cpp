@@ -93,26 +93,28 @@ static void check_gradmatch_ops(const Backend* be, Rng& r, int n, int B, int V, 
     });
     report("softmax_jvp_rows " + s, nmse(res2.first, res2.second), kTolExact);
   }
-  for (int noisy = 0; noisy < 2; ++noisy) {
+  for (int noisy = 0; noisy < 3; ++noisy) {  // 0: plain, 1: DP noise, 2: the contrastive mean (GmMean)
     auto RA = randn(r, (size_t)n * B), RH = randn(r, (size_t)n * B), SA = randn(r, (size_t)B * B),
-         SH = randn(r, (size_t)B * B);
+         SH = randn(r, (size_t)B * B), RAm = randn(r, (size_t)n * B);
     for (int j = 0; j < B; ++j) SA[(size_t)j * B + j] = std::fabs(SA[(size_t)j * B + j]) + 1.f, SH[(size_t)j * B + j] = std::fabs(SH[(size_t)j * B + j]) + 1.f;
     std::vector<double> nd(B);
     for (auto& x : nd) x = r.normal();
     auto res = run2([&](const Backend* k) {
-      auto a = up(k, RA), b = up(k, RH), c = up(k, SA), d = up(k, SH);
+      auto a = up(k, RA), b = up(k, RH), c = up(k, SA), d = up(k, SH), am = up(k, RAm);
       auto e = up(k, nd);
       BackendBuffer<GmScalars> out(k, 1);
       BackendBuffer<float> per(k, B), loss(k, 1);
+      GmMean mean;
+      if (noisy == 2) mean.RAm = am.data(), mean.norm2 = 40.0, mean.dot = 0.3;
       k->gm_combine(out.data(), per.data(), loss.data(), a.data(), b.data(), c.data(), d.data(),
-                    noisy ? e.data() : nullptr, n, B, 3.7);
+                    noisy == 1 ? e.data() : nullptr, n, B, 3.7, mean);
       auto o = down(k, out);
-      std::vector<double> v = {o[0].S, o[0].Q, o[0].cosine, o[0].f, o[0].cS, o[0].cN, o[0].cQ};
+      std::vector<double> v = {o[0].S, o[0].Q, o[0].SM, o[0].cosine, o[0].f, o[0].cS, o[0].cN, o[0].cQ, o[0].cM};
       for (float x : down(k, per)) v.push_back(x);
       v.push_back(down(k, loss)[0]);
       return v;
     });
-    report(std::string("gm_combine") + (noisy ? " noise " : " ") + s, nmse(res.first, res.second), kTolExact);
+    report(std::string("gm_combine") + (noisy == 1 ? " noise " : noisy == 2 ? " mean " : " ") + s, nmse(res.first, res.second), kTolExact);
     // the lm_head bias's part after it (models with an lm_head bias)
     std::vector<double> dots = {r.normal(), std::fabs(r.normal()) + 1.0};
     auto own = randn(r, B);
@@ -123,7 +125,7 @@ static void check_gradmatch_ops(const Backend* be, Rng& r, int n, int B, int V, 
       BackendBuffer<GmScalars> out(k, 1);
       BackendBuffer<float> per(k, B), loss(k, 1);
       k->gm_combine(out.data(), per.data(), loss.data(), a.data(), b.data(), c.data(), d.data(),
-                    noisy ? e.data() : nullptr, n, B, 3.7);
+                    noisy == 1 ? e.data() : nullptr, n, B, 3.7, GmMean{});
       k->gm_bias_combine(out.data(), per.data(), loss.data(), dd.data(), ow.data(), c.data(), B, 2.3);
       auto o = down(k, out);
       std::vector<double> v = {o[0].S, o[0].Q, o[0].cosine, o[0].f, o[0].cS, o[0].cN, o[0].cQ, o[0].cb1, o[0].cb2};
@@ -131,7 +133,7 @@ static void check_gradmatch_ops(const Backend* be, Rng& r, int n, int B, int V, 
       v.push_back(down(k, loss)[0]);
       return v;
     });
-    report(std::string("gm_bias_combine") + (noisy ? " noise " : " ") + s, nmse(resb.first, resb.second), kTolExact);
+    report(std::string("gm_bias_combine") + (noisy == 1 ? " noise " : noisy == 2 ? " (mean run) " : " ") + s, nmse(resb.first, resb.second), kTolExact);
   }
   {
     auto x = randn(r, 1000), y = randn(r, 1000);
