@@ -174,6 +174,17 @@ describe.skipIf(!haveRedis)("queue on a real redis-server", () => {
     await stopWorkers();
   });
 
+  it("method.objective whitened_contrastive: a worker builds every class's target together, the same bytes as a one-machine run", async () => {
+    const method = { ...slow, batches_per_class: 1, outer_steps: 2, inner_steps: 5, objective: "whitened_contrastive", whitening_shrinkage: 0.3 };
+    const reference = await local(method);
+    worker(server.url);
+    const [file, out] = writeConfig("contrastive", method);
+    const c = coordinator([file, "--queue", server.url]);
+    expect(await c.exited, c.stderr()).toBe(0);
+    expectSameOutput(out, reference);
+    await stopWorkers();
+  });
+
   it("takes up the batch of a worker killed with kill -9 mid-batch: no loss, no duplicate", async () => {
     const reference = await local();
     const a = worker(server.url);

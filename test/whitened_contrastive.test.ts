@@ -130,3 +130,59 @@ describe("whitened contrastive targets on the engine (tiny_lm)", () => {
     await expect(model.native.whitenedContrastiveTargets([dp, raw[1]], 0.5)).rejects.toThrow(/plain/);
   });
 });
+
+describe("method.objective in the config and synthesize()", () => {
+  let tmp: string;
+  beforeAll(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gradmm-contrastive-"));
+  });
+  afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const tinyConfig = (out: string, method: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => ({
+    ...tinySynthBase(),
+    method: { batch_size: 3, batches_per_class: 1, length: 6, outer_steps: 4, inner_steps: 6, top_k: 20, init_candidates: 4, ...method },
+    filter: { few_shot: 0, keep_per_class: 3 },
+    output: out,
+    seed: 7,
+    ...extra,
+  });
+
+  it("paper (the default) keeps the fingerprint; whitened_contrastive and its shrinkage change it", () => {
+    const dflt = parseConfig(tinyConfig(path.join(tmp, "a")), tmp, "cfg");
+    const named = parseConfig(tinyConfig(path.join(tmp, "a"), { objective: "paper", whitening_shrinkage: 0.2 }), tmp, "cfg");
+    const ours = parseConfig(tinyConfig(path.join(tmp, "a"), { objective: "whitened_contrastive" }), tmp, "cfg");
+    const ours2 = parseConfig(tinyConfig(path.join(tmp, "a"), { objective: "whitened_contrastive", whitening_shrinkage: 0.2 }), tmp, "cfg");
+    expect(dflt.method.objective).toBe("paper");
+    expect(dflt.method.whitening_shrinkage).toBe(0.5);
+    expect(fingerprint(named)).toBe(fingerprint(dflt));
+    expect(new Set([fingerprint(dflt), fingerprint(ours), fingerprint(ours2)]).size).toBe(3);
+  });
+
+  it("refuses DP, target_rows label_words and a shrinkage outside [0, 1], naming the field", () => {
+    const bad = (method: Record<string, unknown>, extra: Record<string, unknown> = {}) => {
+      try {
+        parseConfig(tinyConfig(path.join(tmp, "x"), method, extra), tmp, "cfg.yaml");
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return "";
+    };
+    expect(bad({ objective: "whitened_contrastive" }, { dp: { enabled: true } })).toMatch(/method\.objective.*dp\.enabled/);
+    expect(bad({ objective: "whitened_contrastive", target_rows: "label_words" })).toMatch(/method\.objective.*target_rows: all/);
+    expect(bad({ objective: "whitened_contrastive", whitening_shrinkage: 2 })).toMatch(/method\.whitening_shrinkage/);
+  });
+
+  it("an end-to-end run lowers its own matching loss, and makes other text than the paper's objective", async () => {
+    const paperOut = path.join(tmp, "paper"), oursOut = path.join(tmp, "ours");
+    await synthesize(parseConfig(tinyConfig(paperOut), tmp, "cfg"));
+    const r = await synthesize(parseConfig(tinyConfig(oursOut, { objective: "whitened_contrastive" }), tmp, "cfg"));
+    expect(r.samples.length).toBe(2 * 3);
+    const report = JSON.parse(fs.readFileSync(path.join(oursOut, "report.json"), "utf8"));
+    for (const cls of ["negative", "positive"])
+      for (const b of report.classes[cls].batches) {
+        expect(b.best_x_loss).toBeLessThan(b.init_loss);
+        expect(b.best_x_loss).toBeGreaterThanOrEqual(0);
+      }
+    const texts = (d: string) => fs.readFileSync(path.join(d, "synthetic.jsonl"), "utf8");
+    expect(texts(oursOut)).not.toBe(texts(paperOut));
+  });
+});

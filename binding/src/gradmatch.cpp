@@ -141,8 +141,9 @@ std::vector<MatchTarget> whitened_contrastive_targets(const std::vector<const Ma
   for (const MatchTarget* t : raw) {
     if (t->V != V || t->C != C) throw std::invalid_argument("whitened contrastive targets: the targets belong to different models");
     if (t->n <= 0) throw std::invalid_argument("whitened contrastive targets: a class has no real examples");
-    if (!t->noise.empty() || !t->bias.empty() || !t->row_mask.empty() || !t->hidden_scale.empty() || !t->mean_A.empty())
-      throw std::invalid_argument("whitened contrastive targets: build each class's target plain (no DP, no target rows, no lm_head bias)");
+    if (!t->bias.empty()) throw std::invalid_argument("whitened contrastive targets: a model whose lm_head has a bias is not supported");
+    if (!t->noise.empty() || !t->row_mask.empty() || !t->hidden_scale.empty() || !t->mean_A.empty())
+      throw std::invalid_argument("whitened contrastive targets: build each class's target plain (no DP noise, no target rows, not already combined)");
     N += t->n;
   }
   // w = 1/√((1 − α)·m² + α·mean(m²)), m² the per-entry second moment over all N examples (summed in double)

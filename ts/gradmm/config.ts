@@ -71,6 +71,18 @@ export const configSchema = strictObject({
         .describe(
           "the lm_head rows the gradients are matched on: all = the paper's recipe, the whole lm_head; label_words = only the rows (and bias entries) of the classes' label-word first tokens, in the target and the synthetic gradient alike (with DP: clipping and noise on those rows only, K·d entries instead of V·d)",
         ),
+      objective: z
+        .enum(["paper", "whitened_contrastive"])
+        .default("paper")
+        .describe(
+          "the distance matched: paper = 1 − cos(G_syn, G_target); whitened_contrastive (ours) = 1 − cos(W(G_syn) − M, W(G_target) − M), W a diagonal whitening of the lm_head gradients from the private examples of all classes, M the mean of the whitened class targets: only what tells the classes apart is matched (not with dp.enabled, target_rows label_words, or a model whose lm_head has a bias)",
+        ),
+      whitening_shrinkage: z
+        .number()
+        .min(0)
+        .max(1)
+        .default(0.5)
+        .describe("whitened_contrastive: each whitening variance shrunk towards its mean, s² = (1 − α)·m² + α·mean(m²); 1 = no whitening, 0 = full"),
   }).prefault({}),
   dp: strictObject({
       enabled: z.boolean().default(false),
@@ -137,6 +149,10 @@ export function parseConfig(raw: unknown, baseDir: string, sourceName = "<config
   if (labels.size !== c.classes.length) fail(["classes"], "two classes share a label");
   if (c.dp.enabled && c.method.length === null)
     fail(["method", "length"], "must be set when dp.enabled (the mean real length would leak private data)");
+  if (c.method.objective === "whitened_contrastive" && c.dp.enabled)
+    fail(["method", "objective"], "whitened_contrastive cannot run with dp.enabled: its whitening statistics come from the private examples without noise");
+  if (c.method.objective === "whitened_contrastive" && c.method.target_rows !== "all")
+    fail(["method", "objective"], "whitened_contrastive weights every lm_head row itself; use it with target_rows: all");
   if (c.dp.enabled && c.filter.enabled && c.filter.few_shot > 0 && !c.filter.demonstrations)
     fail(["filter", "demonstrations"], "required for few-shot filtering with dp.enabled (private data never enters the filter; or set filter.few_shot: 0)");
   c.filter.demonstrations?.forEach((d, i) => {

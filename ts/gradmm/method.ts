@@ -13,7 +13,7 @@
  */
 import { withCancel } from "../abort";
 import type { GPT2Model, KVCache } from "../model";
-import { native, type NativeCancelToken, type NativeMatchTarget } from "../native";
+import { native, type NativeBuildTargetArgs, type NativeCancelToken, type NativeMatchTarget } from "../native";
 import type { Tokenizer } from "../tokenizer";
 import { startTokens } from "./lm";
 
@@ -28,6 +28,23 @@ export interface ClassSetup {
   prefix: KVCache;
   prefixLogits: Float32Array;
   target: NativeMatchTarget;
+}
+
+/**
+ * Every class's target as method.objective asks: `paper` = each class's own (buildTarget of its inputs);
+ * `whitened_contrastive` = the classes' plain targets combined (whitenedContrastiveTargets). One class after another,
+ * so the same inputs give the same bits wherever they are built (synthesize, a queue worker).
+ */
+export async function classTargets(
+  model: GPT2Model,
+  argsPerClass: readonly NativeBuildTargetArgs[],
+  method: { objective: "paper" | "whitened_contrastive"; whitening_shrinkage: number },
+  signal?: AbortSignal,
+): Promise<NativeMatchTarget[]> {
+  const targets: NativeMatchTarget[] = [];
+  for (const args of argsPerClass) targets.push(await withCancel(signal, (t) => model.native.buildTarget(args, t)));
+  if (method.objective !== "whitened_contrastive") return targets;
+  return withCancel(signal, () => model.native.whitenedContrastiveTargets(targets, method.whitening_shrinkage));
 }
 
 /**

@@ -70,9 +70,9 @@ export function checkpointMatches(config: SynthConfig, checkpointFingerprint: st
 function configFingerprint(config: SynthConfig, before: { filter: SynthConfig["filter"]; dataPath: string } | null): string {
   const h = createHash("sha256");
   const { output: _o, threads: _t, resolved, precision, filter: _f, ...rest } = config;
-  // method.decode best_x and method.target_rows all (the defaults, the paper's) leave the fingerprint as it was
-  // before the settings existed
-  const { decode, target_rows, ...method } = rest.method;
+  // method.decode best_x, method.target_rows all and method.objective paper (the defaults, the paper's) leave the
+  // fingerprint as it was before the settings existed
+  const { decode, target_rows, objective, whitening_shrinkage, ...method } = rest.method;
   if (before) {
     // the key order of the parsed config: filter sits between dp and seed
     const { seed, ...beforeSeed } = rest;
@@ -83,6 +83,7 @@ function configFingerprint(config: SynthConfig, before: { filter: SynthConfig["f
   }
   if (decode === "best_z") h.update("decode: best_z");
   if (target_rows === "label_words") h.update("target_rows: label_words");
+  if (objective === "whitened_contrastive") h.update(`objective: whitened_contrastive, shrinkage ${whitening_shrinkage}`);
   // float32 (the default) leaves the fingerprint as it was before the setting existed; bf16 (given or chosen by
   // auto) gives other results, so another fingerprint
   if (resolvePrecision(precision, resolved.precisionField ?? "precision") === "bf16") h.update("precision: bf16");

@@ -19,7 +19,7 @@ import { readLabelledFile, shuffled, type Example } from "./data";
 import { dpParameters, type DPParameters } from "./dp";
 import { filterSamples, pickDemonstrations, type SyntheticSample } from "./filter";
 import { continuationLoss, labelTokens, pieceTokens, startTokens } from "./lm";
-import { labelWordRows, promptPrefix, runBatch, targetRows, type BatchSettings, type ClassSetup } from "./method";
+import { classTargets, labelWordRows, promptPrefix, runBatch, targetRows, type BatchSettings, type ClassSetup } from "./method";
 import { checkOutputDir, checkpointMatches, fingerprint, OutputExistsError, readCheckpoint, removePreviousRun, RUN_FILES, writeOutput, type Checkpoint } from "./output";
 import type { BatchRunner } from "./runner";
 
@@ -274,8 +274,9 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
     const allowed = config.method.allowed_tokens === "alphabetic" ? alphabeticTokenMask(tokenizer) : new Uint8Array(model.config.vocabSize).fill(1);
     const rhos = Array.isArray(config.method.rho) ? config.method.rho : [config.method.rho];
 
-    // ---- per-class setup: private examples → target; instruction → prefix cache ----
-    const classes: (ClassSetup & { name: string; freeLen: number; real: Example[]; dp: DPParameters | null; targetArgs: NativeBuildTargetArgs })[] = [];
+    // ---- per-class setup: private examples → target inputs; instruction → prefix cache; then the targets ----
+    type ClassRun = Omit<ClassSetup, "target"> & { name: string; freeLen: number; real: Example[]; dp: DPParameters | null; targetArgs: NativeBuildTargetArgs };
+    const setups: ClassRun[] = [];
     const timings: Record<string, number> = { setup_s: (Date.now() - t0) / 1000, targets_s: 0, batches_s: 0, statistics_s: 0, filter_s: 0 };
     let tStep = Date.now();
     const labelRows = labelWordRows(config.method.target_rows, labelTokenIds);
@@ -290,16 +291,18 @@ async function run(config: SynthConfig, opts: SynthOptions): Promise<SynthResult
       const dp = config.dp.enabled ? dpParameters(config.dp.epsilon, config.dp.delta, config.dp.clip_norm, real.length) : null;
       const targetArgs: NativeBuildTargetArgs = { tokens, n: real.length, T, lastPos, labels, clipNorm: dp?.clipNorm ?? 0, noiseStd: dp?.sigma ?? 0, noiseSeed: batchSeed(config.seed, k, -1, -1) };
       if (labelRows) targetArgs.rows = labelRows;
-      const target: NativeMatchTarget = await withCancel(opts.signal, (t) => model.native.buildTarget(targetArgs, t));
       const prompt = startTokens(tokenizer, spec.instruction);
       if (prompt.length === leadTokens.length) throw new InvalidFileError(config.resolved.configFile, `classes[${k}].instruction encodes to no tokens`);
       const meanLen = Math.round(seqs.reduce((a, q) => a + q.length - templateTokens.length - leadTokens.length, 0) / seqs.length);
       const freeLen = Math.min(config.method.length ?? meanLen, maxT - templateTokens.length - leadTokens.length, maxT - prompt.length);
       if (freeLen < 1) throw new InvalidFileError(config.resolved.configFile, `classes[${k}]: the instruction and template leave no room in the model's ${maxT}-token context`);
       const { prefix, prefixLogits } = await promptPrefix(model, prompt, opts.signal);
-      classes.push({ name, labelToken: labelTokenIds[k], templateTokens, leadTokens, prefix, prefixLogits, target, freeLen, real, dp, targetArgs });
-      log(`class '${name}': ${real.length} real examples, ‖G*‖=${target.norm.toExponential(3)}, ${freeLen} free tokens`);
+      setups.push({ name, labelToken: labelTokenIds[k], templateTokens, leadTokens, prefix, prefixLogits, freeLen, real, dp, targetArgs });
     }
+    const targets = await classTargets(model, setups.map((c) => c.targetArgs), config.method, opts.signal);
+    const classes = setups.map((c, k) => ({ ...c, target: targets[k] }));
+    for (const c of classes) log(`class '${c.name}': ${c.real.length} real examples, ‖G*‖=${c.target.norm.toExponential(3)}, ${c.freeLen} free tokens`);
+    if (config.method.objective === "whitened_contrastive") log(`objective whitened_contrastive (whitening shrinkage ${config.method.whitening_shrinkage}): ‖G*‖ is that of the class target minus the mean`);
     opts.onProgress?.({ phase: "step", step: "target", done: classes.length, total: classes.length });
     timings.targets_s = (Date.now() - tStep) / 1000;
     tStep = Date.now();

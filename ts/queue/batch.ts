@@ -5,11 +5,11 @@
  */
 import { withCancel } from "../abort";
 import type { SynthConfig } from "../gradmm/config";
-import { continuationLoss, pieceTokens, startTokens } from "../gradmm/lm";
+import { continuationLoss, labelTokens, pieceTokens, startTokens } from "../gradmm/lm";
 import { promptPrefix, runBatch, type BatchProgress, type BatchResult, type ClassSetup } from "../gradmm/method";
 import { batchSettings } from "../gradmm/synthesize";
 import type { CausalLMModel } from "../model";
-import type { NativeBuildTargetArgs } from "../native";
+import type { NativeMatchTarget } from "../native";
 import { alphabeticTokenMask, type Tokenizer } from "../tokenizer";
 
 export type WorkerClass = ClassSetup & { freeLen: number; prompt: number[] };
@@ -21,17 +21,18 @@ export function allowedMask(config: MethodConfig, tokenizer: Tokenizer, vocabSiz
   return config.method.allowed_tokens === "alphabetic" ? alphabeticTokenMask(tokenizer) : new Uint8Array(vocabSize).fill(1);
 }
 
-/** Class k's setup from the published target inputs (the same calls as synthesize.ts's class loop). */
-export async function classSetup(model: CausalLMModel, tokenizer: Tokenizer, config: MethodConfig, k: number, targetArgs: NativeBuildTargetArgs, freeLen: number, signal?: AbortSignal): Promise<WorkerClass> {
+/**
+ * Class k's setup as synthesize.ts's class loop makes it, with the target from `target` (classTargets of the
+ * published target inputs: class k's alone for the paper's objective, every class's for whitened_contrastive).
+ */
+export async function classSetup(model: CausalLMModel, tokenizer: Tokenizer, config: MethodConfig, k: number, target: () => Promise<NativeMatchTarget>, freeLen: number, signal?: AbortSignal): Promise<WorkerClass> {
   const spec = config.classes[k];
   const templateTokens = pieceTokens(tokenizer, config.template), leadTokens = startTokens(tokenizer);
-  const labelIds = pieceTokens(tokenizer, spec.label_word);
-  if (!labelIds.length) throw new Error(`classes[${k}].label_word encodes to no tokens`);
-  const target = await withCancel(signal, (t) => model.native.buildTarget(targetArgs, t));
+  const labelToken = labelTokens(tokenizer, config.classes.map((c) => c.label_word))[k];
   const prompt = startTokens(tokenizer, spec.instruction);
   if (prompt.length === leadTokens.length) throw new Error(`classes[${k}].instruction encodes to no tokens`);
   const { prefix, prefixLogits } = await promptPrefix(model, prompt, signal);
-  return { labelToken: labelIds[0], templateTokens, leadTokens, prefix, prefixLogits, target, freeLen, prompt };
+  return { labelToken, templateTokens, leadTokens, prefix, prefixLogits, target: await target(), freeLen, prompt };
 }
 
 /** Batch (k, r, b): runBatch + the samples' perplexity after the instruction; `seconds` as a local run measures it. */

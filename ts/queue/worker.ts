@@ -20,7 +20,8 @@ import { GradmmError } from "../errors";
 import { loadModel, type LoadedModel } from "../load_model";
 import { KNOWN_MODELS } from "../registry";
 import { pieceTokens, startTokens } from "../gradmm/lm";
-import type { BatchResult } from "../gradmm/method";
+import { classTargets, type BatchResult } from "../gradmm/method";
+import type { NativeMatchTarget } from "../native";
 import { memoryEstimate } from "../gradmm/synthesize";
 import { setThreads } from "../threads";
 import type { Tokenizer } from "../tokenizer";
@@ -62,6 +63,8 @@ interface RunState {
   model: CachedModel;
   allowed: Uint8Array;
   classes: Map<number, Promise<WorkerClass>>;
+  /** method.objective whitened_contrastive: every class's target, built together once (classTargets) */
+  targets?: Promise<NativeMatchTarget[]>;
 }
 
 export interface WorkerHandle {
@@ -218,7 +221,16 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
         if (run.model.loaded.model.precision !== spec.config.precision) run.model.loaded.model.setPrecision(spec.config.precision, "precision (run spec)");
         let c = run.classes.get(p.k);
         if (!c) {
-          c = classSetup(run.model.loaded.model, run.model.tokenizer, spec.config, p.k, targetArgsOf(spec, p.k), spec.classes[p.k].freeLen);
+          const model = run.model.loaded.model, state = run, k = p.k;
+          const target =
+            spec.config.method.objective === "whitened_contrastive"
+              ? async () => {
+                  state.targets ??= classTargets(model, spec.classes.map((_, j) => targetArgsOf(spec, j)), spec.config.method);
+                  state.targets.catch(() => (state.targets = undefined));
+                  return (await state.targets)[k];
+                }
+              : async () => (await classTargets(model, [targetArgsOf(spec, k)], spec.config.method))[0];
+          c = classSetup(model, run.model.tokenizer, spec.config, k, target, spec.classes[k].freeLen);
           run.classes.set(p.k, c);
           c.catch(() => run.classes.delete(p.k));
         }
