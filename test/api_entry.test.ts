@@ -26,10 +26,10 @@ const INDEX_TYPES = [
 ];
 const ADVANCED_VALUES = [
   "EXIT_CODES", "GPT2Model", "QueueError", "alphabeticTokenMask", "analyticGaussianSigma", "applyOverrides",
-  "cacheRoot", "cachedModelFile", "checkOutputDir", "checkpointMatches", "classicGaussianSigma", "classifyByLabelWord", "configSchema",
+  "cacheRoot", "cachedModelFile", "checkOutputDir", "checkpointMatches", "classTargets", "classicGaussianSigma", "classifyByLabelWord", "configSchema",
   "continuationLoss", "dataTable", "didYouMean", "dpParameters", "esc", "evaluateWindows", "exitCodeOf", "figure",
   "filterSamples", "findGGUF", "fingerprint", "fingerprintWithFilter", "fmt", "formatZodIssues", "gaussian", "gpt2TokenizerJsonFromFiles", "imdbBitsPerByte",
-  "isGGUFFile", "kvTable", "labelWordRows", "lastPositionLogits", "loadPretrainConfig", "memoryEstimate", "mlpWidth", "mulberry32",
+  "isGGUFFile", "kvTable", "labelTokens", "labelWordRows", "lastPositionLogits", "loadPretrainConfig", "memoryEstimate", "mlpWidth", "mulberry32",
   "native", "openSafetensors", "openSafetensorsDir", "packageRoot", "page", "parseGGUFBuffer", "parseWithSchema", "pickDemonstrations", "pieceTokens",
   "prepareCorpus", "prepareData", "pretrain", "promptPrefix", "proposeConfig", "queueBatchRunner", "readCheckpoint", "readGGUF",
   "readGPT2Config", "readLabelledFile", "readSafetensorsHeader", "readYamlFile", "refreshModelCard",

@@ -198,7 +198,7 @@ describe("synthesize (tiny model)", () => {
     const { createHash } = await import("node:crypto");
     const before = (c: typeof filtered) => {
       const { output: _o, threads: _t, resolved, precision: _p, ...rest } = c;
-      const { decode: _d, target_rows: _r, ...method } = rest.method;  // settings added later, defaults unhashed
+      const { decode: _d, target_rows: _r, objective: _ob, whitening_shrinkage: _ws, ...method } = rest.method;  // settings added later, defaults unhashed
       const h = createHash("sha256").update(JSON.stringify({ ...rest, method }));
       for (const f of [resolved.dataPath, path.join(resolved.modelDir, "model.safetensors"), path.join(resolved.modelDir, "tokenizer.json")]) h.update(fs.readFileSync(f));
       return h.digest("hex");

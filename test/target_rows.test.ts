@@ -15,7 +15,7 @@ import { CausalLMModel } from "../ts/model";
 import { mulberry32 as rng } from "../ts/random";
 import type { NativeBuildTargetArgs } from "../ts/native";
 import { specClass, targetArgsOf, type RunSpec } from "../ts/queue/protocol";
-import { tinySynthBase } from "./helpers/tiny_synth";
+import { finiteDifferenceError, tinyRunConfig } from "./helpers/tiny_synth";
 
 const root = path.join(__dirname, "..");
 const tinyLM = path.join(__dirname, "fixtures", "tiny_lm");
@@ -97,20 +97,9 @@ describe("method.target_rows label_words on the engine (tiny_lm)", () => {
     const target = await model.native.buildTarget(args);
     const dX = new Float32Array(X.length);
     await model.native.matchLoss(target, { X, B, L, label, dX });
-    const r = rng(11), Xp = Float32Array.from(X), num: number[] = [], ana: number[] = [];
-    for (let s = 0; s < 24; s++) {
-      const i = Math.floor(r() * X.length), h = 1e-2;
-      Xp[i] = X[i] + h;
-      const fp = await model.native.matchLoss(target, { X: Xp, B, L, label });
-      Xp[i] = X[i] - h;
-      const fm = await model.native.matchLoss(target, { X: Xp, B, L, label });
-      Xp[i] = X[i];
-      num.push((fp - fm) / (2 * h));
-      ana.push(dX[i]);
-    }
-    const err = norm(num.map((v, i) => v - ana[i])) / norm(ana);
-    expect(norm(ana)).toBeGreaterThan(0);
-    expect(err).toBeLessThan(2e-2);
+    const { error, norm: n } = await finiteDifferenceError((Xp) => model.native.matchLoss(target, { X: Xp, B, L, label }), X, dX, rng(11));
+    expect(n).toBeGreaterThan(0);
+    expect(error).toBeLessThan(2e-2);
   });
 
   it("DP: clipping on the restricted norm (noise 0 gives the clipped reference), noise only on the restricted entries", async () => {
@@ -148,14 +137,7 @@ describe("method.target_rows in the config, the run spec and synthesize()", () =
   });
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-  const tinyConfig = (out: string, method: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => ({
-    ...tinySynthBase(),
-    method: { batch_size: 3, batches_per_class: 1, length: 6, outer_steps: 4, inner_steps: 6, top_k: 20, init_candidates: 4, ...method },
-    filter: { few_shot: 2, keep_per_class: 2 },
-    output: out,
-    seed: 7,
-    ...extra,
-  });
+  const tinyConfig = (out: string, method: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => tinyRunConfig(out, method, extra);
 
   it("labelWordRows: all classes' label tokens, distinct and ascending; all = none", () => {
     expect(Array.from(labelWordRows("label_words", [42, 7, 42])!)).toEqual([7, 42]);

@@ -12,7 +12,7 @@ import { fingerprint } from "../ts/gradmm/output";
 import { synthesize } from "../ts/gradmm/synthesize";
 import { CausalLMModel } from "../ts/model";
 import { mulberry32 as rng } from "../ts/random";
-import { tinySynthBase } from "./helpers/tiny_synth";
+import { finiteDifferenceError, tinyRunConfig } from "./helpers/tiny_synth";
 
 const tinyLM = path.join(__dirname, "fixtures", "tiny_lm");
 
@@ -106,20 +106,9 @@ describe("whitened contrastive targets on the engine (tiny_lm)", () => {
     const [t0] = await model.native.whitenedContrastiveTargets(await plainTargets(), 0.5);
     const dX = new Float32Array(X.length);
     await model.native.matchLoss(t0, { X, B, L, label: labels[0], dX });
-    const r = rng(13), Xp = Float32Array.from(X), num: number[] = [], ana: number[] = [];
-    for (let s = 0; s < 24; s++) {
-      const i = Math.floor(r() * X.length), h = 1e-2;
-      Xp[i] = X[i] + h;
-      const fp = await model.native.matchLoss(t0, { X: Xp, B, L, label: labels[0] });
-      Xp[i] = X[i] - h;
-      const fm = await model.native.matchLoss(t0, { X: Xp, B, L, label: labels[0] });
-      Xp[i] = X[i];
-      num.push((fp - fm) / (2 * h));
-      ana.push(dX[i]);
-    }
-    const n = (x: number[]) => Math.sqrt(dot(x, x));
-    expect(n(ana)).toBeGreaterThan(0);
-    expect(n(num.map((v, i) => v - ana[i])) / n(ana)).toBeLessThan(2e-2);
+    const { error, norm } = await finiteDifferenceError((Xp) => model.native.matchLoss(t0, { X: Xp, B, L, label: labels[0] }), X, dX, rng(13));
+    expect(norm).toBeGreaterThan(0);
+    expect(error).toBeLessThan(2e-2);
   });
 
   it("refuses one class, a bad shrinkage, and targets that are not plain", async () => {
@@ -137,14 +126,8 @@ describe("method.objective in the config and synthesize()", () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gradmm-contrastive-"));
   });
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
-  const tinyConfig = (out: string, method: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => ({
-    ...tinySynthBase(),
-    method: { batch_size: 3, batches_per_class: 1, length: 6, outer_steps: 4, inner_steps: 6, top_k: 20, init_candidates: 4, ...method },
-    filter: { few_shot: 0, keep_per_class: 3 },
-    output: out,
-    seed: 7,
-    ...extra,
-  });
+  const tinyConfig = (out: string, method: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) =>
+    tinyRunConfig(out, method, extra, { few_shot: 0, keep_per_class: 3 });
 
   it("paper (the default) keeps the fingerprint; whitened_contrastive and its shrinkage change it", () => {
     const dflt = parseConfig(tinyConfig(path.join(tmp, "a")), tmp, "cfg");

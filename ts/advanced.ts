@@ -43,7 +43,7 @@ export { trainByteLevelBPE, writeTokenizerJson, type TrainOptions, type Tokenize
 export { memoryEstimate } from "./gradmm/synthesize";
 export { checkOutputDir, checkpointMatches, fingerprint, fingerprintWithFilter, readCheckpoint, removePreviousRun } from "./gradmm/output";
 export { configSchema, applyOverrides } from "./gradmm/config";
-export { labelWordRows, promptPrefix, runBatch, targetRows, type BatchResult, type BatchSettings, type BatchProgress, type ClassSetup } from "./gradmm/method";
+export { classTargets, labelWordRows, promptPrefix, runBatch, targetRows, type BatchResult, type BatchSettings, type BatchProgress, type ClassSetup } from "./gradmm/method";
 export type { BatchRunner } from "./gradmm/runner";
 export {
   filterSamples,
