@@ -24,9 +24,17 @@ interface Term {
 }
 type Combo = Term[];
 
+// Dot products of factor vectors, remembered per pair of arrays: the objectives meet the same target and mean vectors
+// again and again (the same value each time, so the results are those of computing them afresh).
+const dots = new WeakMap<Float32Array, WeakMap<Float32Array, number>>();
 function dot(x: Float32Array, y: Float32Array): number {
+  const known = dots.get(x)?.get(y) ?? dots.get(y)?.get(x);
+  if (known !== undefined) return known;
   let s = 0;
   for (let i = 0; i < x.length; i++) s += x[i] * y[i];
+  let row = dots.get(x);
+  if (!row) dots.set(x, (row = new WeakMap()));
+  row.set(y, s);
   return s;
 }
 const inner = (p: Combo, q: Combo) => {
