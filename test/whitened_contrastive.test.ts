@@ -6,6 +6,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseUtilityConfig } from "../bench/utility/config";
 import { diagonalWhitening } from "../bench/utility/signal";
 import { parseConfig } from "../ts/gradmm/config";
 import { fingerprint } from "../ts/gradmm/output";
@@ -152,6 +153,11 @@ describe("method.objective in the config and synthesize()", () => {
     expect(bad({ objective: "whitened_contrastive" }, { dp: { enabled: true } })).toMatch(/method\.objective.*dp\.enabled/);
     expect(bad({ objective: "whitened_contrastive", target_rows: "label_words" })).toMatch(/method\.objective.*target_rows: all/);
     expect(bad({ objective: "whitened_contrastive", whitening_shrinkage: 2 })).toMatch(/method\.whitening_shrinkage/);
+    // the utility benchmark refuses it with gradmm_dp before it runs anything
+    const utility = (methods: Record<string, boolean>) => () =>
+      parseUtilityConfig({ ...tinyConfig(path.join(tmp, "u"), { objective: "whitened_contrastive" }), output: undefined, eval: { output: path.join(tmp, "u"), methods } }, tmp, "u.yaml");
+    expect(utility({ gradmm_dp: true })).toThrow(/eval\.methods\.gradmm_dp: .*whitened_contrastive/);
+    expect(utility({ gradmm_dp: false })).not.toThrow();
   });
 
   it("an end-to-end run lowers its own matching loss, and makes other text than the paper's objective", async () => {

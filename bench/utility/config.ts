@@ -136,6 +136,8 @@ export function parseUtilityConfig(
       sourceName,
       "method.length: the utility benchmark needs a fixed length (every generator then writes texts of the same length, and DP requires it)",
     );
+  if (ev.methods.gradmm_dp && synth.method.objective === "whitened_contrastive")
+    throw new InvalidFileError(sourceName, "eval.methods.gradmm_dp: method.objective whitened_contrastive cannot run with DP (its whitening statistics are not private); turn gradmm_dp off");
   if (ev.methods.few_shot_gen && ev.generation.few_shot_k > synth.data.examples_per_class)
     throw new InvalidFileError(sourceName, "eval.generation.few_shot_k: larger than data.examples_per_class (demonstrations come from the private examples)");
   let testPath = ev.test_path ? path.resolve(baseDir, ev.test_path) : null;
